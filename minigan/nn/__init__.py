@@ -1,0 +1,17 @@
+"""minigan.nn: layers with hand-derived first- and second-order backward passes."""
+from .activation import ELU, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from .conditional import Conditional
+from .conv import Conv2d, ConvTranspose2d
+from .init import dcgan_init
+from .linear import Embedding, Linear
+from .module import DoubleBackwardUnsupported, Module, Parameter, Sequential
+from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
+from .shape import Flatten, Reshape, Unflatten
+
+__all__ = [
+    "Module", "Parameter", "Sequential", "DoubleBackwardUnsupported",
+    "Linear", "Embedding", "Conv2d", "ConvTranspose2d",
+    "BatchNorm1d", "BatchNorm2d", "LayerNorm",
+    "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softplus", "ELU",
+    "Flatten", "Unflatten", "Reshape", "Conditional", "dcgan_init",
+]

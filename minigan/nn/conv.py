@@ -1,0 +1,148 @@
+"""Conv2d and ConvTranspose2d through the kernel seam (im2col + one matrix product).
+
+Conv2d, y = conv(x, W) + b, W (O, C, kh, kw), cols = im2col(x):
+    forward       y = W(O, C·kh·kw) @ cols
+    backward      dW += dy(O, N·oh·ow) @ colsᵀ,  db += Σ_{n,y,x} dy,  dx = col2im(Wᵀ @ dy)
+    second order  the layer is linear in x, so s = None; J·c = conv(c, W) (no bias);
+                  ∂⟨c, Jᵀg⟩/∂W = ∂⟨conv(c, W), g⟩/∂W = weight gradient with input c and
+                  output gradient g, i.e. g @ im2col(c)ᵀ.
+
+ConvTranspose2d is the adjoint of a convolution: with W (C_in, C_out, kh, kw) read as a
+convolution from C_out to C_in channels, y = convᵀ(x, W) + b = col2im(Wᵀ @ x) + b, so
+    backward      dx = conv(dy, W),  dW += weight gradient with input dy and output gradient x,
+                  db += Σ dy
+    second order  J·c = convᵀ(c, W) (no bias); ∂⟨c, conv(g, W)⟩/∂W = c @ im2col(g)ᵀ, s = None.
+Output size H_out = (H − 1)·s − 2p + k + output_padding, as in PyTorch.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import kernel
+from .init import make_rng, torch_default
+from .linear import _positive_int
+from .module import Module, Parameter, _check_float_dtype
+
+
+def _pair_square(value, layer: str, name: str) -> int:
+    """Square kernels/strides/paddings only: an int or an (a, a) pair."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2 or value[0] != value[1]:
+            raise ValueError(f"{layer}: {name} must be an int or a square pair (a, a), got {value!r}")
+        value = value[0]
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise ValueError(f"{layer}: {name} must be an integer, got {value!r}")
+    return int(value)
+
+
+class _ConvBase(Module):
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, bias, dtype, rng,
+                 weight_shape):
+        super().__init__()
+        name = type(self).__name__
+        _positive_int(in_channels, name, "in_channels")
+        _positive_int(out_channels, name, "out_channels")
+        self.kernel_size = _pair_square(kernel_size, name, "kernel_size")
+        self.stride = _pair_square(stride, name, "stride")
+        self.padding = _pair_square(padding, name, "padding")
+        if self.kernel_size < 1 or self.stride < 1 or self.padding < 0:
+            raise ValueError(f"{name}: need kernel_size >= 1, stride >= 1 and padding >= 0, got "
+                             f"{self.kernel_size}, {self.stride}, {self.padding}")
+        dtype = _check_float_dtype(dtype, name)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        w, b = torch_default(make_rng(rng), weight_shape, (out_channels,) if bias else None, dtype)
+        self.weight = Parameter(w)
+        self.bias = Parameter(b) if bias else None
+        self._cache_x = self._cache_cols = self._cache_g = self._cache_gcols = None
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+
+    def _add_bias(self, y):
+        return y if self.bias is None else y + self.bias.data.reshape(1, -1, 1, 1)
+
+    def _accumulate_bias(self, dy):
+        if self.bias is not None:
+            self.bias.grad += dy.sum(axis=(0, 2, 3))
+
+
+class Conv2d(_ConvBase):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 bias: bool = True, dtype=np.float32, rng=None):
+        k = _pair_square(kernel_size, "Conv2d", "kernel_size")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias, dtype, rng,
+                         (out_channels, in_channels, k, k))
+
+    def forward(self, x):
+        self._check_input(x, ndim=4, channels=self.in_channels)
+        k, s, p = self.kernel_size, self.stride, self.padding
+        if x.shape[2] + 2 * p < k or x.shape[3] + 2 * p < k:
+            raise ValueError(f"Conv2d: input of spatial size {tuple(x.shape[2:])} with padding {p} is "
+                             f"smaller than the kernel ({k}x{k})")
+        y, cols = kernel("conv2d_forward", x)(x, self.weight.data, s, p)
+        self._cache_x, self._cache_cols = x, cols
+        return self._add_bias(y)
+
+    def backward(self, dy, accumulate=True, create_graph=False):
+        x = self._require(self._cache_x)
+        if accumulate:
+            self.weight.grad += kernel("conv2d_backward_weight", dy)(dy, self._cache_cols, self.weight.shape)
+            self._accumulate_bias(dy)
+        if create_graph:
+            self._cache_g = dy
+        return kernel("conv2d_backward_input", dy)(dy, self.weight.data, x.shape, self.stride, self.padding)
+
+    def double_backward(self, c):
+        g = self._require(self._cache_g, "backward(create_graph=True)")
+        jc, c_cols = kernel("conv2d_forward", c)(c, self.weight.data, self.stride, self.padding)
+        self.weight.grad += kernel("conv2d_backward_weight", g)(g, c_cols, self.weight.shape)
+        return jc, None
+
+
+class ConvTranspose2d(_ConvBase):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, bias: bool = True, dtype=np.float32, rng=None):
+        k = _pair_square(kernel_size, "ConvTranspose2d", "kernel_size")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias, dtype, rng,
+                         (in_channels, out_channels, k, k))
+        self.output_padding = _pair_square(output_padding, "ConvTranspose2d", "output_padding")
+        if not 0 <= self.output_padding < self.stride:
+            raise ValueError(f"ConvTranspose2d: output_padding must satisfy 0 <= output_padding < "
+                             f"stride ({self.stride}), got {self.output_padding}")
+        self._cache_out_shape = None
+
+    def extra_repr(self):
+        return super().extra_repr() + f", output_padding={self.output_padding}"
+
+    def output_shape(self, x_shape):
+        k, s, p, op = self.kernel_size, self.stride, self.padding, self.output_padding
+        h, w = ((size - 1) * s - 2 * p + k + op for size in x_shape[2:])
+        if h < 1 or w < 1:
+            raise ValueError(f"ConvTranspose2d: input of spatial size {tuple(x_shape[2:])} gives an "
+                             f"empty output ({h}x{w}) with kernel {k}, stride {s}, padding {p}")
+        return (x_shape[0], self.out_channels, h, w)
+
+    def forward(self, x):
+        self._check_input(x, ndim=4, channels=self.in_channels)
+        out_shape = self.output_shape(x.shape)
+        y = kernel("conv2d_backward_input", x)(x, self.weight.data, out_shape, self.stride, self.padding)
+        self._cache_x, self._cache_out_shape = x, out_shape
+        return self._add_bias(y)
+
+    def backward(self, dy, accumulate=True, create_graph=False):
+        x = self._require(self._cache_x)
+        dx, dy_cols = kernel("conv2d_forward", dy)(dy, self.weight.data, self.stride, self.padding)
+        if accumulate:
+            self.weight.grad += kernel("conv2d_backward_weight", x)(x, dy_cols, self.weight.shape)
+            self._accumulate_bias(dy)
+        if create_graph:
+            self._cache_g, self._cache_gcols = dy, dy_cols
+        return dx
+
+    def double_backward(self, c):
+        self._require(self._cache_g, "backward(create_graph=True)")
+        jc = kernel("conv2d_backward_input", c)(c, self.weight.data, self._cache_out_shape,
+                                                self.stride, self.padding)
+        self.weight.grad += kernel("conv2d_backward_weight", c)(c, self._cache_gcols, self.weight.shape)
+        return jc, None

@@ -1,0 +1,93 @@
+"""Linear and Embedding layers.
+
+Linear, y = x Wᵀ + b with x (N, in), W (out, in):
+    backward      dx = dy W,   dW += dyᵀ x,   db += Σ_n dy
+    second order  J·c = c Wᵀ (the bias is constant in x),
+                  ∂⟨c, g W⟩/∂W = gᵀ c,  nothing for b,  nothing on x (affine).
+Embedding, y = W[idx]: dW[idx] += dy (repeated indices add up); idx gets no gradient.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import scatter_add
+from .init import make_rng, torch_default
+from .module import Module, Parameter, _check_float_dtype
+
+
+class Linear(Module):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 dtype=np.float32, rng=None):
+        super().__init__()
+        _positive_int(in_features, "Linear", "in_features")
+        _positive_int(out_features, "Linear", "out_features")
+        dtype = _check_float_dtype(dtype, "Linear")
+        self.in_features, self.out_features = in_features, out_features
+        w, b = torch_default(make_rng(rng), (out_features, in_features),
+                             (out_features,) if bias else None, dtype)
+        self.weight = Parameter(w)
+        self.bias = Parameter(b) if bias else None
+        self._cache_x = self._cache_g = None
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+    def forward(self, x):
+        self._check_input(x, ndim=2, channels=self.in_features)
+        self._cache_x = x
+        y = x @ self.weight.data.T
+        if self.bias is not None:
+            y = y + self.bias.data
+        return y
+
+    def backward(self, dy, accumulate=True, create_graph=False):
+        x = self._require(self._cache_x)
+        if accumulate:
+            self.weight.grad += dy.T @ x
+            if self.bias is not None:
+                self.bias.grad += dy.sum(axis=0)
+        if create_graph:
+            self._cache_g = dy
+        return dy @ self.weight.data
+
+    def double_backward(self, c):
+        g = self._require(self._cache_g, "backward(create_graph=True)")
+        self.weight.grad += g.T @ c
+        return c @ self.weight.data.T, None
+
+
+class Embedding(Module):
+    """A lookup table of label vectors: (num_embeddings, embedding_dim), init N(0, 1) as PyTorch."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, dtype=np.float32, rng=None):
+        super().__init__()
+        _positive_int(num_embeddings, "Embedding", "num_embeddings")
+        _positive_int(embedding_dim, "Embedding", "embedding_dim")
+        dtype = _check_float_dtype(dtype, "Embedding")
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.weight = Parameter(make_rng(rng).standard_normal((num_embeddings, embedding_dim)).astype(dtype))
+        self._cache_idx = None
+
+    def extra_repr(self):
+        return f"{self.num_embeddings}, {self.embedding_dim}"
+
+    def forward(self, idx):
+        if not hasattr(idx, "dtype") or idx.dtype.kind not in "iu":
+            raise TypeError(f"Embedding: expected an integer array of labels, got "
+                            f"{getattr(idx, 'dtype', type(idx).__name__)}")
+        if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= self.num_embeddings):
+            raise ValueError(f"Embedding: labels must lie in [0, {self.num_embeddings}), "
+                             f"got range [{int(idx.min())}, {int(idx.max())}]")
+        self._cache_idx = idx
+        return self.weight.data[idx]
+
+    def backward(self, dy, accumulate=True, create_graph=False):
+        idx = self._require(self._cache_idx)
+        if accumulate:
+            scatter_add(self.weight.grad, idx, dy)
+        return None  # integer labels have no gradient
+
+
+def _positive_int(value, layer: str, name: str):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{layer}: {name} must be a positive integer, got {value!r}")

@@ -1,0 +1,327 @@
+"""Parameter, Module and Sequential: the layer contract every part of minigan stands on.
+
+The contract (see docs/derivations.md for the math):
+
+* ``forward(x)`` returns the output and keeps what backward needs.
+* ``backward(dy, accumulate=True, create_graph=False)`` returns dx = Jᵀ·dy and, if
+  ``accumulate``, adds the parameter gradients into ``Parameter.grad``. With
+  ``create_graph=True`` the layer also keeps ``dy`` (the "g" of the second-order pass).
+* ``double_backward(c)`` — the second-order pass of the gradient penalty. ``c`` is a
+  cotangent on the dx returned by the last ``create_graph`` backward. It returns
+  ``(J·c, s)``: the cotangent on that backward's ``dy`` and the second-order cotangent
+  s = ∂⟨c, Jᵀg⟩/∂a on the layer's input a (``None`` when it is zero, as for affine and
+  piecewise-linear layers), and adds ∂⟨c, Jᵀg⟩/∂θ into the parameter gradients.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import backend
+
+
+class Parameter:
+    """A trainable array ``data`` and its accumulated gradient ``grad`` (same shape, dtype)."""
+
+    def __init__(self, data):
+        self.data = data
+        self.grad = backend.array_module(data).zeros_like(data)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def zero_grad(self):
+        self.grad[...] = 0
+
+    def __repr__(self):
+        return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+
+
+class DoubleBackwardUnsupported(NotImplementedError):
+    """Raised by layers that have no exact second-order pass (never a silently wrong one)."""
+
+
+def _check_float_dtype(dtype, owner: str):
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"{owner}: dtype must be a floating type (float32 or float64), got {dtype}")
+    return dtype
+
+
+class Module:
+    """Base class of every layer and model.
+
+    Attributes that are ``Parameter`` or ``Module`` instances are registered in
+    assignment order, which gives ``named_parameters()`` and ``state_dict()`` keys the
+    same names and order as PyTorch. Buffers (running statistics) are registered with
+    :meth:`register_buffer`.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # --- registration -------------------------------------------------------------
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before assigning attributes")
+        for table in (self._parameters, self._buffers, self._modules):
+            table.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, array) -> None:
+        self._buffers[name] = None
+        object.__setattr__(self, name, array)
+
+    # --- traversal ----------------------------------------------------------------
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_modules(self, prefix: str = ""):
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def named_parameters(self, prefix: str = ""):
+        for mod_name, mod in self.named_modules(prefix):
+            for name, p in mod._parameters.items():
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self):
+        return (p for _, p in self.named_parameters())
+
+    def named_buffers(self, prefix: str = ""):
+        for mod_name, mod in self.named_modules(prefix):
+            for name in mod._buffers:
+                yield (f"{mod_name}.{name}" if mod_name else name), getattr(mod, name)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.zero_grad()
+
+    # --- modes, dtype, device -----------------------------------------------------
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, dtype=None, device=None):
+        """Convert every parameter and floating buffer to ``dtype`` and/or ``device``."""
+        if dtype is not None:
+            dtype = _check_float_dtype(dtype, f"{type(self).__name__}.to")
+
+        def convert(a, is_float):
+            if device is not None:
+                a = backend.to_device(a, device)
+            if dtype is not None and is_float:
+                a = a.astype(dtype, copy=False)
+            return a
+
+        for mod in self.modules():
+            for p in mod._parameters.values():
+                p.data = convert(p.data, True)
+                p.grad = backend.array_module(p.data).zeros_like(p.data)
+            for name in mod._buffers:
+                a = getattr(mod, name)
+                object.__setattr__(mod, name, convert(a, a.dtype.kind == "f"))
+            mod._clear_cache()
+        return self
+
+    def _first_array(self):
+        for p in self.parameters():
+            return p.data
+        for _, b in self.named_buffers():
+            return b
+        return None
+
+    @property
+    def xp(self):
+        a = self._first_array()
+        return np if a is None else backend.array_module(a)
+
+    # --- state dict ---------------------------------------------------------------
+    def state_dict(self) -> "OrderedDict[str, object]":
+        """name -> array, with the keys a torch.nn module of the same layers would have."""
+        sd = OrderedDict()
+        for mod_name, mod in self.named_modules():
+            prefix = f"{mod_name}." if mod_name else ""
+            for name, p in mod._parameters.items():
+                sd[prefix + name] = p.data
+            for name in mod._buffers:
+                sd[prefix + name] = getattr(mod, name)
+        return sd
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """Copy arrays from ``state_dict`` into this module, all or nothing.
+
+        Missing keys, unexpected keys (when ``strict``) and wrong shapes raise a
+        ``KeyError``/``ValueError`` naming them, before anything is changed.
+        """
+        own = self.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        problems = []
+        if missing and strict:
+            problems.append(f"missing keys {missing}")
+        if unexpected and strict:
+            problems.append(f"unexpected keys {unexpected}")
+        wrong = [
+            f"{k}: expected shape {tuple(own[k].shape)}, got {tuple(np.shape(state_dict[k]))}"
+            for k in own if k in state_dict and tuple(np.shape(state_dict[k])) != tuple(own[k].shape)
+        ]
+        if wrong:
+            problems.append("wrong shapes: " + "; ".join(wrong))
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: " + ", ".join(problems)
+                             + " (nothing was loaded)")
+        for mod_name, mod in self.named_modules():
+            prefix = f"{mod_name}." if mod_name else ""
+            for name, p in mod._parameters.items():
+                if prefix + name in state_dict:
+                    xp = backend.array_module(p.data)
+                    p.data = xp.asarray(backend.to_numpy(state_dict[prefix + name]) if xp is np
+                                        else state_dict[prefix + name], dtype=p.data.dtype).copy()
+            for name in mod._buffers:
+                if prefix + name in state_dict:
+                    old = getattr(mod, name)
+                    xp = backend.array_module(old)
+                    new = state_dict[prefix + name]
+                    new = backend.to_numpy(new) if xp is np else new
+                    object.__setattr__(mod, name, xp.asarray(new, dtype=old.dtype).copy())
+        return self
+
+    # --- the layer contract -------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} has no forward")
+
+    def backward(self, dy, accumulate: bool = True, create_graph: bool = False):
+        raise NotImplementedError(f"{type(self).__name__} has no backward")
+
+    def double_backward(self, c):
+        raise DoubleBackwardUnsupported(
+            f"{type(self).__name__} has no second-order pass, so it cannot be part of a critic "
+            "under the gradient penalty")
+
+    def _clear_cache(self):
+        """Forget forward/backward caches (after to(), or to free memory)."""
+        for key in [k for k in self.__dict__ if k.startswith("_cache")]:
+            object.__setattr__(self, key, None)
+
+    # --- helpers for layers -------------------------------------------------------
+    def _require(self, cache, what: str = "forward"):
+        if cache is None:
+            raise RuntimeError(f"{type(self).__name__}: backward called before {what}")
+        return cache
+
+    def _check_input(self, x, ndim=None, channels=None, channel_axis=1, what="input"):
+        """Reject non-arrays, non-float dtypes, a dtype other than the layer's, wrong rank or channels."""
+        name = type(self).__name__
+        if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+            raise TypeError(f"{name}: expected an array {what}, got {type(x).__name__}")
+        if x.dtype.kind != "f":
+            raise TypeError(f"{name}: {what} must be a floating array, got dtype {x.dtype}")
+        own = self._first_array()
+        if own is not None and own.dtype != x.dtype:
+            raise TypeError(f"{name}: {what} has dtype {x.dtype} but the layer's parameters are "
+                            f"{own.dtype}; convert one of them (x.astype or module.to(dtype=...))")
+        if ndim is not None:
+            ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+            if x.ndim not in ndims:
+                want = " or ".join(str(n) for n in ndims)
+                raise ValueError(f"{name}: expected a {want}-D {what}, got shape {tuple(x.shape)}")
+        if channels is not None and x.shape[channel_axis] != channels:
+            raise ValueError(f"{name}: expected {channels} channels/features on axis {channel_axis} "
+                             f"of the {what}, got shape {tuple(x.shape)}")
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        if not self._modules:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"  ({n}): " + repr(m).replace("\n", "\n  ") for n, m in self._modules.items()]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+def _add(a, b):
+    """a + b where None stands for a zero cotangent."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+class Sequential(Module):
+    """Layers applied in order; children are named "0", "1", ... as in torch.nn.Sequential."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a Module")
+            setattr(self, str(i), layer)
+
+    def __getitem__(self, i):
+        return list(self._modules.values())[i]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def forward(self, x):
+        for layer in self:
+            x = layer(x)
+        return x
+
+    def backward(self, dy, accumulate=True, create_graph=False):
+        for layer in reversed(list(self)):
+            dy = layer.backward(dy, accumulate=accumulate, create_graph=create_graph)
+        return dy
+
+    def double_backward(self, c):
+        """Forward-mode sweep first to last, then the second-order cotangents flow back.
+
+        Layer i computed g_{i-1} = J_iᵀ g_i in the backward pass. Sweeping i = 1..L,
+        each layer turns the cotangent c_{i-1} on g_{i-1} into c_i = J_i c_{i-1} on g_i
+        and reports s_i, the cotangent on its own input a_{i-1}. Each a_{i-1} also fed
+        the layers above it, so the s_i are then carried down by ordinary backward
+        passes (which add their parameter gradients): t_{i-1} = J_iᵀ t_i + s_i.
+        """
+        layers = list(self)
+        seconds = []
+        for layer in layers:
+            c, s = layer.double_backward(c)
+            seconds.append(s)
+        t = None
+        for layer, s in zip(reversed(layers), reversed(seconds)):
+            if t is not None:
+                t = layer.backward(t)
+            t = _add(t, s)
+        return c, t

@@ -1,0 +1,203 @@
+"""BatchNorm1d/2d and LayerNorm.
+
+Both normalise x over a set of axes (a "group": the batch and spatial axes per channel
+for BatchNorm, the trailing normalized_shape per sample for LayerNorm), with
+    μ = mean(x),  var = mean((x − μ)²),  r = (var + ε)^{-1/2},  x̂ = (x − μ)·r,  y = γ x̂ + β.
+Let D be the group size and, for any w on a group,
+    P(w) = w − mean(w) − x̂ · mean(w x̂).
+The Jacobian of x̂ with respect to x is exactly r·P (ε included; P is symmetric), so with
+v = γ·g (g the upstream gradient)
+    backward      dx = r·P(v),  dγ += Σ g x̂,  dβ += Σ g.
+LayerNorm's second-order pass (c a cotangent on dx; full derivation in docs/derivations.md):
+    J·c = γ · r·P(c),  dγ += Σ r·P(c)·g,  nothing for β,
+    s = ∂⟨c, r·P(v)⟩/∂x = −r² [ (mean(cv) − mean(c)mean(v) − m_v m_c)·x̂ + m_c P(v) + m_v P(c) ]
+    with m_v = mean(v x̂), m_c = mean(c x̂).
+BatchNorm in training mode couples the samples of a batch, while the gradient penalty is a
+per-sample quantity, so its second-order pass raises instead of computing something else.
+In eval mode it is a fixed per-channel affine map and has an exact (affine) second-order pass.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .linear import _positive_int
+from .module import DoubleBackwardUnsupported, Module, Parameter, _check_float_dtype
+
+
+def normalize(x, axes, eps):
+    """Return (x̂, r, biased var) over ``axes`` (kept as size-1 dims)."""
+    mu = x.mean(axis=axes, keepdims=True)
+    xc = x - mu
+    var = (xc * xc).mean(axis=axes, keepdims=True)
+    r = 1.0 / (var + eps) ** 0.5
+    return xc * r, r, var
+
+
+def project(w, xhat, axes):
+    """P(w) = w − mean(w) − x̂·mean(w x̂) over the normalised axes."""
+    return w - w.mean(axis=axes, keepdims=True) - xhat * (w * xhat).mean(axis=axes, keepdims=True)
+
+
+class _BatchNorm(Module):
+    _ndims: tuple = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
+                 dtype=np.float32, rng=None):
+        super().__init__()
+        name = type(self).__name__
+        _positive_int(num_features, name, "num_features")
+        if not eps > 0:
+            raise ValueError(f"{name}: eps must be > 0, got {eps!r}")
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"{name}: momentum must lie in [0, 1], got {momentum!r}")
+        dtype = _check_float_dtype(dtype, name)
+        self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
+        if affine:
+            self.weight = Parameter(np.ones(num_features, dtype=dtype))
+            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
+        self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
+        self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
+        self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
+        self._cache_x = self._cache = self._cache_g = None
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+    def _shape(self, x):
+        return (1, -1) + (1,) * (x.ndim - 2)
+
+    def _axes(self, x):
+        return (0,) + tuple(range(2, x.ndim))
+
+    def _gamma(self, x):
+        return self.weight.data.reshape(self._shape(x)) if self.affine else 1.0
+
+    def forward(self, x):
+        self._check_input(x, ndim=self._ndims, channels=self.num_features)
+        axes, shape = self._axes(x), self._shape(x)
+        if self.training:
+            count = x.size // x.shape[1]
+            if count < 2:
+                raise ValueError(f"{type(self).__name__}: training mode needs more than one value per "
+                                 f"channel, got input shape {tuple(x.shape)}")
+            xhat, r, var = normalize(x, axes, self.eps)
+            m = self.momentum
+            self.running_mean[...] = (1 - m) * self.running_mean + m * x.mean(axis=axes)
+            self.running_var[...] = (1 - m) * self.running_var + m * var.reshape(-1) * (count / (count - 1))
+            self.num_batches_tracked += 1
+        else:
+            r = 1.0 / (self.running_var.reshape(shape) + self.eps) ** 0.5
+            xhat = (x - self.running_mean.reshape(shape)) * r
+        self._cache_x, self._cache = x, (xhat, r, self.training)
+        y = self._gamma(x) * xhat
+        return y + self.bias.data.reshape(shape) if self.affine else y
+
+    def backward(self, dy, accumulate=True, create_graph=False):
+        x = self._require(self._cache_x)
+        xhat, r, training = self._cache
+        axes = self._axes(x)
+        if accumulate and self.affine:
+            self.weight.grad += (dy * xhat).sum(axis=axes)
+            self.bias.grad += dy.sum(axis=axes)
+        if create_graph:
+            self._cache_g = dy
+        v = self._gamma(x) * dy
+        return r * project(v, xhat, axes) if training else r * v
+
+    def double_backward(self, c):
+        g = self._require(self._cache_g, "backward(create_graph=True)")
+        _, r, training = self._cache
+        if training:
+            raise DoubleBackwardUnsupported(
+                f"{type(self).__name__} in training mode cannot sit in a critic under the gradient "
+                "penalty: the penalty is a per-sample quantity ‖∇ₓD(x̂_i)‖, but batch statistics make "
+                "every output depend on every sample of the batch. Use LayerNorm (as WGAN-GP does) or "
+                "no normalisation in the critic.")
+        # eval mode: y = γ r (x − μ_run) + β is affine per channel.
+        rc = r * c
+        if self.affine:
+            self.weight.grad += (rc * g).sum(axis=self._axes(c))
+        return self._gamma(c) * rc, None
+
+
+class BatchNorm1d(_BatchNorm):
+    """Normalises (N, C) or (N, C, L) inputs per channel."""
+    _ndims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Normalises (N, C, H, W) inputs per channel."""
+    _ndims = (4,)
+
+
+class LayerNorm(Module):
+    """Normalises each sample over its trailing ``normalized_shape`` dims (PyTorch semantics)."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, dtype=np.float32, rng=None):
+        super().__init__()
+        if isinstance(normalized_shape, (int, np.integer)):
+            normalized_shape = (int(normalized_shape),)
+        self.normalized_shape = tuple(int(s) for s in normalized_shape)
+        if not self.normalized_shape or min(self.normalized_shape) < 1:
+            raise ValueError(f"LayerNorm: normalized_shape must be non-empty positive sizes, got "
+                             f"{normalized_shape!r}")
+        if not eps > 0:
+            raise ValueError(f"LayerNorm: eps must be > 0, got {eps!r}")
+        dtype = _check_float_dtype(dtype, "LayerNorm")
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        self.weight = Parameter(np.ones(self.normalized_shape, dtype=dtype)) if elementwise_affine else None
+        self.bias = Parameter(np.zeros(self.normalized_shape, dtype=dtype)) if elementwise_affine and bias else None
+        self._cache_x = self._cache = self._cache_g = None
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+    def _axes(self, x):
+        return tuple(range(x.ndim - len(self.normalized_shape), x.ndim))
+
+    def _batch_axes(self, x):
+        return tuple(range(x.ndim - len(self.normalized_shape)))
+
+    def _gamma(self):
+        return self.weight.data if self.weight is not None else 1.0
+
+    def forward(self, x):
+        self._check_input(x)
+        k = len(self.normalized_shape)
+        if x.ndim <= k or tuple(x.shape[-k:]) != self.normalized_shape:
+            raise ValueError(f"LayerNorm: expected input of shape (N, ..., {', '.join(map(str, self.normalized_shape))})"
+                             f", got {tuple(x.shape)}")
+        xhat, r, _ = normalize(x, self._axes(x), self.eps)
+        self._cache_x, self._cache = x, (xhat, r)
+        y = self._gamma() * xhat
+        return y + self.bias.data if self.bias is not None else y
+
+    def backward(self, dy, accumulate=True, create_graph=False):
+        x = self._require(self._cache_x)
+        xhat, r = self._cache
+        if accumulate:
+            if self.weight is not None:
+                self.weight.grad += (dy * xhat).sum(axis=self._batch_axes(x))
+            if self.bias is not None:
+                self.bias.grad += dy.sum(axis=self._batch_axes(x))
+        if create_graph:
+            self._cache_g = dy
+        return r * project(self._gamma() * dy, xhat, self._axes(x))
+
+    def double_backward(self, c):
+        g = self._require(self._cache_g, "backward(create_graph=True)")
+        xhat, r = self._cache
+        axes = self._axes(c)
+        v = self._gamma() * g
+        pc, pv = project(c, xhat, axes), project(v, xhat, axes)
+        if self.weight is not None:
+            self.weight.grad += (r * pc * g).sum(axis=self._batch_axes(c))
+
+        def mean(a):
+            return a.mean(axis=axes, keepdims=True)
+
+        m_v, m_c = mean(v * xhat), mean(c * xhat)
+        a = mean(c * v) - mean(c) * mean(v) - m_v * m_c
+        s = -(r * r) * (a * xhat + m_c * pv + m_v * pc)
+        return self._gamma() * r * pc, s

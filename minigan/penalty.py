@@ -1,0 +1,97 @@
+"""The WGAN-GP gradient penalty by hand: input gradients and exact double backprop.
+
+For a critic D with output (N, 1) and points x̂ (one per sample),
+
+    g_i = ∇ₓ D(x̂_i)                      one backward pass with dy = 1, no parameter grads
+    P   = λ · mean_i (‖g_i‖₂ − 1)²         (Gulrajani et al. 2017, Algorithm 1)
+    ∂P/∂g_i = (2λ/N) · (‖g_i‖ − 1) · g_i / ‖g_i‖
+
+and ∂P/∂θ follows by one more sweep through the critic (``Module.double_backward``):
+a forward-mode sweep carries the cotangent c = ∂P/∂g up through the layers, every layer
+adds ∂⟨c, Jᵀg⟩/∂θ to its parameter gradients and reports its second-order cotangent,
+and those flow back through the ordinary backward pass. See docs/derivations.md.
+
+At ‖g_i‖ = 0 the norm is not differentiable; we take the subgradient 0 there (the
+coefficient (‖g‖ − 1)/‖g‖ is set to 0), so nothing is ever NaN.
+"""
+from __future__ import annotations
+
+from .backend import array_module
+
+
+def _call(critic, x, labels):
+    return critic(x) if labels is None else critic(x, labels)
+
+
+def input_gradient(critic, x, labels=None, create_graph: bool = False):
+    """∇ₓ Σ_i D(x)_i, same shape as x. Leaves every ``.grad`` untouched.
+
+    With ``create_graph=True`` the layers keep what ``double_backward`` needs.
+    """
+    out = _call(critic, x, labels)
+    if out.ndim != 2 or out.shape != (x.shape[0], 1):
+        raise ValueError(f"input_gradient: the critic must output shape (N, 1) = ({x.shape[0]}, 1), "
+                         f"got {tuple(out.shape)}")
+    ones = array_module(out).ones_like(out)
+    return critic.backward(ones, accumulate=False, create_graph=create_graph)
+
+
+def interpolate(real, fake, rng):
+    """x̂ = ε·x + (1 − ε)·x̃ with one ε ~ U[0, 1] per sample. Returns (x̂, ε)."""
+    if real.shape != fake.shape:
+        raise ValueError(f"interpolate: real and fake batches differ in shape: "
+                         f"{tuple(real.shape)} vs {tuple(fake.shape)}")
+    xp = array_module(real)
+    eps = xp.asarray(rng.uniform(size=(real.shape[0],) + (1,) * (real.ndim - 1)), dtype=real.dtype)
+    return eps * real + (1 - eps) * fake, eps
+
+
+def sample_norms(g):
+    """Per-sample Euclidean norms ‖g_i‖₂ over every axis but the first, shape (N,)."""
+    xp = array_module(g)
+    return xp.sqrt((g * g).reshape(g.shape[0], -1).sum(axis=1))
+
+
+def _apply_penalty(critic, x, labels, value_and_coefficient):
+    """Shared sweep: g = ∇ₓD, (P, k) = value_and_coefficient(‖g‖), then c = k·g drives double_backward."""
+    g = input_gradient(critic, x, labels, create_graph=True)
+    value, coefficient = value_and_coefficient(sample_norms(g), g.shape[0])
+    c = coefficient.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype, copy=False) * g
+    critic.double_backward(c)
+    return value
+
+
+def gradient_penalty(critic, x_hat, weight: float = 10.0, one_sided: bool = False, labels=None):
+    """λ·mean_i (‖∇ₓD(x̂_i)‖ − 1)², adding its parameter gradient into every ``.grad``.
+
+    ``one_sided=True`` penalises only norms above 1: λ·mean_i max(0, ‖g_i‖ − 1)².
+    ``labels`` are passed to a conditional critic D(x, y). Returns the value (float).
+    """
+    if not weight >= 0:
+        raise ValueError(f"gradient_penalty: weight (λ) must be >= 0, got {weight!r}")
+
+    def value_and_coefficient(norms, n):
+        xp = array_module(norms)
+        excess = norms - 1
+        if one_sided:
+            excess = xp.maximum(excess, 0)
+        safe = xp.where(norms > 0, norms, 1)
+        coefficient = xp.where(norms > 0, (2 * weight / n) * excess / safe, 0)
+        return float(weight * (excess * excess).mean()), coefficient
+
+    return _apply_penalty(critic, x_hat, labels, value_and_coefficient)
+
+
+def r1_penalty(critic, x_real, gamma: float = 10.0, labels=None):
+    """Mescheder et al.'s R1 = (γ/2)·mean_i ‖∇ₓD(x_i)‖² on real data, gradient added into ``.grad``.
+
+    ∂R1/∂g_i = (γ/N)·g_i: smooth everywhere, no norm needed.
+    """
+    if not gamma >= 0:
+        raise ValueError(f"r1_penalty: gamma must be >= 0, got {gamma!r}")
+
+    def value_and_coefficient(norms, n):
+        xp = array_module(norms)
+        return float(gamma / 2 * (norms * norms).mean()), xp.full(norms.shape, gamma / n)
+
+    return _apply_penalty(critic, x_real, labels, value_and_coefficient)

@@ -1,0 +1,33 @@
+"""Hypothesis strategies shared by the gradient tests."""
+import numpy as np
+from hypothesis import strategies as st
+
+
+@st.composite
+def conv_configs(draw, transposed=False):
+    """(n, c_in, c_out, k, stride, padding, output_padding, h, w) with a non-empty output."""
+    k = draw(st.integers(1, 4))
+    stride = draw(st.integers(1, 3))
+    padding = draw(st.integers(0, k - 1))
+    output_padding = draw(st.integers(0, stride - 1)) if transposed else 0
+    n, c_in, c_out = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    low = 1 if transposed else max(1, k - 2 * padding)
+    h, w = draw(st.integers(low, low + 4)), draw(st.integers(low, low + 4))
+    if transposed:  # the output must be non-empty: (h − 1)s − 2p + k + op ≥ 1
+        h_out = (min(h, w) - 1) * stride - 2 * padding + k + output_padding
+        if h_out < 1:
+            h = w = h + padding + 1
+    return n, c_in, c_out, k, stride, padding, output_padding, h, w
+
+
+def away_from_kinks(x, margin=1e-3):
+    """Move entries within ``margin`` of 0 away from it, so finite differences of
+    piecewise-linear activations (ReLU, LeakyReLU) never straddle the kink."""
+    x = np.array(x, dtype=np.float64)
+    near = np.abs(x) < margin
+    x[near] = np.where(x[near] >= 0, margin, -margin)
+    return x
+
+
+def seeds():
+    return st.integers(0, 2**32 - 1)

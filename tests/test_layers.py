@@ -1,0 +1,213 @@
+"""Every layer's forward/backward against float64 finite differences, shapes drawn by hypothesis."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minigan.nn as nn
+from minigan.gradcheck import check_module
+from strategies import away_from_kinks, conv_configs, seeds
+
+F64 = np.float64
+TOL = 1e-7  # the issue's bound on the relative error of every layer gradient
+
+
+def assert_gradients_match(module, x, **kwargs):
+    report = check_module(module, x, **kwargs)
+    assert report.worst < TOL, str(report)
+    return report
+
+
+@given(n=st.integers(1, 4), fin=st.integers(1, 6), fout=st.integers(1, 6), bias=st.booleans(), seed=seeds())
+def test_linear(n, fin, fout, bias, seed):
+    rng = np.random.default_rng(seed)
+    layer = nn.Linear(fin, fout, bias=bias, dtype=F64, rng=rng)
+    assert_gradients_match(layer, rng.standard_normal((n, fin)), rng=rng)
+
+
+@given(cfg=conv_configs(), bias=st.booleans(), seed=seeds())
+def test_conv2d(cfg, bias, seed):
+    n, cin, cout, k, s, p, _, h, w = cfg
+    rng = np.random.default_rng(seed)
+    layer = nn.Conv2d(cin, cout, k, stride=s, padding=p, bias=bias, dtype=F64, rng=rng)
+    assert_gradients_match(layer, rng.standard_normal((n, cin, h, w)), rng=rng)
+
+
+@given(cfg=conv_configs(transposed=True), bias=st.booleans(), seed=seeds())
+def test_conv_transpose2d(cfg, bias, seed):
+    n, cin, cout, k, s, p, op, h, w = cfg
+    rng = np.random.default_rng(seed)
+    layer = nn.ConvTranspose2d(cin, cout, k, stride=s, padding=p, output_padding=op, bias=bias,
+                               dtype=F64, rng=rng)
+    assert_gradients_match(layer, rng.standard_normal((n, cin, h, w)), rng=rng)
+
+
+def conv2d_direct(x, weight, bias, stride, padding):
+    """The definition, one multiply-add at a time."""
+    n, c, h, w = x.shape
+    o, _, k, _ = weight.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    oh, ow = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    y = np.zeros((n, o, oh, ow))
+    for b in range(n):
+        for co in range(o):
+            for i in range(oh):
+                for j in range(ow):
+                    for ci in range(c):
+                        for ki in range(k):
+                            for kj in range(k):
+                                y[b, co, i, j] += xp[b, ci, i * stride + ki, j * stride + kj] * weight[co, ci, ki, kj]
+            if bias is not None:
+                y[b, co] += bias[co]
+    return y
+
+
+def conv_transpose2d_direct(x, weight, bias, stride, padding, output_padding):
+    """Every input pixel scatters weight-scaled copies of the kernel into the output."""
+    n, cin, h, w = x.shape
+    _, cout, k, _ = weight.shape
+    oh = (h - 1) * stride - 2 * padding + k + output_padding
+    ow = (w - 1) * stride - 2 * padding + k + output_padding
+    y = np.zeros((n, cout, oh, ow))
+    for b in range(n):
+        for ci in range(cin):
+            for i in range(h):
+                for j in range(w):
+                    for co in range(cout):
+                        for ki in range(k):
+                            for kj in range(k):
+                                oy, ox = i * stride - padding + ki, j * stride - padding + kj
+                                if 0 <= oy < oh and 0 <= ox < ow:
+                                    y[b, co, oy, ox] += x[b, ci, i, j] * weight[ci, co, ki, kj]
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+@given(cfg=conv_configs(), seed=seeds())
+def test_conv2d_matches_direct_loop(cfg, seed):
+    n, cin, cout, k, s, p, _, h, w = cfg
+    rng = np.random.default_rng(seed)
+    layer = nn.Conv2d(cin, cout, k, stride=s, padding=p, dtype=F64, rng=rng)
+    x = rng.standard_normal((n, cin, h, w))
+    expected = conv2d_direct(x, layer.weight.data, layer.bias.data, s, p)
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-12, atol=1e-12)
+
+
+@given(cfg=conv_configs(transposed=True), seed=seeds())
+def test_conv_transpose2d_matches_direct_loop(cfg, seed):
+    n, cin, cout, k, s, p, op, h, w = cfg
+    rng = np.random.default_rng(seed)
+    layer = nn.ConvTranspose2d(cin, cout, k, stride=s, padding=p, output_padding=op, dtype=F64, rng=rng)
+    x = rng.standard_normal((n, cin, h, w))
+    expected = conv_transpose2d_direct(x, layer.weight.data, layer.bias.data, s, p, op)
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-12, atol=1e-12)
+
+
+@given(n=st.integers(2, 5), c=st.integers(1, 4), spatial=st.sampled_from([(), (3,), (2, 3)]),
+       affine=st.booleans(), training=st.booleans(), seed=seeds())
+def test_batchnorm(n, c, spatial, affine, training, seed):
+    rng = np.random.default_rng(seed)
+    cls = nn.BatchNorm2d if len(spatial) == 2 else nn.BatchNorm1d
+    layer = cls(c, affine=affine, dtype=F64)
+    if affine:  # move γ, β off their (1, 0) initial values so their roles are visible
+        layer.weight.data[...] = rng.uniform(0.5, 2.0, c)
+        layer.bias.data[...] = rng.standard_normal(c)
+    layer(rng.standard_normal((n, c) + spatial) * 3 + 1)  # give running stats non-trivial values
+    layer.train(training)
+    assert_gradients_match(layer, rng.standard_normal((n, c) + spatial), rng=rng)
+
+
+@given(batch=st.sampled_from([(2,), (3,), (2, 2)]), norm_shape=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+       affine=st.booleans(), seed=seeds())
+def test_layernorm(batch, norm_shape, affine, seed):
+    if np.prod(norm_shape) < 3:
+        # One element normalises to 0 and two to ±1 (up to ε): the gradient is then ~0 in
+        # exact arithmetic and a relative error measures only rounding. Three is the least.
+        norm_shape = norm_shape + [3]
+    rng = np.random.default_rng(seed)
+    layer = nn.LayerNorm(tuple(norm_shape), elementwise_affine=affine, dtype=F64)
+    if affine:
+        layer.weight.data[...] = rng.uniform(0.5, 2.0, layer.weight.shape)
+        layer.bias.data[...] = rng.standard_normal(layer.bias.shape)
+    assert_gradients_match(layer, rng.standard_normal(batch + tuple(norm_shape)), rng=rng)
+
+
+ACTIVATIONS = {
+    "relu": lambda: nn.ReLU(), "leaky": lambda: nn.LeakyReLU(0.2), "tanh": lambda: nn.Tanh(),
+    "sigmoid": lambda: nn.Sigmoid(), "softplus": lambda: nn.Softplus(1.5), "elu": lambda: nn.ELU(0.8),
+}
+
+
+@given(name=st.sampled_from(sorted(ACTIVATIONS)), shape=st.sampled_from([(3,), (2, 5), (2, 3, 2, 2)]),
+       scale=st.sampled_from([0.5, 3.0]), seed=seeds())
+def test_activations(name, shape, scale, seed):
+    rng = np.random.default_rng(seed)
+    x = away_from_kinks(rng.standard_normal(shape) * scale)
+    assert_gradients_match(ACTIVATIONS[name](), x, rng=rng)
+
+
+def test_activation_values_are_stable_at_extremes():
+    x = np.array([[-1000.0, -30.0, 0.0, 30.0, 1000.0]])
+    for make in ACTIVATIONS.values():
+        layer = make()
+        y = layer(x)
+        assert np.all(np.isfinite(y)) and np.all(np.isfinite(layer.backward(np.ones_like(y))))
+    np.testing.assert_allclose(nn.Softplus()(x), [[0.0, np.log1p(np.exp(-30.0)), np.log(2), 30 + np.log1p(np.exp(-30.0)), 1000]])
+    np.testing.assert_allclose(nn.Sigmoid()(x)[0, [0, 4]], [0.0, 1.0])
+
+
+@given(seed=seeds())
+def test_shape_layers(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 3, 4, 2))
+    assert nn.Flatten()(x).shape == (2, 24)
+    assert nn.Flatten(2)(x).shape == (2, 3, 8)
+    assert nn.Unflatten(1, (2, 3))(x.reshape(2, 6, 4)).shape == (2, 2, 3, 4)
+    assert nn.Reshape(4, 6)(x).shape == (2, 4, 6)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(24, 6, dtype=F64, rng=rng), nn.Unflatten(1, (2, 3)),
+                          nn.Tanh(), nn.Reshape(6), nn.Linear(6, 2, dtype=F64, rng=rng))
+    assert_gradients_match(model, x, rng=rng)
+
+
+@given(n=st.integers(1, 6), classes=st.integers(1, 4), dim=st.integers(1, 3), seed=seeds())
+def test_embedding(n, classes, dim, seed):
+    rng = np.random.default_rng(seed)
+    layer = nn.Embedding(classes, dim, dtype=F64, rng=rng)
+    labels = rng.integers(0, classes, n)  # repeats are likely: their gradients must add up
+    assert_gradients_match(layer, labels, check_input=False, rng=rng)
+
+
+@given(image=st.booleans(), seed=seeds())
+def test_conditional(image, seed):
+    rng = np.random.default_rng(seed)
+    if image:
+        body = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1, dtype=F64, rng=rng), nn.Tanh(), nn.Flatten(),
+                             nn.Linear(2 * 9, 1, dtype=F64, rng=rng))
+        x = rng.standard_normal((3, 1, 3, 3))
+    else:
+        body = nn.Sequential(nn.Linear(4, 3, dtype=F64, rng=rng), nn.ELU(), nn.Linear(3, 1, dtype=F64, rng=rng))
+        x = rng.standard_normal((3, 2))
+    model = nn.Conditional(body, num_classes=3, embedding_dim=2, dtype=F64, rng=rng)
+    labels = np.array([0, 2, 2])
+    y = model(x, labels)
+    dy = rng.standard_normal(y.shape)
+    model.zero_grad()
+    dx = model.backward(dy)
+    from minigan.gradcheck import check_gradients
+
+    arrays = {"x": x, **{k: p.data for k, p in model.named_parameters()}}
+    grads = {"x": dx, **{k: p.grad.copy() for k, p in model.named_parameters()}}
+    report = check_gradients(lambda: float(np.sum(dy * model(x, labels))), arrays, grads, rng=rng)
+    assert report.worst < TOL, str(report)
+
+
+@given(seed=seeds())
+def test_deep_sequential_mixing_layers(seed):
+    rng = np.random.default_rng(seed)
+    model = nn.Sequential(
+        nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1, dtype=F64, rng=rng),
+        nn.BatchNorm2d(3, dtype=F64), nn.ELU(),
+        nn.Conv2d(3, 2, 3, stride=2, padding=1, dtype=F64, rng=rng), nn.LayerNorm((2, 2, 2), dtype=F64),
+        nn.Softplus(), nn.Flatten(), nn.Linear(8, 3, dtype=F64, rng=rng), nn.Sigmoid())
+    assert_gradients_match(model, rng.standard_normal((2, 2, 2, 2)), rng=rng)
