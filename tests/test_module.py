@@ -1,0 +1,216 @@
+"""The module contract: names, state dicts, modes, dtypes, devices, initialisation and errors."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minigan.nn as nn
+from minigan import backend
+
+
+def dcgan_like(rng=None):
+    rng = rng or np.random.default_rng(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 4, 2, 1, bias=False, rng=rng), nn.BatchNorm2d(4), nn.LeakyReLU(0.2),
+                         nn.Flatten(), nn.Linear(4 * 4 * 4, 1, rng=rng))
+
+
+def test_state_dict_keys_follow_torch_sequential():
+    model = dcgan_like()
+    assert list(model.state_dict()) == [
+        "0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked",
+        "4.weight", "4.bias"]
+    assert [n for n, _ in model.named_parameters()] == ["0.weight", "1.weight", "1.bias", "4.weight", "4.bias"]
+    assert model.state_dict()["0.weight"].shape == (4, 1, 4, 4)
+
+
+def test_parameter_shapes_follow_torch():
+    assert nn.Linear(3, 5).weight.shape == (5, 3)
+    assert nn.Conv2d(2, 7, 3).weight.shape == (7, 2, 3, 3)
+    assert nn.ConvTranspose2d(2, 7, 3).weight.shape == (2, 7, 3, 3)
+    assert nn.ConvTranspose2d(2, 7, 3).bias.shape == (7,)
+    assert nn.LayerNorm((3, 4)).weight.shape == (3, 4)
+    assert nn.Embedding(10, 4).weight.shape == (10, 4)
+
+
+def test_load_state_dict_round_trip_and_all_or_nothing():
+    a, b = dcgan_like(np.random.default_rng(1)), dcgan_like(np.random.default_rng(2))
+    b.load_state_dict(a.state_dict())
+    for (k, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        np.testing.assert_array_equal(va, vb, err_msg=k)
+    before = {k: v.copy() for k, v in b.state_dict().items()}
+    broken = dict(dcgan_like(np.random.default_rng(3)).state_dict())
+    broken["4.weight"] = np.zeros((2, 64), np.float32)
+    with pytest.raises(ValueError, match=r"4\.weight: expected shape \(1, 64\), got \(2, 64\)"):
+        b.load_state_dict(broken)
+    missing = dict(broken)
+    del missing["1.running_var"]
+    with pytest.raises(ValueError, match="missing keys.*1.running_var"):
+        b.load_state_dict(missing)
+    extra = dict(a.state_dict(), **{"9.weight": np.zeros(1)})
+    with pytest.raises(ValueError, match="unexpected keys.*9.weight"):
+        b.load_state_dict(extra)
+    for k, v in b.state_dict().items():  # nothing was partially loaded
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+def test_train_eval_switches_batchnorm():
+    rng = np.random.default_rng(0)
+    bn = nn.BatchNorm1d(3, momentum=0.5, dtype=np.float64)
+    x = rng.standard_normal((8, 3)) * 2 + 5
+    y = bn(x)
+    np.testing.assert_allclose(y.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(bn.running_mean, 0.5 * x.mean(axis=0))
+    np.testing.assert_allclose(bn.running_var, 0.5 + 0.5 * x.var(axis=0, ddof=1))  # unbiased, as torch
+    assert int(bn.num_batches_tracked) == 1
+    model = nn.Sequential(bn).eval()
+    assert not bn.training
+    np.testing.assert_allclose(model(x), (x - bn.running_mean) / np.sqrt(bn.running_var + 1e-5))
+    model.train()
+    assert bn.training
+
+
+def test_zero_grad_and_accumulation():
+    rng = np.random.default_rng(0)
+    layer = nn.Linear(3, 2, rng=rng)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    layer(x)
+    layer.backward(np.ones((4, 2), np.float32))
+    once = layer.weight.grad.copy()
+    layer.backward(np.ones((4, 2), np.float32))
+    np.testing.assert_allclose(layer.weight.grad, 2 * once)  # gradients accumulate with +=
+    layer.zero_grad()
+    assert not layer.weight.grad.any()
+
+
+def test_backward_does_not_modify_inputs():
+    rng = np.random.default_rng(0)
+    model = dcgan_like(rng)
+    x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+    x0 = x.copy()
+    y = model(x)
+    dy = np.ones_like(y)
+    model.backward(dy)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(dy, 1)
+
+
+def test_to_dtype_converts_parameters_and_buffers():
+    model = dcgan_like().to(dtype=np.float64)
+    assert all(v.dtype == np.float64 for k, v in model.state_dict().items() if "num_batches" not in k)
+    assert model.state_dict()["1.num_batches_tracked"].dtype == np.int64
+    assert all(p.grad.dtype == np.float64 for p in model.parameters())
+    with pytest.raises(TypeError, match="floating"):
+        model.to(dtype=np.int32)
+
+
+def test_cuda_unavailable_is_a_clear_error_not_an_import_error():
+    if backend.gpu_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="GPU path .* unavailable"):
+        dcgan_like().to(device="cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        dcgan_like().to(device="tpu")
+
+
+def test_import_without_cupy():
+    code = "import sys; sys.modules['cupy'] = None; import minigan, minigan.nn, minigan.penalty; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
+
+
+def test_pytorch_default_init_bounds_and_dcgan_init():
+    rng = np.random.default_rng(0)
+    lin = nn.Linear(100, 50, rng=rng)
+    assert np.abs(lin.weight.data).max() <= 0.1 and np.abs(lin.weight.data).max() > 0.09
+    convt = nn.ConvTranspose2d(8, 4, 3, rng=rng)  # torch's fan_in for (in, out, k, k) is out·k·k = 36
+    assert np.abs(convt.weight.data).max() <= 1 / 6 and np.abs(convt.weight.data).max() > 0.15
+    model = nn.dcgan_init(dcgan_like(rng), rng=np.random.default_rng(1))
+    w = model[0].weight.data
+    assert abs(w.std() - 0.02) < 0.005 and abs(w.mean()) < 0.01
+    assert abs(model[1].weight.data.mean() - 1) < 0.05 and not model[1].bias.data.any()
+    assert not model[4].bias.data.any()
+
+
+def test_same_rng_same_weights():
+    a, b = dcgan_like(np.random.default_rng(7)), dcgan_like(np.random.default_rng(7))
+    for k in a.state_dict():
+        np.testing.assert_array_equal(a.state_dict()[k], b.state_dict()[k])
+
+
+@pytest.mark.parametrize("layer, x, message", [
+    (nn.Linear(3, 2), np.zeros((4, 5), np.float32), r"Linear: expected 3 channels/features .* shape \(4, 5\)"),
+    (nn.Linear(3, 2), np.zeros((4, 3, 1), np.float32), r"Linear: expected a 2-D input"),
+    (nn.Conv2d(3, 2, 3), np.zeros((1, 2, 5, 5), np.float32), r"Conv2d: expected 3 channels"),
+    (nn.Conv2d(3, 2, 3), np.zeros((3, 5, 5), np.float32), r"Conv2d: expected a 4-D input"),
+    (nn.Conv2d(1, 2, 5), np.zeros((1, 1, 3, 3), np.float32), r"smaller than the kernel"),
+    (nn.ConvTranspose2d(3, 2, 3), np.zeros((1, 2, 5, 5), np.float32), r"ConvTranspose2d: expected 3 channels"),
+    (nn.BatchNorm2d(3), np.zeros((2, 3, 4), np.float32), r"BatchNorm2d: expected a 4-D input"),
+    (nn.BatchNorm1d(3), np.zeros((1, 3), np.float32), r"more than one value per channel"),
+    (nn.LayerNorm((4, 4)), np.zeros((2, 4, 5), np.float32), r"LayerNorm: expected input of shape \(N, \.\.\., 4, 4\)"),
+])
+def test_wrong_shapes_are_named(layer, x, message):
+    with pytest.raises(ValueError, match=message):
+        layer(x)
+
+
+def test_wrong_dtypes_are_named():
+    with pytest.raises(TypeError, match="Linear: input must be a floating array, got dtype int64"):
+        nn.Linear(3, 2)(np.zeros((2, 3), np.int64))
+    with pytest.raises(TypeError, match="Linear: input has dtype float64 but the layer's parameters are float32"):
+        nn.Linear(3, 2)(np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="Tanh: expected an array input, got list"):
+        nn.Tanh()([1.0, 2.0])
+    with pytest.raises(TypeError, match="Embedding: expected an integer array"):
+        nn.Embedding(3, 2)(np.zeros(2))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        nn.Embedding(3, 2)(np.array([0, 3]))
+    with pytest.raises(TypeError, match="dtype must be a floating type"):
+        nn.Linear(3, 2, dtype=np.int32)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.Linear(3, 2), lambda: nn.Conv2d(1, 1, 3), lambda: nn.ConvTranspose2d(1, 1, 3),
+    lambda: nn.BatchNorm1d(2), lambda: nn.LayerNorm(3), lambda: nn.Tanh(), lambda: nn.Flatten(),
+    lambda: nn.Embedding(2, 2),
+])
+def test_backward_before_forward(make):
+    layer = make()
+    with pytest.raises(RuntimeError, match=f"{type(layer).__name__}: backward called before forward"):
+        layer.backward(np.zeros((1, 1), np.float32))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: nn.Linear(0, 2), "in_features must be a positive integer"),
+    (lambda: nn.Conv2d(1, 1, 3, stride=0), "stride >= 1"),
+    (lambda: nn.Conv2d(1, 1, (3, 2)), "square pair"),
+    (lambda: nn.ConvTranspose2d(1, 1, 3, stride=2, output_padding=2), "output_padding < stride"),
+    (lambda: nn.BatchNorm2d(3, momentum=2), "momentum must lie in"),
+    (lambda: nn.LeakyReLU(-1), "negative_slope"),
+    (lambda: nn.Sequential(nn.Tanh(), "relu"), "item 1 is a str"),
+])
+def test_bad_hyperparameters(make, message):
+    with pytest.raises(ValueError if "item" not in message else TypeError, match=message):
+        make()
+
+
+def test_kernel_seam_dispatches_by_array_kind():
+    from minigan import functional
+
+    calls = []
+
+    def fake_im2col(x, *args):
+        calls.append(x.shape)
+        return functional.im2col(x, *args)
+
+    backend.register_fast_kernel("im2col", "numpy", fake_im2col)
+    try:
+        backend.use_fast_kernels(True)
+        nn.Conv2d(1, 1, 3)(np.zeros((1, 1, 4, 4), np.float32))
+        assert calls == [(1, 1, 4, 4)]
+        backend.use_fast_kernels(False)
+        nn.Conv2d(1, 1, 3)(np.zeros((1, 1, 4, 4), np.float32))
+        assert calls == [(1, 1, 4, 4)]  # the reference ran
+    finally:
+        backend._FAST.pop(("im2col", "numpy"))
+        backend.use_fast_kernels(False)
