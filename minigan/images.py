@@ -1,0 +1,123 @@
+"""Sample grids and 2-D scatter plots, written atomically as PNG files.
+
+Plots use ``matplotlib.figure.Figure`` with the Agg canvas directly, never pyplot, so
+saving a plot neither needs a display nor changes the backend of a user's session.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _to_numpy(array) -> np.ndarray:
+    """Accept CuPy arrays too (they have ``.get()``) without importing CuPy."""
+    if not isinstance(array, np.ndarray) and hasattr(array, "get"):
+        array = array.get()
+    return np.asarray(array)
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """[-1, 1] -> 0..255; values outside are clipped, NaN/inf shown as mid grey."""
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.rint((np.clip(values, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+
+
+def make_grid(images, nrow: int | None = None, padding: int = 2,
+              pad_value: float = 1.0) -> np.ndarray:
+    """Tile (N, C, H, W) images in [-1, 1] into one (H', W', C) uint8 picture.
+
+    As torchvision's ``make_grid``: ``nrow`` images per row (default ceil(sqrt(N))),
+    ``padding`` pixels between images and around the border, filled with ``pad_value``
+    (in the images' [-1, 1] range: 1.0 is white). Unused cells of the last row are
+    padding too. H' = rows * (H + padding) + padding, likewise W'.
+    """
+    images = _to_numpy(images)
+    if images.ndim != 4:
+        raise ValueError(f"make_grid expects (N, C, H, W) images, got shape {images.shape}")
+    n, channels, height, width = images.shape
+    if n == 0:
+        raise ValueError("make_grid got no images")
+    if padding < 0:
+        raise ValueError(f"padding must be >= 0, got {padding}")
+    columns = min(n, nrow if nrow is not None else math.ceil(math.sqrt(n)))
+    if columns < 1:
+        raise ValueError(f"nrow must be positive, got {nrow}")
+    rows = math.ceil(n / columns)
+    cell_h, cell_w = height + padding, width + padding
+    grid = np.full((rows * cell_h + padding, columns * cell_w + padding, channels),
+                   _to_uint8(np.array(pad_value)), dtype=np.uint8)
+    tiles = _to_uint8(images).transpose(0, 2, 3, 1)  # NHWC
+    for i, tile in enumerate(tiles):
+        top = (i // columns) * cell_h + padding
+        left = (i % columns) * cell_w + padding
+        grid[top:top + height, left:left + width] = tile
+    return grid
+
+
+def _write_atomically(path, write) -> Path:
+    """Call ``write(file_object)`` on a temp file in the target's folder, then rename it.
+
+    ``os.replace`` is atomic on one filesystem, so readers (and a crash mid-write) see
+    either the old complete file or the new complete one, never a partial PNG.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        try:
+            os.unlink(temp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def save_grid(images, path, nrow: int | None = None, padding: int = 2,
+              pad_value: float = 1.0) -> Path:
+    """Write ``make_grid(images, ...)`` as a PNG at ``path``, atomically. Returns the path."""
+    grid = make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value)
+    picture = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
+    return _write_atomically(path, lambda file: picture.save(file, format="PNG"))
+
+
+def save_points_png(samples, path, real=None, title: str | None = None,
+                    limits: float | None = None) -> Path:
+    """Scatter plot of 2-D samples (generated in green, optional real in orange) as a PNG.
+
+    ``limits`` sets both axes to [-limits, limits]; by default they fit the points.
+    Written atomically. Returns the path.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    samples = _to_numpy(samples)
+    if samples.ndim != 2 or samples.shape[1] != 2:
+        raise ValueError(f"save_points_png expects (N, 2) samples, got shape {samples.shape}")
+    figure = Figure(figsize=(5, 5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    if real is not None:
+        real = _to_numpy(real)
+        axes.scatter(real[:, 0], real[:, 1], s=4, c="orange", marker="+", label="real")
+    axes.scatter(samples[:, 0], samples[:, 1], s=4, c="green", marker="+", label="generated")
+    if limits is not None:
+        axes.set_xlim(-limits, limits)
+        axes.set_ylim(-limits, limits)
+    axes.set_aspect("equal", adjustable="datalim" if limits is None else "box")
+    if title:
+        axes.set_title(title)
+    if real is not None:
+        axes.legend(loc="upper right", markerscale=3)
+    figure.tight_layout()
+    return _write_atomically(path, lambda file: figure.savefig(file, format="png"))
