@@ -1,0 +1,375 @@
+"""Gradient checks and numerical behaviour of minigan.losses.
+
+Every hand-derived gradient is compared with float64 fourth-order central differences
+(f'(x) ≈ [−f(x+2h) + 8f(x+h) − 8f(x−h) + f(x−2h)]/(12h), h = 1e-4: truncation ~h⁴·f⁽⁵⁾,
+round-off ~1e-16·|f|/h ≈ 1e-12·|f|), on arrays drawn by hypothesis. The error measure is the
+norm-wise relative error over the gradients of *all* inputs of the scalar loss — the usual
+measure for a gradient vector: ‖g − g_fd‖ ≤ 1e-7·max(‖g‖, ‖g_fd‖) + 1e-10, the same bound
+throughout. The absolute 1e-10 is the stencil's own noise floor: the function is evaluated
+with a rounding error of ≈ 2.2e-16·S, S the size of its intermediate terms, which the
+stencil divides by h: ≈ 1.5·2.2e-16·S/h = 3.3e-12·S per entry (measured: 3.3e-12 for JS's
+f(u) = u log u − (u+1) log((u+1)/2) at u = 1, where f'(1) = 0 and the O(1) terms cancel), and
+x ± h is rounded too (an input of 1e-32 becomes 0 next to h). No difference quotient can
+resolve a gradient of norm below ~1e-3 to 1e-7 relative; every larger gradient is held to 1e-7.
+Kinks of C¹-but-not-C² functions (Pearson's and α > 1 conjugates at
+the edge of their quadratic/power branch) and of |·| (BEGAN) are kept 1e-3 away from the
+sampled points, where the stencil (width 4h) would otherwise straddle them.
+"""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from minigan import losses as L
+from minigan.backend import gpu_available
+
+RTOL = 1e-7
+ATOL = 1e-10  # finite-difference noise floor, see the module docstring
+H = 1e-4
+
+
+# --- finite differences ---------------------------------------------------------------
+
+def numeric_grads(fun, inputs, h=H):
+    """Fourth-order central differences of the scalar fun(*inputs) w.r.t. each input array."""
+    grads = []
+    for k, a in enumerate(inputs):
+        g = np.zeros_like(a)
+        for idx in np.ndindex(a.shape):
+            vals = []
+            for step in (2 * h, h, -h, -2 * h):
+                args = [x.copy() for x in inputs]
+                args[k][idx] += step
+                vals.append(fun(*args))
+            g[idx] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * h)
+        grads.append(g)
+    return grads
+
+
+def gradient_error(analytic, numeric):
+    """(‖g − g_fd‖, the allowed error RTOL·max(‖g‖, ‖g_fd‖) + ATOL) over all inputs together."""
+    a = np.concatenate([np.ravel(g) for g in analytic])
+    n = np.concatenate([np.ravel(g) for g in numeric])
+    scale = max(np.linalg.norm(a), np.linalg.norm(n))
+    return float(np.linalg.norm(a - n)), RTOL * scale + ATOL
+
+
+def check_gradient(value_fn, grad_fn, inputs):
+    """value_fn(*inputs) -> float, grad_fn(*inputs) -> tuple of grads; also checks no input is modified."""
+    before = [x.copy() for x in inputs]
+    analytic = grad_fn(*inputs)
+    for x, x0 in zip(inputs, before):
+        np.testing.assert_array_equal(x, x0, err_msg="a loss modified its input in place")
+    for g, x in zip(analytic, inputs):
+        assert g.shape == x.shape and g.dtype == x.dtype
+    numeric = numeric_grads(value_fn, inputs)
+    err, allowed = gradient_error(analytic, numeric)
+    assert err <= allowed, f"gradient error {err:.3g} > allowed {allowed:.3g}"
+
+
+def batches(lo=-20.0, hi=20.0):
+    """float64 arrays of shape (n,) or (n, 1), n in 1..6, entries in [lo, hi]."""
+    shapes = st.integers(1, 6).flatmap(lambda n: st.sampled_from([(n,), (n, 1)]))
+    return shapes.flatmap(lambda s: arrays(np.float64, s, elements=st.floats(lo, hi)))
+
+
+def away_from(x, points, margin=1e-3):
+    x = np.array(x, dtype=np.float64)
+    for p in points:
+        near = np.abs(x - p) < margin
+        x[near] = p + np.where(x[near] >= p, margin, -margin)
+    return x
+
+
+# --- minimax, Wasserstein, LSGAN ------------------------------------------------------
+
+@given(batches(), batches())
+def test_minimax_discriminator_gradient(r, f):
+    check_gradient(lambda r, f: L.discriminator_loss_minimax(r, f)[0],
+                   lambda r, f: L.discriminator_loss_minimax(r, f)[1], [r, f])
+
+
+@given(batches())
+def test_minimax_generator_gradients(f):
+    for loss in (L.generator_loss_minimax, L.generator_loss_nonsaturating):
+        check_gradient(lambda f: loss(f)[0], lambda f: (loss(f)[1],), [f])
+
+
+@given(batches(-3.0, 3.0), batches(-3.0, 3.0))
+def test_minimax_values_match_the_sigmoid_formulas(r, f):
+    sig = lambda x: 1.0 / (1.0 + np.exp(-x))  # naive, fine for |x| <= 3
+    d_value = L.discriminator_loss_minimax(r, f)[0]
+    assert d_value == pytest.approx(-np.mean(np.log(sig(r))) - np.mean(np.log(1 - sig(f))), rel=1e-13)
+    assert L.generator_loss_minimax(f)[0] == pytest.approx(np.mean(np.log(1 - sig(f))), rel=1e-13)
+    assert L.generator_loss_nonsaturating(f)[0] == pytest.approx(-np.mean(np.log(sig(f))), rel=1e-13)
+
+
+@given(batches(-50.0, 50.0), batches(-50.0, 50.0))
+def test_wasserstein_gradients(r, f):
+    check_gradient(lambda r, f: L.critic_loss_wasserstein(r, f)[0],
+                   lambda r, f: L.critic_loss_wasserstein(r, f)[1], [r, f])
+    check_gradient(lambda f: L.generator_loss_wasserstein(f)[0],
+                   lambda f: (L.generator_loss_wasserstein(f)[1],), [f])
+    assert L.critic_loss_wasserstein(r, f)[0] == pytest.approx(f.mean() - r.mean(), rel=1e-12, abs=1e-12)
+
+
+@given(batches(-5.0, 5.0), batches(-5.0, 5.0), st.sampled_from(sorted(L.LSGAN_CODINGS)),
+       st.tuples(*[st.floats(-2.0, 2.0)] * 3))
+def test_lsgan_gradients(r, f, coding, random_abc):
+    for a, b, c in (L.LSGAN_CODINGS[coding], random_abc):
+        check_gradient(lambda r, f: L.discriminator_loss_lsgan(r, f, a, b)[0],
+                       lambda r, f: L.discriminator_loss_lsgan(r, f, a, b)[1], [r, f])
+        check_gradient(lambda f: L.generator_loss_lsgan(f, c)[0],
+                       lambda f: (L.generator_loss_lsgan(f, c)[1],), [f])
+        expected = 0.5 * np.mean((r - b) ** 2) + 0.5 * np.mean((f - a) ** 2)
+        assert L.discriminator_loss_lsgan(r, f, a, b)[0] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_lsgan_codings():
+    a, b, c = L.LSGAN_CODINGS["abc"]
+    assert (b - c, b - a) == (1.0, 2.0)  # the Pearson χ² condition (see test_theory)
+    assert L.LSGAN_CODINGS["01"] == (0.0, 1.0, 1.0)
+
+
+# --- BEGAN ----------------------------------------------------------------------------
+
+@given(st.integers(1, 3), st.sampled_from([(), (4,), (2, 3)]), st.integers(0, 2**32 - 1))
+def test_began_reconstruction_gradient(n, sample_shape, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, *sample_shape))
+    recon = x + away_from(rng.normal(size=x.shape), [0.0])  # |recon − x| >= 1e-3: no kink
+    value, d_recon, d_x = L.began_reconstruction_loss(x, recon)
+    assert value == pytest.approx(np.mean(np.abs(x - recon)), rel=1e-13)
+    np.testing.assert_array_equal(d_x, -d_recon)
+    check_gradient(lambda x, r: L.began_reconstruction_loss(x, r)[0],
+                   lambda x, r: L.began_reconstruction_loss(x, r)[2:0:-1], [x, recon])
+
+
+def test_began_reconstruction_subgradient_is_zero_at_equality():
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    recon = np.array([[1.0, 2.5], [3.0, 3.0]])
+    value, d_recon, d_x = L.began_reconstruction_loss(x, recon)
+    assert value == pytest.approx(1.5 / 4)
+    np.testing.assert_array_equal(d_recon, [[0.0, 0.25], [0.0, -0.25]])
+    with pytest.raises(ValueError, match="same shape"):
+        L.began_reconstruction_loss(x, recon[:1])
+
+
+def test_began_balance_update_and_clipping():
+    bal = L.BeganBalance(gamma=0.5, lambda_k=0.1, k0=0.2)
+    k, m = bal.update(loss_real=1.0, loss_fake=0.3)   # γL(x) − L(G(z)) = 0.2
+    assert k == pytest.approx(0.22) and m == pytest.approx(1.2)
+    k, m = bal.update(loss_real=1.0, loss_fake=0.9)   # balance −0.4
+    assert k == pytest.approx(0.18) and m == pytest.approx(1.4)
+    assert bal.update(loss_real=0.0, loss_fake=100.0)[0] == 0.0   # clipped below
+    assert bal.update(loss_real=100.0, loss_fake=0.0)[0] == 1.0   # clipped above
+    assert bal.state_dict() == {"k": 1.0}
+    other = L.BeganBalance()
+    other.load_state_dict({"k": 0.7})
+    assert other.k == 0.7
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        other.load_state_dict({"k": 1.5})
+    with pytest.raises(KeyError):
+        other.load_state_dict({"k_t": 0.5})
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"gamma": 1.5}, "gamma"), ({"gamma": -0.1}, "gamma"), ({"gamma": float("nan")}, "gamma"),
+    ({"lambda_k": -1e-3}, "lambda_k"), ({"k0": 2.0}, "k0"), ({"k0": -0.5}, "k0"),
+])
+def test_began_balance_rejects_bad_hyperparameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        L.BeganBalance(**kwargs)
+
+
+# --- numerical robustness -------------------------------------------------------------
+
+def test_logit_losses_are_finite_at_plus_minus_1000():
+    big = np.array([[1000.0], [-1000.0], [0.0]])
+    results = [L.discriminator_loss_minimax(big, big), L.generator_loss_minimax(big),
+               L.generator_loss_nonsaturating(big),
+               L.discriminator_loss_fgan(big, big, "gan"), L.generator_loss_fgan(big, "gan"),
+               L.generator_loss_fgan(big, "gan", nonsaturating=True),
+               L.discriminator_loss_fgan(big, big, "jensen_shannon")]
+    for value, grads in results:
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        assert math.isfinite(value)
+        assert all(np.all(np.isfinite(g)) for g in grads)
+    # exact values: softplus(1000) = 1000, softplus(−1000) = 0
+    value, (d_r, d_f) = L.discriminator_loss_minimax(np.array([-1000.0]), np.array([1000.0]))
+    assert value == 2000.0 and d_r[0] == -1.0 and d_f[0] == 1.0
+    assert L.generator_loss_nonsaturating(np.array([-1000.0]))[0] == 1000.0
+
+
+def test_saturating_gradient_vanishes_and_nonsaturating_does_not():
+    """As D(G(z)) = σ(f) → 0, ∂/∂f of E[log(1 − σ(f))] is −σ(f)/M → 0, while ∂/∂f of
+    −E[log σ(f)] is −σ(−f)/M → −1/M: the ratio of the two is exactly e^{f}."""
+    f = np.array([-5.0, -10.0, -20.0])
+    _, g_sat = L.generator_loss_minimax(f)
+    _, g_ns = L.generator_loss_nonsaturating(f)
+    m = f.size
+    np.testing.assert_allclose(g_sat / g_ns, np.exp(f), rtol=1e-12)
+    assert np.all(np.diff(np.abs(g_sat)) < 0) and abs(g_sat[-1]) < 1e-8 / m   # σ(−20) = 2.06e-9
+    np.testing.assert_allclose(g_ns, -1.0 / m, rtol=1e-2)   # σ(5) = 0.9933
+    assert abs(g_ns[-1] + 1.0 / m) < 1e-8
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_dtype_and_shape_are_preserved(dtype):
+    r = np.linspace(-3, 3, 6, dtype=dtype).reshape(6, 1)
+    f = np.linspace(-2, 2, 4, dtype=dtype)
+    outs = [L.discriminator_loss_minimax(r, f)[1], L.critic_loss_wasserstein(r, f)[1],
+            L.discriminator_loss_lsgan(r, f)[1], L.discriminator_loss_fgan(r, f, "kl")[1],
+            L.discriminator_loss_fgan(r, f, f_div_alpha := L.f_divergence("alpha", alpha=0.5))[1],
+            (L.generator_loss_minimax(f)[1],), (L.generator_loss_nonsaturating(f)[1],),
+            (L.generator_loss_wasserstein(f)[1],), (L.generator_loss_lsgan(f)[1],),
+            (L.generator_loss_fgan(f, "jeffrey")[1],), (L.generator_loss_fgan(f, f_div_alpha, True)[1],)]
+    for grads in outs:
+        for g, x in zip(grads, (r, f) if len(grads) == 2 else (f,)):
+            assert g.dtype == dtype and g.shape == x.shape
+    assert isinstance(L.discriminator_loss_minimax(r, f)[0], float)
+
+
+def test_inputs_are_validated():
+    with pytest.raises(TypeError, match="floating-point"):
+        L.generator_loss_nonsaturating(np.array([1, 2]))
+    with pytest.raises(ValueError, match="empty"):
+        L.discriminator_loss_minimax(np.zeros((0, 1)), np.zeros((2, 1)))
+
+
+# --- f-GAN ----------------------------------------------------------------------------
+
+def all_divergences():
+    divs = [L.f_divergence(n) for n in L.F_DIVERGENCE_NAMES if n not in ("alpha", "jensen_shannon_weighted")]
+    divs += [L.f_divergence("alpha", alpha=a) for a in (-1.5, -0.5, 0.5, 2.0, 3.5)]
+    divs += [L.f_divergence("jensen_shannon_weighted", pi=p) for p in (0.3, 0.5)]
+    return divs
+
+
+DIVERGENCES = all_divergences()
+
+
+def kinks(div):
+    """v where f*∘g_f is C¹ but not C² (the edge of Pearson's and α > 1's branches)."""
+    if div.name == "pearson":
+        return [-2.0]
+    if div.name == "alpha" and div.alpha > 1:
+        return [-1.0 / (div.alpha - 1.0)]
+    return []
+
+
+@pytest.mark.parametrize("div", DIVERGENCES, ids=repr)
+@settings(max_examples=10)
+@given(r=batches(-4.0, 4.0), f=batches(-4.0, 4.0))
+def test_fgan_loss_gradients(div, r, f):
+    r, f = away_from(r, kinks(div)), away_from(f, kinks(div))
+    check_gradient(lambda r, f: L.discriminator_loss_fgan(r, f, div)[0],
+                   lambda r, f: L.discriminator_loss_fgan(r, f, div)[1], [r, f])
+    for ns in (False, True):
+        check_gradient(lambda f: L.generator_loss_fgan(f, div, ns)[0],
+                       lambda f: (L.generator_loss_fgan(f, div, ns)[1],), [f])
+
+
+def elementwise_check(fn, x):
+    """fn(x) -> (y, dy/dx) elementwise: dy/dx against finite differences of sum(y)."""
+    check_gradient(lambda x: float(np.sum(fn(x)[0])), lambda x: (fn(x)[1],), [x])
+
+
+@pytest.mark.parametrize("div", DIVERGENCES, ids=repr)
+@settings(max_examples=10)
+@given(v=arrays(np.float64, 5, elements=st.floats(-4.0, 4.0)))
+def test_fgan_activation_and_conjugate_derivatives(div, v):
+    """g_f', (f*)' (at t = g_f(v), inside dom f*), (f*∘g_f)' and f' by finite differences,
+    and the closed forms of f*∘g_f equal the composition."""
+    v = away_from(v, kinks(div))
+    elementwise_check(div.activation, v)
+    t = div.activation(v)[0]
+    elementwise_check(div.conjugate, t)
+    elementwise_check(div.conjugate_activation, v)
+    value, dvalue = div.conjugate_activation(v)
+    fstar, dfstar = div.conjugate(t)
+    np.testing.assert_allclose(value, fstar, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dvalue, dfstar * div.activation(v)[1], rtol=1e-12, atol=1e-12)
+    u = np.exp(v / 2)  # u in (0.13, 7.4), away from TV's kink at u = 1
+    u = away_from(u, [1.0]) if div.name == "total_variation" else u
+    elementwise_check(lambda u: (div.f(u), div.f_prime(u)), u)
+
+
+def test_fgan_gan_divergence_reduces_to_minimax():
+    r = np.array([[-3.0], [0.5], [2.0]])
+    f = np.array([[-1.0], [4.0]])
+    for (a, ga), (b, gb) in [
+        (L.discriminator_loss_fgan(r, f, "gan"), L.discriminator_loss_minimax(r, f)),
+        (L.generator_loss_fgan(f, "gan"), L.generator_loss_minimax(f)),
+        (L.generator_loss_fgan(f, "gan", nonsaturating=True), L.generator_loss_nonsaturating(f)),
+    ]:
+        assert a == pytest.approx(b, rel=1e-14)
+        for x, y in zip(ga if isinstance(ga, tuple) else (ga,), gb if isinstance(gb, tuple) else (gb,)):
+            np.testing.assert_allclose(x, y, rtol=1e-14)
+
+
+def test_jeffrey_conjugate_matches_lambertw():
+    from scipy.special import lambertw
+    t = np.linspace(-5, 5, 11)
+    w = lambertw(np.exp(1 - t)).real
+    value, dvalue = L.f_divergence("jeffrey").conjugate(t)
+    np.testing.assert_allclose(value, w + 1 / w + t - 2, rtol=1e-13)
+    np.testing.assert_allclose(dvalue, 1 / w, rtol=1e-13)
+    # no overflow of e^{1−t}: f*(−1e4) ≈ 1e4 − log 1e4 − 1; f*(700) ≈ e^{699} is still finite
+    value, dvalue = L.f_divergence("jeffrey").conjugate(np.array([-1e4, 700.0]))
+    assert np.all(np.isfinite(value)) and np.all(np.isfinite(dvalue))
+    assert value[1] == pytest.approx(np.exp(699.0), rel=1e-12)
+
+
+def test_conjugate_is_infinite_outside_its_domain():
+    for name, t in [("reverse_kl", 0.5), ("gan", 0.1), ("jensen_shannon", 1.0),
+                    ("squared_hellinger", 1.0), ("neyman", 1.5), ("total_variation", 0.6)]:
+        value, dvalue = L.f_divergence(name).conjugate(np.array([t]))
+        assert value[0] == np.inf and np.isnan(dvalue[0])
+    assert L.f_divergence("neyman").conjugate(np.array([1.0]))[0][0] == 2.0   # closed end
+
+
+def test_f_divergence_rejects_bad_names_and_parameters():
+    with pytest.raises(ValueError, match="valid names: kl, reverse_kl, pearson") as err:
+        L.f_divergence("wasserstein")
+    for name in ("neyman", "squared_hellinger", "jeffrey", "jensen_shannon", "gan", "total_variation"):
+        assert name in str(err.value)
+    for alpha in (0.0, 1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"alpha not in \{0, 1\}"):
+            L.f_divergence("alpha", alpha=alpha)
+    with pytest.raises(ValueError, match="needs its parameter"):
+        L.f_divergence("alpha")
+    with pytest.raises(TypeError, match="takes parameters"):
+        L.f_divergence("kl", alpha=0.5)
+    with pytest.raises(ValueError, match="0 < pi < 1"):
+        L.f_divergence("jensen_shannon_weighted", pi=1.0)
+    with pytest.raises(ValueError, match="unknown f-divergence"):
+        L.discriminator_loss_fgan(np.zeros(2), np.zeros(2), "js")
+
+
+# --- cupy -----------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs CuPy and an NVIDIA GPU")
+def test_losses_run_unchanged_on_cupy():
+    import cupy as cp
+    rng = np.random.default_rng(0)
+    r, f = rng.normal(size=(8, 1)), rng.normal(size=(8, 1))
+    calls = [lambda r, f: L.discriminator_loss_minimax(r, f), lambda r, f: L.generator_loss_minimax(f),
+             lambda r, f: L.generator_loss_nonsaturating(f), lambda r, f: L.critic_loss_wasserstein(r, f),
+             lambda r, f: L.generator_loss_wasserstein(f), lambda r, f: L.discriminator_loss_lsgan(r, f),
+             lambda r, f: L.generator_loss_lsgan(f), lambda r, f: L.began_reconstruction_loss(r, f)[:2]]
+    calls += [lambda r, f, d=d: L.discriminator_loss_fgan(r, f, d) for d in DIVERGENCES]
+    calls += [lambda r, f, d=d: L.generator_loss_fgan(f, d) for d in DIVERGENCES]
+    for call in calls:
+        v_np, g_np = call(r, f)
+        v_cp, g_cp = call(cp.asarray(r), cp.asarray(f))
+        assert isinstance(v_cp, float) and v_cp == pytest.approx(v_np, rel=1e-12)
+        g_np = g_np if isinstance(g_np, tuple) else (g_np,)
+        g_cp = g_cp if isinstance(g_cp, tuple) else (g_cp,)
+        for a, b in zip(g_np, g_cp):
+            assert isinstance(b, cp.ndarray)
+            np.testing.assert_allclose(cp.asnumpy(b), a, rtol=1e-12, atol=1e-15)
