@@ -73,7 +73,10 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before assigning attributes")
-        for table in (self._parameters, self._buffers, self._modules):
+        if name in self._buffers:  # re-assigning a buffer (bn.num_batches_tracked += 1) keeps it one
+            object.__setattr__(self, name, value)
+            return
+        for table in (self._parameters, self._modules):
             table.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
