@@ -412,3 +412,11 @@ def test_save_points_png_leaves_the_backend_alone(tmp_path):
     assert dict.__getitem__(matplotlib.rcParams, "backend") == backend_before
     with pytest.raises(ValueError):
         images.save_points_png(np.zeros((5, 3)), tmp_path / "bad.png")
+
+
+def test_embedded_digits_equal_sklearns():
+    pytest.importorskip("sklearn")
+    x, y = data.load_digits()
+    x_ref, y_ref = data.load_digits_sklearn()
+    np.testing.assert_array_equal(x, x_ref)
+    np.testing.assert_array_equal(y, y_ref)
