@@ -1,0 +1,152 @@
+"""The ``minigan`` command: train, sample, interpolate (and the experiments).
+
+Every expected failure (bad config, unreadable data, corrupted checkpoint, a diverged run)
+ends with one line on stderr and a non-zero exit status, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+
+
+def _config_flags(parser):
+    from .config import TrainConfig
+
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kinds = f.type if isinstance(f.type, str) else str(f.type)
+        if kinds.startswith("bool"):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            base = {"int": int, "float": float}.get(kinds.split("|")[0].strip(), str)
+            parser.add_argument(flag, dest=f.name, type=base, default=None, metavar=f.name.upper())
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="minigan", description="Train GANs with hand-derived gradients.")
+    sub = parser.add_subparsers(dest="command")
+    train = sub.add_parser("train", help="train a GAN (no arguments: the digits demo)")
+    train.add_argument("--config", type=Path, help="a TOML file of config keys (flags override it)")
+    train.add_argument("--resume", type=Path, metavar="DIR", help="continue the run saved in DIR")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _config_flags(train)
+    sample = sub.add_parser("sample", help="write a grid of samples from a checkpoint")
+    sample.add_argument("checkpoint", type=Path, help="a run folder or its checkpoint.ckpt")
+    sample.add_argument("-n", type=int, default=64, help="number of samples")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", type=Path, default=Path("samples.png"))
+    interp = sub.add_parser("interpolate", help="write a latent walk between random points")
+    interp.add_argument("checkpoint", type=Path)
+    interp.add_argument("--rows", type=int, default=8, help="number of walks (rows)")
+    interp.add_argument("--steps", type=int, default=10, help="points along each walk")
+    interp.add_argument("--seed", type=int, default=0)
+    interp.add_argument("--out", type=Path, default=Path("interpolation.png"))
+    return parser
+
+
+def _run_dir(path: Path) -> Path:
+    return path.parent if path.suffix == ".ckpt" else path
+
+
+def cmd_train(args) -> int:
+    from .config import TrainConfig
+    from .train import Trainer
+
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    if args.resume is not None:
+        trainer = Trainer.resume(args.resume, steps=given.pop("steps", None), progress=not args.no_progress)
+        if given:
+            print(f"minigan: note: --resume keeps the run's own config; ignoring {sorted(given)}", file=sys.stderr)
+    else:
+        values = {}
+        if args.config is not None:
+            try:
+                values = tomllib.loads(args.config.read_text())
+            except FileNotFoundError:
+                raise ValueError(f"config file {args.config} does not exist") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise ValueError(f"config file {args.config} is not valid TOML: {exc}") from None
+        values.update(given)
+        trainer = Trainer(TrainConfig.from_dict(values), progress=not args.no_progress)
+    summary = trainer.train()
+    out = trainer.out
+    print(f"minigan: step {summary['step']} — wrote {out / 'samples.png'}, {out / 'losses.png'}, "
+          f"{out / 'metrics.csv'}, {out / 'checkpoint.ckpt'}")
+    if "modes_captured" in summary:
+        print(f"minigan: modes captured {summary['modes_captured']}/{summary['n_modes']}, high-quality "
+              f"{100 * summary['high_quality_fraction']:.1f}%, EMD {summary['emd']:.4f}")
+    if summary["interrupted"]:
+        print("minigan: interrupted — checkpoint saved; continue with --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _load_trainer(path: Path):
+    from .train import Trainer
+
+    return Trainer.resume(_run_dir(path))
+
+
+def cmd_sample(args) -> int:
+    from .images import save_grid, save_points_png
+
+    if args.n < 1:
+        raise ValueError(f"-n must be >= 1, got {args.n}")
+    trainer = _load_trainer(args.checkpoint)
+    rng = np.random.default_rng(args.seed)
+    z = rng.standard_normal((args.n, trainer.latent_dim)).astype(np.float32)
+    labels = np.arange(args.n) % trainer.config.num_classes if trainer.conditional else None
+    samples = trainer.samples(z, labels)
+    if trainer.toy:
+        save_points_png(samples, args.out, title=f"{args.n} samples")
+    else:
+        save_grid(samples, args.out)
+    print(f"minigan: wrote {args.out}")
+    return 0
+
+
+def cmd_interpolate(args) -> int:
+    from .images import save_grid
+
+    trainer = _load_trainer(args.checkpoint)
+    if trainer.toy:
+        raise ValueError("interpolate draws image grids; this checkpoint was trained on a toy 2-D set")
+    if args.rows < 1 or args.steps < 2:
+        raise ValueError(f"need --rows >= 1 and --steps >= 2, got {args.rows} and {args.steps}")
+    rng = np.random.default_rng(args.seed)
+    start, end = (rng.standard_normal((args.rows, 1, trainer.latent_dim)) for _ in range(2))
+    t = np.linspace(0, 1, args.steps).reshape(1, -1, 1)
+    z = ((1 - t) * start + t * end).reshape(-1, trainer.latent_dim).astype(np.float32)
+    labels = np.repeat(np.arange(args.rows) % trainer.config.num_classes, args.steps) if trainer.conditional else None
+    save_grid(trainer.samples(z, labels), args.out, nrow=args.steps)
+    print(f"minigan: wrote {args.out}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "interpolate": cmd_interpolate}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # `minigan` alone: the default training run
+        args = parser.parse_args(["train"] + list(argv or []))
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("minigan: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, RuntimeError, OSError) as exc:  # ConfigError, DataError, CheckpointError, TrainingDiverged ...
+        print(f"minigan: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Training configuration: one dataclass, validated before anything is built.
+
+Defaults that depend on the loss follow the papers: WGAN uses RMSprop(5e-5), clip c = 0.01,
+n_critic = 5 (Arjovsky et al. Algorithm 1); WGAN-GP uses Adam(1e-4, β = (0, 0.9)), λ = 10,
+n_critic = 5 (Gulrajani et al. Algorithm 1); the others Adam(2e-4, β = (0.5, 0.999)) and
+k = 1 (DCGAN). The "toy" preset is the official WGAN-GP toy code's setting: λ = 0.1,
+Adam(1e-4, β = (0.5, 0.9)), batch 256, 2-D noise, MLPs 2 → 512×3 → 1.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+
+LOSSES = ("minimax", "nonsaturating", "wgan", "wgan-gp", "lsgan", "began", "fgan")
+MODELS = ("mlp", "dcgan", "cmlp", "cdcgan", "cogan")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+PRESETS = ("toy",)
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be trained: the message names the field and the problem."""
+
+
+@dataclass
+class TrainConfig:
+    loss: str = "nonsaturating"      # the defaults are the demo: an MLP GAN on the bundled digits
+    model: str = "mlp"
+    data: str = "digits"
+    steps: int = 2000                # generator iterations
+    batch_size: int = 64
+    seed: int = 0
+    out: str = "runs/default"
+    preset: str | None = None
+    # networks
+    latent_dim: int | None = None    # default: 2 for toy data, 64 for images
+    hidden: int = 256                # MLP width
+    depth: int = 2                   # MLP hidden layers
+    base_width: int = 64             # DCGAN width
+    image_size: int | None = None    # DCGAN: 28, 32 or 64 (default 28 for mnist5k, else 32)
+    critic_norm: str | None = None   # DCGAN D: "batch", "layer" or none (default by loss)
+    # optimisation (None: the loss's default, see module docstring)
+    n_critic: int | None = None
+    optimizer: str | None = None
+    lr_d: float | None = None
+    lr_g: float | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    # loss hyperparameters
+    gp_weight: float = 10.0
+    gp_one_sided: bool = False
+    clip: float = 0.01
+    lsgan_coding: str = "abc"
+    began_gamma: float = 0.5
+    began_lambda_k: float = 0.001
+    began_k0: float = 0.0
+    divergence: str = "gan"
+    fgan_alpha: float | None = None
+    # bookkeeping
+    sample_every: int = 200
+    log_every: int = 1
+    checkpoint_every: int = 500
+    eval_samples: int = 2000         # samples for the final toy metrics (modes, EMD)
+    num_classes: int = 10
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {', '.join(known)}")
+        config = cls(**values)
+        config.check_types()
+        return config
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def check_types(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kinds = _allowed_types(f.type)
+            if value is None and type(None) in kinds:
+                continue
+            if isinstance(value, bool) and bool not in kinds:
+                raise ConfigError(f"config key {f.name!r} must be {_describe(kinds)}, got {value!r}")
+            if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, f.name, float(value))
+                continue
+            if not isinstance(value, tuple(k for k in kinds if k is not type(None))):
+                raise ConfigError(f"config key {f.name!r} must be {_describe(kinds)}, "
+                                  f"got {type(value).__name__} {value!r}")
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with the preset applied and every loss-dependent default filled in, validated."""
+        c = dataclasses.replace(self)
+        c.check_types()
+        if c.preset is not None:
+            if c.preset not in PRESETS:
+                raise ConfigError(f"unknown preset {c.preset!r}; valid: {', '.join(PRESETS)}")
+            if c.preset == "toy":  # the official WGAN-GP toy settings
+                c.gp_weight, c.lr_d, c.lr_g, c.beta1, c.beta2 = 0.1, 1e-4, 1e-4, 0.5, 0.9
+                c.batch_size, c.hidden, c.depth = 256, 512, 3
+        _check_choice(c.loss, LOSSES, "loss")
+        _check_choice(c.model, MODELS, "model")
+        is_wgan = c.loss in ("wgan", "wgan-gp")
+        if c.n_critic is None:
+            c.n_critic = 5 if is_wgan else 1
+        if c.optimizer is None:
+            c.optimizer = "rmsprop" if c.loss == "wgan" else "adam"
+        _check_choice(c.optimizer, OPTIMIZERS, "optimizer")
+        default_lr = {"wgan": 5e-5, "wgan-gp": 1e-4}.get(c.loss, 2e-4)
+        c.lr_d = default_lr if c.lr_d is None else c.lr_d
+        c.lr_g = default_lr if c.lr_g is None else c.lr_g
+        default_betas = (0.0, 0.9) if c.loss == "wgan-gp" else (0.5, 0.999)
+        c.beta1 = default_betas[0] if c.beta1 is None else c.beta1
+        c.beta2 = default_betas[1] if c.beta2 is None else c.beta2
+        if c.critic_norm is None and c.model in ("dcgan", "cdcgan"):
+            c.critic_norm = "layer" if c.loss == "wgan-gp" else "batch"
+        if c.critic_norm in ("none", ""):
+            c.critic_norm = None
+        c.validate()
+        return c
+
+    def validate(self):
+        _positive("steps", self.steps)
+        _positive("batch_size", self.batch_size)
+        _positive("n_critic", self.n_critic, "k (discriminator steps per generator step)")
+        _positive("hidden", self.hidden)
+        _positive("base_width", self.base_width)
+        _positive("sample_every", self.sample_every)
+        _positive("log_every", self.log_every)
+        _positive("checkpoint_every", self.checkpoint_every)
+        _positive("eval_samples", self.eval_samples)
+        if self.depth < 1:
+            raise ConfigError(f"depth must be >= 1, got {self.depth}")
+        if self.latent_dim is not None:
+            _positive("latent_dim", self.latent_dim)
+        for name in ("lr_d", "lr_g"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} (learning rate) must be a positive finite number, got {value}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
+        if not self.gp_weight >= 0:
+            raise ConfigError(f"gp_weight (λ) must be >= 0, got {self.gp_weight}")
+        if not self.clip > 0:
+            raise ConfigError(f"clip (c) must be > 0, got {self.clip}")
+        _check_choice(self.lsgan_coding, ("abc", "01"), "lsgan_coding")
+        for name in ("began_gamma", "began_k0"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if not self.began_lambda_k >= 0:
+            raise ConfigError(f"began_lambda_k must be >= 0, got {self.began_lambda_k}")
+        if self.loss == "fgan":
+            from .losses import f_divergence
+
+            try:
+                f_divergence(self.divergence, **({"alpha": self.fgan_alpha} if self.divergence == "alpha" else {}))
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"divergence: {exc}") from None
+        if self.image_size is not None:
+            from .models import IMAGE_SIZES
+
+            if self.model in ("dcgan", "cdcgan") and self.image_size not in IMAGE_SIZES:
+                raise ConfigError(f"image_size {self.image_size} is not supported by the {self.model} model; "
+                                  f"valid: {', '.join(map(str, IMAGE_SIZES))}")
+        if self.critic_norm not in (None, "batch", "layer"):
+            raise ConfigError(f"critic_norm must be 'batch', 'layer' or 'none', got {self.critic_norm!r}")
+        if self.loss == "wgan-gp" and self.critic_norm == "batch":
+            raise ConfigError("critic_norm 'batch' cannot be used with wgan-gp: the gradient penalty is "
+                              "per-sample and BatchNorm couples the samples; use 'layer' or 'none'")
+        if self.model == "cogan" and self.loss == "began":
+            raise ConfigError("the cogan model does not support the began loss (BEGAN needs an "
+                              "auto-encoder discriminator)")
+
+
+def _allowed_types(annotation):
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    table = {"str": str, "int": int, "float": float, "bool": bool, "None": type(None)}
+    return tuple(table[part.strip()] for part in text.split("|"))
+
+
+def _describe(kinds):
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true/false", type(None): "unset"}
+    return " or ".join(names[k] for k in kinds)
+
+
+def _positive(name, value, what=None):
+    if not value >= 1:
+        raise ConfigError(f"{what or name} must be >= 1, got {value}")
+
+
+def _check_choice(value, choices, name):
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; valid: {', '.join(choices)}")

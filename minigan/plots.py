@@ -1,0 +1,30 @@
+"""Plots written as PNG with matplotlib's Agg canvas (never pyplot: no GUI backend is touched)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def plot_losses(metrics_csv, path, columns=("loss_d", "loss_g")) -> Path:
+    """The loss curves of a run's metrics.csv against the step."""
+    steps, series = [], {c: [] for c in columns}
+    with open(metrics_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            steps.append(int(row["step"]))
+            for c in columns:
+                series[c].append(float(row[c]) if row.get(c) not in (None, "") else float("nan"))
+    fig = Figure(figsize=(6, 3.5), dpi=100)
+    ax = fig.add_subplot()
+    for c in columns:
+        ax.plot(steps, series[c], label=c, linewidth=1)
+    ax.set_xlabel("generator step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    FigureCanvasAgg(fig).print_png(str(path))
+    return path

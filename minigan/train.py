@@ -1,0 +1,473 @@
+"""Training: Algorithm 1 of Goodfellow et al. (k discriminator steps per generator step),
+for every loss of the zoo, with logging, sample snapshots, checkpoints and exact resume.
+
+    for step in 1..steps:
+        repeat k (= n_critic) times:           # fresh minibatches each time
+            x ~ data, z ~ N(0, I), x̃ = G(z)
+            update D on its loss (+ the gradient penalty for WGAN-GP; clip for WGAN)
+        z ~ N(0, I); update G on its loss
+
+Every D loss here is a sum of a real term and a fake term, so ∂L/∂D(x) depends on D(x)
+alone: D runs on the real batch, backpropagates, then on the fake batch, and every
+forward is followed by its own backward (BatchNorm sees real and fake batches separately,
+as in DCGAN).
+
+All randomness (minibatches, z, the interpolation ε) comes from one
+``numpy.random.Generator`` whose state is checkpointed, so a resumed run repeats an
+uninterrupted one bit for bit. Weights are drawn from a second generator seeded from
+the same seed, and the fixed noise of the sample snapshots from a third.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import losses, models, nn
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ConfigError, TrainConfig
+from .optim import SGD, Adam, RMSprop
+from .penalty import gradient_penalty, interpolate
+
+CHECKPOINT_NAME = "checkpoint.ckpt"
+METRIC_COLUMNS = ("step", "loss_d", "loss_g", "d_real", "d_fake", "wasserstein", "gp", "k", "M", "seconds")
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or gradient became NaN/Inf; the message names the step and the quantity."""
+
+
+def _finite_or_raise(value: float, step: int, name: str):
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"step {step}: {name} is {value} — training stopped; the last good "
+                               "checkpoint is kept")
+
+
+def _check_gradients(module, step: int, which: str):
+    """One pass over the gradients; if their sum is not finite, name the first bad parameter."""
+    if math.isfinite(sum(float(p.grad.sum()) for p in module.parameters())):
+        return
+    for name, p in module.named_parameters():
+        if not np.isfinite(p.grad).all():
+            raise TrainingDiverged(f"step {step}: the gradient of {which}.{name} contains NaN/Inf — "
+                                   "training stopped; the last good checkpoint is kept")
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, progress: bool = False):
+        self.config = c = config.resolved()
+        self.progress = progress
+        self.out = Path(c.out)
+        self.rng = np.random.default_rng(c.seed)
+        self.step = 0
+        self._load_data()
+        init_rng = np.random.default_rng([c.seed, 1])
+        self._build_models(init_rng)
+        self.opt_g = self._optimizer(self.G.parameters(), c.lr_g)
+        self.opt_d = self._optimizer(self.D.parameters(), c.lr_d)
+        self._setup_loss()
+        fixed_rng = np.random.default_rng([c.seed, 2])
+        n_fixed = max(c.eval_samples, 500) if self.toy else 64
+        self.fixed_z = fixed_rng.standard_normal((n_fixed, self.latent_dim)).astype(np.float32)
+        self.fixed_labels = np.arange(n_fixed) % c.num_classes if self.conditional else None
+        self.balance = (losses.BeganBalance(c.began_gamma, c.began_lambda_k, c.began_k0)
+                        if c.loss == "began" else None)
+        self._stop_requested = False
+
+    # --- set-up -----------------------------------------------------------------------
+    def _load_data(self):
+        from . import data
+
+        c = self.config
+        self.toy = c.data in data.TOY_NAMES
+        self.conditional = c.model in ("cmlp", "cdcgan")
+        image_model = c.model in ("dcgan", "cdcgan")
+        if self.toy:
+            if image_model or c.model == "cogan":
+                raise ConfigError(f"the {c.model} model needs image data, but {c.data!r} is a toy 2-D set; "
+                                  f"use model 'mlp'")
+            self.sampler = data.ToySampler(c.data, c.batch_size, self.rng)
+            self.sample_shape, self.latent_dim = (2,), c.latent_dim or 2
+            self.modes = data.toy_modes(c.data) if c.data != "swissroll" else None
+            return
+        size = c.image_size or (28 if c.data == "mnist5k" else 32) if image_model else c.image_size
+        x, y = data.load_dataset(c.data, size=size, rng=np.random.default_rng(c.seed))
+        if self.conditional and y is None:
+            raise ConfigError(f"the {c.model} model needs class labels, but {c.data!r} has none "
+                              "(use digits or mnist5k)")
+        if self.conditional and int(y.max()) >= c.num_classes:
+            raise ConfigError(f"num_classes is {c.num_classes} but the labels go up to {int(y.max())}")
+        if c.batch_size > len(x):
+            raise ConfigError(f"batch_size {c.batch_size} is larger than the dataset ({len(x)} images)")
+        self.image_shape = x.shape[1:]
+        if not image_model:
+            x = x.reshape(len(x), -1)
+        self.sample_shape, self.latent_dim = x.shape[1:], c.latent_dim or 64
+        self.sampler = data.Batches(x, c.batch_size, self.rng, labels=y if self.conditional else None)
+        if c.model == "cogan":  # domain 2: the negatives of an independently shuffled stream
+            self.sampler2 = data.Batches(x, c.batch_size, self.rng)
+        self.modes = None
+
+    def _build_models(self, rng):
+        c = self.config
+        dim = int(np.prod(self.sample_shape))
+        out_act = None if self.toy else "tanh"
+        d_act = "relu" if self.toy else "leaky_relu"
+        emb = c.num_classes
+        if c.model == "mlp":
+            self.G = models.mlp(self.latent_dim, dim, c.hidden, c.depth, "relu", out_activation=out_act, rng=rng)
+            self.D = (models.began_autoencoder_mlp(dim, c.hidden, min(c.hidden, 32), rng=rng) if c.loss == "began"
+                      else models.mlp(dim, 1, c.hidden, c.depth, d_act, rng=rng))
+        elif c.model == "cmlp":
+            if c.loss == "began":
+                raise ConfigError("the began loss is not available for conditional models")
+            self.G = nn.Conditional(models.mlp(self.latent_dim + emb, dim, c.hidden, c.depth, "relu",
+                                               out_activation=out_act, rng=rng), c.num_classes, emb, rng=rng)
+            self.D = nn.Conditional(models.mlp(dim + emb, 1, c.hidden, c.depth, d_act, rng=rng),
+                                    c.num_classes, emb, rng=rng)
+        elif c.model in ("dcgan", "cdcgan"):
+            size, channels = self.sample_shape[-1], self.sample_shape[0]
+            extra = emb if c.model == "cdcgan" else 0
+            self.G = models.dcgan_generator(self.latent_dim + extra, size, channels, c.base_width, rng=rng)
+            if c.loss == "began":
+                if extra:
+                    raise ConfigError("the began loss is not available for conditional models")
+                self.D = models.began_autoencoder_conv(size, channels, max(c.base_width // 2, 8), 64, rng=rng)
+            else:
+                self.D = models.dcgan_discriminator(size, channels, c.base_width, c.critic_norm,
+                                                    extra_channels=extra, rng=rng)
+            nn.dcgan_init(self.G, rng)
+            nn.dcgan_init(self.D, rng)
+            if extra:
+                self.G = nn.Conditional(self.G, c.num_classes, emb, rng=rng)
+                self.D = nn.Conditional(self.D, c.num_classes, emb, rng=rng)
+        else:  # cogan
+            if c.loss == "wgan-gp":
+                raise ConfigError("the cogan model does not support wgan-gp (use wgan, lsgan or nonsaturating)")
+            self.G, self.D = models.cogan_mlp(self.latent_dim, dim, min(c.hidden, 256), rng=rng)
+
+    def _optimizer(self, params, lr):
+        c = self.config
+        if c.optimizer == "adam":
+            return Adam(params, lr=lr, betas=(c.beta1, c.beta2))
+        if c.optimizer == "rmsprop":
+            return RMSprop(params, lr=lr)
+        return SGD(params, lr=lr)
+
+    def _setup_loss(self):
+        c = self.config
+        if c.loss in ("minimax", "nonsaturating"):
+            self.d_loss = losses.discriminator_loss_minimax
+            self.g_loss = losses.generator_loss_minimax if c.loss == "minimax" else losses.generator_loss_nonsaturating
+        elif c.loss in ("wgan", "wgan-gp"):
+            self.d_loss, self.g_loss = losses.critic_loss_wasserstein, losses.generator_loss_wasserstein
+        elif c.loss == "lsgan":
+            a, b, cc = losses.LSGAN_CODINGS[c.lsgan_coding]
+            self.d_loss = lambda r, f: losses.discriminator_loss_lsgan(r, f, a=a, b=b)
+            self.g_loss = lambda f: losses.generator_loss_lsgan(f, c=cc)
+        elif c.loss == "fgan":
+            params = {"alpha": c.fgan_alpha} if c.divergence == "alpha" else {}
+            div = losses.f_divergence(c.divergence, **params)
+            self.d_loss = lambda r, f: losses.discriminator_loss_fgan(r, f, div)
+            self.g_loss = lambda f: losses.generator_loss_fgan(f, div, nonsaturating=True)
+
+    # --- sampling helpers -----------------------------------------------------------------
+    def _noise(self, n):
+        return self.rng.standard_normal((n, self.latent_dim)).astype(np.float32)
+
+    def _real_batch(self):
+        batch = next(self.sampler)
+        return batch if self.conditional else (batch, None)
+
+    def _g(self, z, y):
+        return self.G(z) if y is None else self.G(z, y)
+
+    def _d(self, x, y):
+        return self.D(x) if y is None else self.D(x, y)
+
+    # --- one step of each player --------------------------------------------------------
+    def _d_step(self) -> dict:
+        c = self.config
+        real, y = self._real_batch()
+        fake = self._g(self._noise(len(real)), y)  # conditional: fakes carry the real labels
+        self.D.zero_grad()
+        out_r = self._d(real, y)
+        _, (d_r, _) = self.d_loss(out_r, out_r)  # the real term's gradient needs D(x) only
+        self.D.backward(d_r)
+        out_f = self._d(fake, y)
+        value, (_, d_f) = self.d_loss(out_r, out_f)
+        self.D.backward(d_f)
+        metrics = {"loss_d": value, "d_real": self._d_summary(out_r), "d_fake": self._d_summary(out_f)}
+        if c.loss in ("wgan", "wgan-gp"):
+            metrics["wasserstein"] = float(out_r.mean() - out_f.mean())
+        if c.loss == "wgan-gp":
+            x_hat, _ = interpolate(real, fake, self.rng)
+            metrics["gp"] = gradient_penalty(self.D, x_hat, c.gp_weight, c.gp_one_sided, labels=y)
+            metrics["loss_d"] += metrics["gp"]
+        _check_gradients(self.D, self.step, "D")
+        self.opt_d.step()
+        if c.loss == "wgan":
+            for p in self.D.parameters():
+                np.clip(p.data, -c.clip, c.clip, out=p.data)
+        return metrics
+
+    def _d_summary(self, out):
+        """Mean D output: a probability σ(logit) for the minimax losses, the raw value otherwise."""
+        if self.config.loss in ("minimax", "nonsaturating"):
+            return float(losses.sigmoid(out).mean())
+        return float(out.mean())
+
+    def _g_step(self) -> dict:
+        real_labels = None
+        if self.conditional:
+            real_labels = self.rng.integers(0, self.config.num_classes, self.config.batch_size)
+        z = self._noise(self.config.batch_size)
+        fake = self._g(z, real_labels)
+        out = self._d(fake, real_labels)
+        value, d_out = self.g_loss(out)
+        d_fake = self.D.backward(d_out, accumulate=False)
+        self.G.zero_grad()
+        self.G.backward(d_fake)
+        _check_gradients(self.G, self.step, "G")
+        self.opt_g.step()
+        return {"loss_g": value}
+
+    def _began_step(self) -> dict:
+        """BEGAN: L_D = L(x) − k_t·L(G(z_D)), L_G = L(G(z_G)), then the k_t update."""
+        real, _ = self._real_batch()
+        fake = self.G(self._noise(len(real)))
+        self.D.zero_grad()
+        loss_real, d_rec, _ = losses.began_reconstruction_loss(real, self.D(real))
+        self.D.backward(d_rec)
+        loss_fake_d, d_rec, _ = losses.began_reconstruction_loss(fake, self.D(fake))
+        self.D.backward(-self.balance.k * d_rec)
+        _check_gradients(self.D, self.step, "D")
+        self.opt_d.step()
+        fake = self.G(self._noise(self.config.batch_size))
+        loss_g, d_rec, d_x = losses.began_reconstruction_loss(fake, self.D(fake))
+        d_fake = d_x + self.D.backward(d_rec, accumulate=False)
+        self.G.zero_grad()
+        self.G.backward(d_fake)
+        _check_gradients(self.G, self.step, "G")
+        self.opt_g.step()
+        loss_d = loss_real - self.balance.k * loss_fake_d
+        k, convergence = self.balance.update(loss_real, loss_g)
+        return {"loss_d": loss_d, "loss_g": loss_g, "d_real": loss_real, "d_fake": loss_fake_d,
+                "k": k, "M": convergence}
+
+    def _cogan_step(self) -> dict:
+        """Both domains at once: domain 2 is the negative image of an independent batch."""
+        c = self.config
+        metrics = {}
+        for _ in range(c.n_critic):
+            reals = (next(self.sampler), -next(self.sampler2))
+            fakes = self.G(self._noise(c.batch_size))
+            self.D.zero_grad()
+            outs_r = self.D(reals)
+            self.D.backward(tuple(self.d_loss(o, o)[1][0] for o in outs_r))
+            outs_f = self.D(fakes)
+            results = [self.d_loss(r, f) for r, f in zip(outs_r, outs_f)]
+            self.D.backward(tuple(grads[1] for _, grads in results))
+            _check_gradients(self.D, self.step, "D")
+            self.opt_d.step()
+            if c.loss == "wgan":
+                for p in self.D.parameters():
+                    np.clip(p.data, -c.clip, c.clip, out=p.data)
+            metrics["loss_d"] = sum(v for v, _ in results)
+            metrics["d_real"] = self._d_summary(outs_r[0])
+            metrics["d_fake"] = self._d_summary(outs_f[0])
+        outs = self.D(self.G(self._noise(c.batch_size)))
+        results = [self.g_loss(o) for o in outs]
+        d_fakes = self.D.backward(tuple(g for _, g in results), accumulate=False)
+        self.G.zero_grad()
+        self.G.backward(d_fakes)
+        _check_gradients(self.G, self.step, "G")
+        self.opt_g.step()
+        metrics["loss_g"] = sum(v for v, _ in results)
+        return metrics
+
+    def train_step(self) -> dict:
+        """One generator iteration (with its k discriminator steps); returns the logged metrics."""
+        started = time.perf_counter()
+        self.step += 1
+        if self.config.loss == "began":
+            metrics = self._began_step()
+        elif self.config.model == "cogan":
+            metrics = self._cogan_step()
+        else:
+            for _ in range(self.config.n_critic):
+                metrics = self._d_step()
+            metrics.update(self._g_step())
+        for name, value in metrics.items():
+            _finite_or_raise(value, self.step, name)
+        metrics["step"] = self.step
+        metrics["seconds"] = time.perf_counter() - started
+        return metrics
+
+    # --- samples, checkpoints, the loop -----------------------------------------------------
+    def samples(self, z=None, labels=None):
+        """G on the fixed noise (or given z), in eval mode (BatchNorm uses running stats)."""
+        z = self.fixed_z if z is None else z
+        labels = self.fixed_labels if labels is None and z is self.fixed_z else labels
+        self.G.eval()
+        try:
+            out = self._g(z, labels)
+        finally:
+            self.G.train()
+        if isinstance(out, tuple):  # CoGAN: both domains side by side
+            out = np.concatenate([o.reshape((len(o),) + tuple(self.image_shape)) for o in out], axis=-1)
+        if not self.toy:
+            out = out.reshape((len(out),) + tuple(self.image_shape if out.ndim == 2 else out.shape[1:]))
+        return out
+
+    def save_samples(self, name: str):
+        from .images import save_grid, save_points_png
+
+        samples = self.samples()
+        path = self.out / name
+        if self.toy:
+            save_points_png(samples, path, real=self._reference_points(), title=f"step {self.step}")
+        else:
+            save_grid(samples, path, nrow=8)
+        return path
+
+    def _reference_points(self, n=2000):
+        from . import data
+
+        return data.load_dataset(self.config.data, n=n, rng=np.random.default_rng([self.config.seed, 3]))[0]
+
+    def state_dict(self) -> dict:
+        state = {"format": 1, "config": self.config.to_dict(), "step": self.step,
+                 "rng": self.rng.bit_generator.state, "G": self.G.state_dict(), "D": self.D.state_dict(),
+                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                 "sampler": self.sampler.state_dict()}
+        if hasattr(self, "sampler2"):
+            state["sampler2"] = self.sampler2.state_dict()
+        if self.balance is not None:
+            state["began"] = self.balance.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict):
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.sampler.load_state_dict(state["sampler"])
+        if "sampler2" in state:
+            self.sampler2.load_state_dict(state["sampler2"])
+        if self.balance is not None:
+            self.balance.load_state_dict(state["began"])
+        self.rng.bit_generator.state = state["rng"]
+        self.step = int(state["step"])
+
+    def save_checkpoint(self, path=None) -> Path:
+        return save_checkpoint(self.state_dict(), path or self.out / CHECKPOINT_NAME)
+
+    @classmethod
+    def resume(cls, out_dir, steps: int | None = None, progress: bool = False) -> "Trainer":
+        """Rebuild the trainer of ``out_dir`` from its checkpoint (optionally with a new step target)."""
+        state = load_checkpoint(Path(out_dir) / CHECKPOINT_NAME)
+        config = TrainConfig.from_dict(state["config"])
+        config.out = str(out_dir)
+        if steps is not None:
+            config.steps = steps
+        trainer = cls(config, progress=progress)
+        trainer.load_state_dict(state)
+        return trainer
+
+    def _open_metrics(self):
+        """metrics.csv, keeping only the rows up to the current step (a resumed run rewrites the rest)."""
+        path = self.out / "metrics.csv"
+        rows = []
+        if self.step > 0 and path.exists():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
+        f = open(path, "w", newline="")
+        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return f, writer
+
+    def _request_stop(self, signum, frame):
+        if self._stop_requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._stop_requested = True
+
+    def train(self) -> dict:
+        """Run to ``config.steps``; returns the summary (also written to summary.json)."""
+        c = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(c.to_dict(), indent=2))
+        f, writer = self._open_metrics()
+        previous = None
+        try:
+            previous = signal.signal(signal.SIGINT, self._request_stop)
+        except ValueError:  # not in the main thread: Ctrl-C handling stays Python's
+            pass
+        bar = self._progress_bar()
+        try:
+            while self.step < c.steps and not self._stop_requested:
+                metrics = self.train_step()
+                if self.step % c.log_every == 0 or self.step == c.steps:
+                    writer.writerow(metrics)
+                    f.flush()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{metrics[k]:.3g}" for k in ("loss_d", "loss_g") if k in metrics})
+                if self.step % c.sample_every == 0:
+                    self.save_samples(f"samples_{self.step:06d}.png")
+                if self.step % c.checkpoint_every == 0:
+                    self.save_checkpoint()
+            self.save_checkpoint()
+        finally:
+            f.close()
+            if bar is not None:
+                bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        interrupted = self._stop_requested
+        return self.finish(interrupted)
+
+    def _progress_bar(self):
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.config.steps, initial=self.step, desc=f"{self.config.loss} {self.config.model}",
+                    unit="step", dynamic_ncols=True)
+
+    def finish(self, interrupted: bool = False) -> dict:
+        """Final samples, the loss curve, quality metrics and summary.json."""
+        from .plots import plot_losses
+
+        self.save_samples("samples.png")
+        plot_losses(self.out / "metrics.csv", self.out / "losses.png")
+        summary = {"step": self.step, "interrupted": interrupted, "out": str(self.out)}
+        if self.toy and self.modes is not None:
+            summary.update(self.toy_quality(self.config.eval_samples))
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def toy_quality(self, n: int = 2000) -> dict:
+        from .metrics import emd, mode_statistics
+
+        samples = self.samples()[:n]
+        centres, std = self.modes
+        stats = mode_statistics(samples, centres, std)
+        return {"modes_captured": int(stats["modes_captured"]), "n_modes": int(stats["n_modes"]),
+                "high_quality_fraction": float(stats["high_quality_fraction"]),
+                "jsd_modes": float(stats["jsd_modes"]),
+                "emd": float(emd(samples, self._reference_points(n), rng=np.random.default_rng(0)))}
+
+
+def train(config: TrainConfig | None = None, progress: bool = False, **overrides) -> dict:
+    """Train from a config (or keyword overrides of the defaults); returns the summary."""
+    config = config or TrainConfig()
+    if overrides:
+        config = TrainConfig.from_dict({**config.to_dict(), **overrides})
+    return Trainer(config, progress=progress).train()
