@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    loss: str = "nonsaturating"      # the defaults are the demo: an MLP GAN on the bundled digits
+    loss: str = "wgan-gp"            # the defaults are the demo: an MLP WGAN-GP on the bundled digits
     model: str = "mlp"
     data: str = "digits"
     steps: int = 2000                # generator iterations

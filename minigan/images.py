@@ -84,10 +84,17 @@ def _write_atomically(path, write) -> Path:
 
 
 def save_grid(images, path, nrow: int | None = None, padding: int = 2,
-              pad_value: float = 1.0) -> Path:
-    """Write ``make_grid(images, ...)`` as a PNG at ``path``, atomically. Returns the path."""
+              pad_value: float = 1.0, min_size: int = 256) -> Path:
+    """Write ``make_grid(images, ...)`` as a PNG at ``path``, atomically. Returns the path.
+
+    A grid smaller than ``min_size`` pixels (8×8 digits, say) is enlarged by a whole
+    factor with nearest-neighbour sampling, so every pixel stays a crisp square.
+    """
     grid = make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value)
     picture = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
+    factor = max(1, -(-min_size // max(picture.size)))  # ceil(min_size / longest side)
+    if factor > 1:
+        picture = picture.resize((picture.size[0] * factor, picture.size[1] * factor), Image.NEAREST)
     return _write_atomically(path, lambda file: picture.save(file, format="PNG"))
 
 

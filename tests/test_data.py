@@ -378,10 +378,15 @@ def test_make_grid_defaults_and_colour():
 
 def test_save_grid_writes_a_png(tmp_path):
     x = np.linspace(-1, 1, 2 * 1 * 3 * 3).reshape(2, 1, 3, 3)
-    path = images.save_grid(x, tmp_path / "out" / "grid.png", nrow=1)
+    path = images.save_grid(x, tmp_path / "out" / "grid.png", nrow=1, min_size=1)
     with Image.open(path) as picture:
         assert picture.format == "PNG" and picture.mode == "L"
         np.testing.assert_array_equal(np.asarray(picture), images.make_grid(x, nrow=1)[:, :, 0])
+    big = images.save_grid(x, tmp_path / "big.png", nrow=1, min_size=100)  # 7×12 grid → ×9
+    with Image.open(big) as picture:
+        grid = images.make_grid(x, nrow=1)[:, :, 0]
+        assert picture.size == (grid.shape[1] * 9, grid.shape[0] * 9)
+        np.testing.assert_array_equal(np.asarray(picture)[::9, ::9], grid)
 
 
 def test_save_grid_crash_leaves_the_old_file_intact(tmp_path, monkeypatch):
