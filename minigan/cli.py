@@ -48,6 +48,11 @@ def build_parser():
     interp.add_argument("--steps", type=int, default=10, help="points along each walk")
     interp.add_argument("--seed", type=int, default=0)
     interp.add_argument("--out", type=Path, default=Path("interpolation.png"))
+    experiment = sub.add_parser("experiment", help="run one of the papers' classic experiments (PNG + CSV)")
+    experiment.add_argument("name", help="vanishing, modes, clipping or optimal-d")
+    experiment.add_argument("--quick", action="store_true", help="a seconds-long version (same outputs)")
+    experiment.add_argument("--out", type=Path, default=None, help="output folder (default runs/experiments/NAME)")
+    experiment.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -82,6 +87,9 @@ def cmd_train(args) -> int:
     if "modes_captured" in summary:
         print(f"minigan: modes captured {summary['modes_captured']}/{summary['n_modes']}, high-quality "
               f"{100 * summary['high_quality_fraction']:.1f}%, EMD {summary['emd']:.4f}")
+    if "fid" in summary:
+        print(f"minigan: FID {summary['fid']:.2f} (real-vs-real floor {summary['floor_fid']:.2f}), "
+              f"precision {summary['precision']:.2f}, recall {summary['recall']:.2f}")
     if summary["interrupted"]:
         print("minigan: interrupted — checkpoint saved; continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -130,7 +138,19 @@ def cmd_interpolate(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "interpolate": cmd_interpolate}
+def cmd_experiment(args) -> int:
+    from .experiments import EXPERIMENTS, run_experiment
+
+    if args.name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {args.name!r}; valid: {', '.join(EXPERIMENTS)}")
+    result = run_experiment(args.name, out=args.out, quick=args.quick, seed=args.seed)
+    print(f"minigan: experiment {args.name} took {result['seconds']:.1f} s — wrote "
+          + ", ".join(str(path) for path in result["files"]))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "interpolate": cmd_interpolate,
+            "experiment": cmd_experiment}
 
 
 def main(argv=None) -> int:

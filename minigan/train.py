@@ -450,8 +450,25 @@ class Trainer:
         summary = {"step": self.step, "interrupted": interrupted, "out": str(self.out)}
         if self.toy and self.modes is not None:
             summary.update(self.toy_quality(self.config.eval_samples))
+        elif not self.toy and self.config.data in ("digits", "mnist5k") and self.config.model != "cogan":
+            summary.update(self.image_quality())
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+    def image_quality(self) -> dict:
+        """FID/KID/precision/recall on the shipped classifier's features, with the held-out real
+        floor (minigan.image_metrics). Its own RNG streams leave self.rng (exact resume) untouched."""
+        from .data import DataError
+        from .image_metrics import held_out_size, image_quality
+
+        c = self.config
+        try:
+            n = held_out_size(c.data)  # 450 digits / 1,250 mnist5k: floor and fakes at the same n
+            z = np.random.default_rng([c.seed, 4]).standard_normal((n, self.latent_dim)).astype(np.float32)
+            labels = np.arange(n) % c.num_classes if self.conditional else None
+            return image_quality(self.samples(z, labels), c.data, rng=np.random.default_rng([c.seed, 5]))
+        except (FileNotFoundError, DataError) as err:  # weights file or mnist5k data missing
+            return {"image_metrics_error": str(err)}
 
     def toy_quality(self, n: int = 2000) -> dict:
         from .metrics import emd, mode_statistics
