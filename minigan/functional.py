@@ -7,6 +7,12 @@ them for their array kind. Every function here works on numpy and cupy arrays al
 Shapes: x (N, C, H, W); conv weight (O, C, kh, kw); the "columns" matrix holds every
 receptive field as a column, cols[(c, i, j), (n, oy, ox)] = xpad[n, c, oy·s + i, ox·s + j],
 so the convolution is the single product W(O, C·kh·kw) @ cols.
+
+Besides the convolution, the kernels that the layers' hot loops go through:
+``leaky_relu`` (ReLU and LeakyReLU forward), ``batch_norm_forward``/``batch_norm_backward``
+(training mode) and ``layer_norm_forward``/``layer_norm_backward``. Their formulas are the
+layers' (derivations in the docstrings of :mod:`minigan.nn.norm` and docs/derivations.md);
+they are here, behind the seam, so that ``kernels/`` can give them fast twins.
 """
 from __future__ import annotations
 
@@ -53,13 +59,16 @@ def _flat_channels_first(y):
 
 
 @reference_kernel
-def conv2d_forward(x, weight, stride: int, padding: int):
-    """y = conv(x, W) without bias; returns (y, cols) so backward can reuse the columns."""
+def conv2d_forward(x, weight, stride: int, padding: int, bias=None):
+    """y = conv(x, W) (+ bias per output channel, if given); returns (y, cols) so backward
+    can reuse the columns."""
     n, _, h, w = x.shape
     o, _, kh, kw = weight.shape
     cols = kernel("im2col", x)(x, kh, kw, stride, padding)
     oh, ow = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
     y = (weight.reshape(o, -1) @ cols).reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
+    if bias is not None:
+        y = y + bias.reshape(1, -1, 1, 1)
     return y, cols
 
 
@@ -75,3 +84,81 @@ def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int):
 def conv2d_backward_weight(dy, cols, weight_shape):
     """dW = dy(O, N·oh·ow) @ colsᵀ, reshaped to (O, C, kh, kw)."""
     return (_flat_channels_first(dy) @ cols.T).reshape(weight_shape)
+
+
+# --- elementwise ----------------------------------------------------------------------
+
+@reference_kernel
+def leaky_relu(a, negative_slope: float = 0.0):
+    """σ(a) = a (a > 0), negative_slope·a (a ≤ 0): LeakyReLU, and ReLU for slope 0.
+
+    (σ' is ``activation_tangent`` in :mod:`minigan.penalty_kernels`.)"""
+    xp = array_module(a)
+    return a * xp.where(a > 0, 1.0, negative_slope).astype(a.dtype)
+
+
+# --- normalisation --------------------------------------------------------------------
+# x̂ = (x − μ)·r with r = (var + ε)^{-1/2} over a group of axes, y = γ x̂ + β, and the
+# backward dx = r·P(γ·dy) with P(w) = w − mean(w) − x̂·mean(w x̂) (see minigan.nn.norm).
+
+def normalize(x, axes, eps):
+    """Return (x̂, r, biased var) over ``axes`` (kept as size-1 dims)."""
+    mu = x.mean(axis=axes, keepdims=True)
+    xc = x - mu
+    var = (xc * xc).mean(axis=axes, keepdims=True)
+    r = 1.0 / (var + eps) ** 0.5
+    return xc * r, r, var
+
+
+def project(w, xhat, axes):
+    """P(w) = w − mean(w) − x̂·mean(w x̂) over the normalised axes."""
+    return w - w.mean(axis=axes, keepdims=True) - xhat * (w * xhat).mean(axis=axes, keepdims=True)
+
+
+def _channel_axes(x):
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _channel_shape(x):
+    return (1, -1) + (1,) * (x.ndim - 2)
+
+
+@reference_kernel
+def batch_norm_forward(x, weight, bias, eps: float):
+    """Training-mode batch norm over every axis but axis 1 (the channels).
+
+    Returns (y, x̂, r, μ, var): r with size-1 dims (as the layer caches it), the batch mean μ
+    and biased variance var of shape (C,). ``weight``/``bias`` (γ, β) may be None (no affine).
+    """
+    axes = _channel_axes(x)
+    xhat, r, var = normalize(x, axes, eps)
+    if weight is None:
+        y = xhat.copy()  # never hand out the cached x̂ itself
+    else:
+        y = weight.reshape(_channel_shape(x)) * xhat + bias.reshape(_channel_shape(x))
+    return y, xhat, r, x.mean(axis=axes), var.reshape(-1)
+
+
+@reference_kernel
+def batch_norm_backward(dy, xhat, r, weight):
+    """(dx, dγ, dβ) of training-mode batch norm: dx = r·P(γ·dy), dγ = Σ dy·x̂, dβ = Σ dy."""
+    axes = _channel_axes(dy)
+    v = dy if weight is None else weight.reshape(_channel_shape(dy)) * dy
+    return r * project(v, xhat, axes), (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+
+
+@reference_kernel
+def layer_norm_forward(x, weight, bias, eps: float, normalized_ndim: int):
+    """Layer norm over the trailing ``normalized_ndim`` axes; returns (y, x̂, r)."""
+    xhat, r, _ = normalize(x, tuple(range(x.ndim - normalized_ndim, x.ndim)), eps)
+    y = xhat.copy() if weight is None else weight * xhat  # never hand out the cached x̂ itself
+    return (y if bias is None else y + bias), xhat, r
+
+
+@reference_kernel
+def layer_norm_backward(dy, xhat, r, weight, normalized_ndim: int):
+    """(dx, dγ, dβ) of layer norm: dx = r·P(γ·dy), dγ = Σ_batch dy·x̂, dβ = Σ_batch dy."""
+    axes = tuple(range(dy.ndim - normalized_ndim, dy.ndim))
+    batch_axes = tuple(range(dy.ndim - normalized_ndim))
+    v = dy if weight is None else weight * dy
+    return r * project(v, xhat, axes), (dy * xhat).sum(axis=batch_axes), dy.sum(axis=batch_axes)

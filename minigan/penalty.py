@@ -16,7 +16,8 @@ coefficient (‖g‖ − 1)/‖g‖ is set to 0), so nothing is ever NaN.
 """
 from __future__ import annotations
 
-from .backend import array_module
+from . import penalty_kernels  # noqa: F401 - registers the reference of "penalty_cotangent"
+from .backend import array_module, kernel
 
 
 def _call(critic, x, labels):
@@ -69,17 +70,12 @@ def gradient_penalty(critic, x_hat, weight: float = 10.0, one_sided: bool = Fals
     """
     if not weight >= 0:
         raise ValueError(f"gradient_penalty: weight (λ) must be >= 0, got {weight!r}")
-
-    def value_and_coefficient(norms, n):
-        xp = array_module(norms)
-        excess = norms - 1
-        if one_sided:
-            excess = xp.maximum(excess, 0)
-        safe = xp.where(norms > 0, norms, 1)
-        coefficient = xp.where(norms > 0, (2 * weight / n) * excess / safe, 0)
-        return float(weight * (excess * excess).mean()), coefficient
-
-    return _apply_penalty(critic, x_hat, labels, value_and_coefficient)
+    g = input_gradient(critic, x_hat, labels, create_graph=True)
+    # norms ‖g_i‖, k_i = (2λ/N)(‖g_i‖ − 1)/‖g_i‖ (0 where ‖g_i‖ = 0), c = k·g and the value,
+    # in one kernel (minigan.penalty_kernels.penalty_cotangent is the formula)
+    c, _, value = kernel("penalty_cotangent", g)(g, weight, one_sided)
+    critic.double_backward(c)
+    return float(value)
 
 
 def r1_penalty(critic, x_real, gamma: float = 10.0, labels=None):

@@ -3,7 +3,9 @@
     backward      dx = σ'(a) · dy
     second order  J·c = σ'(a) · c,   s = ∂⟨c, σ'(a)·g⟩/∂a = σ''(a) · g · c
 
-σ'' is zero (almost everywhere) for ReLU and LeakyReLU, so they report s = None;
+σ'' is zero (almost everywhere) for ReLU and LeakyReLU, so they report s = None; their
+σ(a) and σ'(a)·u run through the kernel seam (``leaky_relu`` in :mod:`minigan.functional`,
+``activation_tangent`` in :mod:`minigan.penalty_kernels`: one pass each in the fast twins);
 the smooth ones (Tanh, Sigmoid, Softplus, ELU) must not drop it — that is the term an
 approximate WGAN-GP derivation loses. Formulas (t = tanh a, p = sigmoid a):
     Tanh      σ' = 1 − t²            σ'' = −2t(1 − t²)
@@ -13,7 +15,8 @@ approximate WGAN-GP derivation loses. Formulas (t = tanh a, p = sigmoid a):
 """
 from __future__ import annotations
 
-from ..backend import array_module
+from .. import penalty_kernels  # noqa: F401 - registers the reference of "activation_tangent"
+from ..backend import array_module, kernel
 from .module import Module
 
 
@@ -52,15 +55,35 @@ class _Elementwise(Module):
         return None
 
 
-class ReLU(_Elementwise):
+class _PiecewiseLinear(_Elementwise):
+    """σ(a) = a (a > 0), slope·a (a ≤ 0);  σ' = 1 | slope;  σ'' = 0, so s = None."""
+
+    negative_slope = 0.0
+
     def value(self, a):
-        return a * (a > 0)
+        return kernel("leaky_relu", a)(a, self.negative_slope)
 
     def d1(self, a, y):
-        return (a > 0).astype(a.dtype)
+        xp = array_module(a)
+        return xp.where(a > 0, 1.0, self.negative_slope).astype(a.dtype)
+
+    def backward(self, dy, accumulate=True, create_graph=False):
+        a = self._require(self._cache_a)
+        if create_graph:
+            self._cache_g = dy
+        return kernel("activation_tangent", a)(a, dy, self.negative_slope)   # σ'(a)·dy
+
+    def double_backward(self, c):
+        self._require(self._cache_g, "backward(create_graph=True)")
+        a = self._cache_a
+        return kernel("activation_tangent", a)(a, c, self.negative_slope), None  # J·c = σ'(a)·c
 
 
-class LeakyReLU(_Elementwise):
+class ReLU(_PiecewiseLinear):
+    pass
+
+
+class LeakyReLU(_PiecewiseLinear):
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
         if not negative_slope >= 0:
@@ -69,13 +92,6 @@ class LeakyReLU(_Elementwise):
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
-
-    def value(self, a):
-        return a * self.d1(a, None)
-
-    def d1(self, a, y):
-        xp = array_module(a)
-        return xp.where(a > 0, 1.0, self.negative_slope).astype(a.dtype)
 
 
 class Tanh(_Elementwise):

@@ -1,7 +1,7 @@
 """Conv2d and ConvTranspose2d through the kernel seam (im2col + one matrix product).
 
 Conv2d, y = conv(x, W) + b, W (O, C, kh, kw), cols = im2col(x):
-    forward       y = W(O, C·kh·kw) @ cols
+    forward       y = W(O, C·kh·kw) @ cols + b   (one kernel call, ``conv2d_forward``)
     backward      dW += dy(O, N·oh·ow) @ colsᵀ,  db += Σ_{n,y,x} dy,  dx = col2im(Wᵀ @ dy)
     second order  the layer is linear in x, so s = None; J·c = conv(c, W) (no bias);
                   ∂⟨c, Jᵀg⟩/∂W = ∂⟨conv(c, W), g⟩/∂W = weight gradient with input c and
@@ -60,7 +60,10 @@ class _ConvBase(Module):
                 f"stride={self.stride}, padding={self.padding}")
 
     def _add_bias(self, y):
-        return y if self.bias is None else y + self.bias.data.reshape(1, -1, 1, 1)
+        """y + b per output channel, in place: y is always a fresh array the layer owns."""
+        if self.bias is not None:
+            y += self.bias.data.reshape(1, -1, 1, 1)
+        return y
 
     def _accumulate_bias(self, dy):
         if self.bias is not None:
@@ -80,9 +83,10 @@ class Conv2d(_ConvBase):
         if x.shape[2] + 2 * p < k or x.shape[3] + 2 * p < k:
             raise ValueError(f"Conv2d: input of spatial size {tuple(x.shape[2:])} with padding {p} is "
                              f"smaller than the kernel ({k}x{k})")
-        y, cols = kernel("conv2d_forward", x)(x, self.weight.data, s, p)
+        bias = None if self.bias is None else self.bias.data
+        y, cols = kernel("conv2d_forward", x)(x, self.weight.data, s, p, bias)  # conv(x, W) + b
         self._cache_x, self._cache_cols = x, cols
-        return self._add_bias(y)
+        return y
 
     def backward(self, dy, accumulate=True, create_graph=False):
         x = self._require(self._cache_x)

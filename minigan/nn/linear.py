@@ -37,7 +37,7 @@ class Linear(Module):
         self._cache_x = x
         y = x @ self.weight.data.T
         if self.bias is not None:
-            y = y + self.bias.data
+            y += self.bias.data  # in place: y is the fresh product
         return y
 
     def backward(self, dy, accumulate=True, create_graph=False):

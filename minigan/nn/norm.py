@@ -15,27 +15,20 @@ LayerNorm's second-order pass (c a cotangent on dx; full derivation in docs/deri
 BatchNorm in training mode couples the samples of a batch, while the gradient penalty is a
 per-sample quantity, so its second-order pass raises instead of computing something else.
 In eval mode it is a fixed per-channel affine map and has an exact (affine) second-order pass.
+
+Training-mode batch norm and layer norm run through the kernel seam
+(``batch_norm_forward``/``batch_norm_backward``, ``layer_norm_forward``/``layer_norm_backward``
+in :mod:`minigan.functional`, written with :func:`normalize` and :func:`project` below), so the
+Numba kernels of ``kernels/norm.py`` can replace them for NumPy arrays.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..backend import kernel
+from ..functional import normalize, project  # noqa: F401 - the formulas, re-exported here
 from .linear import _positive_int
 from .module import DoubleBackwardUnsupported, Module, Parameter, _check_float_dtype
-
-
-def normalize(x, axes, eps):
-    """Return (x̂, r, biased var) over ``axes`` (kept as size-1 dims)."""
-    mu = x.mean(axis=axes, keepdims=True)
-    xc = x - mu
-    var = (xc * xc).mean(axis=axes, keepdims=True)
-    r = 1.0 / (var + eps) ** 0.5
-    return xc * r, r, var
-
-
-def project(w, xhat, axes):
-    """P(w) = w − mean(w) − x̂·mean(w x̂) over the normalised axes."""
-    return w - w.mean(axis=axes, keepdims=True) - xhat * (w * xhat).mean(axis=axes, keepdims=True)
 
 
 class _BatchNorm(Module):
@@ -80,29 +73,38 @@ class _BatchNorm(Module):
             if count < 2:
                 raise ValueError(f"{type(self).__name__}: training mode needs more than one value per "
                                  f"channel, got input shape {tuple(x.shape)}")
-            xhat, r, var = normalize(x, axes, self.eps)
+            # x̂ = (x − μ)·r, y = γ x̂ + β with the batch's μ and biased var
+            gamma, beta = (self.weight.data, self.bias.data) if self.affine else (None, None)
+            y, xhat, r, mean, var = kernel("batch_norm_forward", x)(x, gamma, beta, self.eps)
             m = self.momentum
-            self.running_mean[...] = (1 - m) * self.running_mean + m * x.mean(axis=axes)
-            self.running_var[...] = (1 - m) * self.running_var + m * var.reshape(-1) * (count / (count - 1))
+            self.running_mean[...] = (1 - m) * self.running_mean + m * mean
+            self.running_var[...] = (1 - m) * self.running_var + m * var * (count / (count - 1))
             self.num_batches_tracked += 1
-        else:
-            r = 1.0 / (self.running_var.reshape(shape) + self.eps) ** 0.5
-            xhat = (x - self.running_mean.reshape(shape)) * r
-        self._cache_x, self._cache = x, (xhat, r, self.training)
+            self._cache_x, self._cache = x, (xhat, r, True)
+            return y
+        r = 1.0 / (self.running_var.reshape(shape) + self.eps) ** 0.5
+        xhat = (x - self.running_mean.reshape(shape)) * r
+        self._cache_x, self._cache = x, (xhat, r, False)
         y = self._gamma(x) * xhat
         return y + self.bias.data.reshape(shape) if self.affine else y
 
     def backward(self, dy, accumulate=True, create_graph=False):
         x = self._require(self._cache_x)
         xhat, r, training = self._cache
-        axes = self._axes(x)
-        if accumulate and self.affine:
-            self.weight.grad += (dy * xhat).sum(axis=axes)
-            self.bias.grad += dy.sum(axis=axes)
         if create_graph:
             self._cache_g = dy
-        v = self._gamma(x) * dy
-        return r * project(v, xhat, axes) if training else r * v
+        if training:
+            # dx = r·P(γ·dy), dγ = Σ dy·x̂, dβ = Σ dy
+            dx, dgamma, dbeta = kernel("batch_norm_backward", dy)(
+                dy, xhat, r, self.weight.data if self.affine else None)
+        else:
+            axes = self._axes(x)
+            dx = r * (self._gamma(x) * dy)
+            dgamma, dbeta = (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+        if accumulate and self.affine:
+            self.weight.grad += dgamma
+            self.bias.grad += dbeta
+        return dx
 
     def double_backward(self, c):
         g = self._require(self._cache_g, "backward(create_graph=True)")
@@ -168,22 +170,26 @@ class LayerNorm(Module):
         if x.ndim <= k or tuple(x.shape[-k:]) != self.normalized_shape:
             raise ValueError(f"LayerNorm: expected input of shape (N, ..., {', '.join(map(str, self.normalized_shape))})"
                              f", got {tuple(x.shape)}")
-        xhat, r, _ = normalize(x, self._axes(x), self.eps)
+        y, xhat, r = kernel("layer_norm_forward", x)(
+            x, None if self.weight is None else self.weight.data,
+            None if self.bias is None else self.bias.data, self.eps, k)
         self._cache_x, self._cache = x, (xhat, r)
-        y = self._gamma() * xhat
-        return y + self.bias.data if self.bias is not None else y
+        return y
 
     def backward(self, dy, accumulate=True, create_graph=False):
         x = self._require(self._cache_x)
         xhat, r = self._cache
-        if accumulate:
-            if self.weight is not None:
-                self.weight.grad += (dy * xhat).sum(axis=self._batch_axes(x))
-            if self.bias is not None:
-                self.bias.grad += dy.sum(axis=self._batch_axes(x))
         if create_graph:
             self._cache_g = dy
-        return r * project(self._gamma() * dy, xhat, self._axes(x))
+        # dx = r·P(γ·dy), dγ = Σ_batch dy·x̂, dβ = Σ_batch dy
+        dx, dgamma, dbeta = kernel("layer_norm_backward", dy)(
+            dy, xhat, r, None if self.weight is None else self.weight.data, len(self.normalized_shape))
+        if accumulate:
+            if self.weight is not None:
+                self.weight.grad += dgamma
+            if self.bias is not None:
+                self.bias.grad += dbeta
+        return dx
 
     def double_backward(self, c):
         g = self._require(self._cache_g, "backward(create_graph=True)")

@@ -1,0 +1,100 @@
+"""Convolution on the CPU: im2col/col2im (Numba) around one BLAS matrix product per pass.
+
+Fast twins of :func:`minigan.functional.conv2d_forward`, ``conv2d_backward_input`` and
+``conv2d_backward_weight`` (and so of ConvTranspose2d, which is built from the same three).
+The arithmetic is the reference's — one product W(O, C·kh·kw) @ cols — and the product is
+still NumPy's (OpenBLAS); what changes is everything around it:
+
+* im2col and col2im are the Numba kernels of ``im2col.py`` and ``col2im.py`` (no padded
+  copies, no strided-slice loops);
+* the product's (O, N·oh·ow) result is moved to NCHW by a parallel block copy that also
+  adds the bias (the reference returns a transposed view, and the layer's ``y + b`` then
+  makes the copy anyway: one pass instead of two);
+* dy is brought to the (O, N·oh·ow) layout by the inverse block copy (the reference's
+  ``transpose(...).reshape(...)``, which NumPy runs single-threaded).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from minigan.functional import conv_output_size
+
+from .col2im import col2im
+from .cpu_common import check_float, contiguous, output
+from .im2col import im2col
+
+
+@njit(parallel=True, cache=True)
+def _to_batch_first(ymat, bias, out):  # pragma: no cover - compiled
+    """out[n, o, :] = ymat[o, n·P:(n+1)·P] (+ bias[o] if bias has O entries)."""
+    n, o, p = out.shape
+    has_bias = bias.shape[0] == o
+    for task in prange(n * o):
+        b = task // o
+        ch = task - b * o
+        src = b * p
+        if has_bias:
+            beta = bias[ch]
+            for k in range(p):
+                out[b, ch, k] = ymat[ch, src + k] + beta
+        else:
+            for k in range(p):
+                out[b, ch, k] = ymat[ch, src + k]
+
+
+@njit(parallel=True, cache=True)
+def _to_channels_first(y, out):  # pragma: no cover - compiled
+    """out[o, n·P:(n+1)·P] = y[n, o, :]: (N, O, P) -> (O, N·P)."""
+    n, o, p = y.shape
+    for task in prange(n * o):
+        b = task // o
+        ch = task - b * o
+        dst = b * p
+        for k in range(p):
+            out[ch, dst + k] = y[b, ch, k]
+
+
+def channels_first(y, *, out=None):
+    """(N, O, H, W) -> (O, N·H·W), C-contiguous (the layout of a product with the columns)."""
+    n, o = y.shape[:2]
+    p = int(np.prod(y.shape[2:], dtype=np.int64))
+    flat = output(out, (o, n * p), y.dtype, "channels_first")
+    if flat.size:
+        _to_channels_first(contiguous(y).reshape(n, o, p), flat)
+    return flat
+
+
+def conv2d_forward(x, weight, stride: int, padding: int, bias=None, *, out=None):
+    """(y, cols) with y = conv(x, W) (+ bias), NCHW and C-contiguous, cols = im2col(x).
+
+    ``out`` = (y, cols) buffers may be given (either may be None)."""
+    dtype = check_float("conv2d_forward", x, weight)
+    n, _, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    oh, ow = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
+    y_out, cols_out = out if out is not None else (None, None)
+    cols = im2col(x, kh, kw, stride, padding, out=cols_out)
+    ymat = contiguous(weight).reshape(o, -1) @ cols
+    y = output(y_out, (n, o, oh, ow), dtype, "conv2d_forward", "out[0] (y)")
+    b = np.empty(0, dtype=dtype) if bias is None else contiguous(bias.astype(dtype, copy=False))
+    if y.size:
+        _to_batch_first(ymat, b, y.reshape(n, o, oh * ow))
+    return y, cols
+
+
+def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int, *, out=None):
+    """dx = col2im(Wᵀ @ dy(O, N·oh·ow)); also the transposed convolution's forward."""
+    check_float("conv2d_backward_input", dy, weight)
+    o, _, kh, kw = weight.shape
+    dcols = contiguous(weight).reshape(o, -1).T @ channels_first(dy)
+    return col2im(dcols, x_shape, kh, kw, stride, padding, out=out)
+
+
+def conv2d_backward_weight(dy, cols, weight_shape, *, out=None):
+    """dW = dy(O, N·oh·ow) @ colsᵀ, reshaped to (O, C, kh, kw)."""
+    dtype = check_float("conv2d_backward_weight", dy, cols)
+    o = weight_shape[0]
+    dw = output(out, weight_shape, dtype, "conv2d_backward_weight")
+    np.matmul(channels_first(dy), cols.T, out=dw.reshape(o, -1))
+    return dw

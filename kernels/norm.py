@@ -1,0 +1,224 @@
+"""Batch norm (training mode) and layer norm on the CPU (Numba).
+
+Fast twins of :func:`minigan.functional.batch_norm_forward`, ``batch_norm_backward``,
+``layer_norm_forward`` and ``layer_norm_backward``. Same formulas,
+    μ = mean x,  var = mean (x − μ)²,  r = (var + ε)^{-1/2},  x̂ = (x − μ)·r,  y = γ x̂ + β,
+    dx = r·(v − mean v − x̂·mean(v x̂)) with v = γ·dy,  dγ = Σ dy·x̂,  dβ = Σ dy,
+but one group (a channel for batch norm, a sample for layer norm) per parallel task, two
+passes over it (sums, then the elementwise results) instead of the reference's seven or
+eight whole-array passes with their temporaries. Sums are accumulated in float64 (the
+reference sums pairwise in the array's dtype), so float32 results agree to float32 rounding.
+
+Layouts: batch norm sees x as (N, C, S) with S the product of the spatial dims (1 for
+(N, C) inputs); layer norm as (M, D) with D the product of the normalised dims.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .cpu_common import check_float, contiguous, output
+
+_COLS = 64  # features per task of the layer-norm parameter-gradient reduction
+
+
+@njit(parallel=True, cache=True)
+def _bn_forward(x, gamma, beta, eps, y, xhat, r_out, mean_out, var_out):  # pragma: no cover
+    n, c, s = x.shape
+    affine = gamma.shape[0] == c
+    count = n * s
+    for ch in prange(c):
+        acc = 0.0
+        for b in range(n):
+            for k in range(s):
+                acc += x[b, ch, k]
+        mu = acc / count
+        acc2 = 0.0
+        for b in range(n):
+            for k in range(s):
+                d = x[b, ch, k] - mu
+                acc2 += d * d
+        var = acc2 / count
+        mean_out[ch] = mu
+        var_out[ch] = var
+        r = 1.0 / np.sqrt(var + eps)
+        r_out[ch] = r
+        m = mu
+        if affine:
+            g = gamma[ch]
+            be = beta[ch]
+            for b in range(n):
+                for k in range(s):
+                    h = (x[b, ch, k] - m) * r
+                    xhat[b, ch, k] = h
+                    y[b, ch, k] = g * h + be
+        else:
+            for b in range(n):
+                for k in range(s):
+                    h = (x[b, ch, k] - m) * r
+                    xhat[b, ch, k] = h
+                    y[b, ch, k] = h
+
+
+@njit(parallel=True, cache=True)
+def _bn_backward(dy, xhat, r, gamma, dx, dgamma, dbeta):  # pragma: no cover - compiled
+    n, c, s = dy.shape
+    affine = gamma.shape[0] == c
+    count = n * s
+    for ch in prange(c):
+        sdy = 0.0
+        sdyx = 0.0
+        for b in range(n):
+            for k in range(s):
+                d = dy[b, ch, k]
+                sdy += d
+                sdyx += d * xhat[b, ch, k]
+        dbeta[ch] = sdy
+        dgamma[ch] = sdyx
+        g = gamma[ch] if affine else 1.0
+        # v = γ·dy: mean v = γ·Σdy/count, mean(v x̂) = γ·Σdy·x̂/count
+        scale = r[ch] * g
+        mv = sdy / count
+        mvx = sdyx / count
+        for b in range(n):
+            for k in range(s):
+                dx[b, ch, k] = scale * (dy[b, ch, k] - mv - xhat[b, ch, k] * mvx)
+
+
+@njit(parallel=True, cache=True)
+def _ln_forward(x, gamma, beta, eps, y, xhat, r_out):  # pragma: no cover - compiled
+    m, d = x.shape
+    has_gamma = gamma.shape[0] == d
+    has_beta = beta.shape[0] == d
+    for i in prange(m):
+        acc = 0.0
+        for k in range(d):
+            acc += x[i, k]
+        mu = acc / d
+        acc2 = 0.0
+        for k in range(d):
+            t = x[i, k] - mu
+            acc2 += t * t
+        r = 1.0 / np.sqrt(acc2 / d + eps)
+        r_out[i] = r
+        mm = mu
+        for k in range(d):
+            h = (x[i, k] - mm) * r
+            xhat[i, k] = h
+            v = h
+            if has_gamma:
+                v = gamma[k] * h
+            if has_beta:
+                v = v + beta[k]
+            y[i, k] = v
+
+
+@njit(parallel=True, cache=True)
+def _ln_backward(dy, xhat, r, gamma, dx):  # pragma: no cover - compiled
+    m, d = dy.shape
+    has_gamma = gamma.shape[0] == d
+    for i in prange(m):
+        sv = 0.0
+        svx = 0.0
+        for k in range(d):
+            v = dy[i, k]
+            if has_gamma:
+                v = gamma[k] * v
+            sv += v
+            svx += v * xhat[i, k]
+        mv = sv / d
+        mvx = svx / d
+        ri = r[i]
+        for k in range(d):
+            v = dy[i, k]
+            if has_gamma:
+                v = gamma[k] * v
+            dx[i, k] = ri * (v - mv - xhat[i, k] * mvx)
+
+
+@njit(parallel=True, cache=True)
+def _column_sums(dy, xhat, dgamma, dbeta):  # pragma: no cover - compiled
+    """dγ = Σ_rows dy·x̂, dβ = Σ_rows dy, parallel over blocks of columns (no races)."""
+    m, d = dy.shape
+    for t in prange((d + _COLS - 1) // _COLS):
+        lo = t * _COLS
+        hi = min(d, lo + _COLS)
+        acc_g = np.zeros(hi - lo)
+        acc_b = np.zeros(hi - lo)
+        for i in range(m):
+            for k in range(lo, hi):
+                acc_g[k - lo] += dy[i, k] * xhat[i, k]
+                acc_b[k - lo] += dy[i, k]
+        for k in range(lo, hi):
+            dgamma[k] = acc_g[k - lo]
+            dbeta[k] = acc_b[k - lo]
+
+
+def _group_view(x):
+    """(N, C, ...) -> (N, C, S) contiguous view (or copy)."""
+    n, c = x.shape[:2]
+    return contiguous(x).reshape(n, c, -1)
+
+
+def _param(p, dtype):
+    return np.empty(0, dtype=dtype) if p is None else contiguous(p.astype(dtype, copy=False)).reshape(-1)
+
+
+def batch_norm_forward(x, weight, bias, eps: float, *, out=None):
+    """(y, x̂, r, μ, var) as the reference; ``out`` = (y, x̂) buffers may be given."""
+    dtype = check_float("batch_norm_forward", x)
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm_forward: expected (N, C, ...) input, got shape {x.shape}")
+    n, c = x.shape[:2]
+    y_out, xhat_out = out if out is not None else (None, None)
+    y = output(y_out, x.shape, dtype, "batch_norm_forward", "out[0] (y)")
+    xhat = output(xhat_out, x.shape, dtype, "batch_norm_forward", "out[1] (x̂)")
+    r = np.empty((1, c) + (1,) * (x.ndim - 2), dtype=dtype)
+    mean, var = np.empty(c, dtype=dtype), np.empty(c, dtype=dtype)
+    _bn_forward(_group_view(x), _param(weight, dtype), _param(bias, dtype), float(eps),
+                y.reshape(n, c, -1), xhat.reshape(n, c, -1), r.reshape(-1), mean, var)
+    return y, xhat, r, mean, var
+
+
+def batch_norm_backward(dy, xhat, r, weight, *, out=None):
+    """(dx, dγ, dβ) as the reference; ``out`` = a dx buffer may be given."""
+    dtype = check_float("batch_norm_backward", dy, xhat, r)
+    n, c = dy.shape[:2]
+    dx = output(out, dy.shape, dtype, "batch_norm_backward")
+    dgamma, dbeta = np.empty(c, dtype=dtype), np.empty(c, dtype=dtype)
+    _bn_backward(_group_view(dy), _group_view(xhat), contiguous(r).reshape(-1), _param(weight, dtype),
+                 dx.reshape(n, c, -1), dgamma, dbeta)
+    return dx, dgamma, dbeta
+
+
+def _rows(x, normalized_ndim):
+    d = int(np.prod(x.shape[x.ndim - normalized_ndim:], dtype=np.int64))
+    return contiguous(x).reshape(-1, d)
+
+
+def layer_norm_forward(x, weight, bias, eps: float, normalized_ndim: int, *, out=None):
+    """(y, x̂, r) as the reference; ``out`` = (y, x̂) buffers may be given."""
+    dtype = check_float("layer_norm_forward", x)
+    k = int(normalized_ndim)
+    y_out, xhat_out = out if out is not None else (None, None)
+    y = output(y_out, x.shape, dtype, "layer_norm_forward", "out[0] (y)")
+    xhat = output(xhat_out, x.shape, dtype, "layer_norm_forward", "out[1] (x̂)")
+    r = np.empty(x.shape[:x.ndim - k] + (1,) * k, dtype=dtype)
+    if x.size:
+        _ln_forward(_rows(x, k), _param(weight, dtype), _param(bias, dtype), float(eps),
+                    _rows(y, k), _rows(xhat, k), r.reshape(-1))
+    return y, xhat, r
+
+
+def layer_norm_backward(dy, xhat, r, weight, normalized_ndim: int, *, out=None):
+    """(dx, dγ, dβ) as the reference (dγ, dβ of the normalised shape)."""
+    dtype = check_float("layer_norm_backward", dy, xhat, r)
+    k = int(normalized_ndim)
+    dx = output(out, dy.shape, dtype, "layer_norm_backward")
+    shape = dy.shape[dy.ndim - k:]
+    dgamma, dbeta = np.empty(shape, dtype=dtype), np.empty(shape, dtype=dtype)
+    if dy.size:
+        dy_rows, xhat_rows = _rows(dy, k), _rows(xhat, k)
+        _ln_backward(dy_rows, xhat_rows, contiguous(r).reshape(-1), _param(weight, dtype), _rows(dx, k))
+        _column_sums(dy_rows, xhat_rows, dgamma.reshape(-1), dbeta.reshape(-1))
+    return dx, dgamma, dbeta

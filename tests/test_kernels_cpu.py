@@ -1,0 +1,317 @@
+"""The Numba CPU kernels (kernels/) against the NumPy reference (minigan.functional,
+minigan.penalty_kernels): random inputs, shapes drawn by hypothesis, float32 and float64,
+every output buffer poisoned with NaN before the kernel runs (so an element the kernel
+never writes fails the comparison); then whole layers, models and a few training steps
+with the fast path on against the reference path.
+
+Tolerances: bit-for-bit where the arithmetic is the same operation for operation
+(im2col, the activations); otherwise the summation order differs (col2im adds its kh·kw
+contributions in another order, the norm and penalty kernels sum in float64, the matrix
+products are the same BLAS calls on differently laid-out operands), and the bound is a
+few units of the dtype's rounding relative to the size of the result.
+"""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes
+
+import minigan.nn as nn
+from minigan import backend, functional, penalty_kernels
+from minigan.optim import SGD
+from minigan.penalty import gradient_penalty, interpolate
+from strategies import conv_configs, seeds
+
+pytest.importorskip("numba")
+from kernels import cpu as kcpu  # noqa: E402
+
+DTYPES = st.sampled_from([np.float32, np.float64])
+RTOL = {np.dtype(np.float32): 3e-6, np.dtype(np.float64): 1e-13}
+
+
+@pytest.fixture(autouse=True)
+def restore_seam():
+    """Leave the kernel registry and switches as they were (other test files rely on it)."""
+    fast, enabled = dict(backend._FAST), dict(backend._fast_enabled)
+    yield
+    backend._FAST.clear()
+    backend._FAST.update(fast)
+    backend._fast_enabled.update(enabled)
+
+
+def reference(name):
+    return backend._REFERENCE[name]
+
+
+def fast(name):
+    return kcpu.cpu_kernel(name)
+
+
+def poisoned(shape, dtype):
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+def assert_close(got, want, dtype=None, scale=None, factor=1.0):
+    """|got − want| ≤ factor·rtol(dtype)·(max|want| + 1) elementwise; NaNs fail."""
+    got, want = np.asarray(got), np.asarray(want)
+    dtype = np.dtype(dtype or want.dtype)
+    assert got.shape == want.shape and got.dtype == dtype, (got.shape, want.shape, got.dtype, dtype)
+    assert not np.isnan(got).any(), "the kernel left unwritten (NaN) elements"
+    scale = (float(np.abs(want).max()) if want.size else 0.0) + 1.0 if scale is None else scale
+    err = float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max()) if want.size else 0.0
+    assert err <= factor * RTOL[dtype] * scale * 10, f"max |error| {err:.3g} at scale {scale:.3g} ({dtype})"
+
+
+def random(rng, shape, dtype, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+# --- convolution pieces -------------------------------------------------------------------
+
+@given(cfg=conv_configs(), dtype=DTYPES, seed=seeds())
+def test_im2col_matches_reference_bit_for_bit(cfg, dtype, seed):
+    n, c, _, k, s, p, _, h, w = cfg
+    x = random(np.random.default_rng(seed), (n, c, h, w), dtype)
+    want = reference("im2col")(x, k, k, s, p)
+    got = fast("im2col")(x, k, k, s, p, out=poisoned(want.shape, dtype))
+    np.testing.assert_array_equal(got, want)
+
+
+@given(cfg=conv_configs(), dtype=DTYPES, seed=seeds())
+def test_col2im_matches_reference(cfg, dtype, seed):
+    n, c, _, k, s, p, _, h, w = cfg
+    rng = np.random.default_rng(seed)
+    oh, ow = (functional.conv_output_size(h, k, s, p), functional.conv_output_size(w, k, s, p))
+    cols = random(rng, (c * k * k, n * oh * ow), dtype)
+    want = reference("col2im")(cols, (n, c, h, w), k, k, s, p)
+    got = fast("col2im")(cols, (n, c, h, w), k, k, s, p, out=poisoned((n, c, h, w), dtype))
+    assert_close(got, want, scale=float(np.abs(cols).max()) * k * k + 1)
+
+
+@given(cfg=conv_configs(), bias=st.booleans(), dtype=DTYPES, seed=seeds())
+def test_conv2d_kernels_match_reference(cfg, bias, dtype, seed):
+    n, cin, cout, k, s, p, _, h, w = cfg
+    rng = np.random.default_rng(seed)
+    x, weight = random(rng, (n, cin, h, w), dtype), random(rng, (cout, cin, k, k), dtype)
+    b = random(rng, (cout,), dtype) if bias else None
+    want_y, want_cols = reference("conv2d_forward")(x, weight, s, p, b)
+    dy = random(rng, want_y.shape, dtype)
+    want_dx = reference("conv2d_backward_input")(dy, weight, x.shape, s, p)
+    want_dw = reference("conv2d_backward_weight")(dy, want_cols, weight.shape)
+
+    y, cols = fast("conv2d_forward")(x, weight, s, p, b, out=(poisoned(want_y.shape, dtype),
+                                                              poisoned(want_cols.shape, dtype)))
+    dx = fast("conv2d_backward_input")(dy, weight, x.shape, s, p, out=poisoned(x.shape, dtype))
+    dw = fast("conv2d_backward_weight")(dy, cols, weight.shape, out=poisoned(weight.shape, dtype))
+    depth = cin * k * k
+    np.testing.assert_array_equal(cols, want_cols)
+    assert y.flags.c_contiguous
+    assert_close(y, want_y, factor=depth)
+    assert_close(dx, want_dx, factor=cout * k * k)
+    assert_close(dw, want_dw, factor=n * want_y.shape[2] * want_y.shape[3])
+
+
+def test_conv2d_kernels_take_non_contiguous_inputs():
+    rng = np.random.default_rng(0)
+    x = random(rng, (3, 2, 7, 6), np.float32).transpose(0, 1, 3, 2)  # (3, 2, 6, 7), not contiguous
+    weight = random(rng, (4, 2, 3, 3), np.float32)
+    want, _ = reference("conv2d_forward")(x, weight, 2, 1)
+    got, _ = fast("conv2d_forward")(x, weight, 2, 1)
+    assert_close(got, want, factor=18)
+    dy = random(rng, want.shape, np.float32)[:, ::-1]
+    assert_close(fast("conv2d_backward_input")(dy, weight, x.shape, 2, 1),
+                 reference("conv2d_backward_input")(dy, weight, x.shape, 2, 1), factor=36)
+
+
+def test_out_buffers_are_checked():
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="shape"):
+        fast("im2col")(x, 2, 2, 1, 0, out=np.empty((3, 3), np.float32))
+    with pytest.raises(ValueError, match="dtype"):
+        fast("im2col")(x, 2, 2, 1, 0, out=np.empty((4, 9), np.float64))
+    with pytest.raises(ValueError, match="contiguous"):
+        fast("leaky_relu")(x, 0.1, out=np.empty((1, 1, 4, 8), np.float32)[..., ::2])
+    with pytest.raises(TypeError, match="float32 or float64"):
+        fast("leaky_relu")(x.astype(np.float16))
+
+
+# --- activations --------------------------------------------------------------------------
+
+@given(shape=array_shapes(min_dims=1, max_dims=4, max_side=9), slope=st.sampled_from([0.0, 0.01, 0.2, 1.5]),
+       dtype=DTYPES, seed=seeds())
+def test_activation_kernels_match_reference_bit_for_bit(shape, slope, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a, u = random(rng, shape, dtype), random(rng, shape, dtype)
+    a.reshape(-1)[::3] = 0.0  # the kink itself: σ'(0) is the slope, as in the reference
+    got = fast("leaky_relu")(a, slope, out=poisoned(shape, dtype))
+    np.testing.assert_array_equal(got, reference("leaky_relu")(a, slope))
+    got = fast("activation_tangent")(a, u, slope, out=poisoned(shape, dtype))
+    np.testing.assert_array_equal(got, reference("activation_tangent")(a, u, slope))
+
+
+# --- normalisation ------------------------------------------------------------------------
+
+@given(n=st.integers(1, 5), c=st.integers(1, 6), spatial=st.sampled_from([(), (3,), (2, 5), (4, 4)]),
+       affine=st.booleans(), dtype=DTYPES, seed=seeds())
+def test_batch_norm_kernels_match_reference(n, c, spatial, affine, dtype, seed):
+    rng = np.random.default_rng(seed)
+    shape = (n, c) + spatial
+    if n * int(np.prod(spatial, dtype=int)) < 2:
+        n, shape = 2, (2, c) + spatial
+    x = random(rng, shape, dtype, scale=3.0) + dtype(1.5)
+    gamma, beta = (random(rng, (c,), dtype), random(rng, (c,), dtype)) if affine else (None, None)
+    want = reference("batch_norm_forward")(x, gamma, beta, 1e-5)
+    got = fast("batch_norm_forward")(x, gamma, beta, 1e-5, out=(poisoned(shape, dtype), poisoned(shape, dtype)))
+    for g, w in zip(got, want):
+        assert_close(g, w, factor=4)
+    dy = random(rng, shape, dtype)
+    want = reference("batch_norm_backward")(dy, want[1], want[2], gamma)
+    got = fast("batch_norm_backward")(dy, got[1], got[2], gamma, out=poisoned(shape, dtype))
+    count = x.size // c
+    for g, w in zip(got, want):
+        assert_close(g, w, factor=8, scale=float(np.abs(w).max()) + float(np.abs(dy).max()) * count ** 0.5 + 1)
+
+
+@given(batch=st.sampled_from([(1,), (3,), (2, 3)]), norm_shape=st.sampled_from([(3,), (5,), (2, 4), (3, 2, 2)]),
+       weight=st.booleans(), bias=st.booleans(), dtype=DTYPES, seed=seeds())
+def test_layer_norm_kernels_match_reference(batch, norm_shape, weight, bias, dtype, seed):
+    rng = np.random.default_rng(seed)
+    shape, k = batch + norm_shape, len(norm_shape)
+    x = random(rng, shape, dtype, scale=2.0) - dtype(0.5)
+    gamma = random(rng, norm_shape, dtype) if weight else None
+    beta = random(rng, norm_shape, dtype) if bias else None
+    want = reference("layer_norm_forward")(x, gamma, beta, 1e-5, k)
+    got = fast("layer_norm_forward")(x, gamma, beta, 1e-5, k, out=(poisoned(shape, dtype), poisoned(shape, dtype)))
+    for g, w in zip(got, want):
+        assert_close(g, w, factor=4)
+    dy = random(rng, shape, dtype)
+    want = reference("layer_norm_backward")(dy, want[1], want[2], gamma, k)
+    got = fast("layer_norm_backward")(dy, got[1], got[2], gamma, k, out=poisoned(shape, dtype))
+    for g, w in zip(got, want):
+        assert_close(g, w, factor=8, scale=float(np.abs(w).max()) + float(np.abs(dy).max()) * 4 + 1)
+
+
+# --- the gradient penalty's norm and coefficient -------------------------------------------
+
+@given(shape=array_shapes(min_dims=1, max_dims=4, max_side=6), weight=st.sampled_from([0.0, 1.0, 10.0]),
+       one_sided=st.booleans(), dtype=DTYPES, seed=seeds())
+def test_penalty_cotangent_matches_reference(shape, weight, one_sided, dtype, seed):
+    rng = np.random.default_rng(seed)
+    g = random(rng, shape, dtype, scale=rng.uniform(0.1, 2.0))
+    g[0] = 0.0  # a zero-norm sample: coefficient 0, never NaN
+    want_c, want_norms, want_value = reference("penalty_cotangent")(g, weight, one_sided)
+    c, norms, value = fast("penalty_cotangent")(g, weight, one_sided, out=poisoned(shape, dtype),
+                                                norms_out=poisoned(shape[:1], dtype))
+    assert_close(norms, want_norms, factor=4)
+    assert_close(c, want_c, factor=8, scale=float(np.abs(want_c).max()) + 1e-3 * weight)
+    assert np.isclose(float(value), float(want_value), rtol=50 * RTOL[np.dtype(dtype)], atol=1e-30)
+    assert not c[0].any()
+
+
+# --- layers and models with the fast path on -----------------------------------------------
+
+def _models(rng, dtype):
+    critic_conv = nn.Sequential(
+        nn.Conv2d(2, 4, 3, stride=2, padding=1, dtype=dtype, rng=rng), nn.LeakyReLU(0.2),
+        nn.Conv2d(4, 6, 3, stride=1, padding=1, dtype=dtype, rng=rng), nn.LayerNorm((6, 4, 4), dtype=dtype),
+        nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(96, 1, dtype=dtype, rng=rng))
+    critic_mlp = nn.Sequential(nn.Linear(3, 16, dtype=dtype, rng=rng), nn.ReLU(),
+                               nn.Linear(16, 16, dtype=dtype, rng=rng), nn.LayerNorm(16, dtype=dtype), nn.ReLU(),
+                               nn.Linear(16, 1, dtype=dtype, rng=rng))
+    gen = nn.Sequential(
+        nn.ConvTranspose2d(5, 6, 4, stride=1, padding=0, bias=False, dtype=dtype, rng=rng),
+        nn.BatchNorm2d(6, dtype=dtype), nn.ReLU(),
+        nn.ConvTranspose2d(6, 2, 4, stride=2, padding=1, dtype=dtype, rng=rng), nn.Tanh())
+    return critic_conv, critic_mlp, gen
+
+
+def _grads_of_a_step(fast_on, dtype, seed=0):
+    """Generator → conv critic (with the penalty), and an MLP critic: every parameter gradient."""
+    backend.use_fast_kernels(fast_on, "numpy")
+    rng = np.random.default_rng(seed)
+    critic_conv, critic_mlp, gen = _models(rng, dtype)
+    z = random(rng, (3, 5, 1, 1), dtype)
+    fake = gen(z)
+    real = random(rng, fake.shape, dtype)
+    out = critic_conv(fake)
+    gen.backward(critic_conv.backward(np.ones_like(out)))
+    x_hat, _ = interpolate(real, fake, rng)
+    gradient_penalty(critic_conv, x_hat, 10.0)
+    x = random(rng, (4, 3), dtype)
+    critic_mlp.backward(critic_mlp(x))
+    gradient_penalty(critic_mlp, x, 10.0)
+    return {f"{name}.{k}": p.grad.copy() for name, m in (("c", critic_conv), ("m", critic_mlp), ("g", gen))
+            for k, p in m.named_parameters()}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layer_gradients_with_fast_kernels_match_reference(dtype):
+    kcpu.register_cpu_kernels()
+    want = _grads_of_a_step(False, dtype)
+    got = _grads_of_a_step(True, dtype)
+    for name in want:
+        assert_close(got[name], want[name], factor=100, scale=float(np.abs(want[name]).max()) + 1e-3)
+
+
+def _train_wgan_gp(fast_on, steps=4, seed=1):
+    """A few WGAN-GP critic and generator steps (float32, SGD with momentum)."""
+    backend.use_fast_kernels(fast_on, "numpy")
+    rng = np.random.default_rng(seed)
+    critic, _, gen = _models(rng, np.float32)
+    opt_c = SGD(critic.parameters(), lr=1e-2, momentum=0.9)
+    opt_g = SGD(gen.parameters(), lr=1e-2, momentum=0.9)
+    real = np.tanh(random(rng, (4, 2, 8, 8), np.float32))
+    for _ in range(steps):
+        fake = gen(random(rng, (4, 5, 1, 1), np.float32))
+        opt_c.zero_grad()
+        out = critic(np.concatenate([real, fake]))
+        critic.backward(np.concatenate([np.full((4, 1), -0.25, np.float32), np.full((4, 1), 0.25, np.float32)]))
+        x_hat, _ = interpolate(real, fake, rng)
+        gradient_penalty(critic, x_hat, 10.0)
+        opt_c.step()
+        opt_g.zero_grad()
+        out = critic(gen(random(rng, (4, 5, 1, 1), np.float32)))
+        gen.backward(critic.backward(np.full_like(out, -0.25), accumulate=False))
+        opt_g.step()
+    return {**{"c." + k: v.copy() for k, v in critic.state_dict().items()},
+            **{"g." + k: v.copy() for k, v in gen.state_dict().items()}}
+
+
+def test_training_with_fast_kernels_matches_reference():
+    """Parameters after a few steps agree to float32 rounding.
+
+    SGD, not Adam: Adam divides by √v, so a gradient entry that is zero up to rounding
+    becomes a whole ±lr step with either sign — it amplifies rounding, whatever computed it.
+    """
+    kcpu.register_cpu_kernels()
+    want = _train_wgan_gp(False)
+    got = _train_wgan_gp(True)
+    assert want.keys() == got.keys()
+    for name in want:
+        if want[name].dtype.kind == "f":
+            assert_close(got[name], want[name], factor=30)
+        else:
+            np.testing.assert_array_equal(got[name], want[name])
+
+
+# --- switching -----------------------------------------------------------------------------
+
+def test_enable_and_disable_switch_the_seam():
+    x = np.zeros((1, 1, 3, 3), np.float32)
+    kcpu.enable_cpu_kernels()
+    for name in kcpu.KERNELS:
+        assert backend.kernel(name, x) is fast(name)
+    kcpu.disable_cpu_kernels()
+    for name in kcpu.KERNELS:
+        assert backend.kernel(name, x) is reference(name)
+    assert set(kcpu.KERNELS) <= set(backend._REFERENCE)  # every fast kernel has a reference
+    assert penalty_kernels.activation_tangent is reference("activation_tangent")
+
+
+def test_import_minigan_stays_light():
+    """``import minigan`` neither imports Numba nor compiles anything."""
+    code = "import sys, minigan, minigan.nn; assert 'numba' not in sys.modules, 'numba was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
