@@ -1,0 +1,367 @@
+"""Time minigan (NumPy reference, Numba CPU kernels) against PyTorch, same shapes, same threads.
+
+    python -m benchmarks.run                      # every case, 2 threads, torch if installed
+    python -m benchmarks.run --cases ad --reps 9  # some cases, more repetitions
+    python benchmarks/run.py --help
+
+Prints a table of time ratios (minigan ÷ PyTorch), achieved GFLOP/s against the machine's
+measured float32 matrix-product rate, and peak memory, and writes it to
+benchmarks/results/cpu-<date>.{md,csv,json}. See benchmarks/README.md for what is measured
+and how.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _parse(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", default="abcde", help="which cases, e.g. 'abd' (default: abcde)")
+    p.add_argument("--engines", default="numpy,numba,torch",
+                   help="comma-separated: numpy (minigan reference), numba (minigan + kernels/), torch")
+    p.add_argument("--threads", type=int, default=2, help="threads for BLAS, Numba and PyTorch (default 2)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds: each runs every engine once, in its own fresh process (default 3)")
+    p.add_argument("--reps", type=int, default=5, help="timed steps per engine per round (default 5)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first in each process (default 2)")
+    p.add_argument("--slow-reps", type=int, default=2,
+                   help="timed steps per round for case e, whose reference step takes seconds (default 2)")
+    p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
+                   help="report peak RSS (measured in the first round's processes; default on)")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
+                   help="folder for cpu-<date>.{md,csv,json}; '' to skip writing")
+    p.add_argument("--openblas-timeout", type=int, default=20,
+                   help="OPENBLAS_THREAD_TIMEOUT for every process (OpenBLAS's idle threads spin for "
+                        "2^N cycles before sleeping; 20 ≈ 0.3 ms; 0 leaves OpenBLAS's default). "
+                        "Only OpenBLAS reads it: PyTorch uses MKL and OpenMP. Default 20")
+    p.add_argument("--probe", nargs=2, metavar=("CASE", "ENGINE"), help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+ARGS = _parse()
+# Thread counts must be fixed before NumPy (OpenBLAS), Numba or PyTorch start their pools.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = str(ARGS.threads)
+if ARGS.openblas_timeout:
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(ARGS.openblas_timeout)
+
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+if __package__ in (None, ""):  # run as a script: python benchmarks/run.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import cases  # noqa: E402
+
+TARGETS = {"a": 0.5, "b": 0.8, "c": 0.9, "d": 0.6, "e": 0.9}  # numba ÷ torch, from issue 6
+
+
+# --- engines ---------------------------------------------------------------------------------
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401, PLC0415
+        return True
+    except ImportError:
+        return False
+
+
+def prepare(engine: str, threads: int) -> None:
+    if engine == "torch":
+        import torch  # noqa: PLC0415
+
+        torch.set_num_threads(threads)
+        torch.set_num_interop_threads(1)
+    elif engine == "numba":
+        from kernels.cpu import register_cpu_kernels, warm_up  # noqa: PLC0415
+
+        register_cpu_kernels()
+        warm_up(("float32",))
+
+
+def build(case: str, engine: str):
+    """A step closure for the engine; minigan engines switch the seam around every call."""
+    if engine == "torch":
+        return cases.build_torch(case)
+    from minigan import backend  # noqa: PLC0415
+
+    step = cases.build_minigan(case)
+    on = engine == "numba"
+
+    def run():
+        backend.use_fast_kernels(on, "numpy")
+        step()
+    return run
+
+
+# --- measurements --------------------------------------------------------------------------
+
+def gemm_rate(n: int = 2048, reps: int = 5) -> float:
+    """Best float32 GFLOP/s of an n×n×n NumPy matrix product (the ceiling to compare with)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    np.matmul(a, b, out=out)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def _status_mib(key: str) -> float | None:
+    """VmRSS / VmHWM (peak RSS) of this process from /proc/self/status, in MiB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS counter (Linux: writing 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def probe(case: str, engine: str, warmup: int, reps: int) -> dict:
+    """One engine in this (fresh) process: ``warmup`` untimed steps, then ``reps`` timed ones.
+
+    Memory: the RSS just before the models are built (libraries imported, kernels compiled,
+    the kernel's peak-RSS counter reset there, so import-time peaks do not count) and the
+    peak RSS at the end; ``delta_mib`` is their difference.
+    """
+    import gc  # noqa: PLC0415
+
+    prepare(engine, ARGS.threads)
+    if engine != "torch":
+        import minigan  # noqa: F401, PLC0415
+    gc.collect()
+    base = _status_mib("VmRSS")
+    if base is None or not _reset_peak():  # not Linux: fall back to ru_maxrss
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    step = build(case, engine)
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    peak = _status_mib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return {"case": case, "engine": engine, "times_s": times, "baseline_mib": base, "peak_mib": peak,
+            "delta_mib": peak - base}
+
+
+def run_probe(case: str, engine: str, warmup: int, reps: int) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.run", "--threads", str(ARGS.threads),
+           "--openblas-timeout", str(ARGS.openblas_timeout), "--warmup", str(warmup),
+           "--reps", str(reps), "--probe", case, engine]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
+    if res.returncode != 0:
+        raise RuntimeError(f"benchmark process {case}/{engine} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def time_case(case: str, engines, rounds: int, reps: int, warmup: int):
+    """Every engine runs in its own fresh process (no thread pool of one engine idles or spins
+    beside another's), and the engines take turns, round after round, so a change in the
+    machine's load hits every engine alike. Returns per-engine medians over all timed steps,
+    the raw times, the per-round medians and the first round's memory."""
+    raw = {e: [] for e in engines}
+    per_round = {e: [] for e in engines}
+    memory = {}
+    for r in range(rounds):
+        for e in engines:
+            out = run_probe(case, e, warmup, reps)
+            raw[e] += out["times_s"]
+            per_round[e].append(statistics.median(out["times_s"]))
+            if r == 0:
+                memory[e] = out["delta_mib"]
+    return {e: statistics.median(v) for e, v in raw.items()}, raw, per_round, memory
+
+
+# --- report -----------------------------------------------------------------------------------
+
+def machine_info(threads: int) -> dict:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "logical_cores": os.cpu_count(), "threads": threads,
+            "python": platform.python_version(), "numpy": np.__version__}
+    try:
+        import numba  # noqa: PLC0415
+        info["numba"] = numba.__version__
+    except ImportError:
+        pass
+    if torch_available():
+        import torch  # noqa: PLC0415
+        info["torch"] = torch.__version__
+    try:
+        info["loadavg_start"] = os.getloadavg()[0]
+    except OSError:
+        pass
+    try:
+        policy = os.sched_getscheduler(0)
+        info["scheduler"] = {os.SCHED_OTHER: "normal", os.SCHED_FIFO: "SCHED_FIFO (chrt -f)",
+                             os.SCHED_RR: "SCHED_RR (chrt -r)"}.get(policy, str(policy))
+        if policy != os.SCHED_OTHER:
+            info["scheduler"] += f", priority {os.sched_getparam(0).sched_priority}"
+        info["nice"] = os.getpriority(os.PRIO_PROCESS, 0)
+    except (AttributeError, OSError):
+        pass
+    for var in ("OPENBLAS_THREAD_TIMEOUT", "NUMBA_THREADING_LAYER"):
+        if var in os.environ:
+            info[var] = os.environ[var]
+    return info
+
+
+def fmt(x, spec):
+    return "—" if x is None else format(x, spec)
+
+
+def render(results, info, gemm_before, gemm_after, engines) -> str:
+    has_torch = "torch" in engines
+    lines = [f"# minigan CPU benchmark — {time.strftime('%Y-%m-%d %H:%M')}", "",
+             f"Machine: {info['cpu']}, {info['logical_cores']} logical cores; **{info['threads']} threads** "
+             f"for OpenBLAS, Numba and PyTorch. NumPy {info['numpy']}"
+             + (f", Numba {info['numba']}" if "numba" in info else "")
+             + (f", PyTorch {info['torch']}" if "torch" in info else "") + ".",
+             f"float32 matrix-product ceiling (NumPy, 2048³): {gemm_before:.0f} GFLOP/s before the "
+             f"cases, {gemm_after:.0f} after. Load average (1 min) at start {info.get('loadavg_start', '?'):.2f}, "
+             f"at end {info.get('loadavg_end', float('nan')):.2f}; scheduling: {info.get('scheduler', '?')}"
+             f", nice {info.get('nice', '?')}"
+             + "".join(f"; {k}={info[k]}" for k in ("OPENBLAS_THREAD_TIMEOUT", "NUMBA_THREADING_LAYER") if k in info)
+             + ".",
+             ""]
+    if has_torch:
+        lines += ["Time ratios (median step time ÷ PyTorch's; lower is better; target from issue 6 "
+                  "for the Numba path):", "",
+                  "| case | what | NumPy ref ÷ torch | Numba ÷ torch | target | met |",
+                  "|---|---|---:|---:|---:|:-:|"]
+        for r in results:
+            t = r["median_s"]
+            ref = t.get("numpy", None) and t["numpy"] / t["torch"]
+            fast = t.get("numba", None) and t["numba"] / t["torch"]
+            met = "—" if fast is None else ("yes" if fast <= TARGETS[r["case"]] else "no")
+            lines.append(f"| {r['case']} | {r['name']} | {fmt(ref, '.2f')} | {fmt(fast, '.2f')} | "
+                         f"≤ {TARGETS[r['case']]} | {met} |")
+        lines.append("")
+    lines += ["Achieved GFLOP/s (matrix-product FLOPs of the step, counted analytically in "
+              "benchmarks/cases.py, ÷ median time) and % of the ceiling:", "",
+              "| case | GFLOP/step | " + " | ".join(f"{e} GFLOP/s" for e in engines) + " |",
+              "|---|---:|" + "---:|" * len(engines)]
+    for r in results:
+        cells = []
+        for e in engines:
+            g = r["gflops"][e]
+            cells.append(f"{g:.0f} ({100 * g / gemm_before:.0f}%)")
+        lines.append(f"| {r['case']} | {r['flops'] / 1e9:.2f} | " + " | ".join(cells) + " |")
+    lines.append("")
+    if any(r.get("memory") for r in results):
+        lines += ["Peak memory: peak RSS (VmHWM, reset just before the models are built) minus the "
+                  "RSS at that point, over the warm-up and timed steps of the first round's process "
+                  "(libraries imported and kernels compiled before the baseline). RSS, not an "
+                  "allocator's count: NumPy's and PyTorch's allocators count differently, pages "
+                  "touched do not:", "",
+                  "| case | " + " | ".join(f"{e} MiB" for e in engines)
+                  + (" | Numba ÷ torch |" if has_torch and "numba" in engines else " |"),
+                  "|---|" + "---:|" * (len(engines) + (1 if has_torch and "numba" in engines else 0))]
+        for r in results:
+            m = r.get("memory") or {}
+            row = f"| {r['case']} | " + " | ".join(fmt(m.get(e), ".0f") for e in engines)
+            if has_torch and "numba" in engines:
+                ratio = m.get("numba") / m["torch"] if m.get("numba") and m.get("torch") else None
+                row += f" | {fmt(ratio, '.2f')}"
+            lines.append(row + " |")
+        lines.append("")
+    lines += ["Median step times in ms, with the range of the per-round medians (each round: every "
+              "engine in its own fresh process, engines in turn):", ""]
+    for r in results:
+        cells = [f"{e} {1e3 * r['median_s'][e]:.1f} ({1e3 * min(r['round_medians_s'][e]):.1f}–"
+                 f"{1e3 * max(r['round_medians_s'][e]):.1f})" for e in engines]
+        lines.append(f"- {r['case']} {r['name']}: " + ", ".join(cells))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    if ARGS.probe:
+        case, engine = ARGS.probe
+        print(json.dumps(probe(case, engine, ARGS.warmup, ARGS.reps)))
+        return
+    engines = [e.strip() for e in ARGS.engines.split(",") if e.strip()]
+    if "torch" in engines and not torch_available():
+        print("PyTorch is not installed (pip install -e '.[bench]'): timing minigan only.", file=sys.stderr)
+        engines.remove("torch")
+    info = machine_info(ARGS.threads)
+    if "numba" in engines:
+        prepare("numba", ARGS.threads)  # compile (or load) the kernels once, before any timing
+    gemm_before = gemm_rate()
+    print(f"threads {ARGS.threads}; float32 GEMM ceiling {gemm_before:.0f} GFLOP/s; engines {engines}", flush=True)
+    results = []
+    for case in ARGS.cases:
+        reps = ARGS.slow_reps if case == "e" else ARGS.reps
+        med, raw, per_round, memory = time_case(case, engines, ARGS.rounds, reps,
+                                                ARGS.warmup if case != "e" else 1)
+        flops = cases.case_flops(case)
+        r = {"case": case, "name": cases.CASES[case], "median_s": med, "times_s": raw,
+             "round_medians_s": per_round, "flops": flops, "gflops": {e: flops / med[e] / 1e9 for e in engines}}
+        if ARGS.memory:
+            r["memory"] = memory
+        results.append(r)
+        msg = ", ".join(f"{e} {1e3 * med[e]:.1f} ms" for e in engines)
+        if "torch" in engines:
+            msg += " | ratios " + ", ".join(f"{e}/torch {med[e] / med['torch']:.2f}" for e in engines if e != "torch")
+        print(f"{case} {cases.CASES[case]}: {msg}", flush=True)
+    gemm_after = gemm_rate()
+    try:
+        info["loadavg_end"] = os.getloadavg()[0]
+    except OSError:
+        pass
+    report = render(results, info, gemm_before, gemm_after, engines)
+    print()
+    print(report)
+    if ARGS.out:
+        os.makedirs(ARGS.out, exist_ok=True)
+        stem = os.path.join(ARGS.out, f"cpu-{time.strftime('%Y-%m-%d')}")
+        with open(stem + ".md", "w") as f:
+            f.write(report)
+        with open(stem + ".json", "w") as f:
+            json.dump({"machine": info, "gemm_gflops": [gemm_before, gemm_after], "targets": TARGETS,
+                       "results": results}, f, indent=1)
+        with open(stem + ".csv", "w") as f:
+            f.write("case,name,engine,median_ms,gflops,ratio_to_torch,peak_rss_delta_mib\n")
+            for r in results:
+                for e in engines:
+                    ratio = r["median_s"][e] / r["median_s"]["torch"] if "torch" in engines else ""
+                    mem = (r.get("memory") or {}).get(e)
+                    f.write(f"{r['case']},{r['name']},{e},{1e3 * r['median_s'][e]:.3f},{r['gflops'][e]:.2f},"
+                            f"{ratio if ratio == '' else format(ratio, '.4f')},{'' if mem is None else format(mem, '.1f')}\n")
+        print(f"\nwritten: {stem}.md, .csv, .json")
+
+
+if __name__ == "__main__":
+    main()
