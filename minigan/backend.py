@@ -30,6 +30,7 @@ def cupy_module():
             if not cupy.cuda.is_available():
                 raise RuntimeError("cupy is installed but no CUDA device is visible")
             _CUPY = cupy
+            _register_cuda_kernels()
             return cupy
         except Exception as exc:  # ImportError, CUDA driver errors ...
             _CUPY_ERROR = f"{type(exc).__name__}: {exc}"
@@ -37,6 +38,15 @@ def cupy_module():
         "the GPU path (device='cuda') is unavailable: " + _CUPY_ERROR
         + ". Install the GPU extra (pip install -e '.[gpu]') on a machine with an NVIDIA GPU."
     )
+
+
+def _register_cuda_kernels():
+    """The numba.cuda twins in kernels/cuda.py, registered once a GPU is known to be usable."""
+    try:
+        from kernels.cuda import register_cuda_kernels  # noqa: PLC0415 - only with a GPU
+    except ImportError:  # minigan used without its kernels package: the CuPy reference runs
+        return
+    register_cuda_kernels()
 
 
 def gpu_available() -> bool:

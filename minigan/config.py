@@ -62,6 +62,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     eval_samples: int = 2000         # samples for the final toy metrics (modes, EMD)
     num_classes: int = 10
+    fast_kernels: bool = False       # the Numba CPU kernels of kernels/ (compiled on first use)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":

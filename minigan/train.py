@@ -65,6 +65,10 @@ class Trainer:
         self.out = Path(c.out)
         self.rng = np.random.default_rng(c.seed)
         self.step = 0
+        if c.fast_kernels:
+            from kernels.cpu import enable_cpu_kernels
+
+            enable_cpu_kernels()
         self._load_data()
         init_rng = np.random.default_rng([c.seed, 1])
         self._build_models(init_rng)

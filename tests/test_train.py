@@ -240,3 +240,18 @@ def test_checkpoint_atomic_write_and_corruption(tmp_path, monkeypatch):
     path.write_bytes(bytes(flipped))
     with pytest.raises(CheckpointError, match="checksum"):
         load_checkpoint(path)
+
+
+def test_fast_kernels_train_like_the_reference(tmp_path):
+    """The same tiny run with the Numba kernels on and off: equal to float32 rounding."""
+    from minigan import backend
+
+    runs = []
+    for fast in (False, True):
+        trainer = Trainer(tiny_config(tmp_path / str(fast), "wgan-gp", "dcgan", "digits", fast_kernels=fast,
+                                      critic_norm="layer", steps=1, optimizer="sgd"))
+        trainer.train()
+        runs.append(params_of(trainer))
+        backend.use_fast_kernels(False)
+    for key in runs[0]:
+        np.testing.assert_allclose(runs[0][key], runs[1][key], rtol=1e-5, atol=1e-7, err_msg=key)
