@@ -17,12 +17,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomically
 from .backend import to_numpy
 
 MAGIC = b"MINIGAN-CKPT 1\n"
@@ -62,26 +61,13 @@ def _unflatten(tree, arrays):
 
 def save_checkpoint(state: dict, path) -> Path:
     """Write ``state`` (nested dicts/lists of arrays, numbers, strings) to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict = {}
     meta = _flatten(state, "", arrays)
     buffer = io.BytesIO()
     np.savez(buffer, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
     payload = buffer.getvalue()
     digest = hashlib.sha256(payload).hexdigest().encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC + digest + b"\n")
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda f: f.write(MAGIC + digest + b"\n" + payload))
 
 
 def load_checkpoint(path) -> dict:

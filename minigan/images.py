@@ -6,12 +6,12 @@ saving a plot neither needs a display nor changes the backend of a user's sessio
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .atomic import write_atomically
 
 
 def _to_numpy(array) -> np.ndarray:
@@ -59,30 +59,6 @@ def make_grid(images, nrow: int | None = None, padding: int = 2,
     return grid
 
 
-def _write_atomically(path, write) -> Path:
-    """Call ``write(file_object)`` on a temp file in the target's folder, then rename it.
-
-    ``os.replace`` is atomic on one filesystem, so readers (and a crash mid-write) see
-    either the old complete file or the new complete one, never a partial PNG.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
 def save_grid(images, path, nrow: int | None = None, padding: int = 2,
               pad_value: float = 1.0, min_size: int = 256) -> Path:
     """Write ``make_grid(images, ...)`` as a PNG at ``path``, atomically. Returns the path.
@@ -95,7 +71,7 @@ def save_grid(images, path, nrow: int | None = None, padding: int = 2,
     factor = max(1, -(-min_size // max(picture.size)))  # ceil(min_size / longest side)
     if factor > 1:
         picture = picture.resize((picture.size[0] * factor, picture.size[1] * factor), Image.NEAREST)
-    return _write_atomically(path, lambda file: picture.save(file, format="PNG"))
+    return write_atomically(path, lambda file: picture.save(file, format="PNG"))
 
 
 def save_points_png(samples, path, real=None, title: str | None = None,
@@ -127,4 +103,4 @@ def save_points_png(samples, path, real=None, title: str | None = None,
     if real is not None:
         axes.legend(loc="upper right", markerscale=3)
     figure.tight_layout()
-    return _write_atomically(path, lambda file: figure.savefig(file, format="png"))
+    return write_atomically(path, lambda file: figure.savefig(file, format="png"))

@@ -195,7 +195,7 @@ class Trainer:
         return self.D(x) if y is None else self.D(x, y)
 
     # --- one step of each player --------------------------------------------------------
-    def _d_step(self) -> dict:
+    def discriminator_step(self) -> dict:
         c = self.config
         real, y = self._real_batch()
         fake = self._g(self._noise(len(real)), y)  # conditional: fakes carry the real labels
@@ -305,7 +305,7 @@ class Trainer:
             metrics = self._cogan_step()
         else:
             for _ in range(self.config.n_critic):
-                metrics = self._d_step()
+                metrics = self.discriminator_step()
             metrics.update(self._g_step())
         for name, value in metrics.items():
             _finite_or_raise(value, self.step, name)
@@ -335,12 +335,12 @@ class Trainer:
         samples = self.samples()
         path = self.out / name
         if self.toy:
-            save_points_png(samples, path, real=self._reference_points(), title=f"step {self.step}")
+            save_points_png(samples, path, real=self.reference_points(), title=f"step {self.step}")
         else:
             save_grid(samples, path, nrow=8)
         return path
 
-    def _reference_points(self, n=2000):
+    def reference_points(self, n=2000):
         from . import data
 
         return data.load_dataset(self.config.data, n=n, rng=np.random.default_rng([self.config.seed, 3]))[0]
@@ -483,7 +483,7 @@ class Trainer:
         return {"modes_captured": int(stats["modes_captured"]), "n_modes": int(stats["n_modes"]),
                 "high_quality_fraction": float(stats["high_quality_fraction"]),
                 "jsd_modes": float(stats["jsd_modes"]),
-                "emd": float(emd(samples, self._reference_points(n), rng=np.random.default_rng(0)))}
+                "emd": float(emd(samples, self.reference_points(n), rng=np.random.default_rng(0)))}
 
 
 def train(config: TrainConfig | None = None, progress: bool = False, **overrides) -> dict:
