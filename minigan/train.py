@@ -422,7 +422,8 @@ class Trainer:
                     f.flush()
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix({k: f"{metrics[k]:.3g}" for k in ("loss_d", "loss_g") if k in metrics})
+                    bar.set_postfix({k: f"{metrics[k]:.3g}" for k in ("loss_d", "loss_g") if k in metrics},
+                                    refresh=False)
                 if self.step % c.sample_every == 0:
                     self.save_samples(f"samples_{self.step:06d}.png")
                 if self.step % c.checkpoint_every == 0:
@@ -442,8 +443,9 @@ class Trainer:
             return None
         from tqdm import tqdm
 
+        # disable=None: no bar when stderr is not a terminal (logs stay readable)
         return tqdm(total=self.config.steps, initial=self.step, desc=f"{self.config.loss} {self.config.model}",
-                    unit="step", dynamic_ncols=True)
+                    unit="step", dynamic_ncols=True, mininterval=0.5, disable=None)
 
     def finish(self, interrupted: bool = False) -> dict:
         """Final samples, the loss curve, quality metrics and summary.json."""
