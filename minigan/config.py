@@ -63,6 +63,7 @@ class TrainConfig:
     eval_samples: int = 2000         # samples for the final toy metrics (modes, EMD)
     num_classes: int = 10
     fast_kernels: bool = False       # the Numba CPU kernels of kernels/ (compiled on first use)
+    device: str = "cpu"              # "cuda": models on the GPU through CuPy (data and noise drawn on the host)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -167,6 +168,7 @@ class TrainConfig:
             if self.model in ("dcgan", "cdcgan") and self.image_size not in IMAGE_SIZES:
                 raise ConfigError(f"image_size {self.image_size} is not supported by the {self.model} model; "
                                   f"valid: {', '.join(map(str, IMAGE_SIZES))}")
+        _check_choice(self.device, ("cpu", "cuda"), "device")
         if self.critic_norm not in (None, "batch", "layer"):
             raise ConfigError(f"critic_norm must be 'batch', 'layer' or 'none', got {self.critic_norm!r}")
         if self.loss == "wgan-gp" and self.critic_norm == "batch":

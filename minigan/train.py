@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import losses, models, nn
+from . import backend, losses, models, nn
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .optim import SGD, Adam, RMSprop
@@ -53,7 +53,7 @@ def _check_gradients(module, step: int, which: str):
     if math.isfinite(sum(float(p.grad.sum()) for p in module.parameters())):
         return
     for name, p in module.named_parameters():
-        if not np.isfinite(p.grad).all():
+        if not backend.array_module(p.grad).isfinite(p.grad).all():
             raise TrainingDiverged(f"step {step}: the gradient of {which}.{name} contains NaN/Inf — "
                                    "training stopped; the last good checkpoint is kept")
 
@@ -72,6 +72,11 @@ class Trainer:
         self._load_data()
         init_rng = np.random.default_rng([c.seed, 1])
         self._build_models(init_rng)
+        if c.device == "cuda":  # a clear RuntimeError when CuPy or a GPU is missing
+            backend.cupy_module()
+            self.G.to(device="cuda")
+            self.D.to(device="cuda")
+        self.xp = self.G.xp
         self.opt_g = self._optimizer(self.G.parameters(), c.lr_g)
         self.opt_d = self._optimizer(self.D.parameters(), c.lr_d)
         self._setup_loss()
@@ -181,12 +186,22 @@ class Trainer:
             self.g_loss = lambda f: losses.generator_loss_fgan(f, div, nonsaturating=True)
 
     # --- sampling helpers -----------------------------------------------------------------
+    def _device(self, array):
+        """Host arrays (data, noise, labels: drawn on the CPU so runs resume exactly) onto the
+        models' device."""
+        return array if self.config.device == "cpu" or array is None else backend.to_device(array, "cuda")
+
     def _noise(self, n):
-        return self.rng.standard_normal((n, self.latent_dim)).astype(np.float32)
+        return self._device(self.rng.standard_normal((n, self.latent_dim)).astype(np.float32))
+
+    def _next_real(self, sampler):
+        return self._device(next(sampler))
 
     def _real_batch(self):
-        batch = next(self.sampler)
-        return batch if self.conditional else (batch, None)
+        if not self.conditional:
+            return self._next_real(self.sampler), None
+        x, y = next(self.sampler)
+        return self._device(x), self._device(y)
 
     def _g(self, z, y):
         return self.G(z) if y is None else self.G(z, y)
@@ -217,7 +232,7 @@ class Trainer:
         self.opt_d.step()
         if c.loss == "wgan":
             for p in self.D.parameters():
-                np.clip(p.data, -c.clip, c.clip, out=p.data)
+                self.xp.clip(p.data, -c.clip, c.clip, out=p.data)
         return metrics
 
     def _d_summary(self, out):
@@ -229,7 +244,7 @@ class Trainer:
     def _g_step(self) -> dict:
         real_labels = None
         if self.conditional:
-            real_labels = self.rng.integers(0, self.config.num_classes, self.config.batch_size)
+            real_labels = self._device(self.rng.integers(0, self.config.num_classes, self.config.batch_size))
         z = self._noise(self.config.batch_size)
         fake = self._g(z, real_labels)
         out = self._d(fake, real_labels)
@@ -269,7 +284,7 @@ class Trainer:
         c = self.config
         metrics = {}
         for _ in range(c.n_critic):
-            reals = (next(self.sampler), -next(self.sampler2))
+            reals = (self._next_real(self.sampler), -self._next_real(self.sampler2))
             fakes = self.G(self._noise(c.batch_size))
             self.D.zero_grad()
             outs_r = self.D(reals)
@@ -281,7 +296,7 @@ class Trainer:
             self.opt_d.step()
             if c.loss == "wgan":
                 for p in self.D.parameters():
-                    np.clip(p.data, -c.clip, c.clip, out=p.data)
+                    self.xp.clip(p.data, -c.clip, c.clip, out=p.data)
             metrics["loss_d"] = sum(v for v, _ in results)
             metrics["d_real"] = self._d_summary(outs_r[0])
             metrics["d_fake"] = self._d_summary(outs_f[0])
@@ -320,9 +335,10 @@ class Trainer:
         labels = self.fixed_labels if labels is None and z is self.fixed_z else labels
         self.G.eval()
         try:
-            out = self._g(z, labels)
+            out = self._g(self._device(z), self._device(labels))
         finally:
             self.G.train()
+        out = tuple(map(backend.to_numpy, out)) if isinstance(out, tuple) else backend.to_numpy(out)
         if isinstance(out, tuple):  # CoGAN: both domains side by side
             out = np.concatenate([o.reshape((len(o),) + tuple(self.image_shape)) for o in out], axis=-1)
         if not self.toy:

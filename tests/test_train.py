@@ -255,3 +255,14 @@ def test_fast_kernels_train_like_the_reference(tmp_path):
         backend.use_fast_kernels(False)
     for key in runs[0]:
         np.testing.assert_allclose(runs[0][key], runs[1][key], rtol=1e-5, atol=1e-7, err_msg=key)
+
+
+def test_cuda_device_without_a_gpu_is_a_clear_error(tmp_path):
+    from minigan import backend
+
+    if backend.gpu_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="GPU path .* unavailable"):
+        Trainer(tiny_config(tmp_path, "wgan-gp", "mlp", "8gaussians", device="cuda"))
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        Trainer(tiny_config(tmp_path, "wgan-gp", "mlp", "8gaussians", device="tpu"))
