@@ -317,7 +317,8 @@ def _t_dcgan_init(tnn, module):
     return module
 
 
-def build_torch(case: str, seed: int = 0):
+def build_torch(case: str, seed: int = 0, device: str = "cpu"):
+    """PyTorch's step for ``case`` on ``device`` ("cpu" here, "cuda" in benchmarks/gpu.py)."""
     import torch
     from torch import autograd
     from torch import nn as tnn
@@ -325,6 +326,7 @@ def build_torch(case: str, seed: int = 0):
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    dev = torch.device(device)
 
     def wgan_critic_step(D, G, opt_d, real, noise):
         for p in D.parameters():
@@ -333,7 +335,7 @@ def build_torch(case: str, seed: int = 0):
             fake = G(noise())
         opt_d.zero_grad()
         loss = D(fake).mean() - D(real).mean()
-        eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1))
+        eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=dev)
         x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
         out = D(x_hat)
         g, = autograd.grad(out, x_hat, torch.ones_like(out), create_graph=True)
@@ -342,14 +344,14 @@ def build_torch(case: str, seed: int = 0):
         opt_d.step()
 
     if case in ("a", "b"):
-        D = _t_mlp(tnn, [2, TOY_WIDTH, TOY_WIDTH, TOY_WIDTH, 1])
-        G = _t_mlp(tnn, [2, TOY_WIDTH, TOY_WIDTH, TOY_WIDTH, 2])
+        D = _t_mlp(tnn, [2, TOY_WIDTH, TOY_WIDTH, TOY_WIDTH, 1]).to(dev)
+        G = _t_mlp(tnn, [2, TOY_WIDTH, TOY_WIDTH, TOY_WIDTH, 2]).to(dev)
         opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.5, 0.9))
         opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.5, 0.9))
-        real = torch.from_numpy(toy_real(rng))
+        real = torch.from_numpy(toy_real(rng)).to(dev)
 
         def noise():
-            return torch.randn(TOY_BATCH, 2)
+            return torch.randn(TOY_BATCH, 2, device=dev)
 
         if case == "a":
             return lambda: wgan_critic_step(D, G, opt_d, real, noise)
@@ -364,26 +366,26 @@ def build_torch(case: str, seed: int = 0):
         return gen_step
 
     if case == "d":
-        D = _t_dcgan_init(tnn, _t_conv_net(tnn, d_specs(1, 32, bn=False), False, bias=True))
-        G = _t_dcgan_init(tnn, _t_conv_net(tnn, g_specs(1, 32), True))
+        D = _t_dcgan_init(tnn, _t_conv_net(tnn, d_specs(1, 32, bn=False), False, bias=True)).to(dev)
+        G = _t_dcgan_init(tnn, _t_conv_net(tnn, g_specs(1, 32), True)).to(dev)
         opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.5, 0.9))
-        real = torch.from_numpy(image_real(rng, 1, 32))
+        real = torch.from_numpy(image_real(rng, 1, 32)).to(dev)
 
         def noise():
-            return torch.randn(DC_BATCH, NZ, 1, 1)
+            return torch.randn(DC_BATCH, NZ, 1, 1, device=dev)
         return lambda: wgan_critic_step(D, G, opt_d, real, noise)
 
     if case in ("c", "e"):
         size, ch = (32, 1) if case == "c" else (64, 3)
-        D = _t_dcgan_init(tnn, _t_conv_net(tnn, d_specs(ch, size), False))
-        G = _t_dcgan_init(tnn, _t_conv_net(tnn, g_specs(ch, size), True))
+        D = _t_dcgan_init(tnn, _t_conv_net(tnn, d_specs(ch, size), False)).to(dev)
+        G = _t_dcgan_init(tnn, _t_conv_net(tnn, g_specs(ch, size), True)).to(dev)
         opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
         opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        real = torch.from_numpy(image_real(rng, ch, size))
-        ones, zeros = torch.ones(DC_BATCH, 1), torch.zeros(DC_BATCH, 1)
+        real = torch.from_numpy(image_real(rng, ch, size)).to(dev)
+        ones, zeros = torch.ones(DC_BATCH, 1, device=dev), torch.zeros(DC_BATCH, 1, device=dev)
 
         def dcgan_step():
-            fake = G(torch.randn(DC_BATCH, NZ, 1, 1))
+            fake = G(torch.randn(DC_BATCH, NZ, 1, 1, device=dev))
             opt_d.zero_grad()
             tf.binary_cross_entropy_with_logits(D(real), ones).backward()
             tf.binary_cross_entropy_with_logits(D(fake.detach()), zeros).backward()

@@ -242,49 +242,6 @@ def torch_cuda():
     return torch, None
 
 
-def build_torch_toy(torch, case: str, seed: int = 0):
-    from torch import autograd
-    from torch import nn as tnn
-
-    dev = torch.device("cuda")
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    D = cases._t_mlp(tnn, [2, WIDTH, WIDTH, WIDTH, 1]).to(dev)
-    G = cases._t_mlp(tnn, [2, WIDTH, WIDTH, WIDTH, 2]).to(dev)
-    opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.5, 0.9))
-    opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.5, 0.9))
-    real = torch.from_numpy(cases.toy_real(rng, B)).to(dev)
-
-    def noise():
-        return torch.randn(B, 2, device=dev)
-
-    if case == "a":
-        def critic_step():
-            for p in D.parameters():
-                p.requires_grad_(True)
-            with torch.no_grad():
-                fake = G(noise())
-            opt_d.zero_grad()
-            loss = D(fake).mean() - D(real).mean()
-            eps = torch.rand((B, 1), device=dev)
-            x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-            out = D(x_hat)
-            g, = autograd.grad(out, x_hat, torch.ones_like(out), create_graph=True)
-            gp = LAMBDA * ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
-            (loss + gp).backward()
-            opt_d.step()
-        return critic_step
-
-    def gen_step():
-        for p in D.parameters():
-            p.requires_grad_(False)
-        opt_g.zero_grad()
-        loss = -D(G(noise())).mean()
-        loss.backward()
-        opt_g.step()
-    return gen_step
-
-
 # --- the transposed convolution --------------------------------------------------------------
 
 TCONV = dict(n=256, c_in=512, c_out=256, k=4, s=2, p=1, h=8)
@@ -433,7 +390,7 @@ def main(argv=None) -> int:
             rows.append(("minigan CuPy, sync-free step replayed as a CUDA graph", med, best, ""))
             graph_note = "captured and replayed (timing only: Adam's bias corrections are frozen at capture)"
     if torch is not None:
-        med, best = tt(build_torch_toy(torch, "a"))
+        med, best = tt(cases.build_torch("a", device="cuda"))
         rows.append(("PyTorch CUDA eager", med, best, ""))
     agree = check_fused_penalty_agrees()
     report += ["## (a) WGAN-GP toy critic step (MLP 2→512×3→1, batch 256, penalty, Adam)", "",
@@ -449,7 +406,7 @@ def main(argv=None) -> int:
     med, best = t(step)
     rows.append(("minigan CuPy, engine", med, best, ""))
     if torch is not None:
-        med, best = tt(build_torch_toy(torch, "b"))
+        med, best = tt(cases.build_torch("b", device="cuda"))
         rows.append(("PyTorch CUDA eager", med, best, ""))
     report += ["## (b) its generator step", "", table(rows, flops_b), "",
                f"FLOPs per step: {flops_b / 1e9:.3f} GFLOP.", ""]
