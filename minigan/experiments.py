@@ -36,7 +36,7 @@ from .config import TrainConfig
 from .atomic import write_atomically
 from .optim import Adam
 from .penalty import gradient_penalty, interpolate
-from .train import Trainer
+from .train import Trainer, backward_discriminator_loss, clip_weights
 
 __all__ = ["EXPERIMENTS", "vanishing", "modes", "clipping", "optimal_d", "run_experiment"]
 
@@ -344,18 +344,12 @@ def train_critic(critic, opt, real_batches, fake_batches, iterations: int, clip:
     for _ in range(iterations):
         real, fake = real_batches(), fake_batches()
         critic.zero_grad()
-        out_real = critic(real)
-        _, (d_real, _) = losses.critic_loss_wasserstein(out_real, out_real)
-        critic.backward(d_real)
-        out_fake = critic(fake)
-        _, (_, d_fake) = losses.critic_loss_wasserstein(out_real, out_fake)
-        critic.backward(d_fake)
+        _, out_real, out_fake = backward_discriminator_loss(critic, losses.critic_loss_wasserstein, real, fake)
         if gp_weight is not None:
             gradient_penalty(critic, interpolate(real, fake, rng)[0], gp_weight)
         opt.step()
         if clip is not None:
-            for p in critic.parameters():
-                np.clip(p.data, -clip, clip, out=p.data)
+            clip_weights(critic, clip)
         estimates.append(float(out_real.mean() - out_fake.mean()))
     return estimates
 
@@ -526,12 +520,7 @@ def optimal_d(out, quick: bool = False, seed: int = 0, log=print) -> dict:
                 group["lr"] *= 0.1
         real, fake = _mixture_sample(batch, DATA_MIXTURE, rng), _mixture_sample(batch, G_MIXTURE, rng)
         D.zero_grad()
-        out_r = D(real)
-        _, (d_r, _) = losses.discriminator_loss_minimax(out_r, out_r)
-        D.backward(d_r)
-        out_f = D(fake)
-        _, (_, d_f) = losses.discriminator_loss_minimax(out_r, out_f)
-        D.backward(d_f)
+        backward_discriminator_loss(D, losses.discriminator_loss_minimax, real, fake)
         opt.step()
 
     x = np.linspace(-4.0, 5.0, 901)

@@ -8,9 +8,8 @@ for every loss of the zoo, with logging, sample snapshots, checkpoints and exact
         z ~ N(0, I); update G on its loss
 
 Every D loss here is a sum of a real term and a fake term, so ∂L/∂D(x) depends on D(x)
-alone: D runs on the real batch, backpropagates, then on the fake batch, and every
-forward is followed by its own backward (BatchNorm sees real and fake batches separately,
-as in DCGAN).
+alone: D runs on the real batch, backpropagates, then on the fake batch
+(:func:`backward_discriminator_loss`).
 
 All randomness (minibatches, z, the interpolation ε) comes from one
 ``numpy.random.Generator`` whose state is checkpointed, so a resumed run repeats an
@@ -58,6 +57,31 @@ def _check_gradients(module, step: int, which: str):
                                    "training stopped; the last good checkpoint is kept")
 
 
+def backward_discriminator_loss(D, d_loss, real, fake, labels=None):
+    """D on the real batch, backward of the loss's real term; then the same for the fake batch.
+
+    Every D loss here is a real term plus a fake term, so ∂L/∂D(x) needs D(x) alone and each
+    forward is followed by its own backward (BatchNorm sees the batches separately, as in
+    DCGAN). Adds D's parameter gradients; returns (loss value, D(x), D(x̃)).
+    """
+    def run(x):
+        return D(x) if labels is None else D(x, labels)
+
+    out_r = run(real)
+    _, (d_r, _) = d_loss(out_r, out_r)  # the real term's gradient needs D(x) only
+    D.backward(d_r)
+    out_f = run(fake)
+    value, (_, d_f) = d_loss(out_r, out_f)
+    D.backward(d_f)
+    return value, out_r, out_f
+
+
+def clip_weights(module, c: float):
+    """WGAN's Lipschitz constraint: every parameter clipped to [−c, c] in place."""
+    for p in module.parameters():
+        backend.array_module(p.data).clip(p.data, -c, c, out=p.data)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, progress: bool = False):
         self.config = c = config.resolved()
@@ -76,7 +100,6 @@ class Trainer:
             backend.cupy_module()
             self.G.to(device="cuda")
             self.D.to(device="cuda")
-        self.xp = self.G.xp
         self.opt_g = self._optimizer(self.G.parameters(), c.lr_g)
         self.opt_d = self._optimizer(self.D.parameters(), c.lr_d)
         self._setup_loss()
@@ -215,12 +238,7 @@ class Trainer:
         real, y = self._real_batch()
         fake = self._g(self._noise(len(real)), y)  # conditional: fakes carry the real labels
         self.D.zero_grad()
-        out_r = self._d(real, y)
-        _, (d_r, _) = self.d_loss(out_r, out_r)  # the real term's gradient needs D(x) only
-        self.D.backward(d_r)
-        out_f = self._d(fake, y)
-        value, (_, d_f) = self.d_loss(out_r, out_f)
-        self.D.backward(d_f)
+        value, out_r, out_f = backward_discriminator_loss(self.D, self.d_loss, real, fake, y)
         metrics = {"loss_d": value, "d_real": self._d_summary(out_r), "d_fake": self._d_summary(out_f)}
         if c.loss in ("wgan", "wgan-gp"):
             metrics["wasserstein"] = float(out_r.mean() - out_f.mean())
@@ -231,8 +249,7 @@ class Trainer:
         _check_gradients(self.D, self.step, "D")
         self.opt_d.step()
         if c.loss == "wgan":
-            for p in self.D.parameters():
-                self.xp.clip(p.data, -c.clip, c.clip, out=p.data)
+            clip_weights(self.D, c.clip)
         return metrics
 
     def _d_summary(self, out):
@@ -295,8 +312,7 @@ class Trainer:
             _check_gradients(self.D, self.step, "D")
             self.opt_d.step()
             if c.loss == "wgan":
-                for p in self.D.parameters():
-                    self.xp.clip(p.data, -c.clip, c.clip, out=p.data)
+                clip_weights(self.D, c.clip)
             metrics["loss_d"] = sum(v for v, _ in results)
             metrics["d_real"] = self._d_summary(outs_r[0])
             metrics["d_fake"] = self._d_summary(outs_f[0])
