@@ -174,9 +174,11 @@ class TrainConfig:
         if self.loss == "wgan-gp" and self.critic_norm == "batch":
             raise ConfigError("critic_norm 'batch' cannot be used with wgan-gp: the gradient penalty is "
                               "per-sample and BatchNorm couples the samples; use 'layer' or 'none'")
-        if self.model == "cogan" and self.loss == "began":
-            raise ConfigError("the cogan model does not support the began loss (BEGAN needs an "
+        if self.loss == "began" and self.model in ("cmlp", "cdcgan", "cogan"):
+            raise ConfigError(f"the {self.model} model does not support the began loss (BEGAN needs an "
                               "auto-encoder discriminator)")
+        if self.loss == "wgan-gp" and self.model == "cogan":
+            raise ConfigError("the cogan model does not support wgan-gp (use wgan, lsgan or nonsaturating)")
 
 
 def _allowed_types(annotation):

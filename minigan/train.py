@@ -156,8 +156,6 @@ class Trainer:
             self.D = (models.began_autoencoder_mlp(dim, c.hidden, min(c.hidden, 32), rng=rng) if c.loss == "began"
                       else models.mlp(dim, 1, c.hidden, c.depth, d_act, rng=rng))
         elif c.model == "cmlp":
-            if c.loss == "began":
-                raise ConfigError("the began loss is not available for conditional models")
             self.G = nn.Conditional(models.mlp(self.latent_dim + emb, dim, c.hidden, c.depth, "relu",
                                                out_activation=out_act, rng=rng), c.num_classes, emb, rng=rng)
             self.D = nn.Conditional(models.mlp(dim + emb, 1, c.hidden, c.depth, d_act, rng=rng),
@@ -167,8 +165,6 @@ class Trainer:
             extra = emb if c.model == "cdcgan" else 0
             self.G = models.dcgan_generator(self.latent_dim + extra, size, channels, c.base_width, rng=rng)
             if c.loss == "began":
-                if extra:
-                    raise ConfigError("the began loss is not available for conditional models")
                 self.D = models.began_autoencoder_conv(size, channels, max(c.base_width // 2, 8), 64, rng=rng)
             else:
                 self.D = models.dcgan_discriminator(size, channels, c.base_width, c.critic_norm,
@@ -179,8 +175,6 @@ class Trainer:
                 self.G = nn.Conditional(self.G, c.num_classes, emb, rng=rng)
                 self.D = nn.Conditional(self.D, c.num_classes, emb, rng=rng)
         else:  # cogan
-            if c.loss == "wgan-gp":
-                raise ConfigError("the cogan model does not support wgan-gp (use wgan, lsgan or nonsaturating)")
             self.G, self.D = models.cogan_mlp(self.latent_dim, dim, min(c.hidden, 256), rng=rng)
 
     def _optimizer(self, params, lr):
