@@ -53,15 +53,6 @@ def sample_norms(g):
     return xp.sqrt((g * g).reshape(g.shape[0], -1).sum(axis=1))
 
 
-def _apply_penalty(critic, x, labels, value_and_coefficient):
-    """Shared sweep: g = ∇ₓD, (P, k) = value_and_coefficient(‖g‖), then c = k·g drives double_backward."""
-    g = input_gradient(critic, x, labels, create_graph=True)
-    value, coefficient = value_and_coefficient(sample_norms(g), g.shape[0])
-    c = coefficient.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype, copy=False) * g
-    critic.double_backward(c)
-    return value
-
-
 def gradient_penalty(critic, x_hat, weight: float = 10.0, one_sided: bool = False, labels=None):
     """λ·mean_i (‖∇ₓD(x̂_i)‖ − 1)², adding its parameter gradient into every ``.grad``.
 
@@ -86,8 +77,7 @@ def r1_penalty(critic, x_real, gamma: float = 10.0, labels=None):
     if not gamma >= 0:
         raise ValueError(f"r1_penalty: gamma must be >= 0, got {gamma!r}")
 
-    def value_and_coefficient(norms, n):
-        xp = array_module(norms)
-        return float(gamma / 2 * (norms * norms).mean()), xp.full(norms.shape, gamma / n)
-
-    return _apply_penalty(critic, x_real, labels, value_and_coefficient)
+    g = input_gradient(critic, x_real, labels, create_graph=True)
+    critic.double_backward((gamma / g.shape[0]) * g)
+    norms = sample_norms(g)
+    return float(gamma / 2 * (norms * norms).mean())
