@@ -26,14 +26,14 @@ from numba import njit
 
 from .cpu_common import check_float, contiguous, output
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _leaky_relu(a, slope, out):  # pragma: no cover - compiled
     for k in range(a.size):
         v = a[k]
         out[k] = v if v > 0 else v * slope
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _tangent(a, u, slope, out):  # pragma: no cover - compiled
     for k in range(a.size):
         out[k] = u[k] if a[k] > 0 else u[k] * slope

@@ -19,7 +19,7 @@ from minigan.functional import conv_output_size
 from .cpu_common import check_float, contiguous, output
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _col2im(cols, kh, kw, stride, padding, oh, ow, out):  # pragma: no cover - compiled
     n, c, h, w = out.shape
     p_out = oh * ow

@@ -25,7 +25,7 @@ from .cpu_common import check_float, contiguous, output
 from .im2col import im2col
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _to_batch_first(ymat, bias, out):  # pragma: no cover - compiled
     """out[n, o, :] = ymat[o, n·P:(n+1)·P] (+ bias[o] if bias has O entries)."""
     n, o, p = out.shape
@@ -43,7 +43,7 @@ def _to_batch_first(ymat, bias, out):  # pragma: no cover - compiled
                 out[b, ch, k] = ymat[ch, src + k]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _to_channels_first(y, out):  # pragma: no cover - compiled
     """out[o, n·P:(n+1)·P] = y[n, o, :]: (N, O, P) -> (O, N·P)."""
     n, o, p = y.shape

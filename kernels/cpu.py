@@ -20,6 +20,7 @@ registers, for the "numpy" array kind of :mod:`minigan.backend`,
     "layer_norm_forward"     kernels/norm.py              minigan.functional.layer_norm_forward
     "layer_norm_backward"    kernels/norm.py              minigan.functional.layer_norm_backward
     "penalty_cotangent"      kernels/penalty_norm.py      minigan.penalty_kernels.penalty_cotangent
+    "adam_step"              kernels/adam.py              minigan.optim.adam_step
 
 and switches them on with ``minigan.backend.use_fast_kernels(True, "numpy")``.
 
@@ -31,8 +32,8 @@ machine: ``cache=True`` keeps the machine code in ``kernels/__pycache__``, and l
 processes load it in milliseconds).
 
 Threads: Numba's own pool (``NUMBA_NUM_THREADS``, default: all cores) runs the parallel
-kernels (im2col, col2im, the convolution layout copies, batch/layer norm); the elementwise
-and penalty kernels are single-threaded (memory-bound, smaller than a pool wake-up is worth).
+kernels (im2col, col2im, the convolution layout copies, batch/layer norm); the elementwise, Adam and penalty kernels are single-threaded
+(memory-bound, smaller than a pool wake-up is worth).
 OpenBLAS's pool (``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``, set before NumPy is imported)
 runs the matrix products. The two pools take turns, step after step, so
 :func:`register_cpu_kernels` selects Numba's ``workqueue`` threading layer, whose idle
@@ -70,6 +71,7 @@ KERNELS = {
     "layer_norm_forward": ("norm", "layer_norm_forward"),
     "layer_norm_backward": ("norm", "layer_norm_backward"),
     "penalty_cotangent": ("penalty_norm", "penalty_cotangent"),
+    "adam_step": ("adam", "adam_step"),
 }
 
 
@@ -95,6 +97,7 @@ def _choose_threading_layer() -> None:
 
 def register_cpu_kernels() -> None:
     """Register every CPU kernel for NumPy arrays (without switching them on). Idempotent."""
+    import minigan.optim  # noqa: F401, PLC0415 - reference of adam_step
     import minigan.penalty_kernels  # noqa: F401, PLC0415 - references of the penalty kernels
 
     _choose_threading_layer()
@@ -138,3 +141,4 @@ def warm_up(dtypes=("float32",)) -> None:
         cpu_kernel("layer_norm_backward")(x, out[1], out[2], ones[:1].repeat(4), 1)
         cpu_kernel("layer_norm_backward")(x, out[1], out[2], None, 1)
         cpu_kernel("penalty_cotangent")(x, 10.0, False)
+        cpu_kernel("adam_step")(ones, ones, ones.copy(), ones.copy(), None, 0.9, 0.999, 1e-3, 1.0, 1e-8, 0.0)

@@ -18,7 +18,7 @@ from minigan.functional import conv_output_size
 from .cpu_common import check_float, contiguous, output
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _im2col(x, kh, kw, stride, padding, oh, ow, cols):  # pragma: no cover - compiled
     n, c, h, w = x.shape
     p_out = oh * ow

@@ -22,7 +22,7 @@ from .cpu_common import check_float, contiguous, output
 _COLS = 64  # features per task of the layer-norm parameter-gradient reduction
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _bn_forward(x, gamma, beta, eps, y, xhat, r_out, mean_out, var_out):  # pragma: no cover
     n, c, s = x.shape
     affine = gamma.shape[0] == c
@@ -60,7 +60,7 @@ def _bn_forward(x, gamma, beta, eps, y, xhat, r_out, mean_out, var_out):  # prag
                     y[b, ch, k] = h
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _bn_backward(dy, xhat, r, gamma, dx, dgamma, dbeta):  # pragma: no cover - compiled
     n, c, s = dy.shape
     affine = gamma.shape[0] == c
@@ -85,7 +85,7 @@ def _bn_backward(dy, xhat, r, gamma, dx, dgamma, dbeta):  # pragma: no cover - c
                 dx[b, ch, k] = scale * (dy[b, ch, k] - mv - xhat[b, ch, k] * mvx)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _ln_forward(x, gamma, beta, eps, y, xhat, r_out):  # pragma: no cover - compiled
     m, d = x.shape
     has_gamma = gamma.shape[0] == d
@@ -113,7 +113,7 @@ def _ln_forward(x, gamma, beta, eps, y, xhat, r_out):  # pragma: no cover - comp
             y[i, k] = v
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _ln_backward(dy, xhat, r, gamma, dx):  # pragma: no cover - compiled
     m, d = dy.shape
     has_gamma = gamma.shape[0] == d
@@ -136,7 +136,7 @@ def _ln_backward(dy, xhat, r, gamma, dx):  # pragma: no cover - compiled
             dx[i, k] = ri * (v - mv - xhat[i, k] * mvx)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _column_sums(dy, xhat, dgamma, dbeta):  # pragma: no cover - compiled
     """dγ = Σ_rows dy·x̂, dβ = Σ_rows dy, parallel over blocks of columns (no races)."""
     m, d = dy.shape

@@ -21,7 +21,7 @@ from numba import njit
 from .cpu_common import check_float, contiguous, output
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _penalty(g, weight, one_sided, c, norms, excess_sq):  # pragma: no cover - compiled
     n, d = g.shape
     scale = 2.0 * weight / n

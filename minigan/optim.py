@@ -69,7 +69,7 @@ import math
 
 import numpy as np
 
-from .backend import array_module, to_numpy
+from .backend import array_module, kernel, reference_kernel, to_numpy
 from .nn.module import Parameter
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam"]
@@ -414,32 +414,44 @@ class Adam(Optimizer):
 
     def _update(self, p, state, group):
         xp = array_module(p.data)
-        c = p.data.dtype.type
+        names = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
+        for name in names:
+            if state.get(name) is None:
+                state[name] = xp.zeros_like(p.data)
         beta1, beta2 = group["betas"]
         step = state["step"]
-        g = p.grad
-        if group["weight_decay"] != 0:
-            g = g + c(group["weight_decay"]) * p.data
-        m = state.get("exp_avg")
-        if m is None:
-            m = state["exp_avg"] = xp.zeros_like(p.data)
-        v = state.get("exp_avg_sq")
-        if v is None:
-            v = state["exp_avg_sq"] = xp.zeros_like(p.data)
-        _lerp_(m, g, 1 - beta1)
-        v *= c(beta2)
-        v += c(1 - beta2) * g * g
-        bias_correction1 = 1 - beta1 ** step
-        bias_correction2 = 1 - beta2 ** step
-        step_size = group["lr"] / bias_correction1
-        bias_correction2_sqrt = bias_correction2 ** 0.5
-        if group["amsgrad"]:
-            vmax = state.get("max_exp_avg_sq")
-            if vmax is None:
-                vmax = state["max_exp_avg_sq"] = xp.zeros_like(p.data)
-            xp.maximum(vmax, v, out=vmax)
-            denom = xp.sqrt(vmax) / c(bias_correction2_sqrt)
-        else:
-            denom = xp.sqrt(v) / c(bias_correction2_sqrt)
-        denom += c(group["eps"])
-        p.data -= c(step_size) * m / denom
+        # c₁ = 1 − β₁ᵗ and sqrt(c₂) = sqrt(1 − β₂ᵗ) in Python float64, as PyTorch computes them
+        kernel("adam_step", p.data)(
+            p.data, p.grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
+            beta1, beta2, group["lr"] / (1 - beta1 ** step), (1 - beta2 ** step) ** 0.5,
+            group["eps"], group["weight_decay"])
+
+
+@reference_kernel
+def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, beta2, step_size,
+              bias_correction2_sqrt, eps, weight_decay):
+    """One Adam update of ``param``, ``exp_avg`` (m), ``exp_avg_sq`` (v) and, for AMSGrad,
+    ``max_exp_avg_sq`` (v̂; None without AMSGrad), all in place; ``grad`` is only read.
+
+    step_size = γ/c₁ and bias_correction2_sqrt = sqrt(c₂) are Python floats; every scalar is
+    rounded to the parameter dtype before it meets an array, as in PyTorch:
+        g ← g + λ·θ (λ ≠ 0);  m ← lerp(m, g, 1 − β₁);  v ← β₂·v + ((1 − β₂)·g)·g
+        v̂ ← max(v̂, v) (AMSGrad);  d ← sqrt(v or v̂)/sqrt(c₂) + ε;  θ ← θ − (γ/c₁·m)/d
+    The fast twin (kernels/adam.py) runs the same float operations in the same order, one
+    element at a time, so both give the same bits.
+    """
+    xp = array_module(param)
+    c = param.dtype.type
+    g = grad
+    if weight_decay != 0:
+        g = g + c(weight_decay) * param
+    _lerp_(exp_avg, g, 1 - beta1)
+    exp_avg_sq *= c(beta2)
+    exp_avg_sq += c(1 - beta2) * g * g
+    if max_exp_avg_sq is not None:
+        xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        denom = xp.sqrt(max_exp_avg_sq) / c(bias_correction2_sqrt)
+    else:
+        denom = xp.sqrt(exp_avg_sq) / c(bias_correction2_sqrt)
+    denom += c(eps)
+    param -= c(step_size) * exp_avg / denom
