@@ -93,6 +93,20 @@ def test_col2im_matches_reference(cfg, dtype, seed):
 
 @given(cfg=conv_configs(), bias=st.booleans(), dtype=DTYPES, seed=seeds())
 def test_conv2d_kernels_match_reference(cfg, bias, dtype, seed):
+    _check_conv2d_kernels(cfg, bias, dtype, seed)
+
+
+@given(n=st.integers(1, 4), cin=st.integers(1, 5), cout=st.integers(1, 5), k=st.integers(1, 4),
+       s=st.integers(1, 3), bias=st.booleans(), dtype=DTYPES, seed=seeds())
+def test_conv2d_kernels_match_reference_when_the_kernel_covers_the_input(n, cin, cout, k, s, bias,
+                                                                         dtype, seed):
+    """h = kh, w = kw, no padding: the dense-layer path of kernels/conv2d.py (no im2col)."""
+    from kernels.conv2d import covers_input
+    assert covers_input((n, cin, k, k), (cout, cin, k, k), 0)
+    _check_conv2d_kernels((n, cin, cout, k, s, 0, 0, k, k), bias, dtype, seed)
+
+
+def _check_conv2d_kernels(cfg, bias, dtype, seed):
     n, cin, cout, k, s, p, _, h, w = cfg
     rng = np.random.default_rng(seed)
     x, weight = random(rng, (n, cin, h, w), dtype), random(rng, (cout, cin, k, k), dtype)
