@@ -107,11 +107,13 @@ def _net_flops(batch, specs, in_size, transposed):
     return per_layer
 
 
-def case_flops(case: str) -> float:
+def case_flops(case: str, minigan: bool = False) -> float:
     """Matrix-product FLOPs of one step, counted from the math both engines must do.
 
     Passes: forward F, input gradient B (skipped for a first layer whose input needs none),
     weight gradient W; each costs the same number of FLOPs for a given layer and batch.
+    ``minigan=True`` leaves out what minigan does not compute (D's weight gradient in the
+    DCGAN G steps): the count behind the floor, the step's time at the ceiling rate.
     """
     if case in ("a", "b"):
         b = TOY_BATCH
@@ -135,7 +137,8 @@ def case_flops(case: str) -> float:
         # G step: D fwd fake, D input gradient (all layers), D weight gradient (PyTorch computes
         # it; minigan skips it, counted anyway so both share one FLOP count), G backward.
         d_bwd = (sd - fd[0]) + sd
-        return sg + 2 * sd + 2 * d_bwd + sd + sd + sd + (sg - fg[0]) + sg
+        g_step_d_weight = 0 if minigan else sd
+        return sg + 2 * sd + 2 * d_bwd + sd + sd + g_step_d_weight + (sg - fg[0]) + sg
     if case == "d":
         b = DC_BATCH
         fd = _net_flops(b, d_specs(1, 32, bn=False), 32, False)
