@@ -71,6 +71,12 @@ def channels_first(y, *, out=None):
     return flat
 
 
+# conv2d_backward_input makes the columns Wᵀ·dy for at most this many bytes at a time, a
+# batch slab after another: the whole batch's (64 MiB for a 64-px DCGAN's second layer) would
+# be the peak of a training step's memory. One product per slab still has thousands of columns.
+CHUNK_BYTES = 8 << 20
+
+
 def covers_input(x_shape, weight_shape, padding: int) -> bool:
     """The kernel spans the whole unpadded input: a 1×1 output, a dense layer on flat x."""
     return padding == 0 and tuple(x_shape[2:]) == tuple(weight_shape[2:])
@@ -113,7 +119,8 @@ def conv2d_forward(x, weight, stride: int, padding: int, bias=None, *, out=None)
 
 
 def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int, *, out=None):
-    """dx = col2im(Wᵀ @ dy(O, N·oh·ow)); also the transposed convolution's forward."""
+    """dx = col2im(Wᵀ @ dy(O, N·oh·ow)), over batch slabs of at most CHUNK_BYTES of columns;
+    also the transposed convolution's forward."""
     dtype = check_float("conv2d_backward_input", dy, weight)
     o, _, kh, kw = weight.shape
     if covers_input(x_shape, weight.shape, padding):  # dx(N, C·kh·kw) = dy(N, O) @ W
@@ -121,8 +128,16 @@ def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int, *, out
         np.matmul(contiguous(dy).reshape(-1, o), contiguous(weight).reshape(o, -1),
                   out=dx.reshape(dx.shape[0], -1))
         return dx
-    dcols = contiguous(weight).reshape(o, -1).T @ channels_first(dy)
-    return col2im(dcols, x_shape, kh, kw, stride, padding, out=out)
+    dx = output(out, x_shape, dtype, "conv2d_backward_input")
+    n = dx.shape[0]
+    w_t = contiguous(weight).reshape(o, -1).T
+    per_sample = w_t.shape[0] * dy.shape[2] * dy.shape[3] * dtype.itemsize
+    chunk = max(1, min(n, CHUNK_BYTES // max(per_sample, 1)))
+    for b0 in range(0, n, chunk):  # dx[b0:b1] is a C-contiguous slab of dx
+        b1 = min(n, b0 + chunk)
+        dcols = w_t @ channels_first(dy[b0:b1])
+        col2im(dcols, (b1 - b0,) + tuple(x_shape[1:]), kh, kw, stride, padding, out=dx[b0:b1])
+    return dx
 
 
 def conv2d_backward_weight(dy, cols, weight_shape, *, out=None):

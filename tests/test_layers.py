@@ -94,6 +94,22 @@ def test_conv2d_matches_direct_loop(cfg, seed):
     np.testing.assert_allclose(layer(x), expected, rtol=1e-12, atol=1e-12)
 
 
+@given(cfg=conv_configs(), seed=seeds())
+def test_conv2d_second_backward_after_one_forward(cfg, seed):
+    """backward frees the cached columns; a second backward rebuilds them: same gradients."""
+    n, cin, cout, k, s, p, _, h, w = cfg
+    rng = np.random.default_rng(seed)
+    layer = nn.Conv2d(cin, cout, k, stride=s, padding=p, dtype=F64, rng=rng)
+    dy = rng.standard_normal(layer(rng.standard_normal((n, cin, h, w))).shape)
+    dx_first = layer.backward(dy)
+    dw_first, db_first = layer.weight.grad.copy(), layer.bias.grad.copy()
+    assert layer._cache_cols is None
+    dx_second = layer.backward(dy)
+    np.testing.assert_array_equal(dx_second, dx_first)
+    np.testing.assert_allclose(layer.weight.grad, 2 * dw_first, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.bias.grad, 2 * db_first, rtol=1e-12, atol=1e-12)
+
+
 @given(cfg=conv_configs(transposed=True), seed=seeds())
 def test_conv_transpose2d_matches_direct_loop(cfg, seed):
     n, cin, cout, k, s, p, op, h, w = cfg

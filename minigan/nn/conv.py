@@ -91,8 +91,16 @@ class Conv2d(_ConvBase):
     def backward(self, dy, accumulate=True, create_graph=False):
         x = self._require(self._cache_x)
         if accumulate:
-            self.weight.grad += kernel("conv2d_backward_weight", dy)(dy, self._cache_cols, self.weight.shape)
+            cols = self._cache_cols
+            if cols is None:  # a second backward after one forward: rebuild the columns
+                k = self.kernel_size
+                cols = kernel("im2col", x)(x, k, k, self.stride, self.padding)
+            self.weight.grad += kernel("conv2d_backward_weight", dy)(dy, cols, self.weight.shape)
             self._accumulate_bias(dy)
+        # The columns serve this weight gradient only (double_backward builds its own): free
+        # them now, before dx's are made, and before a generator's backward that follows a
+        # critic's (the critic's columns would otherwise stay cached until its next forward).
+        self._cache_cols = None
         if create_graph:
             self._cache_g = dy
         return kernel("conv2d_backward_input", dy)(dy, self.weight.data, x.shape, self.stride, self.padding)

@@ -51,7 +51,7 @@ class _BatchNorm(Module):
         self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
         self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
         self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
-        self._cache_x = self._cache = self._cache_g = None
+        self._cache = self._cache_g = None  # (x̂, r, ...): x itself is never needed again
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
@@ -80,17 +80,16 @@ class _BatchNorm(Module):
             self.running_mean[...] = (1 - m) * self.running_mean + m * mean
             self.running_var[...] = (1 - m) * self.running_var + m * var * (count / (count - 1))
             self.num_batches_tracked += 1
-            self._cache_x, self._cache = x, (xhat, r, True)
+            self._cache = (xhat, r, True)
             return y
         r = 1.0 / (self.running_var.reshape(shape) + self.eps) ** 0.5
         xhat = (x - self.running_mean.reshape(shape)) * r
-        self._cache_x, self._cache = x, (xhat, r, False)
+        self._cache = (xhat, r, False)
         y = self._gamma(x) * xhat
         return y + self.bias.data.reshape(shape) if self.affine else y
 
     def backward(self, dy, accumulate=True, create_graph=False):
-        x = self._require(self._cache_x)
-        xhat, r, training = self._cache
+        xhat, r, training = self._require(self._cache)
         if create_graph:
             self._cache_g = dy
         if training:
@@ -98,8 +97,8 @@ class _BatchNorm(Module):
             dx, dgamma, dbeta = kernel("batch_norm_backward", dy)(
                 dy, xhat, r, self.weight.data if self.affine else None)
         else:
-            axes = self._axes(x)
-            dx = r * (self._gamma(x) * dy)
+            axes = self._axes(xhat)
+            dx = r * (self._gamma(xhat) * dy)
             dgamma, dbeta = (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
         if accumulate and self.affine:
             self.weight.grad += dgamma
@@ -150,7 +149,7 @@ class LayerNorm(Module):
         self.eps, self.elementwise_affine = eps, elementwise_affine
         self.weight = Parameter(np.ones(self.normalized_shape, dtype=dtype)) if elementwise_affine else None
         self.bias = Parameter(np.zeros(self.normalized_shape, dtype=dtype)) if elementwise_affine and bias else None
-        self._cache_x = self._cache = self._cache_g = None
+        self._cache = self._cache_g = None  # (x̂, r, ...): x itself is never needed again
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
@@ -173,12 +172,11 @@ class LayerNorm(Module):
         y, xhat, r = kernel("layer_norm_forward", x)(
             x, None if self.weight is None else self.weight.data,
             None if self.bias is None else self.bias.data, self.eps, k)
-        self._cache_x, self._cache = x, (xhat, r)
+        self._cache = (xhat, r)
         return y
 
     def backward(self, dy, accumulate=True, create_graph=False):
-        x = self._require(self._cache_x)
-        xhat, r = self._cache
+        xhat, r = self._require(self._cache)
         if create_graph:
             self._cache_g = dy
         # dx = r·P(γ·dy), dγ = Σ_batch dy·x̂, dβ = Σ_batch dy
