@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
 
@@ -104,6 +104,25 @@ def test_conv2d_kernels_match_reference_when_the_kernel_covers_the_input(n, cin,
     from kernels.conv2d import covers_input
     assert covers_input((n, cin, k, k), (cout, cin, k, k), 0)
     _check_conv2d_kernels((n, cin, cout, k, s, 0, 0, k, k), bias, dtype, seed)
+
+
+@given(cfg=conv_configs(), slab=st.integers(1, 3), dtype=DTYPES, seed=seeds())
+def test_conv2d_backward_input_in_batch_slabs_matches_reference(cfg, slab, dtype, seed):
+    """CHUNK_BYTES shrunk to ``slab`` samples' columns: dx is made slab by slab."""
+    from kernels import conv2d as kconv
+    n, cin, cout, k, s, p, _, h, w = cfg
+    assume(not kconv.covers_input((n, cin, h, w), (cout, cin, k, k), p))
+    rng = np.random.default_rng(seed)
+    weight = random(rng, (cout, cin, k, k), dtype)
+    oh, ow = functional.conv_output_size(h, k, s, p), functional.conv_output_size(w, k, s, p)
+    dy = random(rng, (n, cout, oh, ow), dtype)
+    want = reference("conv2d_backward_input")(dy, weight, (n, cin, h, w), s, p)
+    saved, kconv.CHUNK_BYTES = kconv.CHUNK_BYTES, slab * cin * k * k * oh * ow * np.dtype(dtype).itemsize
+    try:
+        got = fast("conv2d_backward_input")(dy, weight, (n, cin, h, w), s, p, out=poisoned((n, cin, h, w), dtype))
+    finally:
+        kconv.CHUNK_BYTES = saved
+    assert_close(got, want, factor=cout * k * k)
 
 
 def _check_conv2d_kernels(cfg, bias, dtype, seed):
