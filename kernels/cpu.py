@@ -10,7 +10,7 @@ registers, for the "numpy" array kind of :mod:`minigan.backend`,
     name                     kernel file                  reference
     "im2col"                 kernels/im2col.py            minigan.functional.im2col
     "col2im"                 kernels/col2im.py            minigan.functional.col2im
-    "conv2d_forward"         kernels/conv2d.py            minigan.functional.conv2d_forward
+    "conv2d_forward"         kernels/conv2d.py (+ im2row.py) minigan.functional.conv2d_forward
     "conv2d_backward_input"  kernels/conv2d.py            minigan.functional.conv2d_backward_input
     "conv2d_backward_weight" kernels/conv2d.py            minigan.functional.conv2d_backward_weight
     "leaky_relu"             kernels/bias_activation.py   minigan.functional.leaky_relu
@@ -121,14 +121,18 @@ def warm_up(dtypes=("float32",)) -> None:
     timed or latency-sensitive run does not pay for compilation on its first step."""
     import numpy as np  # noqa: PLC0415
 
+    from .conv2d import ROW_MIN_CHANNELS  # noqa: PLC0415
+
     for dt in dtypes:
         dt = np.dtype(dt)
+        for channels in (2, ROW_MIN_CHANNELS):  # the im2col and the channels-last path
+            x = np.ones((2, channels, 4, 4), dt)
+            w = np.ones((3, channels, 2, 2), dt)
+            y, cols = cpu_kernel("conv2d_forward")(x, w, 1, 1, np.ones(3, dt))
+            cpu_kernel("conv2d_forward")(x, w, 1, 1)
+            cpu_kernel("conv2d_backward_input")(y, w, x.shape, 1, 1)
+            cpu_kernel("conv2d_backward_weight")(y, cols, w.shape)
         x = np.ones((2, 2, 4, 4), dt)
-        w = np.ones((3, 2, 2, 2), dt)
-        y, cols = cpu_kernel("conv2d_forward")(x, w, 1, 1, np.ones(3, dt))
-        cpu_kernel("conv2d_forward")(x, w, 1, 1)
-        cpu_kernel("conv2d_backward_input")(y, w, x.shape, 1, 1)
-        cpu_kernel("conv2d_backward_weight")(y, cols, w.shape)
         cpu_kernel("leaky_relu")(x, 0.2)
         cpu_kernel("activation_tangent")(x, x, 0.2)
         ones = np.ones(2, dt)

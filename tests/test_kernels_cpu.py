@@ -106,9 +106,10 @@ def test_conv2d_kernels_match_reference_when_the_kernel_covers_the_input(n, cin,
     _check_conv2d_kernels((n, cin, cout, k, s, 0, 0, k, k), bias, dtype, seed)
 
 
-@given(cfg=conv_configs(), slab=st.integers(1, 3), dtype=DTYPES, seed=seeds())
-def test_conv2d_backward_input_in_batch_slabs_matches_reference(cfg, slab, dtype, seed):
-    """CHUNK_BYTES shrunk to ``slab`` samples' columns: dx is made slab by slab."""
+@given(cfg=conv_configs(), slab=st.integers(1, 3), rows=st.booleans(), dtype=DTYPES, seed=seeds())
+def test_conv2d_backward_input_in_batch_slabs_matches_reference(cfg, slab, rows, dtype, seed):
+    """CHUNK_BYTES shrunk to ``slab`` samples' columns: dx is made slab by slab (in either
+    column layout)."""
     from kernels import conv2d as kconv
     n, cin, cout, k, s, p, _, h, w = cfg
     assume(not kconv.covers_input((n, cin, h, w), (cout, cin, k, k), p))
@@ -117,15 +118,20 @@ def test_conv2d_backward_input_in_batch_slabs_matches_reference(cfg, slab, dtype
     oh, ow = functional.conv_output_size(h, k, s, p), functional.conv_output_size(w, k, s, p)
     dy = random(rng, (n, cout, oh, ow), dtype)
     want = reference("conv2d_backward_input")(dy, weight, (n, cin, h, w), s, p)
-    saved, kconv.CHUNK_BYTES = kconv.CHUNK_BYTES, slab * cin * k * k * oh * ow * np.dtype(dtype).itemsize
+    saved = kconv.CHUNK_BYTES, kconv.ROW_MIN_CHANNELS
+    kconv.CHUNK_BYTES = slab * cin * k * k * oh * ow * np.dtype(dtype).itemsize
+    kconv.ROW_MIN_CHANNELS = 1 if rows else 1 << 30
     try:
         got = fast("conv2d_backward_input")(dy, weight, (n, cin, h, w), s, p, out=poisoned((n, cin, h, w), dtype))
     finally:
-        kconv.CHUNK_BYTES = saved
+        kconv.CHUNK_BYTES, kconv.ROW_MIN_CHANNELS = saved
     assert_close(got, want, factor=cout * k * k)
 
 
-def _check_conv2d_kernels(cfg, bias, dtype, seed):
+def _check_conv2d_kernels(cfg, bias, dtype, seed, rows=False):
+    """Forward, input and weight gradients against the reference. ``rows``: every convolution
+    goes channels-last (ROW_MIN_CHANNELS = 1), whose columns are its own (kernels/im2row.py)."""
+    from kernels import conv2d as kconv
     n, cin, cout, k, s, p, _, h, w = cfg
     rng = np.random.default_rng(seed)
     x, weight = random(rng, (n, cin, h, w), dtype), random(rng, (cout, cin, k, k), dtype)
@@ -135,16 +141,38 @@ def _check_conv2d_kernels(cfg, bias, dtype, seed):
     want_dx = reference("conv2d_backward_input")(dy, weight, x.shape, s, p)
     want_dw = reference("conv2d_backward_weight")(dy, want_cols, weight.shape)
 
-    y, cols = fast("conv2d_forward")(x, weight, s, p, b, out=(poisoned(want_y.shape, dtype),
-                                                              poisoned(want_cols.shape, dtype)))
-    dx = fast("conv2d_backward_input")(dy, weight, x.shape, s, p, out=poisoned(x.shape, dtype))
-    dw = fast("conv2d_backward_weight")(dy, cols, weight.shape, out=poisoned(weight.shape, dtype))
+    saved, kconv.ROW_MIN_CHANNELS = kconv.ROW_MIN_CHANNELS, (1 if rows else 1 << 30)
+    try:
+        cols_out = None if rows else poisoned(want_cols.shape, dtype)
+        y, cols = fast("conv2d_forward")(x, weight, s, p, b, out=(poisoned(want_y.shape, dtype), cols_out))
+        dx = fast("conv2d_backward_input")(dy, weight, x.shape, s, p, out=poisoned(x.shape, dtype))
+        dw = fast("conv2d_backward_weight")(dy, cols, weight.shape, out=poisoned(weight.shape, dtype))
+    finally:
+        kconv.ROW_MIN_CHANNELS = saved
     depth = cin * k * k
-    np.testing.assert_array_equal(cols, want_cols)
+    if rows and not kconv.covers_input(x.shape, weight.shape, p):
+        assert isinstance(cols, kconv.RowColumns) and cols.shape == want_cols.shape[::-1]
+    else:
+        np.testing.assert_array_equal(cols, want_cols)
     assert y.flags.c_contiguous
     assert_close(y, want_y, factor=depth)
     assert_close(dx, want_dx, factor=cout * k * k)
     assert_close(dw, want_dw, factor=n * want_y.shape[2] * want_y.shape[3])
+
+
+@given(cfg=conv_configs(), bias=st.booleans(), dtype=DTYPES, seed=seeds())
+def test_conv2d_channels_last_kernels_match_reference(cfg, bias, dtype, seed):
+    _check_conv2d_kernels(cfg, bias, dtype, seed, rows=True)
+
+
+def test_channels_last_columns_are_the_permuted_reference_columns():
+    """rows[(n, oy, ox), (i, j, c)] = cols[(c, i, j), (n, oy, ox)], exactly."""
+    from kernels import im2row as kim2row
+    x = random(np.random.default_rng(0), (2, 3, 5, 6), np.float32)
+    cols = reference("im2col")(x, 3, 2, 2, 1)                         # kh = 3, kw = 2
+    rows = kim2row.im2row(kim2row.to_channels_last(x), 3, 2, 2, 1, 3, 4)
+    want = cols.reshape(3, 3, 2, -1).transpose(3, 1, 2, 0).reshape(rows.shape)
+    np.testing.assert_array_equal(rows, want)
 
 
 def test_conv2d_kernels_take_non_contiguous_inputs():
@@ -320,7 +348,10 @@ def _grads_of_a_step(fast_on, dtype, seed=0):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_layer_gradients_with_fast_kernels_match_reference(dtype):
+@pytest.mark.parametrize("rows", [False, True], ids=["cols", "channels-last"])
+def test_layer_gradients_with_fast_kernels_match_reference(dtype, rows, monkeypatch):
+    from kernels import conv2d as kconv
+    monkeypatch.setattr(kconv, "ROW_MIN_CHANNELS", 1 if rows else 1 << 30)
     kcpu.register_cpu_kernels()
     want = _grads_of_a_step(False, dtype)
     got = _grads_of_a_step(True, dtype)
@@ -352,12 +383,16 @@ def _train_wgan_gp(fast_on, steps=4, seed=1):
             **{"g." + k: v.copy() for k, v in gen.state_dict().items()}}
 
 
-def test_training_with_fast_kernels_matches_reference():
+@pytest.mark.parametrize("rows", [False, True], ids=["cols", "channels-last"])
+def test_training_with_fast_kernels_matches_reference(rows, monkeypatch):
     """Parameters after a few steps agree to float32 rounding.
 
     SGD, not Adam: Adam divides by √v, so a gradient entry that is zero up to rounding
     becomes a whole ±lr step with either sign — it amplifies rounding, whatever computed it.
+    ``rows``: every convolution's columns channels-last (kernels/im2row.py).
     """
+    from kernels import conv2d as kconv
+    monkeypatch.setattr(kconv, "ROW_MIN_CHANNELS", 1 if rows else 1 << 30)
     kcpu.register_cpu_kernels()
     want = _train_wgan_gp(False)
     got = _train_wgan_gp(True)
