@@ -165,6 +165,12 @@ def test_conv2d_channels_last_kernels_match_reference(cfg, bias, dtype, seed):
     _check_conv2d_kernels(cfg, bias, dtype, seed, rows=True)
 
 
+def test_channels_last_forward_refuses_a_cols_buffer():
+    x, w = np.ones((2, 16, 4, 4), np.float32), np.ones((3, 16, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="channels-last"):
+        fast("conv2d_forward")(x, w, 1, 0, out=(None, np.empty((64, 18), np.float32)))
+
+
 def test_channels_last_columns_are_the_permuted_reference_columns():
     """rows[(n, oy, ox), (i, j, c)] = cols[(c, i, j), (n, oy, ox)], exactly."""
     from kernels import im2row as kim2row
