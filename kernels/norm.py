@@ -8,6 +8,10 @@ but one group (a channel for batch norm, a sample for layer norm) per parallel t
 passes over it (sums, then the elementwise results) instead of the reference's seven or
 eight whole-array passes with their temporaries. Sums are accumulated in float64 (the
 reference sums pairwise in the array's dtype), so float32 results agree to float32 rounding.
+The loops are compiled with ``fastmath={"reassoc"}`` and nothing else: it lets LLVM split a
+sum over several vector accumulators (a strict left-to-right float64 sum runs at one add per
+four cycles, the adder's latency; 3.5× slower on a DCGAN layer's (64, 64, 16, 16) batch norm),
+and changes only the order of the float64 additions.
 
 Layouts: batch norm sees x as (N, C, S) with S the product of the spatial dims (1 for
 (N, C) inputs); layer norm as (M, D) with D the product of the normalised dims.
@@ -22,7 +26,7 @@ from .cpu_common import check_float, contiguous, output
 _COLS = 64  # features per task of the layer-norm parameter-gradient reduction
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"reassoc"})
 def _bn_forward(x, gamma, beta, eps, y, xhat, r_out, mean_out, var_out):  # pragma: no cover
     n, c, s = x.shape
     affine = gamma.shape[0] == c
@@ -60,7 +64,7 @@ def _bn_forward(x, gamma, beta, eps, y, xhat, r_out, mean_out, var_out):  # prag
                     y[b, ch, k] = h
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"reassoc"})
 def _bn_backward(dy, xhat, r, gamma, dx, dgamma, dbeta):  # pragma: no cover - compiled
     n, c, s = dy.shape
     affine = gamma.shape[0] == c
@@ -85,7 +89,7 @@ def _bn_backward(dy, xhat, r, gamma, dx, dgamma, dbeta):  # pragma: no cover - c
                 dx[b, ch, k] = scale * (dy[b, ch, k] - mv - xhat[b, ch, k] * mvx)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"reassoc"})
 def _ln_forward(x, gamma, beta, eps, y, xhat, r_out):  # pragma: no cover - compiled
     m, d = x.shape
     has_gamma = gamma.shape[0] == d
@@ -113,7 +117,7 @@ def _ln_forward(x, gamma, beta, eps, y, xhat, r_out):  # pragma: no cover - comp
             y[i, k] = v
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"reassoc"})
 def _ln_backward(dy, xhat, r, gamma, dx):  # pragma: no cover - compiled
     m, d = dy.shape
     has_gamma = gamma.shape[0] == d
@@ -136,7 +140,7 @@ def _ln_backward(dy, xhat, r, gamma, dx):  # pragma: no cover - compiled
             dx[i, k] = ri * (v - mv - xhat[i, k] * mvx)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"reassoc"})
 def _column_sums(dy, xhat, dgamma, dbeta):  # pragma: no cover - compiled
     """dγ = Σ_rows dy·x̂, dβ = Σ_rows dy, parallel over blocks of columns (no races)."""
     m, d = dy.shape
