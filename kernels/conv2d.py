@@ -17,9 +17,12 @@ still NumPy's (OpenBLAS); what changes is everything around it:
   runs of oh·ow values, and costs per run), multiplies them by the weight permuted to
   (O, kh·kw·C), and brings the result back to NCHW in one transposing pass that adds the bias;
   its input gradient scatters channels-last (row2im) and transposes back, and its weight
-  gradient is dy_rowsᵀ @ rows permuted back to (O, C, kh, kw). The ``cols`` it returns are
-  these rows (a :class:`~kernels.im2row.RowColumns` array, which tells conv2d_backward_weight
-  their layout). DCGAN-32 step (case c of the benchmark): 281 → 206 ms;
+  gradient is dy_rowsᵀ @ rows permuted back to (O, C, kh, kw). The rows are built a batch
+  slab of at most CHUNK_BYTES at a time into one reused buffer, for the forward product and
+  again for the weight gradient: the ``cols`` this path returns is a
+  :class:`~kernels.im2row.RowColumns` (the channels-last input and the geometry), never the
+  whole matrix. DCGAN-32 step (case c of the benchmark): 281 → 193 ms; peak memory of the
+  DCGAN-64 step 489 → 399 MiB;
 * a kernel that covers the whole unpadded input (h = kh, w = kw, p = 0: the output is 1×1,
   as in a DCGAN critic's last layer and, transposed, a generator's first) is a dense layer on
   the flattened input: cols is xᵀ itself (a view, no copy), y = x(N, C·kh·kw) @ Wᵀ comes out
@@ -84,9 +87,10 @@ def channels_first(y, *, out=None):
 # (kernels/im2row.py): contiguous runs of C values instead of strided runs of oh·ow.
 ROW_MIN_CHANNELS = 16
 
-# conv2d_backward_input makes the columns Wᵀ·dy for at most this many bytes at a time, a
-# batch slab after another: the whole batch's (64 MiB for a 64-px DCGAN's second layer) would
-# be the peak of a training step's memory. One product per slab still has thousands of columns.
+# The convolution passes make their columns (im2col's, Wᵀ·dy, channels-last rows) for at most
+# this many bytes at a time, a batch slab after another: the whole batch's (64 MiB for a 64-px
+# DCGAN's second layer) would be the peak of a training step's memory, and a fresh buffer that
+# large costs page faults on every call. One product per slab still has thousands of rows.
 CHUNK_BYTES = 8 << 20
 
 
@@ -116,18 +120,22 @@ def uses_rows(weight_shape) -> bool:
 
 
 def _rows_forward(x, weight, stride, padding, bias, y_out, cols_out, dtype):
-    """y = rows @ W'ᵀ moved to NCHW (+ b) in one transposing pass; cols = the rows."""
+    """y = rows @ W'ᵀ a batch slab at a time, each slab moved to NCHW (+ b) in one transposing
+    pass; cols = the RowColumns that rebuild the rows for the weight gradient."""
     if cols_out is not None:
         raise ValueError("conv2d_forward: out[1] (cols) is not supported for convolutions with "
                          f">= {ROW_MIN_CHANNELS} input channels (their columns are channels-last)")
     n, _, h, w = x.shape
     o, _, kh, kw = weight.shape
     oh, ow = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
-    rows = im2row(to_channels_last(contiguous(x)), kh, kw, stride, padding, oh, ow)
-    y_rows = np.asarray(rows) @ channels_last_weight(weight).T          # (N·oh·ow, O)
+    cols = RowColumns(to_channels_last(contiguous(x)), kh, kw, stride, padding, oh, ow, CHUNK_BYTES)
+    w_t = channels_last_weight(weight).T
     y = output(y_out, (n, o, oh, ow), dtype, "conv2d_forward", "out[0] (y)")
-    swap_last_two(y_rows.reshape(n, oh * ow, o), bias, out=y.reshape(n, o, oh * ow))
-    return y, rows
+    for b0, b1, rows in cols.slabs():
+        y_rows = rows @ w_t                                              # (slab·oh·ow, O)
+        swap_last_two(y_rows.reshape(b1 - b0, oh * ow, o), bias,
+                      out=y[b0:b1].reshape(b1 - b0, o, oh * ow))
+    return y, cols
 
 
 def conv2d_forward(x, weight, stride: int, padding: int, bias=None, *, out=None):
@@ -184,13 +192,18 @@ def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int, *, out
 
 def conv2d_backward_weight(dy, cols, weight_shape, *, out=None):
     """dW = dy(O, N·oh·ow) @ colsᵀ, reshaped to (O, C, kh, kw)."""
-    dtype = check_float("conv2d_backward_weight", dy, cols)
     o, c, kh, kw = weight_shape
-    dw = output(out, weight_shape, dtype, "conv2d_backward_weight")
-    if isinstance(cols, RowColumns):  # dW'(O, kh·kw·C) = dy_rowsᵀ @ rows, back to (O, C, kh, kw)
+    if isinstance(cols, RowColumns):  # dW'(O, kh·kw·C) = Σ_slabs dy_rowsᵀ @ rows, to (O, C, kh, kw)
+        dtype = check_float("conv2d_backward_weight", dy, cols.x_nhwc)
+        dw = output(out, weight_shape, dtype, "conv2d_backward_weight")
         n = dy.shape[0]
-        dy_rows = swap_last_two(contiguous(dy).reshape(n, o, -1)).reshape(-1, o)
-        dw[...] = (dy_rows.T @ np.asarray(cols)).reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
-    else:
-        np.matmul(channels_first(dy), cols.T, out=dw.reshape(o, -1))
+        dy_rows = swap_last_two(contiguous(dy).reshape(n, o, -1))      # (N, oh·ow, O)
+        dw_rows = np.zeros((o, kh * kw * c), dtype=dtype)
+        for b0, b1, rows in cols.slabs():
+            dw_rows += dy_rows[b0:b1].reshape(-1, o).T @ rows
+        dw[...] = dw_rows.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
+        return dw
+    dtype = check_float("conv2d_backward_weight", dy, cols)
+    dw = output(out, weight_shape, dtype, "conv2d_backward_weight")
+    np.matmul(channels_first(dy), cols.T, out=dw.reshape(o, -1))
     return dw

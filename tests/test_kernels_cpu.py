@@ -128,9 +128,10 @@ def test_conv2d_backward_input_in_batch_slabs_matches_reference(cfg, slab, rows,
     assert_close(got, want, factor=cout * k * k)
 
 
-def _check_conv2d_kernels(cfg, bias, dtype, seed, rows=False):
+def _check_conv2d_kernels(cfg, bias, dtype, seed, rows=False, slab_bytes=None):
     """Forward, input and weight gradients against the reference. ``rows``: every convolution
-    goes channels-last (ROW_MIN_CHANNELS = 1), whose columns are its own (kernels/im2row.py)."""
+    goes channels-last (ROW_MIN_CHANNELS = 1), whose columns are its own (kernels/im2row.py);
+    ``slab_bytes`` shrinks CHUNK_BYTES, the size of the batch slabs the kernels work in."""
     from kernels import conv2d as kconv
     n, cin, cout, k, s, p, _, h, w = cfg
     rng = np.random.default_rng(seed)
@@ -141,14 +142,16 @@ def _check_conv2d_kernels(cfg, bias, dtype, seed, rows=False):
     want_dx = reference("conv2d_backward_input")(dy, weight, x.shape, s, p)
     want_dw = reference("conv2d_backward_weight")(dy, want_cols, weight.shape)
 
-    saved, kconv.ROW_MIN_CHANNELS = kconv.ROW_MIN_CHANNELS, (1 if rows else 1 << 30)
+    saved = kconv.ROW_MIN_CHANNELS, kconv.CHUNK_BYTES
+    kconv.ROW_MIN_CHANNELS = 1 if rows else 1 << 30
+    kconv.CHUNK_BYTES = slab_bytes or kconv.CHUNK_BYTES
     try:
         cols_out = None if rows else poisoned(want_cols.shape, dtype)
         y, cols = fast("conv2d_forward")(x, weight, s, p, b, out=(poisoned(want_y.shape, dtype), cols_out))
         dx = fast("conv2d_backward_input")(dy, weight, x.shape, s, p, out=poisoned(x.shape, dtype))
         dw = fast("conv2d_backward_weight")(dy, cols, weight.shape, out=poisoned(weight.shape, dtype))
     finally:
-        kconv.ROW_MIN_CHANNELS = saved
+        kconv.ROW_MIN_CHANNELS, kconv.CHUNK_BYTES = saved
     depth = cin * k * k
     if rows and not kconv.covers_input(x.shape, weight.shape, p):
         assert isinstance(cols, kconv.RowColumns) and cols.shape == want_cols.shape[::-1]
@@ -160,9 +163,10 @@ def _check_conv2d_kernels(cfg, bias, dtype, seed, rows=False):
     assert_close(dw, want_dw, factor=n * want_y.shape[2] * want_y.shape[3])
 
 
-@given(cfg=conv_configs(), bias=st.booleans(), dtype=DTYPES, seed=seeds())
-def test_conv2d_channels_last_kernels_match_reference(cfg, bias, dtype, seed):
-    _check_conv2d_kernels(cfg, bias, dtype, seed, rows=True)
+@given(cfg=conv_configs(), bias=st.booleans(), one_sample_slabs=st.booleans(), dtype=DTYPES, seed=seeds())
+def test_conv2d_channels_last_kernels_match_reference(cfg, bias, one_sample_slabs, dtype, seed):
+    """``one_sample_slabs``: the rows are rebuilt one sample at a time (CHUNK_BYTES = 1)."""
+    _check_conv2d_kernels(cfg, bias, dtype, seed, rows=True, slab_bytes=1 if one_sample_slabs else None)
 
 
 def test_channels_last_forward_refuses_a_cols_buffer():
@@ -179,6 +183,10 @@ def test_channels_last_columns_are_the_permuted_reference_columns():
     rows = kim2row.im2row(kim2row.to_channels_last(x), 3, 2, 2, 1, 3, 4)
     want = cols.reshape(3, 3, 2, -1).transpose(3, 1, 2, 0).reshape(rows.shape)
     np.testing.assert_array_equal(rows, want)
+    lazy = kim2row.RowColumns(kim2row.to_channels_last(x), 3, 2, 2, 1, 3, 4, slab_bytes=1)
+    slabs = [(b0, b1, r.copy()) for b0, b1, r in lazy.slabs()]
+    assert [(b0, b1) for b0, b1, _ in slabs] == [(0, 1), (1, 2)] and lazy.shape == rows.shape
+    np.testing.assert_array_equal(np.concatenate([r for _, _, r in slabs]), want)
 
 
 def test_conv2d_kernels_take_non_contiguous_inputs():
