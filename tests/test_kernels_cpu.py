@@ -169,6 +169,18 @@ def test_conv2d_channels_last_kernels_match_reference(cfg, bias, one_sample_slab
     _check_conv2d_kernels(cfg, bias, dtype, seed, rows=True, slab_bytes=1 if one_sample_slabs else None)
 
 
+@given(shape=array_shapes(min_dims=3, max_dims=3, max_side=9), bias=st.booleans(), dtype=DTYPES, seed=seeds())
+def test_swap_last_two_is_a_transpose_plus_bias(shape, bias, dtype, seed):
+    """Both loop orders (more rows than columns and fewer), with and without the bias."""
+    from kernels import im2row as kim2row
+    rng = np.random.default_rng(seed)
+    a = random(rng, shape, dtype)
+    b = random(rng, shape[2:], dtype) if bias else None
+    out = kim2row.swap_last_two(a, b, out=poisoned((shape[0], shape[2], shape[1]), dtype))
+    want = a.transpose(0, 2, 1) + (0 if b is None else b.reshape(1, -1, 1))
+    np.testing.assert_array_equal(out, want.astype(dtype))
+
+
 def test_channels_last_forward_refuses_a_cols_buffer():
     x, w = np.ones((2, 16, 4, 4), np.float32), np.ones((3, 16, 2, 2), np.float32)
     with pytest.raises(ValueError, match="channels-last"):
