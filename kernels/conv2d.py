@@ -14,10 +14,10 @@ still NumPy's (OpenBLAS); what changes is everything around it:
   ``transpose(...).reshape(...)``, which NumPy runs single-threaded);
 * a convolution with at least ROW_MIN_CHANNELS input channels builds its columns channels-last
   (``im2row.py``: runs of C contiguous values, at memcpy speed, where NCHW im2col copies strided
-  runs of oh·ow values, and costs per run), multiplies them by the weight permuted to
-  (O, kh·kw·C), and brings the result back to NCHW in one transposing pass that adds the bias;
-  its input gradient scatters channels-last (row2im) and transposes back, and its weight
-  gradient is dy_rowsᵀ @ rows permuted back to (O, C, kh, kw). The rows are built a batch
+  runs of oh·ow values, and costs per run): y_rows = rows @ W'ᵀ with W' the weight as
+  (O, kh·kw·C), moved to NCHW by one transposing pass that adds the bias; its input gradient is rows = dy(O, N·oh·ow)ᵀ @ W' scattered
+  channels-last (row2im) and transposed back, its weight gradient dy(O, N·oh·ow) @ rows
+  permuted back to (O, C, kh, kw) (BLAS reads the transposed operands in place). The rows are built a batch
   slab of at most CHUNK_BYTES at a time into one reused buffer, for the forward product and
   again for the weight gradient: the ``cols`` this path returns is a
   :class:`~kernels.im2row.RowColumns` (the channels-last input and the geometry), never the
@@ -132,6 +132,8 @@ def _rows_forward(x, weight, stride, padding, bias, y_out, cols_out, dtype):
     w_t = channels_last_weight(weight).T
     y = output(y_out, (n, o, oh, ow), dtype, "conv2d_forward", "out[0] (y)")
     for b0, b1, rows in cols.slabs():
+        # rows @ W'ᵀ, then a transpose to NCHW: 10-18% faster than W' @ rowsᵀ, which would
+        # come out channels-first (measured with OpenBLAS on 2 cores)
         y_rows = rows @ w_t                                              # (slab·oh·ow, O)
         swap_last_two(y_rows.reshape(b1 - b0, oh * ow, o), bias,
                       out=y[b0:b1].reshape(b1 - b0, o, oh * ow))
@@ -179,10 +181,9 @@ def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int, *, out
     chunk = max(1, min(n, CHUNK_BYTES // max(c * kh * kw * oh * ow * dtype.itemsize, 1)))
     for b0 in range(0, n, chunk):  # dx[b0:b1] is a C-contiguous slab of dx
         b1 = min(n, b0 + chunk)
-        if rows:  # rows(N·oh·ow, kh·kw·C) = dy_rows @ W', scattered channels-last, back to NCHW
-            dy_rows = swap_last_two(contiguous(dy[b0:b1]).reshape(b1 - b0, o, oh * ow))
-            dx_nhwc = row2im(dy_rows.reshape(-1, o) @ w_mat, (b1 - b0, h, w, c), kh, kw, stride,
-                             padding, oh, ow)
+        if rows:  # rows(N·oh·ow, kh·kw·C) = dy(O, N·oh·ow)ᵀ @ W', scattered channels-last, to NCHW
+            dx_nhwc = row2im(channels_first(dy[b0:b1]).T @ w_mat, (b1 - b0, h, w, c), kh, kw,
+                             stride, padding, oh, ow)
             swap_last_two(dx_nhwc.reshape(b1 - b0, h * w, c), out=dx[b0:b1].reshape(b1 - b0, c, h * w))
         else:
             dcols = w_mat @ channels_first(dy[b0:b1])
@@ -196,11 +197,11 @@ def conv2d_backward_weight(dy, cols, weight_shape, *, out=None):
     if isinstance(cols, RowColumns):  # dW'(O, kh·kw·C) = Σ_slabs dy_rowsᵀ @ rows, to (O, C, kh, kw)
         dtype = check_float("conv2d_backward_weight", dy, cols.x_nhwc)
         dw = output(out, weight_shape, dtype, "conv2d_backward_weight")
-        n = dy.shape[0]
-        dy_rows = swap_last_two(contiguous(dy).reshape(n, o, -1))      # (N, oh·ow, O)
+        dy_cf = channels_first(dy)                                       # (O, N·oh·ow)
+        p = cols.oh * cols.ow
         dw_rows = np.zeros((o, kh * kw * c), dtype=dtype)
         for b0, b1, rows in cols.slabs():
-            dw_rows += dy_rows[b0:b1].reshape(-1, o).T @ rows
+            dw_rows += dy_cf[:, b0 * p:b1 * p] @ rows
         dw[...] = dw_rows.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
         return dw
     dtype = check_float("conv2d_backward_weight", dy, cols)
