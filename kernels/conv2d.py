@@ -45,32 +45,33 @@ from .im2row import RowColumns, channels_last_weight, im2row, row2im, swap_last_
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _to_batch_first(ymat, bias, out):  # pragma: no cover - compiled
-    """out[n, o, :] = ymat[o, n·P:(n+1)·P] (+ bias[o] if bias has O entries)."""
+    """out[n, o, :] = ymat[o, n·P:(n+1)·P] (+ bias[o] if bias has O entries).
+
+    One task per channel, its N runs of P values in turn (a task per (n, o) run paid an
+    integer division and a task's overhead per run: 1.3-2.8× slower on DCGAN shapes)."""
     n, o, p = out.shape
     has_bias = bias.shape[0] == o
-    for task in prange(n * o):
-        b = task // o
-        ch = task - b * o
-        src = b * p
-        if has_bias:
-            beta = bias[ch]
-            for k in range(p):
-                out[b, ch, k] = ymat[ch, src + k] + beta
-        else:
-            for k in range(p):
-                out[b, ch, k] = ymat[ch, src + k]
+    for ch in prange(o):
+        beta = bias[ch] if has_bias else ymat.dtype.type(0)
+        for b in range(n):
+            src = b * p
+            if has_bias:
+                for k in range(p):
+                    out[b, ch, k] = ymat[ch, src + k] + beta
+            else:
+                for k in range(p):
+                    out[b, ch, k] = ymat[ch, src + k]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _to_channels_first(y, out):  # pragma: no cover - compiled
-    """out[o, n·P:(n+1)·P] = y[n, o, :]: (N, O, P) -> (O, N·P)."""
+    """out[o, n·P:(n+1)·P] = y[n, o, :]: (N, O, P) -> (O, N·P), one task per channel."""
     n, o, p = y.shape
-    for task in prange(n * o):
-        b = task // o
-        ch = task - b * o
-        dst = b * p
-        for k in range(p):
-            out[ch, dst + k] = y[b, ch, k]
+    for ch in prange(o):
+        for b in range(n):
+            dst = b * p
+            for k in range(p):
+                out[ch, dst + k] = y[b, ch, k]
 
 
 def channels_first(y, *, out=None):
