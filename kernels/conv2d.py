@@ -13,11 +13,12 @@ still NumPy's (OpenBLAS); what changes is everything around it:
 * dy is brought to the (O, N·oh·ow) layout by the inverse block copy (the reference's
   ``transpose(...).reshape(...)``, which NumPy runs single-threaded);
 * a convolution with at least ROW_MIN_CHANNELS input channels builds its columns channels-last
-  (``im2row.py``: runs of C contiguous values, at memcpy speed, where NCHW im2col copies strided
-  runs of oh·ow values, and costs per run): y_rows = rows @ W'ᵀ with W' the weight as
-  (O, kh·kw·C), moved to NCHW by one transposing pass that adds the bias; its input gradient is rows = dy(O, N·oh·ow)ᵀ @ W' scattered
-  channels-last (row2im) and transposed back, its weight gradient dy(O, N·oh·ow) @ rows
-  permuted back to (O, C, kh, kw) (BLAS reads the transposed operands in place). The rows are built a batch
+  (``im2row.py``: runs of C contiguous values, at memcpy speed, where NCHW im2col copies
+  strided runs of oh·ow values and costs per run). Its forward is y_rows = rows @ W'ᵀ, with W'
+  the weight as (O, kh·kw·C), moved to NCHW by one transposing pass that adds the bias; its
+  input gradient is rows = dy(O, N·oh·ow)ᵀ @ W' scattered channels-last (row2im) and
+  transposed back; its weight gradient is dy(O, N·oh·ow) @ rows, permuted back to
+  (O, C, kh, kw) (BLAS reads the transposed operands in place). The rows are built a batch
   slab of at most CHUNK_BYTES at a time into one reused buffer, for the forward product and
   again for the weight gradient: the ``cols`` this path returns is a
   :class:`~kernels.im2row.RowColumns` (the channels-last input and the geometry), never the
@@ -169,13 +170,12 @@ def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int, *, out
     also the transposed convolution's forward."""
     dtype = check_float("conv2d_backward_input", dy, weight)
     o, _, kh, kw = weight.shape
-    if covers_input(x_shape, weight.shape, padding):  # dx(N, C·kh·kw) = dy(N, O) @ W
-        dx = output(out, x_shape, dtype, "conv2d_backward_input")
-        np.matmul(contiguous(dy).reshape(-1, o), contiguous(weight).reshape(o, -1),
-                  out=dx.reshape(dx.shape[0], -1))
-        return dx
     dx = output(out, x_shape, dtype, "conv2d_backward_input")
     n, c, h, w = dx.shape
+    if covers_input(x_shape, weight.shape, padding):  # dx(N, C·kh·kw) = dy(N, O) @ W
+        np.matmul(contiguous(dy).reshape(n, o), contiguous(weight).reshape(o, -1),
+                  out=dx.reshape(n, -1))
+        return dx
     oh, ow = dy.shape[2:]
     rows = uses_rows(weight.shape)
     w_mat = channels_last_weight(weight) if rows else contiguous(weight).reshape(o, -1).T
@@ -195,17 +195,16 @@ def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int, *, out
 def conv2d_backward_weight(dy, cols, weight_shape, *, out=None):
     """dW = dy(O, N·oh·ow) @ colsᵀ, reshaped to (O, C, kh, kw)."""
     o, c, kh, kw = weight_shape
-    if isinstance(cols, RowColumns):  # dW'(O, kh·kw·C) = Σ_slabs dy_rowsᵀ @ rows, to (O, C, kh, kw)
-        dtype = check_float("conv2d_backward_weight", dy, cols.x_nhwc)
-        dw = output(out, weight_shape, dtype, "conv2d_backward_weight")
-        dy_cf = channels_first(dy)                                       # (O, N·oh·ow)
+    channels_last = isinstance(cols, RowColumns)
+    dtype = check_float("conv2d_backward_weight", dy, cols.x_nhwc if channels_last else cols)
+    dw = output(out, weight_shape, dtype, "conv2d_backward_weight")
+    dy_cf = channels_first(dy)                                           # (O, N·oh·ow)
+    if channels_last:  # dW'(O, kh·kw·C) = Σ_slabs dy(O, slab·oh·ow) @ rows, to (O, C, kh, kw)
         p = cols.oh * cols.ow
         dw_rows = np.zeros((o, kh * kw * c), dtype=dtype)
         for b0, b1, rows in cols.slabs():
             dw_rows += dy_cf[:, b0 * p:b1 * p] @ rows
         dw[...] = dw_rows.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
-        return dw
-    dtype = check_float("conv2d_backward_weight", dy, cols)
-    dw = output(out, weight_shape, dtype, "conv2d_backward_weight")
-    np.matmul(channels_first(dy), cols.T, out=dw.reshape(o, -1))
+    else:
+        np.matmul(dy_cf, cols.T, out=dw.reshape(o, -1))
     return dw
