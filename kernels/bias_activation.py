@@ -21,7 +21,6 @@ on a busy machine, where the pool's threads wait for a core).
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from .cpu_common import check_float, contiguous, output

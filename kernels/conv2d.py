@@ -41,7 +41,7 @@ from minigan.functional import conv_output_size
 from .col2im import col2im
 from .cpu_common import check_float, contiguous, output
 from .im2col import im2col
-from .im2row import RowColumns, channels_last_weight, im2row, row2im, swap_last_two, to_channels_last
+from .im2row import RowColumns, channels_last_weight, row2im, swap_last_two, to_channels_last
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

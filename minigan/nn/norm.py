@@ -67,7 +67,7 @@ class _BatchNorm(Module):
 
     def forward(self, x):
         self._check_input(x, ndim=self._ndims, channels=self.num_features)
-        axes, shape = self._axes(x), self._shape(x)
+        shape = self._shape(x)
         if self.training:
             count = x.size // x.shape[1]
             if count < 2:
