@@ -97,12 +97,15 @@ class Conv2d(_ConvBase):
                 cols = kernel("im2col", x)(x, k, k, self.stride, self.padding)
             self.weight.grad += kernel("conv2d_backward_weight", dy)(dy, cols, self.weight.shape)
             self._accumulate_bias(dy)
-        # The columns serve this weight gradient only (double_backward builds its own): free
-        # them now, before dx's are made, and before a generator's backward that follows a
-        # critic's (the critic's columns would otherwise stay cached until its next forward).
-        self._cache_cols = None
         if create_graph:
+            # the second-order sweep's backward passes (Sequential.double_backward) may come
+            # back for the weight gradient: keep the columns
             self._cache_g = dy
+        else:
+            # The columns serve this weight gradient only: free them now, before dx's are
+            # made, and before a generator's backward that follows a critic's (they would
+            # otherwise stay cached until this layer's next forward).
+            self._cache_cols = None
         return kernel("conv2d_backward_input", dy)(dy, self.weight.data, x.shape, self.stride, self.padding)
 
     def double_backward(self, c):
