@@ -181,23 +181,41 @@ def test_swap_last_two_is_a_transpose_plus_bias(shape, bias, dtype, seed):
     np.testing.assert_array_equal(out, want.astype(dtype))
 
 
+@given(cfg=conv_configs(), dtype=DTYPES, seed=seeds())
+def test_row2im_is_col2im_channels_last(cfg, dtype, seed):
+    """row2im(rows) = col2im of the same columns in the reference layout, transposed to NHWC."""
+    from kernels import im2row as kim2row
+    n, c, _, k, s, p, _, h, w = cfg
+    oh, ow = functional.conv_output_size(h, k, s, p), functional.conv_output_size(w, k, s, p)
+    rows = random(np.random.default_rng(seed), (n * oh * ow, k * k * c), dtype)
+    cols = rows.reshape(-1, k, k, c).transpose(3, 1, 2, 0).reshape(c * k * k, -1)
+    want = reference("col2im")(np.ascontiguousarray(cols), (n, c, h, w), k, k, s, p).transpose(0, 2, 3, 1)
+    got = kim2row.row2im(rows, (n, h, w, c), k, k, s, p, oh, ow)
+    assert_close(got, want, scale=float(np.abs(rows).max()) * k * k + 1)
+
+
 def test_channels_last_forward_refuses_a_cols_buffer():
     x, w = np.ones((2, 16, 4, 4), np.float32), np.ones((3, 16, 2, 2), np.float32)
     with pytest.raises(ValueError, match="channels-last"):
         fast("conv2d_forward")(x, w, 1, 0, out=(None, np.empty((64, 18), np.float32)))
 
 
-def test_channels_last_columns_are_the_permuted_reference_columns():
-    """rows[(n, oy, ox), (i, j, c)] = cols[(c, i, j), (n, oy, ox)], exactly."""
+@given(cfg=conv_configs(), dtype=DTYPES, seed=seeds())
+def test_channels_last_columns_are_the_permuted_reference_columns(cfg, dtype, seed):
+    """rows[(n, oy, ox), (i, j, c)] = cols[(c, i, j), (n, oy, ox)], bit for bit, whole or in
+    one-sample slabs (RowColumns), every entry written (the buffer is poisoned first)."""
     from kernels import im2row as kim2row
-    x = random(np.random.default_rng(0), (2, 3, 5, 6), np.float32)
-    cols = reference("im2col")(x, 3, 2, 2, 1)                         # kh = 3, kw = 2
-    rows = kim2row.im2row(kim2row.to_channels_last(x), 3, 2, 2, 1, 3, 4)
-    want = cols.reshape(3, 3, 2, -1).transpose(3, 1, 2, 0).reshape(rows.shape)
+    n, c, _, k, s, p, _, h, w = cfg
+    x = random(np.random.default_rng(seed), (n, c, h, w), dtype)
+    cols = reference("im2col")(x, k, k, s, p)
+    oh, ow = functional.conv_output_size(h, k, s, p), functional.conv_output_size(w, k, s, p)
+    want = cols.reshape(c, k, k, -1).transpose(3, 1, 2, 0).reshape(n * oh * ow, k * k * c)
+    x_nhwc = kim2row.to_channels_last(x)
+    rows = kim2row.im2row(x_nhwc, k, k, s, p, oh, ow, out=poisoned(want.shape, dtype))
     np.testing.assert_array_equal(rows, want)
-    lazy = kim2row.RowColumns(kim2row.to_channels_last(x), 3, 2, 2, 1, 3, 4, slab_bytes=1)
+    lazy = kim2row.RowColumns(x_nhwc, k, k, s, p, oh, ow, slab_bytes=1)
     slabs = [(b0, b1, r.copy()) for b0, b1, r in lazy.slabs()]
-    assert [(b0, b1) for b0, b1, _ in slabs] == [(0, 1), (1, 2)] and lazy.shape == rows.shape
+    assert [(b0, b1) for b0, b1, _ in slabs] == [(b, b + 1) for b in range(n)] and lazy.shape == want.shape
     np.testing.assert_array_equal(np.concatenate([r for _, _, r in slabs]), want)
 
 
