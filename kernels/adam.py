@@ -17,8 +17,10 @@ from numba import njit
 
 from .cpu_common import check_float
 
+
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _moments(k, p, g, m, v, w, one_minus_w, lerp_small, beta2, one_minus_beta2, wd, use_wd):
+def _moments(k, p, g, m, v, w, one_minus_w, lerp_small, beta2, one_minus_beta2, wd,
+             use_wd):  # pragma: no cover - compiled
     """m ← lerp(m, g, w) and v ← β₂·v + ((1 − β₂)·g)·g at element k; returns (m_k, v_k)."""
     gk = g[k]
     gk = gk + wd * p[k] if use_wd else gk

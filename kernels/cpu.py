@@ -10,7 +10,7 @@ registers, for the "numpy" array kind of :mod:`minigan.backend`,
     name                     kernel file                  reference
     "im2col"                 kernels/im2col.py            minigan.functional.im2col
     "col2im"                 kernels/col2im.py            minigan.functional.col2im
-    "conv2d_forward"         kernels/conv2d.py (+ im2row.py) minigan.functional.conv2d_forward
+    "conv2d_forward"         kernels/conv2d.py, im2row.py minigan.functional.conv2d_forward
     "conv2d_backward_input"  kernels/conv2d.py            minigan.functional.conv2d_backward_input
     "conv2d_backward_weight" kernels/conv2d.py            minigan.functional.conv2d_backward_weight
     "leaky_relu"             kernels/bias_activation.py   minigan.functional.leaky_relu
@@ -32,7 +32,8 @@ machine: ``cache=True`` keeps the machine code in ``kernels/__pycache__``, and l
 processes load it in milliseconds).
 
 Threads: Numba's own pool (``NUMBA_NUM_THREADS``, default: all cores) runs the parallel
-kernels (im2col, col2im, the convolution layout copies, batch/layer norm); the elementwise, Adam and penalty kernels are single-threaded
+kernels (im2col, col2im, the channels-last columns, the convolution layout copies,
+batch/layer norm); the elementwise, Adam and penalty kernels are single-threaded
 (memory-bound, smaller than a pool wake-up is worth).
 OpenBLAS's pool (``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``, set before NumPy is imported)
 runs the matrix products. The two pools take turns, step after step, so
