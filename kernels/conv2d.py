@@ -96,6 +96,26 @@ ROW_MIN_CHANNELS = 16
 CHUNK_BYTES = 8 << 20
 
 
+# Below ROW_MIN_CHANNELS input channels the columns stay (C·kh·kw, N·oh·ow) (im2col's), and
+# when a sample has at least this many output pixels each pass runs one product per sample on
+# the columns' n-th block of oh·ow: y[n] = W @ cols_n lands in NCHW and dy[n] is read in NCHW,
+# so no layout copy is made either way. Measured for a DCGAN critic's 1 → 64 first layer
+# (batch 64, 32×32, 2 threads): forward 2.6 → 1.4 ms, input gradient 1.6 → 0.9 ms, weight
+# gradient 1.8 → 0.3 ms; at 4×4 outputs (16 pixels) the per-product overhead loses instead.
+PER_SAMPLE_MIN_PIXELS = 64
+
+
+def per_sample(pixels: int) -> bool:
+    """Whether an im2col-path pass with this many output pixels per sample runs per sample."""
+    return pixels >= PER_SAMPLE_MIN_PIXELS
+
+
+def sample_blocks(cols, n: int, p: int):
+    """cols (K, N·P) as a (N, K, P) view: block n is the columns of sample n (a strided view
+    that BLAS reads or writes in place, the row stride N·P)."""
+    return cols.reshape(cols.shape[0], n, p).transpose(1, 0, 2)
+
+
 def covers_input(x_shape, weight_shape, padding: int) -> bool:
     """The kernel spans the whole unpadded input: a 1×1 output, a dense layer on flat x."""
     return padding == 0 and tuple(x_shape[2:]) == tuple(weight_shape[2:])
@@ -157,11 +177,17 @@ def conv2d_forward(x, weight, stride: int, padding: int, bias=None, *, out=None)
         return _rows_forward(x, weight, stride, padding, bias, y_out, cols_out, dtype)
     oh, ow = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
     cols = im2col(x, kh, kw, stride, padding, out=cols_out)
-    ymat = contiguous(weight).reshape(o, -1) @ cols
     y = output(y_out, (n, o, oh, ow), dtype, "conv2d_forward", "out[0] (y)")
-    b = np.empty(0, dtype=dtype) if bias is None else contiguous(bias.astype(dtype, copy=False))
-    if y.size:
-        _to_batch_first(ymat, b, y.reshape(n, o, oh * ow))
+    if not y.size:
+        return y, cols
+    w_mat, p = contiguous(weight).reshape(o, -1), oh * ow
+    if per_sample(p):  # y[n] = W @ cols[:, n·P:(n+1)·P], written in NCHW by the product itself
+        np.matmul(w_mat, sample_blocks(cols, n, p), out=y.reshape(n, o, p))
+        if bias is not None:
+            y += bias.astype(dtype, copy=False).reshape(1, o, 1, 1)
+    else:
+        b = np.empty(0, dtype=dtype) if bias is None else contiguous(bias.astype(dtype, copy=False))
+        _to_batch_first(w_mat @ cols, b, y.reshape(n, o, p))
     return y, cols
 
 
@@ -186,6 +212,11 @@ def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int, *, out
             dx_nhwc = row2im(channels_first(dy[b0:b1]).T @ w_mat, (b1 - b0, h, w, c), kh, kw,
                              stride, padding, oh, ow)
             swap_last_two(dx_nhwc.reshape(b1 - b0, h * w, c), out=dx[b0:b1].reshape(b1 - b0, c, h * w))
+        elif per_sample(oh * ow):  # dcols[:, n·P:(n+1)·P] = Wᵀ @ dy[n], from dy in NCHW
+            dcols = np.empty((w_mat.shape[0], (b1 - b0) * oh * ow), dtype=dtype)
+            np.matmul(w_mat, contiguous(dy[b0:b1]).reshape(b1 - b0, o, oh * ow),
+                      out=sample_blocks(dcols, b1 - b0, oh * ow))
+            col2im(dcols, (b1 - b0, c, h, w), kh, kw, stride, padding, out=dx[b0:b1])
         else:
             dcols = w_mat @ channels_first(dy[b0:b1])
             col2im(dcols, (b1 - b0, c, h, w), kh, kw, stride, padding, out=dx[b0:b1])
@@ -198,13 +229,23 @@ def conv2d_backward_weight(dy, cols, weight_shape, *, out=None):
     channels_last = isinstance(cols, RowColumns)
     dtype = check_float("conv2d_backward_weight", dy, cols.x_nhwc if channels_last else cols)
     dw = output(out, weight_shape, dtype, "conv2d_backward_weight")
-    dy_cf = channels_first(dy)                                           # (O, N·oh·ow)
+    n, p = dy.shape[0], int(np.prod(dy.shape[2:], dtype=np.int64))
     if channels_last:  # dW'(O, kh·kw·C) = Σ_slabs dy(O, slab·oh·ow) @ rows, to (O, C, kh, kw)
-        p = cols.oh * cols.ow
+        dy_cf = channels_first(dy)                                       # (O, N·oh·ow)
         dw_rows = np.zeros((o, kh * kw * c), dtype=dtype)
         for b0, b1, rows in cols.slabs():
             dw_rows += dy_cf[:, b0 * p:b1 * p] @ rows
         dw[...] = dw_rows.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
+    elif per_sample(p) and n:  # Σ_n dy[n](O, P) @ cols[:, n·P:(n+1)·P]ᵀ, from dy in NCHW
+        dy_samples, blocks = contiguous(dy).reshape(n, o, p), sample_blocks(cols, n, p)
+        step = max(1, CHUNK_BYTES // (o * c * kh * kw * dtype.itemsize))  # the (step, O, K) products
+        dw_mat = dw.reshape(o, -1)
+        for b0 in range(0, n, step):
+            part = np.matmul(dy_samples[b0:b0 + step], blocks[b0:b0 + step].transpose(0, 2, 1)).sum(axis=0)
+            if b0:
+                dw_mat += part
+            else:
+                dw_mat[...] = part
     else:
-        np.matmul(dy_cf, cols.T, out=dw.reshape(o, -1))
+        np.matmul(channels_first(dy), cols.T, out=dw.reshape(o, -1))
     return dw

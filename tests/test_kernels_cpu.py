@@ -12,6 +12,7 @@ few units of the dtype's rounding relative to the size of the result.
 """
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -29,6 +30,9 @@ pytest.importorskip("numba")
 from kernels import cpu as kcpu  # noqa: E402
 
 DTYPES = st.sampled_from([np.float32, np.float64])
+# The column layouts of kernels/conv2d.py's non-dense passes: im2col's columns with one
+# product for the batch, the same columns with one product per sample, channels-last rows.
+COLUMN_PATHS = ["cols", "per-sample", "channels-last"]
 RTOL = {np.dtype(np.float32): 3e-6, np.dtype(np.float64): 1e-13}
 
 
@@ -69,6 +73,23 @@ def random(rng, shape, dtype, scale=1.0):
     return (scale * rng.standard_normal(shape)).astype(dtype)
 
 
+@contextmanager
+def column_path(path, chunk_bytes=None):
+    """Send every (non-dense) convolution down ``path`` of COLUMN_PATHS, in batch slabs of
+    ``chunk_bytes`` if given (CHUNK_BYTES); the module's switches are restored after."""
+    from kernels import conv2d as kconv
+    names = ("ROW_MIN_CHANNELS", "PER_SAMPLE_MIN_PIXELS", "CHUNK_BYTES")
+    saved = {name: getattr(kconv, name) for name in names}
+    kconv.ROW_MIN_CHANNELS = 1 if path == "channels-last" else 1 << 30
+    kconv.PER_SAMPLE_MIN_PIXELS = 1 if path == "per-sample" else 1 << 30
+    kconv.CHUNK_BYTES = chunk_bytes or kconv.CHUNK_BYTES
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(kconv, name, value)
+
+
 # --- convolution pieces -------------------------------------------------------------------
 
 @given(cfg=conv_configs(), dtype=DTYPES, seed=seeds())
@@ -91,9 +112,10 @@ def test_col2im_matches_reference(cfg, dtype, seed):
     assert_close(got, want, scale=float(np.abs(cols).max()) * k * k + 1)
 
 
-@given(cfg=conv_configs(), bias=st.booleans(), dtype=DTYPES, seed=seeds())
-def test_conv2d_kernels_match_reference(cfg, bias, dtype, seed):
-    _check_conv2d_kernels(cfg, bias, dtype, seed)
+@given(cfg=conv_configs(), bias=st.booleans(), per_sample=st.booleans(), dtype=DTYPES, seed=seeds())
+def test_conv2d_kernels_match_reference(cfg, bias, per_sample, dtype, seed):
+    """im2col's columns, one product for the batch or one per sample (any output size)."""
+    _check_conv2d_kernels(cfg, bias, dtype, seed, path="per-sample" if per_sample else "cols")
 
 
 @given(n=st.integers(1, 4), cin=st.integers(1, 5), cout=st.integers(1, 5), k=st.integers(1, 4),
@@ -106,9 +128,10 @@ def test_conv2d_kernels_match_reference_when_the_kernel_covers_the_input(n, cin,
     _check_conv2d_kernels((n, cin, cout, k, s, 0, 0, k, k), bias, dtype, seed)
 
 
-@given(cfg=conv_configs(), slab=st.integers(1, 3), rows=st.booleans(), dtype=DTYPES, seed=seeds())
-def test_conv2d_backward_input_in_batch_slabs_matches_reference(cfg, slab, rows, dtype, seed):
-    """CHUNK_BYTES shrunk to ``slab`` samples' columns: dx is made slab by slab (in either
+@given(cfg=conv_configs(), slab=st.integers(1, 3), path=st.sampled_from(COLUMN_PATHS),
+       dtype=DTYPES, seed=seeds())
+def test_conv2d_backward_input_in_batch_slabs_matches_reference(cfg, slab, path, dtype, seed):
+    """CHUNK_BYTES shrunk to ``slab`` samples' columns: dx is made slab by slab (in every
     column layout)."""
     from kernels import conv2d as kconv
     n, cin, cout, k, s, p, _, h, w = cfg
@@ -118,20 +141,15 @@ def test_conv2d_backward_input_in_batch_slabs_matches_reference(cfg, slab, rows,
     oh, ow = functional.conv_output_size(h, k, s, p), functional.conv_output_size(w, k, s, p)
     dy = random(rng, (n, cout, oh, ow), dtype)
     want = reference("conv2d_backward_input")(dy, weight, (n, cin, h, w), s, p)
-    saved = kconv.CHUNK_BYTES, kconv.ROW_MIN_CHANNELS
-    kconv.CHUNK_BYTES = slab * cin * k * k * oh * ow * np.dtype(dtype).itemsize
-    kconv.ROW_MIN_CHANNELS = 1 if rows else 1 << 30
-    try:
+    with column_path(path, slab * cin * k * k * oh * ow * np.dtype(dtype).itemsize):
         got = fast("conv2d_backward_input")(dy, weight, (n, cin, h, w), s, p, out=poisoned((n, cin, h, w), dtype))
-    finally:
-        kconv.CHUNK_BYTES, kconv.ROW_MIN_CHANNELS = saved
     assert_close(got, want, factor=cout * k * k)
 
 
-def _check_conv2d_kernels(cfg, bias, dtype, seed, rows=False, slab_bytes=None):
-    """Forward, input and weight gradients against the reference. ``rows``: every convolution
-    goes channels-last (ROW_MIN_CHANNELS = 1), whose columns are its own (kernels/im2row.py);
-    ``slab_bytes`` shrinks CHUNK_BYTES, the size of the batch slabs the kernels work in."""
+def _check_conv2d_kernels(cfg, bias, dtype, seed, path="cols", slab_bytes=None):
+    """Forward, input and weight gradients against the reference, down ``path`` (COLUMN_PATHS;
+    channels-last columns are the path's own, kernels/im2row.py); ``slab_bytes`` shrinks
+    CHUNK_BYTES, the size of the batch slabs the kernels work in."""
     from kernels import conv2d as kconv
     n, cin, cout, k, s, p, _, h, w = cfg
     rng = np.random.default_rng(seed)
@@ -142,16 +160,12 @@ def _check_conv2d_kernels(cfg, bias, dtype, seed, rows=False, slab_bytes=None):
     want_dx = reference("conv2d_backward_input")(dy, weight, x.shape, s, p)
     want_dw = reference("conv2d_backward_weight")(dy, want_cols, weight.shape)
 
-    saved = kconv.ROW_MIN_CHANNELS, kconv.CHUNK_BYTES
-    kconv.ROW_MIN_CHANNELS = 1 if rows else 1 << 30
-    kconv.CHUNK_BYTES = slab_bytes or kconv.CHUNK_BYTES
-    try:
+    rows = path == "channels-last"
+    with column_path(path, slab_bytes):
         cols_out = None if rows else poisoned(want_cols.shape, dtype)
         y, cols = fast("conv2d_forward")(x, weight, s, p, b, out=(poisoned(want_y.shape, dtype), cols_out))
         dx = fast("conv2d_backward_input")(dy, weight, x.shape, s, p, out=poisoned(x.shape, dtype))
         dw = fast("conv2d_backward_weight")(dy, cols, weight.shape, out=poisoned(weight.shape, dtype))
-    finally:
-        kconv.ROW_MIN_CHANNELS, kconv.CHUNK_BYTES = saved
     depth = cin * k * k
     if rows and not kconv.covers_input(x.shape, weight.shape, p):
         assert isinstance(cols, kconv.RowColumns) and cols.shape == want_cols.shape[::-1]
@@ -166,7 +180,8 @@ def _check_conv2d_kernels(cfg, bias, dtype, seed, rows=False, slab_bytes=None):
 @given(cfg=conv_configs(), bias=st.booleans(), one_sample_slabs=st.booleans(), dtype=DTYPES, seed=seeds())
 def test_conv2d_channels_last_kernels_match_reference(cfg, bias, one_sample_slabs, dtype, seed):
     """``one_sample_slabs``: the rows are rebuilt one sample at a time (CHUNK_BYTES = 1)."""
-    _check_conv2d_kernels(cfg, bias, dtype, seed, rows=True, slab_bytes=1 if one_sample_slabs else None)
+    _check_conv2d_kernels(cfg, bias, dtype, seed, path="channels-last",
+                          slab_bytes=1 if one_sample_slabs else None)
 
 
 @given(shape=array_shapes(min_dims=3, max_dims=3, max_side=9), bias=st.booleans(), dtype=DTYPES, seed=seeds())
@@ -392,13 +407,12 @@ def _grads_of_a_step(fast_on, dtype, seed=0):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("rows", [False, True], ids=["cols", "channels-last"])
-def test_layer_gradients_with_fast_kernels_match_reference(dtype, rows, monkeypatch):
-    from kernels import conv2d as kconv
-    monkeypatch.setattr(kconv, "ROW_MIN_CHANNELS", 1 if rows else 1 << 30)
+@pytest.mark.parametrize("path", COLUMN_PATHS)
+def test_layer_gradients_with_fast_kernels_match_reference(dtype, path):
     kcpu.register_cpu_kernels()
     want = _grads_of_a_step(False, dtype)
-    got = _grads_of_a_step(True, dtype)
+    with column_path(path):
+        got = _grads_of_a_step(True, dtype)
     for name in want:
         assert_close(got[name], want[name], factor=100, scale=float(np.abs(want[name]).max()) + 1e-3)
 
@@ -427,19 +441,18 @@ def _train_wgan_gp(fast_on, steps=4, seed=1):
             **{"g." + k: v.copy() for k, v in gen.state_dict().items()}}
 
 
-@pytest.mark.parametrize("rows", [False, True], ids=["cols", "channels-last"])
-def test_training_with_fast_kernels_matches_reference(rows, monkeypatch):
+@pytest.mark.parametrize("path", COLUMN_PATHS)
+def test_training_with_fast_kernels_matches_reference(path):
     """Parameters after a few steps agree to float32 rounding.
 
     SGD, not Adam: Adam divides by √v, so a gradient entry that is zero up to rounding
     becomes a whole ±lr step with either sign — it amplifies rounding, whatever computed it.
-    ``rows``: every convolution's columns channels-last (kernels/im2row.py).
+    ``path``: the column layout every convolution takes (COLUMN_PATHS).
     """
-    from kernels import conv2d as kconv
-    monkeypatch.setattr(kconv, "ROW_MIN_CHANNELS", 1 if rows else 1 << 30)
     kcpu.register_cpu_kernels()
     want = _train_wgan_gp(False)
-    got = _train_wgan_gp(True)
+    with column_path(path):
+        got = _train_wgan_gp(True)
     assert want.keys() == got.keys()
     for name in want:
         if want[name].dtype.kind == "f":
