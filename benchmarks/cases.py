@@ -190,10 +190,21 @@ def _mg_conv_net(nn, specs, transposed, rng, bias=False):
     return nn.Sequential(*layers)
 
 
+def wgan_generator_step(D, G, opt_g, noise):
+    """Case (b) with minigan, on any array module: −mean D(G(z)) back through D (no D
+    gradients) into G, then G's Adam step."""
+    from minigan.losses import generator_loss_wasserstein
+    opt_g.zero_grad()
+    out = D(G(noise()))
+    _, d_out = generator_loss_wasserstein(out)
+    G.backward(D.backward(d_out, accumulate=False))
+    opt_g.step()
+
+
 def build_minigan(case: str, seed: int = 0):
     from minigan import nn
     from minigan.losses import (critic_loss_wasserstein, discriminator_loss_minimax,
-                                generator_loss_nonsaturating, generator_loss_wasserstein)
+                                generator_loss_nonsaturating)
     from minigan.optim import Adam
     from minigan.penalty import gradient_penalty, interpolate
 
@@ -224,13 +235,7 @@ def build_minigan(case: str, seed: int = 0):
         if case == "a":
             return _with_models(lambda: wgan_critic_step(D, G, opt_d, real, noise), D, G)
 
-        def gen_step():
-            opt_g.zero_grad()
-            out = D(G(noise()))
-            _, d_out = generator_loss_wasserstein(out)
-            G.backward(D.backward(d_out, accumulate=False))
-            opt_g.step()
-        return _with_models(gen_step, D, G)
+        return _with_models(lambda: wgan_generator_step(D, G, opt_g, noise), D, G)
 
     if case == "d":
         D = _mg_conv_net(nn, d_specs(1, 32, bn=False), False, rng, bias=True)

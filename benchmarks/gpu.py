@@ -131,7 +131,7 @@ def build_minigan_toy(variant: str, seed: int = 0):
     """Case (a) critic step ('engine', 'fused', 'sync-free') or case (b) ('gen') on the GPU."""
     cp = backend.cupy_module()
     from minigan import nn
-    from minigan.losses import critic_loss_wasserstein, generator_loss_wasserstein
+    from minigan.losses import critic_loss_wasserstein
     from minigan.optim import Adam
     from minigan.penalty import gradient_penalty, interpolate
 
@@ -146,13 +146,7 @@ def build_minigan_toy(variant: str, seed: int = 0):
         return cp.random.standard_normal((B, 2), dtype=cp.float32)
 
     if variant == "gen":
-        def gen_step():
-            opt_g.zero_grad()
-            out = D(G(noise()))
-            _, d_out = generator_loss_wasserstein(out)
-            G.backward(D.backward(d_out, accumulate=False))
-            opt_g.step()
-        return gen_step, (D, G)
+        return (lambda: cases.wgan_generator_step(D, G, opt_g, noise)), (D, G)
 
     d_out_const = cp.concatenate([cp.full((B, 1), -1.0 / B, dtype=cp.float32),
                                   cp.full((B, 1), 1.0 / B, dtype=cp.float32)])

@@ -1,6 +1,5 @@
 """Every layer's forward/backward against float64 finite differences, shapes drawn by hypothesis."""
 import numpy as np
-import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 

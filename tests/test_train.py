@@ -1,11 +1,9 @@
 """Training runs of every loss/model pair on tiny shapes, resume, CoGAN sharing, reliability."""
 import csv
-import json
 
 import numpy as np
 import pytest
 
-from minigan import nn
 from minigan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minigan.config import LOSSES, ConfigError, TrainConfig
 from minigan.models import cogan_mlp

@@ -48,7 +48,7 @@ class Conditional(Module):
         return dx
 
     def double_backward(self, c):
-        c_split = self._require(self._cache_split)
+        self._require(self._cache_split)  # a forward came first
         xp = self.xp
         pad_shape = (c.shape[0], self.embedding.embedding_dim) + c.shape[2:]
         c_top, s = self.body.double_backward(xp.concatenate([c, xp.zeros(pad_shape, c.dtype)], axis=1))
