@@ -1,4 +1,4 @@
-"""Convolution on the CPU: im2col/col2im (Numba) around one BLAS matrix product per pass.
+"""Convolution on the CPU: im2col/col2im (Numba) around BLAS matrix products.
 
 Fast twins of :func:`minigan.functional.conv2d_forward`, ``conv2d_backward_input`` and
 ``conv2d_backward_weight`` (and so of ConvTranspose2d, which is built from the same three).
@@ -24,6 +24,11 @@ still NumPy's (OpenBLAS); what changes is everything around it:
   :class:`~kernels.im2row.RowColumns` (the channels-last input and the geometry), never the
   whole matrix. DCGAN-32 step (case c of the benchmark): 281 → 193 ms; peak memory of the
   DCGAN-64 step 489 → 399 MiB;
+* a convolution below ROW_MIN_CHANNELS input channels keeps im2col's columns, and when a
+  sample has at least PER_SAMPLE_MIN_PIXELS output pixels its passes run one product per
+  sample on the columns' n-th block (y[n] = W @ cols_n, dcols_n = Wᵀ @ dy[n],
+  dW = Σ_n dy[n] @ cols_nᵀ): y and dy stay NCHW, so neither layout copy is made. This is a
+  DCGAN critic's 1- or 3-channel first layer and, transposed, a generator's last;
 * a kernel that covers the whole unpadded input (h = kh, w = kw, p = 0: the output is 1×1,
   as in a DCGAN critic's last layer and, transposed, a generator's first) is a dense layer on
   the flattened input: cols is xᵀ itself (a view, no copy), y = x(N, C·kh·kw) @ Wᵀ comes out
