@@ -101,12 +101,10 @@ ROW_MIN_CHANNELS = 16
 CHUNK_BYTES = 8 << 20
 
 
-# Below ROW_MIN_CHANNELS input channels the columns stay (C·kh·kw, N·oh·ow) (im2col's), and
-# when a sample has at least this many output pixels each pass runs one product per sample on
-# the columns' n-th block of oh·ow: y[n] = W @ cols_n lands in NCHW and dy[n] is read in NCHW,
-# so no layout copy is made either way. Measured for a DCGAN critic's 1 → 64 first layer
-# (batch 64, 32×32, 2 threads): forward 2.6 → 1.4 ms, input gradient 1.6 → 0.9 ms, weight
-# gradient 1.8 → 0.3 ms; at 4×4 outputs (16 pixels) the per-product overhead loses instead.
+# im2col-path passes run one product per sample (see the module docstring) from this many
+# output pixels per sample. Measured for a DCGAN critic's 1 → 64 first layer (batch 64, 32×32,
+# 2 threads): forward 2.6 → 1.4 ms, input gradient 1.6 → 0.9 ms, weight gradient 1.8 → 0.3 ms;
+# at 4×4 outputs (16 pixels) the overhead of many small products loses instead.
 PER_SAMPLE_MIN_PIXELS = 64
 
 
