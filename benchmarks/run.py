@@ -6,8 +6,8 @@
 
 Prints a table of time ratios (minigan ÷ PyTorch), achieved GFLOP/s against the machine's
 measured float32 matrix-product rate, and peak memory, and writes it to
-benchmarks/results/cpu-<date>.{md,csv,json}. See benchmarks/README.md for what is measured
-and how.
+benchmarks/results/cpu-<date>.{md,csv,json} (cpu-<date>-<cases>.* for some cases). See
+benchmarks/README.md for what is measured and how.
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def _parse(argv=None):
     p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                    help="report peak RSS (measured in the first round's processes; default on)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
-                   help="folder for cpu-<date>.{md,csv,json}; '' to skip writing")
+                   help="folder for cpu-<date>.{md,csv,json} (cpu-<date>-<cases> for some cases); "
+                        "'' to skip writing")
     p.add_argument("--openblas-timeout", type=int, default=20,
                    help="OPENBLAS_THREAD_TIMEOUT for every process (OpenBLAS's idle threads spin for "
                         "2^N cycles before sleeping; 20 ≈ 0.3 ms; 0 leaves OpenBLAS's default). "
@@ -350,7 +351,9 @@ def main():
     print(report)
     if ARGS.out:
         os.makedirs(ARGS.out, exist_ok=True)
-        stem = os.path.join(ARGS.out, f"cpu-{time.strftime('%Y-%m-%d')}")
+        # a run of some cases only is named after them, beside the day's full run
+        subset = "" if sorted(ARGS.cases) == sorted("abcde") else f"-{ARGS.cases}"
+        stem = os.path.join(ARGS.out, f"cpu-{time.strftime('%Y-%m-%d')}{subset}")
         with open(stem + ".md", "w") as f:
             f.write(report)
         with open(stem + ".json", "w") as f:
