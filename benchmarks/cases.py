@@ -161,22 +161,26 @@ def image_real(rng, ch, size, n=DC_BATCH):
     return np.tanh(rng.standard_normal((n, ch, size, size))).astype(np.float32)
 
 
-# --- minigan --------------------------------------------------------------------------------
+# --- networks, in minigan.nn or torch.nn ------------------------------------------------
 
-def _mg_mlp(nn, widths, rng):
+def _mlp(nn, widths, **init):
+    """Linear layers with ReLU between, in ``nn`` (minigan.nn or torch.nn: same class names);
+    ``init`` goes to each Linear (minigan's ``rng``)."""
     layers = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(nn.Linear(a, b, rng=rng))
+        layers.append(nn.Linear(a, b, **init))
         if i < len(widths) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
 
-def _mg_conv_net(nn, specs, transposed, rng, bias=False):
+def _conv_net(nn, specs, transposed, bias=False, **init):
+    """The DCGAN stack of ``specs`` in ``nn`` (minigan.nn or torch.nn); ``init`` goes to each
+    convolution (minigan's ``rng``)."""
     layers = []
     for s in specs:
         conv = nn.ConvTranspose2d if transposed else nn.Conv2d
-        layers.append(conv(s.cin, s.cout, s.k, stride=s.s, padding=s.p, bias=bias, rng=rng))
+        layers.append(conv(s.cin, s.cout, s.k, stride=s.s, padding=s.p, bias=bias, **init))
         if s.bn:
             layers.append(nn.BatchNorm2d(s.cout))
         if s.act == "lrelu":
@@ -189,6 +193,8 @@ def _mg_conv_net(nn, specs, transposed, rng, bias=False):
         layers.append(nn.Flatten())
     return nn.Sequential(*layers)
 
+
+# --- minigan --------------------------------------------------------------------------------
 
 def wgan_generator_step(D, G, opt_g, noise):
     """Case (b) with minigan, on any array module: −mean D(G(z)) back through D (no D
@@ -223,8 +229,8 @@ def build_minigan(case: str, seed: int = 0):
         opt_d.step()
 
     if case in ("a", "b"):
-        D = _mg_mlp(nn, [2, TOY_WIDTH, TOY_WIDTH, TOY_WIDTH, 1], rng)
-        G = _mg_mlp(nn, [2, TOY_WIDTH, TOY_WIDTH, TOY_WIDTH, 2], rng)
+        D = _mlp(nn, [2, TOY_WIDTH, TOY_WIDTH, TOY_WIDTH, 1], rng=rng)
+        G = _mlp(nn, [2, TOY_WIDTH, TOY_WIDTH, TOY_WIDTH, 2], rng=rng)
         opt_d = Adam(D.parameters(), lr=1e-4, betas=(0.5, 0.9))
         opt_g = Adam(G.parameters(), lr=1e-4, betas=(0.5, 0.9))
         real = toy_real(rng)
@@ -238,8 +244,8 @@ def build_minigan(case: str, seed: int = 0):
         return _with_models(lambda: wgan_generator_step(D, G, opt_g, noise), D, G)
 
     if case == "d":
-        D = _mg_conv_net(nn, d_specs(1, 32, bn=False), False, rng, bias=True)
-        G = _mg_conv_net(nn, g_specs(1, 32), True, rng)
+        D = _conv_net(nn, d_specs(1, 32, bn=False), False, bias=True, rng=rng)
+        G = _conv_net(nn, g_specs(1, 32), True, rng=rng)
         nn.dcgan_init(D, rng), nn.dcgan_init(G, rng)
         opt_d = Adam(D.parameters(), lr=1e-4, betas=(0.5, 0.9))
         real = image_real(rng, 1, 32)
@@ -250,8 +256,8 @@ def build_minigan(case: str, seed: int = 0):
 
     if case in ("c", "e"):
         size, ch = (32, 1) if case == "c" else (64, 3)
-        D = nn.dcgan_init(_mg_conv_net(nn, d_specs(ch, size), False, rng), rng)
-        G = nn.dcgan_init(_mg_conv_net(nn, g_specs(ch, size), True, rng), rng)
+        D = nn.dcgan_init(_conv_net(nn, d_specs(ch, size), False, rng=rng), rng)
+        G = nn.dcgan_init(_conv_net(nn, g_specs(ch, size), True, rng=rng), rng)
         opt_d = Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
         opt_g = Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
         real = image_real(rng, ch, size)
@@ -285,33 +291,6 @@ def _with_models(step, D, G):
 
 
 # --- PyTorch ----------------------------------------------------------------------------------
-
-def _t_mlp(tnn, widths):
-    layers = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(tnn.Linear(a, b))
-        if i < len(widths) - 2:
-            layers.append(tnn.ReLU())
-    return tnn.Sequential(*layers)
-
-
-def _t_conv_net(tnn, specs, transposed, bias=False):
-    layers = []
-    for s in specs:
-        conv = tnn.ConvTranspose2d if transposed else tnn.Conv2d
-        layers.append(conv(s.cin, s.cout, s.k, stride=s.s, padding=s.p, bias=bias))
-        if s.bn:
-            layers.append(tnn.BatchNorm2d(s.cout))
-        if s.act == "lrelu":
-            layers.append(tnn.LeakyReLU(0.2))
-        elif s.act == "relu":
-            layers.append(tnn.ReLU())
-        elif s.act == "tanh":
-            layers.append(tnn.Tanh())
-    if not transposed:
-        layers.append(tnn.Flatten())
-    return tnn.Sequential(*layers)
-
 
 def _t_dcgan_init(tnn, module):
     for m in module.modules():
@@ -352,8 +331,8 @@ def build_torch(case: str, seed: int = 0, device: str = "cpu"):
         opt_d.step()
 
     if case in ("a", "b"):
-        D = _t_mlp(tnn, [2, TOY_WIDTH, TOY_WIDTH, TOY_WIDTH, 1]).to(dev)
-        G = _t_mlp(tnn, [2, TOY_WIDTH, TOY_WIDTH, TOY_WIDTH, 2]).to(dev)
+        D = _mlp(tnn, [2, TOY_WIDTH, TOY_WIDTH, TOY_WIDTH, 1]).to(dev)
+        G = _mlp(tnn, [2, TOY_WIDTH, TOY_WIDTH, TOY_WIDTH, 2]).to(dev)
         opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.5, 0.9))
         opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.5, 0.9))
         real = torch.from_numpy(toy_real(rng)).to(dev)
@@ -374,8 +353,8 @@ def build_torch(case: str, seed: int = 0, device: str = "cpu"):
         return gen_step
 
     if case == "d":
-        D = _t_dcgan_init(tnn, _t_conv_net(tnn, d_specs(1, 32, bn=False), False, bias=True)).to(dev)
-        G = _t_dcgan_init(tnn, _t_conv_net(tnn, g_specs(1, 32), True)).to(dev)
+        D = _t_dcgan_init(tnn, _conv_net(tnn, d_specs(1, 32, bn=False), False, bias=True)).to(dev)
+        G = _t_dcgan_init(tnn, _conv_net(tnn, g_specs(1, 32), True)).to(dev)
         opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.5, 0.9))
         real = torch.from_numpy(image_real(rng, 1, 32)).to(dev)
 
@@ -385,8 +364,8 @@ def build_torch(case: str, seed: int = 0, device: str = "cpu"):
 
     if case in ("c", "e"):
         size, ch = (32, 1) if case == "c" else (64, 3)
-        D = _t_dcgan_init(tnn, _t_conv_net(tnn, d_specs(ch, size), False)).to(dev)
-        G = _t_dcgan_init(tnn, _t_conv_net(tnn, g_specs(ch, size), True)).to(dev)
+        D = _t_dcgan_init(tnn, _conv_net(tnn, d_specs(ch, size), False)).to(dev)
+        G = _t_dcgan_init(tnn, _conv_net(tnn, g_specs(ch, size), True)).to(dev)
         opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
         opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
         real = torch.from_numpy(image_real(rng, ch, size)).to(dev)

@@ -136,8 +136,8 @@ def build_minigan_toy(variant: str, seed: int = 0):
     from minigan.penalty import gradient_penalty, interpolate
 
     rng = np.random.default_rng(seed)
-    D = _to_gpu_model(cases._mg_mlp(nn, [2, WIDTH, WIDTH, WIDTH, 1], rng))
-    G = _to_gpu_model(cases._mg_mlp(nn, [2, WIDTH, WIDTH, WIDTH, 2], rng))
+    D = _to_gpu_model(cases._mlp(nn, [2, WIDTH, WIDTH, WIDTH, 1], rng=rng))
+    G = _to_gpu_model(cases._mlp(nn, [2, WIDTH, WIDTH, WIDTH, 2], rng=rng))
     opt_d = Adam(D.parameters(), lr=1e-4, betas=(0.5, 0.9))
     opt_g = Adam(G.parameters(), lr=1e-4, betas=(0.5, 0.9))
     real = cp.asarray(cases.toy_real(rng, B))
@@ -181,7 +181,7 @@ def check_fused_penalty_agrees(seed: int = 0) -> float:
     from minigan.penalty import gradient_penalty
 
     rng = np.random.default_rng(seed)
-    D = _to_gpu_model(cases._mg_mlp(nn, [2, WIDTH, WIDTH, WIDTH, 1], rng))
+    D = _to_gpu_model(cases._mlp(nn, [2, WIDTH, WIDTH, WIDTH, 1], rng=rng))
     x = cp.asarray(cases.toy_real(rng, B))
     D.zero_grad()
     v1 = gradient_penalty(D, x, LAMBDA)
