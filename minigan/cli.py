@@ -16,17 +16,39 @@ import numpy as np
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 
 
+def _flag_help(f) -> str:
+    """A flag's --help line from its TrainConfig setting: what it does, allowed values, default."""
+    from .config import setting_choices
+
+    text = f.metadata["help"]
+    choices = setting_choices(f)
+    if choices:
+        text += f"; one of {', '.join(map(str, choices))}" + (" or a folder of images" if f.metadata["open_choices"] else "")
+    default = f.metadata["default_text"] or ("unset" if f.default is None else
+                                             str(f.default).lower() if isinstance(f.default, bool) else f.default)
+    return (text + f" (default: {default})").replace("%", "%%")
+
+
 def _config_flags(parser):
     from .config import TrainConfig
 
+    group = parser.add_argument_group("training settings (also config-file keys, with _ for -)")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         kinds = f.type if isinstance(f.type, str) else str(f.type)
         if kinds.startswith("bool"):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=_flag_help(f))
         else:
             base = {"int": int, "float": float}.get(kinds.split("|")[0].strip(), str)
-            parser.add_argument(flag, dest=f.name, type=base, default=None, metavar=f.name.upper())
+            group.add_argument(flag, dest=f.name, type=base, default=None, help=_flag_help(f),
+                               metavar=_metavar(f, base))
+
+
+def _metavar(f, base) -> str:
+    from .config import setting_choices
+
+    return "NAME" if setting_choices(f) else {int: "N", float: "X"}.get(base, f.name.upper())
 
 
 def build_parser():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 LOSSES = ("minimax", "nonsaturating", "wgan", "wgan-gp", "lsgan", "began", "fgan")
 MODELS = ("mlp", "dcgan", "cmlp", "cdcgan", "cogan")
@@ -22,48 +22,92 @@ class ConfigError(ValueError):
     """A configuration that cannot be trained: the message names the field and the problem."""
 
 
+def setting(default, help: str, choices=None, default_text: str | None = None, open_choices: bool = False):
+    """A TrainConfig field with what the CLI shows for it: ``help``, the allowed values
+    (``choices``, a callable so registries are read when asked) and how to describe a default
+    that is resolved later (``default_text``). ``open_choices``: values outside ``choices``
+    are allowed too (a dataset may be a folder path)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "default_text": default_text,
+                                            "open_choices": open_choices})
+
+
+def setting_choices(f) -> tuple:
+    """The allowed values of a TrainConfig field (empty when any value of its type is allowed)."""
+    choices = f.metadata.get("choices")
+    return tuple(choices()) if choices is not None else ()
+
+
+def _data_choices():
+    from .data import DATASET_NAMES
+
+    return DATASET_NAMES
+
+
+def _divergences():
+    from .losses import F_DIVERGENCE_NAMES
+
+    return F_DIVERGENCE_NAMES
+
+
 @dataclass
 class TrainConfig:
-    loss: str = "wgan-gp"            # the defaults are the demo: an MLP WGAN-GP on the bundled digits
-    model: str = "mlp"
-    data: str = "digits"
-    steps: int = 2000                # generator iterations
-    batch_size: int = 64
-    seed: int = 0
-    out: str = "runs/default"
-    preset: str | None = None
+    """Every setting of a training run. Each field's ``setting(...)`` is the one source of its
+    command-line flag, its ``--help`` text, its allowed values and its default."""
+
+    loss: str = setting("wgan-gp", "the GAN loss (the defaults are the demo: an MLP WGAN-GP on the bundled digits)",
+                        choices=lambda: LOSSES)
+    model: str = setting("mlp", "the networks: MLPs, DCGAN convolutions, their conditional versions, or CoGAN",
+                         choices=lambda: MODELS)
+    data: str = setting("digits", "a toy 2-D set, a bundled image set, or a folder of your own images",
+                        choices=lambda: _data_choices(), open_choices=True)
+    steps: int = setting(2000, "generator iterations to train for")
+    batch_size: int = setting(64, "samples per minibatch")
+    seed: int = setting(0, "seed of every random stream (data order, noise, initial weights)")
+    out: str = setting("runs/default", "the run folder: checkpoint, metrics, samples")
+    preset: str | None = setting(None, "a named group of settings (toy: the official WGAN-GP toy code's "
+                                 "λ=0.1, Adam(1e-4, β=(0.5, 0.9)), batch 256, MLPs 2→512×3)",
+                                 choices=lambda: PRESETS)
     # networks
-    latent_dim: int | None = None    # default: 2 for toy data, 64 for images
-    hidden: int = 256                # MLP width
-    depth: int = 2                   # MLP hidden layers
-    base_width: int = 64             # DCGAN width
-    image_size: int | None = None    # DCGAN: 28, 32 or 64 (default 28 for mnist5k, else 32)
-    critic_norm: str | None = None   # DCGAN D: "batch", "layer" or none (default by loss)
+    latent_dim: int | None = setting(None, "size of the noise z", default_text="2 for toy data, 64 for images")
+    hidden: int = setting(256, "MLP width")
+    depth: int = setting(2, "MLP hidden layers")
+    base_width: int = setting(64, "DCGAN base channel count (the layers use multiples of it)")
+    image_size: int | None = setting(None, "image side in pixels (DCGAN: 28, 32 or 64)",
+                                     default_text="28 for mnist5k, else 32 for DCGAN; the data's own for MLPs")
+    critic_norm: str | None = setting(None, "normalisation in the DCGAN critic",
+                                      choices=lambda: ("batch", "layer", "none"),
+                                      default_text="layer for wgan-gp, else batch")
     # optimisation (None: the loss's default, see module docstring)
-    n_critic: int | None = None
-    optimizer: str | None = None
-    lr_d: float | None = None
-    lr_g: float | None = None
-    beta1: float | None = None
-    beta2: float | None = None
+    n_critic: int | None = setting(None, "k: discriminator steps per generator step",
+                                   default_text="5 for wgan and wgan-gp, else 1")
+    optimizer: str | None = setting(None, "the optimizer of both players", choices=lambda: OPTIMIZERS,
+                                    default_text="rmsprop for wgan, else adam")
+    lr_d: float | None = setting(None, "discriminator learning rate",
+                                 default_text="5e-5 for wgan, 1e-4 for wgan-gp, else 2e-4")
+    lr_g: float | None = setting(None, "generator learning rate",
+                                 default_text="5e-5 for wgan, 1e-4 for wgan-gp, else 2e-4")
+    beta1: float | None = setting(None, "Adam's β₁", default_text="0 for wgan-gp, else 0.5")
+    beta2: float | None = setting(None, "Adam's β₂", default_text="0.9 for wgan-gp, else 0.999")
     # loss hyperparameters
-    gp_weight: float = 10.0
-    gp_one_sided: bool = False
-    clip: float = 0.01
-    lsgan_coding: str = "abc"
-    began_gamma: float = 0.5
-    began_lambda_k: float = 0.001
-    began_k0: float = 0.0
-    divergence: str = "gan"
-    fgan_alpha: float | None = None
+    gp_weight: float = setting(10.0, "λ, the weight of the gradient penalty (wgan-gp)")
+    gp_one_sided: bool = setting(False, "penalise only gradient norms above 1 (wgan-gp)")
+    clip: float = setting(0.01, "c, WGAN's weight clipping bound")
+    lsgan_coding: str = setting("abc", "LSGAN's targets: abc (a=-1, b=1, c=0) or 01 (a=0, b=1, c=1)",
+                                choices=lambda: ("abc", "01"))
+    began_gamma: float = setting(0.5, "BEGAN's diversity ratio γ in [0, 1]")
+    began_lambda_k: float = setting(0.001, "BEGAN's learning rate λ_k of the balance k_t")
+    began_k0: float = setting(0.0, "BEGAN's initial k_0 in [0, 1]")
+    divergence: str = setting("gan", "the f-divergence of the fgan loss", choices=lambda: _divergences())
+    fgan_alpha: float | None = setting(None, "α of the alpha divergence (needed with --divergence alpha)")
     # bookkeeping
-    sample_every: int = 200
-    log_every: int = 1
-    checkpoint_every: int = 500
-    eval_samples: int = 2000         # samples for the final toy metrics (modes, EMD)
-    num_classes: int = 10
-    fast_kernels: bool = False       # the Numba CPU kernels of kernels/ (compiled on first use)
-    device: str = "cpu"              # "cuda": models on the GPU through CuPy (data and noise drawn on the host)
+    sample_every: int = setting(200, "write a sample grid every this many steps")
+    log_every: int = setting(1, "write a metrics.csv row every this many steps")
+    checkpoint_every: int = setting(500, "write checkpoint.ckpt every this many steps")
+    eval_samples: int = setting(2000, "samples for the final toy metrics (modes, EMD)")
+    num_classes: int = setting(10, "classes of the conditional models")
+    fast_kernels: bool = setting(False, "the Numba CPU kernels of kernels/ (compiled on first use)")
+    device: str = setting("cpu", "where the models run (cuda: CuPy on an NVIDIA GPU; data and noise "
+                          "drawn on the host)", choices=lambda: ("cpu", "cuda"))
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
