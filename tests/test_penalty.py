@@ -275,3 +275,10 @@ def test_check_penalty_fails_on_a_wrong_value(monkeypatch):
     assert report.errors["value"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="penalty must be one of"):
         check_penalty(critic, x, penalty="r2")
+
+
+def test_interpolate_keeps_the_dtype():
+    rng = np.random.default_rng(1)
+    real, fake = (rng.standard_normal((3, 2)).astype(np.float32) for _ in range(2))
+    x_hat, eps = interpolate(real, fake, rng)
+    assert x_hat.dtype == np.float32 and eps.dtype == np.float32
