@@ -140,19 +140,22 @@ def check_module(module, x, dy=None, eps: float = 1e-5, n_directions: int = 3,
     """Check ``module.backward`` (input and parameter gradients) on L = Σ dy ⊙ module(x).
 
     ``module`` and ``x`` must be float64; ``dy`` defaults to a random array. Buffers
-    (running statistics) are restored afterwards.
+    (running statistics) are restored afterwards. ``.grad`` starts from random values and the
+    check takes what backward added to them, so a backward that overwrites ``.grad`` fails.
     """
     rng = np.random.default_rng(0) if rng is None else rng
     buffers = {name: b.copy() for name, b in module.named_buffers()}
     y = module(x)
     dy = rng.standard_normal(y.shape) if dy is None else dy
-    module.zero_grad()
+    # .grad starts from random values: a backward must add into it, so what it added is
+    # .grad minus those (a backward that overwrote .grad would fail here)
+    before = _fill_grads(module, rng)
     dx = module.backward(dy)
     arrays, grads = {}, {}
     if check_input:
         arrays["x"], grads["x"] = x, dx
     for name, p in module.named_parameters():
-        arrays[name], grads[name] = p.data, p.grad.copy()
+        arrays[name], grads[name] = p.data, p.grad - before[name]
 
     def loss():
         return float(np.sum(dy * module(x)))
@@ -162,6 +165,15 @@ def check_module(module, x, dy=None, eps: float = 1e-5, n_directions: int = 3,
     finally:
         for name, b in module.named_buffers():
             b[...] = buffers[name]
+
+
+def _fill_grads(module, rng):
+    """Set every .grad to random values (returned by name): checks then see only what a pass adds."""
+    before = {}
+    for name, p in module.named_parameters():
+        p.grad[...] = rng.standard_normal(p.grad.shape)
+        before[name] = p.grad.copy()
+    return before
 
 
 def _restoring_buffers(module):
@@ -189,7 +201,8 @@ def check_double_backward(module, x, dy=None, c=None, args=(), eps: float = 1e-5
     with ``backward(g, accumulate=False)``. ``module`` and ``x`` must be float64; ``dy`` and
     ``c`` default to random arrays; ``args`` are further (non-differentiated) forward inputs,
     such as a conditional critic's labels. Buffers are restored, and ``.grad`` holds the
-    double backward's parameter terms afterwards. Returns a :class:`GradcheckReport` with the
+    double backward's parameter terms added to random values afterwards (a layer that
+    overwrote ``.grad`` instead of adding to it fails). Returns a :class:`GradcheckReport` with the
     errors of "dy", "x" and every parameter, per element and along random directions.
     """
     rng = np.random.default_rng(0) if rng is None else rng
@@ -198,7 +211,7 @@ def check_double_backward(module, x, dy=None, c=None, args=(), eps: float = 1e-5
         y = module(x, *args)
         dy = rng.standard_normal(y.shape) if dy is None else np.array(dy, dtype=np.float64)
         c = rng.standard_normal(x.shape) if c is None else np.array(c, dtype=np.float64)
-        module.zero_grad()
+        before = _fill_grads(module, rng)  # double_backward must add into .grad, not overwrite it
         dx = module.backward(dy, accumulate=False, create_graph=True)
         if tuple(dx.shape) != tuple(x.shape):
             raise ValueError(f"check_double_backward: backward returned shape {tuple(dx.shape)} for an "
@@ -207,7 +220,7 @@ def check_double_backward(module, x, dy=None, c=None, args=(), eps: float = 1e-5
         arrays = {"dy": dy, "x": x}
         grads = {"dy": jc, "x": np.zeros_like(x) if s is None else s}
         for name, p in module.named_parameters():
-            arrays[name], grads[name] = p.data, p.grad.copy()
+            arrays[name], grads[name] = p.data, p.grad - before[name]
 
         def phi():
             module(x, *args)
@@ -236,7 +249,8 @@ def check_penalty(critic, x, labels=None, weight: float = 10.0, penalty: str = "
     * every parameter's penalty gradient (the double backprop) against finite differences of
       that direct value.
 
-    Returns a :class:`GradcheckReport`; ``.grad`` holds the penalty's gradient afterwards.
+    ``.grad`` starts from random values, so a pass that overwrote instead of adding fails.
+    Returns a :class:`GradcheckReport`; ``.grad`` holds those values plus the penalty's gradient.
     """
     from .penalty import gradient_penalty, input_gradient, r1_penalty  # noqa: PLC0415 - no cycle at import
 
@@ -262,15 +276,16 @@ def check_penalty(critic, x, labels=None, weight: float = 10.0, penalty: str = "
             return weight * np.mean(n * n - 2 * n)
         return direct_value(n)
 
+    rng = np.random.default_rng(0) if rng is None else rng
     try:
-        critic.zero_grad()
+        before = _fill_grads(critic, rng)  # the penalty adds its gradient to what .grad holds
         if penalty == "r1":
             value = r1_penalty(critic, x, gamma=weight, labels=labels)
         else:
             value = gradient_penalty(critic, x, weight=weight, one_sided=penalty == "one_sided",
                                      labels=labels)
         params = dict(critic.named_parameters())
-        grads = {k: p.grad.copy() for k, p in params.items()}
+        grads = {k: p.grad - before[k] for k, p in params.items()}
         report = check_gradients(fd_value, {k: p.data for k, p in params.items()}, grads, eps,
                                  n_directions, per_element, rng)
         report.errors["value"] = relative_error(value, direct_value(norms()), atol=1e-300)

@@ -225,3 +225,74 @@ def test_check_double_backward_names_the_wrong_array():
 def test_check_double_backward_needs_float64():
     with pytest.raises(TypeError, match="float64"):
         check_double_backward(nn.Linear(2, 1), np.ones((1, 2), np.float32))
+
+
+class _LinearOverwritingGrad(nn.Linear):
+    def double_backward(self, c):
+        self.weight.grad = self._cache_g.T @ c  # "=" where the contract says "+="
+        return c @ self.weight.data.T, None
+
+
+def test_a_pass_that_overwrites_grad_is_caught():
+    """double_backward (and backward) add into .grad: the penalty's gradient is added to the
+    critic loss's. The checks start .grad from random values, so "=" for "+=" fails."""
+    from minigan.gradcheck import check_penalty
+
+    rng = np.random.default_rng(2)
+    layer = _LinearOverwritingGrad(3, 2, dtype=F64, rng=rng)
+    assert check_double_backward(layer, rng.standard_normal((2, 3)), rng=rng).errors["weight"] > 0.1
+    critic = nn.Sequential(_LinearOverwritingGrad(3, 4, dtype=F64, rng=rng), nn.Tanh(),
+                           nn.Linear(4, 1, dtype=F64, rng=rng))
+    assert check_penalty(critic, rng.standard_normal((2, 3))).errors["0.weight"] > 0.1
+
+
+@pytest.mark.parametrize("make, shape", [(lambda: nn.LayerNorm(3, dtype=F64), (2, 3)),
+                                         (lambda: nn.BatchNorm1d(3, dtype=F64).eval(), (2, 3))])
+def test_double_backward_before_create_graph_says_so(make, shape):
+    layer = make()
+    layer(np.ones(shape))
+    layer.backward(np.ones(shape))  # create_graph=False: nothing kept for the second order
+    with pytest.raises(RuntimeError, match=r"backward called before backward\(create_graph=True\)"):
+        layer.double_backward(np.ones(shape))
+
+
+def test_batchnorm_training_refusal_gives_the_reason():
+    layer = nn.BatchNorm1d(2, dtype=F64)
+    layer(np.random.default_rng(0).standard_normal((4, 2)))
+    layer.backward(np.ones((4, 2)), create_graph=True)
+    with pytest.raises(nn.DoubleBackwardUnsupported) as err:
+        layer.double_backward(np.ones((4, 2)))
+    for piece in ("BatchNorm1d in training mode cannot sit in a critic under the gradient ",
+                  "penalty: the penalty is a per-sample quantity ‖∇ₓD(x̂_i)‖, but batch statistics make ",
+                  "every output depend on every sample of the batch. Use LayerNorm (as WGAN-GP does) or ",
+                  "no normalisation in the critic."):
+        assert piece in str(err.value)
+
+
+@given(n=st.integers(2, 4), c=st.integers(1, 3), spatial=st.sampled_from([(), (3,), (2, 2)]),
+       affine=st.booleans(), training=st.booleans(), seed=seeds())
+def test_batchnorm_values(n, c, spatial, affine, training, seed):
+    """The returned values, not only gradients: y = γ(x − μ)/√(var + ε) + β with the batch's
+    (training) or the running (eval) statistics; no γ, β when affine=False; running stats updated."""
+    rng = np.random.default_rng(seed)
+    layer = (nn.BatchNorm2d if len(spatial) == 2 else nn.BatchNorm1d)(c, affine=affine, eps=0.01, momentum=0.3,
+                                                                      dtype=F64)
+    randomize_parameters(layer, rng)
+    mean0, var0 = rng.standard_normal(c), rng.uniform(0.5, 2.0, c)
+    layer.running_mean[...], layer.running_var[...] = mean0, var0
+    layer.train(training)
+    x = rng.standard_normal((n, c) + spatial) * 2 + 1
+    y = layer(x)
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, c) + (1,) * len(spatial)
+    if training:
+        mu, var = x.mean(axis=axes), x.var(axis=axes)
+        count = x.size // c
+        np.testing.assert_allclose(layer.running_mean, 0.7 * mean0 + 0.3 * mu, rtol=1e-12)
+        np.testing.assert_allclose(layer.running_var, 0.7 * var0 + 0.3 * var * count / (count - 1), rtol=1e-12)
+    else:
+        mu, var = mean0, var0
+    want = (x - mu.reshape(shape)) / np.sqrt(var.reshape(shape) + 0.01)
+    if affine:
+        want = layer.weight.data.reshape(shape) * want + layer.bias.data.reshape(shape)
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
