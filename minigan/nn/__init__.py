@@ -7,6 +7,7 @@ from .linear import Embedding, Linear
 from .module import DoubleBackwardUnsupported, Module, Parameter, Sequential
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from .shape import Flatten, Reshape, Unflatten
+from .spectral_norm import SpectralNorm, spectral_norm
 
 __all__ = [
     "Module", "Parameter", "Sequential", "DoubleBackwardUnsupported",
@@ -14,4 +15,5 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d", "LayerNorm",
     "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softplus", "ELU",
     "Flatten", "Unflatten", "Reshape", "Conditional", "dcgan_init",
+    "SpectralNorm", "spectral_norm",
 ]
