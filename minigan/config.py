@@ -110,6 +110,16 @@ class TrainConfig:
                                            "2 for wgan-div")
     wgan_div_power: float = setting(6.0, "p, the power of the gradient norm in the wgan-div penalty")
     gp_weight: float = setting(10.0, "λ, the weight of the gradient penalty (wgan-gp, dragan)")
+    spectral_norm: bool = setting(False, "spectral normalisation (Miyato et al.) of every Linear/Conv2d weight "
+                                  "of the discriminator")
+    ema: float | None = setting(None, "decay of an exponential moving average of G's weights (e.g. 0.999); "
+                                "samples, metrics and checkpoints then carry the averaged G", default_text="off")
+    augment: str | None = setting(None, "DiffAugment (Zhao et al.) of real and fake images in both players' "
+                                  "steps: a comma-separated policy of color, translation, cutout",
+                                  default_text="off")
+    conditioning: str = setting("concat", "how cmlp/cdcgan use the label: concat (an embedding joined to the "
+                                "input) or projection (projection critic, conditional-BatchNorm generator)",
+                                choices=lambda: ("concat", "projection"))
     gp_one_sided: bool = setting(False, "penalise only gradient norms above 1 (wgan-gp)")
     clip: float = setting(0.01, "c, WGAN's weight clipping bound")
     lsgan_coding: str = setting("abc", "LSGAN's targets: abc (a=-1, b=1, c=0) or 01 (a=0, b=1, c=1)",
@@ -186,7 +196,10 @@ class TrainConfig:
         if c.penalty_weight is None:
             c.penalty_weight = default_penalty_weight(c)
         if c.critic_norm is None and c.model in ("dcgan", "cdcgan"):
-            c.critic_norm = "layer" if penalty.per_sample else "batch"
+            # a gradient penalty needs a per-sample critic; SNGAN's and the projection critics have no norm
+            c.critic_norm = ("layer" if penalty.per_sample else
+                             "none" if c.spectral_norm or (c.conditioning == "projection" and c.model == "cdcgan")
+                             else "batch")
         if c.critic_norm == "":
             c.critic_norm = "none"  # kept as "none", not None: a resumed run must not take the default again
         c.validate()
@@ -243,9 +256,10 @@ class TrainConfig:
             raise ConfigError(f"penalty_weight must be >= 0, got {self.penalty_weight}")
         if not (math.isfinite(self.wgan_div_power) and self.wgan_div_power >= 1):
             raise ConfigError(f"wgan_div_power (p) must be a finite number >= 1, got {self.wgan_div_power}")
-        from .recipes import check_config
+        from .recipes import check_config, check_extras
 
-        check_config(self)  # what each loss, penalty and recipe refuses (minigan.recipes)
+        check_config(self)
+        check_extras(self)  # what each loss, penalty and recipe refuses (minigan.recipes)
 
 
 def _allowed_types(annotation):

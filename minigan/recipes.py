@@ -422,3 +422,32 @@ def check_config(config):
     LOSSES.get(config.loss).check(config)
     PENALTIES.get(config.penalty).check(config)
     RECIPES.get(recipe_name(config)).check(config)
+
+
+def check_extras(config):
+    """Refusals of the networks' extras: spectral norm, EMA, DiffAugment, projection conditioning."""
+    if config.spectral_norm and (LOSSES.get(config.loss).autoencoder_critic or config.model == "cogan"):
+        what = "the began loss's auto-encoder" if config.loss == "began" else "the cogan model"
+        raise ConfigError(f"--spectral-norm is for a classifier critic; {what} does not support it")
+    if config.ema is not None and not 0 <= config.ema < 1:
+        raise ConfigError(f"ema (the decay) must lie in [0, 1), got {config.ema}")
+    if config.augment is not None:
+        from .augment import parse_policy
+
+        if config.model not in ("dcgan", "cdcgan"):
+            raise ConfigError(f"--augment needs images in N×C×H×W: use --model dcgan or cdcgan (got {config.model})")
+        if config.loss == "began":
+            raise ConfigError("the began loss does not support --augment (its D reconstructs its input)")
+        try:
+            if not parse_policy(config.augment):
+                raise ValueError("the policy is empty")
+        except ValueError as exc:
+            raise ConfigError(f"augment: {exc}") from None
+    if config.conditioning not in ("concat", "projection"):
+        raise ConfigError(f"unknown conditioning {config.conditioning!r}; valid: concat, projection")
+    if config.conditioning == "projection":
+        if config.model not in ("cmlp", "cdcgan"):
+            raise ConfigError(f"--conditioning projection needs a conditional model (cmlp or cdcgan), "
+                              f"got {config.model}")
+        if config.critic_norm == "batch":
+            raise ConfigError("the projection critic takes no BatchNorm (critic_norm 'layer' or 'none')")

@@ -116,6 +116,18 @@ def backward_coupled_discriminator_loss(D, d_loss, real, fake, labels=None):
     return value, out_r, out_f
 
 
+def add_spectral_norm(module, rng):
+    """Every Linear and Conv2d below ``module`` wrapped in ``nn.spectral_norm``, in place (the
+    children keep their names and order, so state_dict keys become "0.weight_orig", ...)."""
+    for m in list(module.modules()):
+        for name, child in list(m.named_children()):
+            if type(child) in (nn.Linear, nn.Conv2d):
+                wrapped = nn.spectral_norm(child, rng=rng)
+                m._modules[name] = wrapped  # in place: setattr would move it to the end
+                object.__setattr__(m, name, wrapped)
+    return module
+
+
 def clip_weights(module, c: float):
     """WGAN's Lipschitz constraint: every parameter clipped to [−c, c] in place."""
     for p in module.parameters():
@@ -140,6 +152,16 @@ class Trainer:
             backend.cupy_module()
             self.G.to(device="cuda")
             self.D.to(device="cuda")
+        self.ema = None
+        if c.ema is not None:  # after .to(): the average lives where G does
+            from .ema import EMA
+
+            self.ema = EMA(self.G, c.ema)
+        self.augment = None
+        if c.augment is not None:
+            from .augment import Augment
+
+            self.augment = Augment(c.augment)  # draws come from self.rng, see _augment
         self.opt_g = self._optimizer(self.G.parameters(), c.lr_g)
         self.opt_d = self._optimizer(self.D.parameters(), c.lr_d)
         self._setup_loss()
@@ -190,6 +212,9 @@ class Trainer:
         out_act = None if self.toy else "tanh"
         d_act = "relu" if self.toy else "leaky_relu"
         emb = c.num_classes
+        if self.conditional and c.conditioning == "projection":
+            self._build_projection_models(rng)
+            return
         if c.model == "mlp":
             self.G = models.mlp(self.latent_dim, dim, c.hidden, c.depth, "relu", out_activation=out_act, rng=rng)
             self.D = (models.began_autoencoder_mlp(dim, c.hidden, min(c.hidden, 32), rng=rng)
@@ -217,6 +242,28 @@ class Trainer:
                 self.D = nn.Conditional(self.D, c.num_classes, emb, rng=rng)
         else:  # cogan
             self.G, self.D = models.cogan_mlp(self.latent_dim, dim, min(c.hidden, 256), rng=rng)
+        if c.spectral_norm:
+            add_spectral_norm(self.D, rng)
+
+    def _build_projection_models(self, rng):
+        """--conditioning projection: a projection critic (Miyato & Koyama) and a generator with
+        conditional BatchNorm (minigan.models_conditional)."""
+        from . import models_conditional as mc
+
+        c = self.config
+        if c.model == "cmlp":
+            dim = int(np.prod(self.sample_shape))
+            self.G = mc.cbn_mlp_generator(self.latent_dim, dim, c.num_classes, c.hidden, c.depth, "relu",
+                                          out_activation="tanh", rng=rng)
+            self.D = mc.projection_mlp_critic(dim, c.num_classes, c.hidden, c.depth, "leaky_relu",
+                                              norm=None, spectral_norm=c.spectral_norm, rng=rng)
+        else:
+            size, channels = self.sample_shape[-1], self.sample_shape[0]
+            self.G = mc.cbn_dcgan_generator(c.num_classes, self.latent_dim, size, channels, c.base_width, rng=rng)
+            nn.dcgan_init(self.G, rng)
+            self.D = mc.projection_dcgan_critic(c.num_classes, size, channels, c.base_width,
+                                                norm="layer" if c.critic_norm == "layer" else None,
+                                                spectral_norm=c.spectral_norm, rng=rng)
 
     def _optimizer(self, params, lr):
         c = self.config
@@ -247,6 +294,11 @@ class Trainer:
         """U[0, 1) draws of any other kind (the penalties' ε, DRAGAN's perturbation), on the device."""
         return self._device(self.rng.uniform(size=shape))
 
+    def _augment(self, x):
+        """DiffAugment of a batch D is about to see, with fresh draws from the run's stream (so
+        resume stays exact); the identity when --augment is off."""
+        return x if self.augment is None else self.augment(x, rng=self.rng)
+
     def _next_real(self, sampler):
         return self._device(next(sampler))
 
@@ -267,6 +319,7 @@ class Trainer:
         c = self.config
         real, y = self._real_batch()
         fake = self._g(self._noise(len(real)), y)  # conditional: fakes carry the real labels
+        real, fake = self._augment(real), self._augment(fake)  # D (and its penalty) sees T(x), T(x̃)
         self.D.zero_grad()
         backward = backward_discriminator_loss if self.loss.separable else backward_coupled_discriminator_loss
         value, out_r, out_f = backward(self.D, self.d_loss, real, fake, y)
@@ -292,15 +345,17 @@ class Trainer:
         real_labels = out_real = None
         if self.loss.needs_real_in_g_step:  # relativistic: L_G reads D(x) (a constant for G)
             real, real_labels = self._real_batch()
-            out_real = self._d(real, real_labels)
+            out_real = self._d(self._augment(real), real_labels)
             out_real = backend.array_module(out_real).array(out_real, copy=True)
         elif self.conditional:
             real_labels = self._device(self.rng.integers(0, self.config.num_classes, self.config.batch_size))
         z = self._noise(self.config.batch_size)
         fake = self._g(z, real_labels)
-        out = self._d(fake, real_labels)
+        out = self._d(self._augment(fake), real_labels)
         value, d_out = self.g_loss(out) if out_real is None else self.g_loss(out, out_real)
         d_fake = self.D.backward(d_out, accumulate=False)
+        if self.augment is not None:  # through T(·; ξ) back to G's output (its last forward is the fakes')
+            d_fake = self.augment.backward(d_fake)
         self.G.zero_grad()
         self.G.backward(d_fake)
         _check_gradients(self.G, self.step, "G")
@@ -365,6 +420,8 @@ class Trainer:
         started = time.perf_counter()
         self.step += 1
         metrics = self.recipe.step(self)  # Algorithm 1, BEGAN's or CoGAN's step (minigan.recipes)
+        if self.ema is not None:
+            self.ema.update()
         for name, value in metrics.items():
             _finite_or_raise(value, self.step, name)
         metrics["step"] = self.step
@@ -376,11 +433,14 @@ class Trainer:
         """G on the fixed noise (or given z), in eval mode (BatchNorm uses running stats)."""
         z = self.fixed_z if z is None else z
         labels = self.fixed_labels if labels is None and z is self.fixed_z else labels
-        self.G.eval()
+        G = self.G if self.ema is None else self.ema.module  # the averaged G when --ema is on
+        G.eval()
         try:
-            out = self._g(self._device(z), self._device(labels))
+            z, labels = self._device(z), self._device(labels)
+            out = G(z) if labels is None else G(z, labels)
         finally:
-            self.G.train()
+            if G is self.G:
+                G.train()
         out = tuple(map(backend.to_numpy, out)) if isinstance(out, tuple) else backend.to_numpy(out)
         if isinstance(out, tuple):  # CoGAN: both domains side by side
             out = np.concatenate([o.reshape((len(o),) + tuple(self.image_shape)) for o in out], axis=-1)
@@ -413,6 +473,8 @@ class Trainer:
             state["sampler2"] = self.sampler2.state_dict()
         if self.balance is not None:
             state["began"] = self.balance.state_dict()
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         return state
 
     def load_state_dict(self, state: dict):
@@ -425,6 +487,8 @@ class Trainer:
             self.sampler2.load_state_dict(state["sampler2"])
         if self.balance is not None:
             self.balance.load_state_dict(state["began"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.rng.bit_generator.state = state["rng"]
         self.step = int(state["step"])
 

@@ -178,3 +178,21 @@ def test_cli_trains_hinge_with_r1(tmp_path):
                  "--data", "8gaussians", "--steps", "2", "--batch-size", "8", "--hidden", "8", "--depth", "1",
                  "--eval-samples", "200", "--no-progress"]) == 0
     assert '"penalty": "r1"' in (out / "config.json").read_text()
+
+
+@pytest.mark.parametrize("loss", ["rsgan", "ragan"])
+def test_relativistic_generator_step_uses_real_and_fake_in_the_right_roles(tmp_path, loss, monkeypatch):
+    """L_G = relativistic_loss(D(x̃), D(x)) (the roles swapped), on the batches the step drew."""
+    from minigan.losses import relativistic_loss
+
+    trainer = Trainer(tiny_config(tmp_path, loss, "mlp", "8gaussians"))
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(8, 2)).astype(np.float32)
+    z = rng.normal(size=(8, 2)).astype(np.float32)
+    monkeypatch.setattr(trainer, "_real_batch", lambda: (x, None))
+    monkeypatch.setattr(trainer, "_noise", lambda n: z)
+    expected = relativistic_loss(trainer.D(trainer.G(z)).copy(), trainer.D(x).copy(),
+                                 average=loss == "ragan")[0]
+    swapped = relativistic_loss(trainer.D(x).copy(), trainer.D(trainer.G(z)).copy(), average=loss == "ragan")[0]
+    assert abs(expected - swapped) > 1e-3
+    assert trainer._g_step()["loss_g"] == pytest.approx(expected, rel=1e-6)
