@@ -21,8 +21,8 @@ POLICIES = sorted(OPS) + ["color", "color,translation,cutout", "cutout,brightnes
 @st.composite
 def batches(draw):
     rng = np.random.default_rng(draw(seeds()))
-    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    h, w = draw(st.integers(1, 5)), draw(st.integers(1, 6))
     return rng, rng.standard_normal((n, c, h, w)) * 2 + 0.5
 
 
@@ -149,5 +149,8 @@ def test_gradient_penalty_through_augment_then_critic(seed, policy, act):
         norms = sample_norms(input_gradient(critic, x))
         return 2.0 * np.mean(norms ** 2 - 2 * norms)
 
-    report = check_gradients(penalty, {k: p.data for k, p in params.items()}, grads, rng=rng)
+    # along random directions of all weights at once (the conv/linear critic alone is checked
+    # per element in tests/test_penalty.py; this checks the augmentation in front of it)
+    report = check_gradients(penalty, {k: p.data for k, p in params.items()}, grads, rng=rng,
+                             per_element=False, n_directions=6)
     assert report.worst < 1e-6, str(report)
