@@ -57,6 +57,8 @@ def build_parser():
     train = sub.add_parser("train", help="train a GAN (no arguments: the digits demo)")
     train.add_argument("--config", type=Path, help="a TOML file of config keys (flags override it)")
     train.add_argument("--resume", type=Path, metavar="DIR", help="continue the run saved in DIR")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start afresh in a used --out folder, deleting the old run's files (others stay)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     _config_flags(train)
     sample = sub.add_parser("sample", help="write a grid of samples from a checkpoint")
@@ -82,27 +84,41 @@ def _run_dir(path: Path) -> Path:
     return path.parent if path.suffix == ".ckpt" else path
 
 
+def _read_config_file(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"config file {path} is a folder") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+
+
 def cmd_train(args) -> int:
     from .config import TrainConfig
     from .train import Trainer
 
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    values = _read_config_file(args.config) if args.config is not None else {}
+    values.update(given)  # flags override the file
     if args.resume is not None:
-        trainer = Trainer.resume(args.resume, steps=given.pop("steps", None), progress=not args.no_progress)
-        if given:
-            print(f"minigan: note: --resume keeps the run's own config; ignoring {sorted(given)}", file=sys.stderr)
+        if args.overwrite:
+            raise ValueError("--resume continues a run and --overwrite deletes one: give only one of them")
+        # the file's keys and the flags alike: resumable ones applied, any other change refused
+        trainer = Trainer.resume(args.resume, progress=not args.no_progress, overrides=values, lock=True)
+        try:
+            trainer.check_steps_left()
+        except ValueError:
+            trainer._lock.release()
+            raise
+        if trainer.resume_changes:
+            print(f"minigan: resuming {args.resume} at step {trainer.step} with "
+                  + ", ".join(f"{k} {old} → {new}" for k, (old, new) in trainer.resume_changes.items()),
+                  file=sys.stderr)
     else:
-        values = {}
-        if args.config is not None:
-            try:
-                values = tomllib.loads(args.config.read_text())
-            except FileNotFoundError:
-                raise ValueError(f"config file {args.config} does not exist") from None
-            except tomllib.TOMLDecodeError as exc:
-                raise ValueError(f"config file {args.config} is not valid TOML: {exc}") from None
-        values.update(given)
         trainer = Trainer(TrainConfig.from_dict(values), progress=not args.no_progress)
-    summary = trainer.train()
+    summary = trainer.train(overwrite=args.overwrite)
     out = trainer.out
     print(f"minigan: step {summary['step']} — wrote {out / 'samples.png'}, {out / 'losses.png'}, "
           f"{out / 'metrics.csv'}, {out / 'checkpoint.ckpt'}")
