@@ -75,3 +75,46 @@ def test_corrupted_checkpoint_and_broken_image_folder(tmp_path, capsys):
     assert main(["train", "--data", str(empty), "--out", str(tmp_path / "z")] + TINY) == 2
     err = capsys.readouterr().err.lower()
     assert "empty" in err or "no image" in err
+
+
+def test_sample_writes_the_format_its_extension_names(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out)] + TINY) == 0
+    for name, fmt, magic in (("s.jpg", "JPEG", b"\xff\xd8\xff"), ("s.webp", "WEBP", b"RIFF"),
+                             ("s.bmp", "BMP", b"BM"), ("s.png", "PNG", b"\x89PNG")):
+        assert main(["sample", str(out), "-n", "4", "--out", str(tmp_path / name)]) == 0
+        assert (tmp_path / name).read_bytes().startswith(magic)
+        assert Image.open(tmp_path / name).format == fmt
+    assert main(["interpolate", str(out), "--rows", "1", "--steps", "3", "--out", str(tmp_path / "w.jpeg")]) == 0
+    assert Image.open(tmp_path / "w.jpeg").format == "JPEG"
+    capsys.readouterr()
+    assert main(["sample", str(out), "--out", str(tmp_path / "s.xyz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "s.xyz" in err and "unknown image extension '.xyz'" in err
+    assert not (tmp_path / "s.xyz").exists()
+
+
+def test_write_errors_name_the_target_not_a_temp_file(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out)] + TINY) == 0
+    capsys.readouterr()
+    (tmp_path / "taken.png").mkdir()  # a folder where the picture should go
+    (tmp_path / "file").write_text("")  # a file where a folder should be
+    for target, reason in ((tmp_path / "taken.png", "it is a folder"),
+                           (tmp_path / "file" / "s.png", "a part of its folder path is a file")):
+        assert main(["sample", str(out), "--out", str(target)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"minigan: error: cannot write {target}: {reason}", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "run", "taken.png"]  # no temp file left
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--loss", "fgan", "--divergence", "alpha"], "divergence 'alpha' needs its α: set fgan_alpha (--fgan-alpha"),
+    (["--seed", "-1"], "seed must be a whole number >= 0, got -1"),
+])
+def test_messages_name_the_setting(tmp_path, capsys, args, message):
+    assert main(["train", "--out", str(tmp_path / "x")] + args + TINY) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"minigan: error: {message}" or (err.startswith("minigan: error: ") and message in err
+                                                     and "\n" not in err), err
+    assert not (tmp_path / "x").exists()
