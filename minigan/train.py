@@ -92,6 +92,9 @@ def clip_weights(module, c: float):
 class Trainer:
     def __init__(self, config: TrainConfig, progress: bool = False):
         self.config = c = config.resolved()
+        from .memory import check_memory
+
+        check_memory(c)  # before any large array: a run that cannot fit is refused in one line
         self.progress = progress
         self.out = Path(c.out)
         self.rng = np.random.default_rng(c.seed)
