@@ -1,4 +1,4 @@
-"""The ``minigan`` command: train, sample, interpolate (and the experiments).
+"""The ``minigan`` command: train, sample, interpolate, export (and the experiments).
 
 Every expected failure (bad config, unreadable data, corrupted checkpoint, a diverged run)
 ends with one line on stderr and a non-zero exit status, never a traceback.
@@ -72,6 +72,11 @@ def build_parser():
     interp.add_argument("--steps", type=int, default=10, help="points along each walk")
     interp.add_argument("--seed", type=int, default=0)
     interp.add_argument("--out", type=Path, default=Path("interpolation.png"))
+    export = sub.add_parser("export", help="write a run's generator (or critic) as a .safetensors file for PyTorch")
+    export.add_argument("checkpoint", type=Path, help="a run folder or its checkpoint.ckpt")
+    export.add_argument("--out", type=Path, default=None,
+                        help="the file to write (default generator.safetensors, or critic.safetensors)")
+    export.add_argument("--critic", action="store_true", help="export the critic (discriminator) instead of G")
     experiment = sub.add_parser("experiment", help="run one of the papers' classic experiments (PNG + CSV)")
     experiment.add_argument("name", help="vanishing, modes, clipping or optimal-d")
     experiment.add_argument("--quick", action="store_true", help="a seconds-long version (same outputs)")
@@ -176,6 +181,16 @@ def cmd_interpolate(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export_run
+
+    player = "critic" if args.critic else "generator"
+    out = args.out or Path(f"{player}.safetensors")
+    export_run(_run_dir(args.checkpoint), out, player)
+    print(f"minigan: wrote the {player} of {_run_dir(args.checkpoint)} to {out}")
+    return 0
+
+
 def cmd_experiment(args) -> int:
     from .experiments import EXPERIMENTS, run_experiment
 
@@ -188,7 +203,7 @@ def cmd_experiment(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "interpolate": cmd_interpolate,
-            "experiment": cmd_experiment}
+            "experiment": cmd_experiment, "export": cmd_export}
 
 
 def main(argv=None) -> int:
