@@ -1,4 +1,6 @@
 """The minigan command: train/sample/interpolate, and one-line errors with non-zero exits."""
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -118,3 +120,35 @@ def test_messages_name_the_setting(tmp_path, capsys, args, message):
     assert err == f"minigan: error: {message}" or (err.startswith("minigan: error: ") and message in err
                                                      and "\n" not in err), err
     assert not (tmp_path / "x").exists()
+
+
+def test_train_help_names_every_choice_and_describes_every_flag(capsys, monkeypatch):
+    from dataclasses import fields
+
+    from minigan.config import LOSSES, MODELS, PRESETS, TrainConfig
+    from minigan.data import DATASET_NAMES
+    from minigan.losses import F_DIVERGENCE_NAMES
+
+    monkeypatch.setenv("COLUMNS", "2000")  # no wrapping: every line is one flag
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    lines = {}  # flag -> its description (on the flag's line, or the next when the flag is long)
+    rows = [line.strip() for line in text.splitlines()]
+    for i, row in enumerate(rows):
+        if row.startswith("--"):
+            parts = re.split(r"\s{2,}", row, maxsplit=1)
+            lines[parts[0].split()[0].rstrip(",")] = parts[1] if len(parts) > 1 else rows[i + 1]
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in lines, flag
+        description = lines[flag]
+        assert len(description) > 15 and "(default: " in description and description.endswith(")"), (flag, description)
+    for group, flag in ((LOSSES, "--loss"), (MODELS, "--model"), (DATASET_NAMES, "--data"),
+                        (PRESETS, "--preset"), (F_DIVERGENCE_NAMES, "--divergence")):
+        names = re.split(r"[ ,;()]+", lines[flag])
+        for name in group:
+            assert name in names, (name, flag)
+    for flag in ("--resume", "--config", "--overwrite", "--no-progress"):
+        assert len(lines[flag]) > 10 and not lines[flag].startswith("--"), flag
