@@ -120,10 +120,12 @@ def estimate(config) -> dict:
         if c.loss == "began":  # an auto-encoder: an encoder and a decoder of about D's size
             pd, ad = 2 * pd, 2 * ad
         columns = max(cg, cd)
-    else:  # cogan: two domains through shared MLP layers
+    elif c.model == "cogan":  # two domains through shared MLP layers
         h = min(c.hidden, 256)
         pg, ag = latent * h + h * h + 2 * (h * dim + dim) + 2 * h, 2 * (2 * h + 2 * dim)
         pd, ad = 2 * (dim * h + h) + h * h + h + h + 1, 2 * (4 * h + 1)
+    else:  # a model this estimate does not know yet: count the data and the evaluation only
+        pg = ag = pd = ad = 0
     critic_factor = 6 if c.loss == "wgan-gp" else 3
     per_sample = FLOAT * (3 * ag + critic_factor * ad + 2 * columns)
     parts = {"parameters": FLOAT * 4 * (pg + pd), "activations": c.batch_size * per_sample,
