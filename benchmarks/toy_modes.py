@@ -42,7 +42,7 @@ def run(name, data, steps, seed, out_root):
     config = TrainConfig(model="mlp", data=data, steps=steps, batch_size=256, hidden=512, depth=3, seed=seed,
                          sample_every=steps, checkpoint_every=steps, out=str(out_root / name), **RUNS[name])
     started = time.perf_counter()
-    summary = Trainer(config).train()
+    summary = Trainer(config).train(overwrite=True)  # a rerun replaces the last one
     summary["minutes"] = (time.perf_counter() - started) / 60
     return summary
 

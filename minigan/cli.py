@@ -1,4 +1,4 @@
-"""The ``minigan`` command: train, sample, interpolate (and the experiments).
+"""The ``minigan`` command: train, sample, interpolate, export (and the experiments).
 
 Every expected failure (bad config, unreadable data, corrupted checkpoint, a diverged run)
 ends with one line on stderr and a non-zero exit status, never a traceback.
@@ -57,6 +57,8 @@ def build_parser():
     train = sub.add_parser("train", help="train a GAN (no arguments: the digits demo)")
     train.add_argument("--config", type=Path, help="a TOML file of config keys (flags override it)")
     train.add_argument("--resume", type=Path, metavar="DIR", help="continue the run saved in DIR")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start afresh in a used --out folder, deleting the old run's files (others stay)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     _config_flags(train)
     sample = sub.add_parser("sample", help="write a grid of samples from a checkpoint")
@@ -70,6 +72,11 @@ def build_parser():
     interp.add_argument("--steps", type=int, default=10, help="points along each walk")
     interp.add_argument("--seed", type=int, default=0)
     interp.add_argument("--out", type=Path, default=Path("interpolation.png"))
+    export = sub.add_parser("export", help="write a run's generator (or critic) as a .safetensors file for PyTorch")
+    export.add_argument("checkpoint", type=Path, help="a run folder or its checkpoint.ckpt")
+    export.add_argument("--out", type=Path, default=None,
+                        help="the file to write (default generator.safetensors, or critic.safetensors)")
+    export.add_argument("--critic", action="store_true", help="export the critic (discriminator) instead of G")
     experiment = sub.add_parser("experiment", help="run one of the papers' classic experiments (PNG + CSV)")
     experiment.add_argument("name", help="vanishing, modes, clipping or optimal-d")
     experiment.add_argument("--quick", action="store_true", help="a seconds-long version (same outputs)")
@@ -82,27 +89,41 @@ def _run_dir(path: Path) -> Path:
     return path.parent if path.suffix == ".ckpt" else path
 
 
+def _read_config_file(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"config file {path} is a folder") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+
+
 def cmd_train(args) -> int:
     from .config import TrainConfig
     from .train import Trainer
 
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    values = _read_config_file(args.config) if args.config is not None else {}
+    values.update(given)  # flags override the file
     if args.resume is not None:
-        trainer = Trainer.resume(args.resume, steps=given.pop("steps", None), progress=not args.no_progress)
-        if given:
-            print(f"minigan: note: --resume keeps the run's own config; ignoring {sorted(given)}", file=sys.stderr)
+        if args.overwrite:
+            raise ValueError("--resume continues a run and --overwrite deletes one: give only one of them")
+        # the file's keys and the flags alike: resumable ones applied, any other change refused
+        trainer = Trainer.resume(args.resume, progress=not args.no_progress, overrides=values, lock=True)
+        try:
+            trainer.check_steps_left()
+        except ValueError:
+            trainer._lock.release()
+            raise
+        if trainer.resume_changes:
+            print(f"minigan: resuming {args.resume} at step {trainer.step} with "
+                  + ", ".join(f"{k} {old} → {new}" for k, (old, new) in trainer.resume_changes.items()),
+                  file=sys.stderr)
     else:
-        values = {}
-        if args.config is not None:
-            try:
-                values = tomllib.loads(args.config.read_text())
-            except FileNotFoundError:
-                raise ValueError(f"config file {args.config} does not exist") from None
-            except tomllib.TOMLDecodeError as exc:
-                raise ValueError(f"config file {args.config} is not valid TOML: {exc}") from None
-        values.update(given)
         trainer = Trainer(TrainConfig.from_dict(values), progress=not args.no_progress)
-    summary = trainer.train()
+    summary = trainer.train(overwrite=args.overwrite)
     out = trainer.out
     print(f"minigan: step {summary['step']} — wrote {out / 'samples.png'}, {out / 'losses.png'}, "
           f"{out / 'metrics.csv'}, {out / 'checkpoint.ckpt'}")
@@ -160,6 +181,16 @@ def cmd_interpolate(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export_run
+
+    player = "critic" if args.critic else "generator"
+    out = args.out or Path(f"{player}.safetensors")
+    export_run(_run_dir(args.checkpoint), out, player)
+    print(f"minigan: wrote the {player} of {_run_dir(args.checkpoint)} to {out}")
+    return 0
+
+
 def cmd_experiment(args) -> int:
     from .experiments import EXPERIMENTS, run_experiment
 
@@ -172,7 +203,7 @@ def cmd_experiment(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "interpolate": cmd_interpolate,
-            "experiment": cmd_experiment}
+            "experiment": cmd_experiment, "export": cmd_export}
 
 
 def main(argv=None) -> int:

@@ -236,6 +236,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if not self.began_lambda_k >= 0:
             raise ConfigError(f"began_lambda_k must be >= 0, got {self.began_lambda_k}")
+        if not 0 <= self.seed < 2 ** 63:
+            raise ConfigError(f"seed must be a whole number >= 0, got {self.seed}")
+        if self.loss == "fgan" and self.divergence == "alpha" and self.fgan_alpha is None:
+            raise ConfigError("divergence 'alpha' needs its α: set fgan_alpha (--fgan-alpha X, X not 0 or 1)")
         if self.loss == "fgan":
             from .losses import f_divergence
 

@@ -1,4 +1,5 @@
-"""Sample grids and 2-D scatter plots, written atomically as PNG files.
+"""Sample grids and 2-D scatter plots, written atomically in the format the file name's
+extension names (.png, .jpg, .webp, ...; an unknown extension is refused before any work).
 
 Plots use ``matplotlib.figure.Figure`` with the Agg canvas directly, never pyplot, so
 saving a plot neither needs a display nor changes the backend of a user's session.
@@ -59,24 +60,57 @@ def make_grid(images, nrow: int | None = None, padding: int = 2,
     return grid
 
 
+COMMON_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# lossy formats: high quality, so a grid of 8×8 digits stays readable
+_SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
+
+
+def image_format(path) -> str:
+    """Pillow's format name for the extension of ``path`` (".jpg" -> "JPEG"); a ValueError
+    naming the path for an extension Pillow cannot write."""
+    Image.init()
+    suffix = Path(path).suffix.lower()
+    name = Image.registered_extensions().get(suffix)
+    if name is None or name not in Image.SAVE:
+        raise ValueError(f"cannot write {path}: unknown image extension {suffix or '(none)'!r}; "
+                         f"use {', '.join(COMMON_EXTENSIONS)} (or another that Pillow writes)")
+    return name
+
+
+def plot_format(path) -> str:
+    """matplotlib's format name for the extension of ``path`` (png, jpg, svg, pdf ...)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    suffix = Path(path).suffix.lower().lstrip(".")
+    supported = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if suffix not in supported:
+        raise ValueError(f"cannot write {path}: unknown plot extension {('.' + suffix) if suffix else '(none)'!r}; "
+                         f"use one of {', '.join('.' + k for k in sorted(supported))}")
+    return suffix
+
+
 def save_grid(images, path, nrow: int | None = None, padding: int = 2,
               pad_value: float = 1.0, min_size: int = 256) -> Path:
-    """Write ``make_grid(images, ...)`` as a PNG at ``path``, atomically. Returns the path.
+    """Write ``make_grid(images, ...)`` at ``path``, atomically, in the format its extension
+    names (PNG for .png, JPEG for .jpg ...). Returns the path.
 
     A grid smaller than ``min_size`` pixels (8×8 digits, say) is enlarged by a whole
     factor with nearest-neighbour sampling, so every pixel stays a crisp square.
     """
+    fmt = image_format(path)
     grid = make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value)
     picture = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
     factor = max(1, -(-min_size // max(picture.size)))  # ceil(min_size / longest side)
     if factor > 1:
         picture = picture.resize((picture.size[0] * factor, picture.size[1] * factor), Image.NEAREST)
-    return write_atomically(path, lambda file: picture.save(file, format="PNG"))
+    return write_atomically(path, lambda file: picture.save(file, format=fmt, **_SAVE_OPTIONS.get(fmt, {})))
 
 
 def save_points_png(samples, path, real=None, title: str | None = None,
                     limits: float | None = None) -> Path:
-    """Scatter plot of 2-D samples (generated in green, optional real in orange) as a PNG.
+    """Scatter plot of 2-D samples (generated in green, optional real in orange), in the format
+    the extension of ``path`` names (PNG for .png; .jpg, .svg, .pdf ... as matplotlib writes them).
 
     ``limits`` sets both axes to [-limits, limits]; by default they fit the points.
     Written atomically. Returns the path.
@@ -84,6 +118,7 @@ def save_points_png(samples, path, real=None, title: str | None = None,
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    fmt = plot_format(path)
     samples = _to_numpy(samples)
     if samples.ndim != 2 or samples.shape[1] != 2:
         raise ValueError(f"save_points_png expects (N, 2) samples, got shape {samples.shape}")
@@ -103,4 +138,4 @@ def save_points_png(samples, path, real=None, title: str | None = None,
     if real is not None:
         axes.legend(loc="upper right", markerscale=3)
     figure.tight_layout()
-    return write_atomically(path, lambda file: figure.savefig(file, format="png"))
+    return write_atomically(path, lambda file: figure.savefig(file, format=fmt))

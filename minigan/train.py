@@ -34,6 +34,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .optim import SGD, Adam, RMSprop
 from .recipes import LOSSES, PENALTIES, RECIPES, recipe_name
+from .runfolder import RunLock, check_new_run
 
 CHECKPOINT_NAME = "checkpoint.ckpt"
 METRIC_COLUMNS = ("step", "loss_d", "loss_g", "d_real", "d_fake", "wasserstein", "gp", "k", "M", "seconds")
@@ -43,10 +44,16 @@ class TrainingDiverged(RuntimeError):
     """A loss or gradient became NaN/Inf; the message names the step and the quantity."""
 
 
+# Settings a resumed run may change: they set how long and how fast it goes on, and what it
+# logs, never what it is (the networks, the loss, the data, the random streams).
+RESUMABLE = ("steps", "lr_d", "lr_g", "sample_every", "log_every", "checkpoint_every", "eval_samples",
+             "fast_kernels")
+
+
 def _finite_or_raise(value: float, step: int, name: str):
+    # Trainer.train adds which checkpoint (if any) is kept
     if not math.isfinite(value):
-        raise TrainingDiverged(f"step {step}: {name} is {value} — training stopped; the last good "
-                               "checkpoint is kept")
+        raise TrainingDiverged(f"step {step}: {name} is {value} — training stopped")
 
 
 def _check_gradients(module, step: int, which: str):
@@ -137,6 +144,9 @@ def clip_weights(module, c: float):
 class Trainer:
     def __init__(self, config: TrainConfig, progress: bool = False):
         self.config = c = config.resolved()
+        from .memory import check_memory
+
+        check_memory(c)  # before any large array: a run that cannot fit is refused in one line
         self.progress = progress
         self.out = Path(c.out)
         self.rng = np.random.default_rng(c.seed)
@@ -171,6 +181,8 @@ class Trainer:
         self.fixed_labels = np.arange(n_fixed) % c.num_classes if self.conditional else None
         self.balance = getattr(self.loss, "balance", None)  # BEGAN's k_t
         self._stop_requested = False
+        self._lock, self._resumed, self.resume_changes = None, False, {}
+        self._checkpoint_step = None  # the step of the checkpoint on disk (None: none written)
 
     # --- set-up -----------------------------------------------------------------------
     def _load_data(self):
@@ -493,18 +505,43 @@ class Trainer:
         self.step = int(state["step"])
 
     def save_checkpoint(self, path=None) -> Path:
+        if path is None:
+            self._checkpoint_step = self.step
         return save_checkpoint(self.state_dict(), path or self.out / CHECKPOINT_NAME)
 
     @classmethod
-    def resume(cls, out_dir, steps: int | None = None, progress: bool = False) -> "Trainer":
-        """Rebuild the trainer of ``out_dir`` from its checkpoint (optionally with a new step target)."""
-        state = load_checkpoint(Path(out_dir) / CHECKPOINT_NAME)
-        config = TrainConfig.from_dict(state["config"])
-        config.out = str(out_dir)
-        if steps is not None:
-            config.steps = steps
-        trainer = cls(config, progress=progress)
-        trainer.load_state_dict(state)
+    def resume(cls, out_dir, steps: int | None = None, progress: bool = False, overrides: dict | None = None,
+               lock: bool = False) -> "Trainer":
+        """Rebuild the trainer of ``out_dir`` from its checkpoint.
+
+        ``overrides`` (and ``steps``) may change the settings in :data:`RESUMABLE`; any other
+        key whose value differs from the run's is refused by name (:class:`ConfigError`). The
+        changes made are in ``trainer.resume_changes`` (name -> (old, new)); learning rates reach
+        the optimizers. ``lock``: take the run folder's lock first (for a run that will train),
+        so no other process writes the checkpoint while it is read.
+        """
+        has_checkpoint = (Path(out_dir) / CHECKPOINT_NAME).is_file()  # else load_checkpoint says so
+        run_lock = RunLock(out_dir).acquire() if lock and has_checkpoint else None
+        try:
+            state = load_checkpoint(Path(out_dir) / CHECKPOINT_NAME)
+            saved = TrainConfig.from_dict(state["config"])
+            saved.out = str(out_dir)
+            overrides = dict(overrides or {})
+            if steps is not None:
+                overrides["steps"] = steps
+            config, changes = _resume_config(saved, overrides, out_dir)
+            trainer = cls(config, progress=progress)
+            trainer.load_state_dict(state)
+        except BaseException:
+            if run_lock is not None:
+                run_lock.release()
+            raise
+        trainer._lock, trainer._resumed, trainer.resume_changes = run_lock, True, changes
+        trainer._checkpoint_step = trainer.step
+        for name, opt in (("lr_g", trainer.opt_g), ("lr_d", trainer.opt_d)):
+            if name in changes:  # the checkpoint's optimizer state holds the old rate
+                for group in opt.param_groups:
+                    group["lr"] = getattr(trainer.config, name)
         return trainer
 
     def _open_metrics(self):
@@ -525,11 +562,46 @@ class Trainer:
             raise KeyboardInterrupt
         self._stop_requested = True
 
-    def train(self) -> dict:
-        """Run to ``config.steps``; returns the summary (also written to summary.json)."""
+    def train(self, overwrite: bool = False) -> dict:
+        """Run to ``config.steps``; returns the summary (also written to summary.json).
+
+        Holds the run folder's lock throughout (:mod:`minigan.runfolder`): another process
+        training into the same folder is refused. A new run refuses a folder that holds files,
+        unless ``overwrite`` (which deletes the old run's files first). A resumed run must have
+        steps left to train.
+        """
+        lock = self._lock if self._lock is not None else RunLock(self.out).acquire()
+        self._lock = None
+        try:
+            if not self._resumed:
+                check_new_run(self.out, overwrite)
+            else:
+                self.check_steps_left()
+            if self.resume_changes:  # the checkpoint first: config.json never says what it does not
+                self.save_checkpoint()
+            try:
+                return self._train()
+            except TrainingDiverged as exc:
+                kept = (f"the checkpoint of step {self._checkpoint_step} in {self.out} is kept"
+                        if self._checkpoint_step is not None else
+                        f"no checkpoint was written (the first was due at step {self.config.checkpoint_every})")
+                raise TrainingDiverged(f"{exc}; {kept}") from None
+        finally:
+            lock.release()
+
+    def check_steps_left(self):
+        """A resumed run must have steps left: the step target at or below the checkpoint's step
+        is an error (ConfigError), not a silent no-op that rewrites the run's files."""
+        if self.step >= self.config.steps:
+            raise ConfigError(f"the run in {self.out} is already at step {self.step}; nothing to do — give "
+                              f"a --steps above {self.step} to continue it")
+
+    def _train(self) -> dict:
         c = self.config
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(json.dumps(c.to_dict(), indent=2))
+        from .atomic import write_atomically
+
+        config_text = json.dumps(c.to_dict(), indent=2).encode()
+        write_atomically(self.out / "config.json", lambda file: file.write(config_text))
         f, writer = self._open_metrics()
         previous = None
         try:
@@ -609,6 +681,22 @@ class Trainer:
                 "high_quality_fraction": float(stats["high_quality_fraction"]),
                 "jsd_modes": float(stats["jsd_modes"]),
                 "emd": float(emd(samples, self.reference_points(n), rng=np.random.default_rng(0)))}
+
+
+def _resume_config(saved: TrainConfig, overrides: dict, out_dir) -> tuple[TrainConfig, dict]:
+    """The resumed run's config and its changes {name: (old, new)}, compared on resolved values
+    (``--lr-d 1e-4`` on a WGAN-GP run whose lr_d was left to its default changes nothing)."""
+    overrides = {k: v for k, v in overrides.items() if not (k == "out" and Path(v) == Path(out_dir))}
+    config = TrainConfig.from_dict({**saved.to_dict(), **overrides})
+    before, after = saved.resolved(), config.resolved()
+    changed = {k: (getattr(before, k), getattr(after, k)) for k in overrides
+               if getattr(before, k) != getattr(after, k)}
+    refused = sorted(k for k in changed if k not in RESUMABLE)
+    if refused:
+        shown = ", ".join(f"{k} ({changed[k][0]} → {changed[k][1]})" for k in refused)
+        raise ConfigError(f"--resume cannot change {shown}: they define the run in {out_dir}; resume may "
+                          f"change only {', '.join(RESUMABLE)} (start a new run with another --out instead)")
+    return config, changed
 
 
 def train(config: TrainConfig | None = None, progress: bool = False, **overrides) -> dict:

