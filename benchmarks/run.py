@@ -81,7 +81,7 @@ def prepare(engine: str, threads: int) -> None:
         torch.set_num_threads(threads)
         torch.set_num_interop_threads(1)
     elif engine == "numba":
-        from kernels.cpu import register_cpu_kernels, warm_up  # noqa: PLC0415
+        from minigan.kernels.cpu import register_cpu_kernels, warm_up  # noqa: PLC0415
 
         register_cpu_kernels()
         warm_up(("float32",))
