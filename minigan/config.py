@@ -113,7 +113,7 @@ class TrainConfig:
     reference: bool = setting(False, "run the NumPy reference instead of the Numba CPU kernels (the "
                               "kernels' definition; slower)")
     threads: int | None = setting(None, "threads for the matrix products (BLAS) and the Numba kernels",
-                                  default_text="the usable cores")
+                                  default_text="the usable cores not busy with other processes at start")
     device: str = setting("cpu", "where the models run (cuda: CuPy on an NVIDIA GPU; data and noise "
                           "drawn on the host)", choices=lambda: ("cpu", "cuda"))
 

@@ -28,13 +28,45 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def others_running() -> int | None:
+    """How many other tasks are runnable right now (Linux /proc/loadavg's running count, less
+    this process; the median of a few looks 5 ms apart), or None where that is unknown."""
+    import statistics  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    counts = []
+    try:
+        for i in range(5):
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+            if i < 4:
+                time.sleep(0.005)
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, int(statistics.median(counts)))
+
+
+def default_threads() -> int:
+    """The usable cores less those other processes keep busy now, at least 1.
+
+    Why not simply every core: the two pools synchronise at every product and parallel kernel,
+    and a thread that has to wait for a core at each of those points waits a scheduler time
+    slice. Measured on a 2-core machine at load ~13 (2026-11-30): the digits quick-start's
+    steps took 17-21x longer with 2 threads than with 1. The runnable count, not the 1-minute
+    load average, is used: the load average lags (it is still ~1 after a `pip install`)."""
+    cores = usable_cores()
+    busy = others_running()
+    return cores if busy is None else max(1, min(cores, cores - busy))
+
+
 _LIMITER = None   # the threadpoolctl limiter in force (kept so the limit is not released)
 
 
 def set_threads(n: int | None = None) -> int:
-    """Use ``n`` threads (default: the usable cores) for BLAS and the Numba kernels; returns n."""
+    """Use ``n`` threads for BLAS and the Numba kernels (default: :func:`default_threads`, the
+    usable cores not kept busy by other processes right now); returns n."""
     global _LIMITER
-    n = usable_cores() if n is None else int(n)
+    n = default_threads() if n is None else int(n)
     if n < 1:
         raise ValueError(f"threads must be at least 1, got {n}")
     try:

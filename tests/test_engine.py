@@ -59,8 +59,8 @@ def test_threads_option_sizes_the_blas_pool_and_rejects_nonsense(tmp_path, capsy
         Trainer(TrainConfig(**TINY, threads=1, out=str(tmp_path / "a")))
         assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {1}
     finally:
-        set_threads()
-    assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {usable_cores()}
+        n = set_threads(usable_cores())
+    assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {n} == {usable_cores()}
     assert main(["train", "--threads", "0", "--out", str(tmp_path / "b"), "--no-progress"]) == 2
     assert "threads" in capsys.readouterr().err
 
@@ -102,3 +102,13 @@ def test_one_line_when_kernels_really_compile_and_none_from_the_cache(tmp_path):
     assert cold.stderr.count(NOTICE) == 1, cold.stderr      # two compilations, one line
     warm = run_python(COMPILE, NUMBA_CACHE_DIR=cache)
     assert warm.returncode == 0 and NOTICE not in warm.stderr, warm.stderr
+
+
+def test_the_default_leaves_the_cores_other_processes_keep_busy(monkeypatch):
+    from minigan import threads
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    for busy, want in ((0, 4), (1, 3), (3, 1), (9, 1), (None, 4)):
+        monkeypatch.setattr(threads, "others_running", lambda b=busy: b)
+        assert threads.default_threads() == want
+    assert threads.others_running() is None or threads.others_running() >= 0
