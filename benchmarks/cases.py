@@ -21,6 +21,15 @@ c  dcgan32              DCGAN for 32×32×1, base width 64, batch 64, nz = 100 (
 d  dcgan32_wgan_gp      the same D without BatchNorm (and with conv biases, since nothing
                         re-centres the activations any more) as a WGAN-GP critic step, batch 64.
 e  dcgan64              DCGAN for 64×64×3 (the original DCGAN shapes), batch 64, D + G step as (c).
+f  dcgan32_plain        (c) written the plain way, as a user first writes it from the layer API:
+                        the G step's ``G.backward(D.backward(d))`` with the default
+                        ``accumulate=True`` (D's weight gradients computed and thrown away,
+                        as PyTorch's examples/dcgan also computes them).
+g  dcgan32_wgan_gp_plain (d) written the plain way: the critic on real and fake in two passes
+                        (two forwards, two backwards) instead of one concatenated batch.
+
+The batch of the DCGAN cases (c, d, f, g; 64 by default) is ``DC_BATCH``, set by
+``python -m benchmarks.run --dc-batch N``.
 
 DCGAN shapes (Radford et al.; PyTorch's examples/dcgan for 64 px, one block fewer for 32 px),
 all convolutions 4×4 without bias (except in case d), LeakyReLU(0.2) in D, ReLU in G:
@@ -44,7 +53,10 @@ CASES = {
     "c": "dcgan32",
     "d": "dcgan32_wgan_gp",
     "e": "dcgan64",
+    "f": "dcgan32_plain",
+    "g": "dcgan32_wgan_gp_plain",
 }
+PLAIN = {"f": "c", "g": "d"}   # the plain-loop cases and the tuned step they mirror
 
 TOY_WIDTH, TOY_BATCH = 512, 256
 DC_BATCH, NZ = 64, 100
@@ -127,6 +139,10 @@ def case_flops(case: str, minigan: bool = False) -> float:
             return f_g + 3 * f_d + 2 * (f_d - first_d) + 2 * f_d + f_d + f_d + f_d
         # G forward, D forward, D input gradient, G backward (B − first + W)
         return f_g + f_d + f_d + (f_g - 2 * b * g_w[0] * g_w[1]) + f_g
+    if case == "f":   # minigan computes D's weight gradient in the G step here, as PyTorch does
+        return case_flops("c")
+    if case == "g":
+        return case_flops("d", minigan)
     if case in ("c", "e"):
         size, ch = (32, 1) if case == "c" else (64, 3)
         b = DC_BATCH
@@ -157,7 +173,8 @@ def toy_real(rng, n=TOY_BATCH):
     return (x / 1.414).astype(np.float32)
 
 
-def image_real(rng, ch, size, n=DC_BATCH):
+def image_real(rng, ch, size, n=None):
+    n = DC_BATCH if n is None else n
     return np.tanh(rng.standard_normal((n, ch, size, size))).astype(np.float32)
 
 
@@ -243,7 +260,20 @@ def build_minigan(case: str, seed: int = 0):
 
         return _with_models(lambda: wgan_generator_step(D, G, opt_g, noise), D, G)
 
-    if case == "d":
+    def plain_critic_step(D, G, opt_d, real, noise):
+        """The README's first critic loop: −E[D(x)] and +E[D(x̃)] as two passes."""
+        n = real.shape[0]
+        fake = G(noise())
+        opt_d.zero_grad()
+        out = D(real)
+        D.backward(np.full_like(out, -1 / n))
+        out = D(fake)
+        D.backward(np.full_like(out, 1 / n))
+        x_hat, _ = interpolate(real, fake, rng)
+        gradient_penalty(D, x_hat, WGAN_LAMBDA)
+        opt_d.step()
+
+    if case in ("d", "g"):
         D = _conv_net(nn, d_specs(1, 32, bn=False), False, bias=True, rng=rng)
         G = _conv_net(nn, g_specs(1, 32), True, rng=rng)
         nn.dcgan_init(D, rng), nn.dcgan_init(G, rng)
@@ -252,10 +282,12 @@ def build_minigan(case: str, seed: int = 0):
 
         def noise():
             return rng.standard_normal((DC_BATCH, NZ, 1, 1), dtype=np.float32)
-        return _with_models(lambda: wgan_critic_step(D, G, opt_d, real, noise), D, G)
+        critic_step = wgan_critic_step if case == "d" else plain_critic_step
+        return _with_models(lambda: critic_step(D, G, opt_d, real, noise), D, G)
 
-    if case in ("c", "e"):
-        size, ch = (32, 1) if case == "c" else (64, 3)
+    if case in ("c", "e", "f"):
+        size, ch = (64, 3) if case == "e" else (32, 1)
+        plain = case == "f"
         D = nn.dcgan_init(_conv_net(nn, d_specs(ch, size), False, rng=rng), rng)
         G = nn.dcgan_init(_conv_net(nn, g_specs(ch, size), True, rng=rng), rng)
         opt_d = Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -278,7 +310,10 @@ def build_minigan(case: str, seed: int = 0):
             opt_g.zero_grad()
             out = D(fake)
             _, d_out = generator_loss_nonsaturating(out)
-            G.backward(D.backward(d_out, accumulate=False))
+            if plain:   # D's weight gradients computed too (and cleared by D's next zero_grad)
+                G.backward(D.backward(d_out))
+            else:
+                G.backward(D.backward(d_out, accumulate=False))
             opt_g.step()
         return _with_models(dcgan_step, D, G)
     raise KeyError(case)
@@ -305,7 +340,9 @@ def _t_dcgan_init(tnn, module):
 
 
 def build_torch(case: str, seed: int = 0, device: str = "cpu"):
-    """PyTorch's step for ``case`` on ``device`` ("cpu" here, "cuda" in benchmarks/gpu.py)."""
+    """PyTorch's step for ``case`` on ``device`` ("cpu" here, "cuda" in benchmarks/gpu.py); the
+    plain-loop cases (f, g) are timed against the PyTorch step of the case they mirror."""
+    case = PLAIN.get(case, case)
     import torch
     from torch import autograd
     from torch import nn as tnn
@@ -363,7 +400,7 @@ def build_torch(case: str, seed: int = 0, device: str = "cpu"):
         return lambda: wgan_critic_step(D, G, opt_d, real, noise)
 
     if case in ("c", "e"):
-        size, ch = (32, 1) if case == "c" else (64, 3)
+        size, ch = (64, 3) if case == "e" else (32, 1)
         D = _t_dcgan_init(tnn, _conv_net(tnn, d_specs(ch, size), False)).to(dev)
         G = _t_dcgan_init(tnn, _conv_net(tnn, g_specs(ch, size), True)).to(dev)
         opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))

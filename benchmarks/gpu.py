@@ -63,7 +63,7 @@ def gpu_unavailable_reason() -> str | None:
         backend.cupy_module()
     except RuntimeError as exc:
         return str(exc)
-    from kernels.cuda import cuda_unavailable_reason, register_cuda_kernels
+    from minigan.backend import cuda_unavailable_reason, register_cuda_kernels
 
     if not register_cuda_kernels():
         return "the CUDA kernels could not be registered: " + str(cuda_unavailable_reason())
@@ -106,7 +106,7 @@ def fused_gradient_penalty(critic, x_hat, weight: float = LAMBDA):
     activation after it (one cuBLAS product + one masked elementwise launch), or c ← c Wᵀ
     for the last Linear. Piecewise-linear activations have no second-order term.
     """
-    from kernels.cuda_penalty import linear_activation_tangent, penalty_cotangent
+    from minigan.kernels.cuda_penalty import linear_activation_tangent, penalty_cotangent
     from minigan import nn
     from minigan.penalty import input_gradient
 
@@ -244,7 +244,7 @@ TCONV = dict(n=256, c_in=512, c_out=256, k=4, s=2, p=1, h=8)
 def transposed_conv_section(args, torch):
     """Rows (name, median s, best s, rate text) for the transposed convolution."""
     cp = backend.cupy_module()
-    from kernels.cuda_col2im import col2im as cuda_col2im
+    from minigan.kernels.cuda_col2im import col2im as cuda_col2im
     from minigan import functional, nn
 
     n, ci, co, k, s, p, h = (TCONV[key] for key in ("n", "c_in", "c_out", "k", "s", "p", "h"))
@@ -294,8 +294,8 @@ def transposed_conv_section(args, torch):
 
 def launch_overhead_section(args):
     cp = backend.cupy_module()
-    from kernels.cuda_col2im import col2im as cuda_col2im
-    from kernels.cuda_penalty import activation_tangent
+    from minigan.kernels.cuda_col2im import col2im as cuda_col2im
+    from minigan.kernels.cuda_penalty import activation_tangent
 
     cols = cp.ones((4, 4), dtype=cp.float32)           # 1×1×3×3 image, k 2, s 1, p 0
     out = cp.empty((1, 1, 3, 3), dtype=cp.float32)

@@ -14,9 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from minigan.functional import conv_output_size
-
-from .cpu_common import check_float, contiguous, output
+from .cpu_common import check_float, contiguous, conv_output_size, output
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

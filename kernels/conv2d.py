@@ -41,10 +41,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from minigan.functional import conv_output_size
-
 from .col2im import col2im
-from .cpu_common import check_float, contiguous, output
+from .cpu_common import check_float, contiguous, conv_output_size, output
 from .im2col import im2col
 from .im2row import RowColumns, channels_last_weight, row2im, swap_last_two, to_channels_last
 

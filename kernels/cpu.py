@@ -1,11 +1,11 @@
-"""The Numba CPU kernels and their registration for NumPy arrays.
+"""The Numba CPU kernels, the fast twins of the NumPy reference for NumPy arrays.
 
-    from kernels.cpu import enable_cpu_kernels
-    enable_cpu_kernels()          # NumPy arrays now reach the kernels below
-    ...
-    disable_cpu_kernels()         # back to the NumPy reference (registrations stay)
+On by default: ``minigan.backend.kernel(name, x)`` pulls each kernel from :data:`KERNELS`
+on its first lookup for a float32/float64 NumPy array. The reference is one switch away:
 
-registers, for the "numpy" array kind of :mod:`minigan.backend`,
+    import minigan
+    minigan.use_reference()       # NumPy arrays now reach the reference kernels
+    minigan.use_reference(False)  # back to the kernels below
 
     name                     kernel file                  reference
     "im2col"                 kernels/im2col.py            minigan.functional.im2col
@@ -22,14 +22,13 @@ registers, for the "numpy" array kind of :mod:`minigan.backend`,
     "penalty_cotangent"      kernels/penalty_norm.py      minigan.penalty_kernels.penalty_cotangent
     "adam_step"              kernels/adam.py              minigan.optim.adam_step
 
-and switches them on with ``minigan.backend.use_fast_kernels(True, "numpy")``.
-
-Why opt-in, and what it costs: ``import minigan`` never imports Numba or compiles anything
-(the NumPy reference needs neither). The kernel files are imported by
-:func:`enable_cpu_kernels`, which costs the Numba import (about half a second); each kernel
-is compiled on its first call for float32 or float64 (about a second each, once per
-machine: ``cache=True`` keeps the machine code in ``kernels/__pycache__``, and later
-processes load it in milliseconds).
+What it costs: ``import minigan`` never imports Numba or compiles anything. The first
+kernel lookup imports Numba (about half a second) and the kernel's file; each kernel is
+compiled on its first call for float32 or float64 (about a second each, once per machine:
+``cache=True`` keeps the machine code in ``__pycache__`` beside these files, or in
+``NUMBA_CACHE_DIR`` / numba's per-user cache folder when that is not writable, and later
+processes load it in milliseconds). The backend prints one line to stderr when a compilation
+really happens. This module imports nothing from minigan: the backend pulls from it.
 
 Threads: Numba's own pool (``NUMBA_NUM_THREADS``, default: all cores) runs the parallel
 kernels (im2col, col2im, the channels-last columns, the convolution layout copies,
@@ -37,7 +36,7 @@ batch/layer norm); the elementwise, Adam and penalty kernels are single-threaded
 (memory-bound, smaller than a pool wake-up is worth).
 OpenBLAS's pool (``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``, set before NumPy is imported)
 runs the matrix products. The two pools take turns, step after step, so
-:func:`register_cpu_kernels` selects Numba's ``workqueue`` threading layer, whose idle
+:func:`choose_threading_layer` selects Numba's ``workqueue`` threading layer, whose idle
 threads sleep, unless ``NUMBA_THREADING_LAYER`` says otherwise: with the OpenMP layer the
 idle Numba threads spin after every kernel and take the cores from the next BLAS call
 (measured: the WGAN-GP toy steps ran 1.7× slower). workqueue does not support calling
@@ -45,8 +44,9 @@ parallel kernels from several Python threads at once; set ``NUMBA_THREADING_LAYE
 ``tbb``) for that. The same applies the other way round: OpenBLAS's idle threads spin for
 2^28 cycles after each product by default, competing with the parallel kernels; starting
 Python with ``OPENBLAS_THREAD_TIMEOUT=20`` (about 0.3 ms of spinning) made the DCGAN steps
-about 1.3× faster and left the MLP steps unchanged (it must be set before NumPy is imported,
-so minigan cannot set it for you; ``python -m benchmarks.run`` sets it).
+about 1.3× faster and left the MLP steps unchanged. It must be set before NumPy loads
+OpenBLAS, so ``import minigan`` sets it (``os.environ.setdefault``) when NumPy is not imported
+yet, and so does the ``minigan`` command; see minigan.threads.
 
 With the kernels on, training matches the reference path to float32 rounding (the sums in
 the norm and penalty kernels are accumulated in float64, the reference's pairwise in the
@@ -56,9 +56,7 @@ from __future__ import annotations
 
 import os
 
-from minigan import backend
-
-# name -> (kernel module, function name); imported lazily by register_cpu_kernels()
+# name -> (kernel module, function name); imported lazily by cpu_kernel()
 KERNELS = {
     "im2col": ("im2col", "im2col"),
     "col2im": ("col2im", "col2im"),
@@ -84,7 +82,7 @@ def cpu_kernel(name: str):
     return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
 
 
-def _choose_threading_layer() -> None:
+def choose_threading_layer() -> None:
     """workqueue (sleeping idle threads) unless the user chose a layer; a no-op once Numba's
     pool is running."""
     if "NUMBA_THREADING_LAYER" in os.environ:
@@ -94,27 +92,6 @@ def _choose_threading_layer() -> None:
 
     if not getattr(parallel, "_is_initialized", False):
         numba.config.THREADING_LAYER = "workqueue"
-
-
-def register_cpu_kernels() -> None:
-    """Register every CPU kernel for NumPy arrays (without switching them on). Idempotent."""
-    import minigan.optim  # noqa: F401, PLC0415 - reference of adam_step
-    import minigan.penalty_kernels  # noqa: F401, PLC0415 - references of the penalty kernels
-
-    _choose_threading_layer()
-    for name in KERNELS:
-        backend.register_fast_kernel(name, "numpy", cpu_kernel(name))
-
-
-def enable_cpu_kernels() -> None:
-    """Register the CPU kernels and route NumPy arrays to them."""
-    register_cpu_kernels()
-    backend.use_fast_kernels(True, "numpy")
-
-
-def disable_cpu_kernels() -> None:
-    """Route NumPy arrays back to the reference kernels (the registrations stay)."""
-    backend.use_fast_kernels(False, "numpy")
 
 
 def warm_up(dtypes=("float32",)) -> None:

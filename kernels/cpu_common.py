@@ -17,6 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a convolution along one axis (minigan.functional's formula; the kernels
+    import nothing from minigan, so the package has no import cycle with it)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
 def contiguous(a):
     """``a`` itself when C-contiguous, else a C-contiguous copy (keeps compiled signatures few)."""
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)

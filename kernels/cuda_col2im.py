@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minigan.backend import array_module
-from minigan.functional import conv_output_size
-
-from .cuda import DEFAULT_THREADS, check_out, grid_1d, launch_args
+from .cpu_common import conv_output_size
+from .cuda import array_module, DEFAULT_THREADS, check_out, grid_1d, launch_args
 
 _KERNELS: dict = {}
 

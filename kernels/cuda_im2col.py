@@ -14,10 +14,8 @@ Under ``NUMBA_ENABLE_CUDASIM=1`` the wrapper runs on NumPy arrays in the simulat
 """
 from __future__ import annotations
 
-from minigan.backend import array_module
-from minigan.functional import conv_output_size
-
-from .cuda import DEFAULT_THREADS, check_out, grid_1d, launch_args
+from .cpu_common import conv_output_size
+from .cuda import array_module, DEFAULT_THREADS, check_out, grid_1d, launch_args
 
 _KERNEL = None
 

@@ -45,9 +45,7 @@ import math
 
 import numpy as np
 
-from minigan.backend import array_module
-
-from .cuda import DEFAULT_THREADS, check_out, grid_1d, launch_args, next_pow2
+from .cuda import array_module, DEFAULT_THREADS, check_out, grid_1d, launch_args, next_pow2
 
 MAX_SAMPLE_BLOCKS = 65535
 

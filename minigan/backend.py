@@ -1,6 +1,7 @@
 """Array backends and the kernel seam.
 
-One array module per model: ``numpy`` (the reference, and the fast Numba kernels) or
+One array module per model: ``numpy`` (the fast Numba kernels by default, and the NumPy
+reference) or
 ``cupy`` (NVIDIA GPU). Layers never import cupy themselves; they ask
 :func:`array_module` for the module that owns their arrays, and call compute kernels
 through :func:`kernel`, which picks an implementation by the array's type.
@@ -40,13 +41,44 @@ def cupy_module():
     )
 
 
+_CUDA_REASON: str | None = "no GPU has been asked for yet"
+_CUDA_REGISTERED = False
+
+
 def _register_cuda_kernels():
-    """The numba.cuda twins in kernels/cuda.py, registered once a GPU is known to be usable."""
+    """The numba.cuda twins of minigan.kernels.cuda, pulled in once a GPU is known to be usable."""
+    global _CUDA_REASON, _CUDA_REGISTERED
+    if _CUDA_REGISTERED:
+        return True
     try:
-        from kernels.cuda import register_cuda_kernels  # noqa: PLC0415 - only with a GPU
-    except ImportError:  # minigan used without its kernels package: the CuPy reference runs
-        return
-    register_cuda_kernels()
+        from .kernels.cuda import cuda_kernels  # noqa: PLC0415 - only with a GPU
+    except ImportError as exc:  # minigan used without its kernels package: the CuPy reference runs
+        _CUDA_REASON = f"the kernels package is missing: {exc}"
+        return False
+    try:
+        table = cuda_kernels()
+    except RuntimeError as exc:
+        _CUDA_REASON = str(exc)
+        return False
+    for name, fn in table.items():
+        register_fast_kernel(name, "cupy", fn)
+    _CUDA_REGISTERED, _CUDA_REASON = True, None
+    return True
+
+
+def register_cuda_kernels() -> bool:
+    """Register the CUDA kernels for CuPy arrays (done by :func:`cupy_module` once it finds a
+    GPU). True when they are registered; else :func:`cuda_unavailable_reason` says why."""
+    if not gpu_available():
+        global _CUDA_REASON
+        _CUDA_REASON = "the GPU path is unavailable: " + str(_CUPY_ERROR)
+        return False
+    return _register_cuda_kernels()
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why the CUDA kernels are not registered, or None once they are."""
+    return _CUDA_REASON
 
 
 def gpu_available() -> bool:
@@ -95,13 +127,19 @@ def scatter_add(target, index, values):
 
 
 # --- the kernel seam ------------------------------------------------------------------
-# Reference kernels live in minigan.functional; fast twins (Numba, CUDA) in kernels/
-# register themselves here for an array kind. kernel(name, x) returns the fast twin for
-# x's kind when one is registered and enabled, else the reference.
+# Reference kernels live in minigan.functional (and penalty_kernels, optim); fast twins in
+# minigan.kernels. kernel(name, x) returns the fast twin for x's kind when one exists and is
+# enabled, else the reference. On by default for both kinds: the Numba CPU kernels are pulled
+# in on the first lookup of each name (so ``import minigan`` imports no Numba), the CUDA ones
+# by cupy_module() once it finds a GPU. use_reference() / use_fast_kernels(False) switch the
+# NumPy reference back on; it stays the definition the kernels are tested against.
 
 _REFERENCE: dict[str, object] = {}
 _FAST: dict[tuple[str, str], object] = {}
-_fast_enabled = {"numpy": False, "cupy": True}
+_fast_enabled = {"numpy": True, "cupy": True}
+_CPU_PULLED: set[str] = set()   # names already looked up in minigan.kernels.cpu
+# The Numba kernels take float32 and float64 only; other dtypes (float16 ...) get the reference.
+_CPU_DTYPES = frozenset("fd")
 
 
 def reference_kernel(fn):
@@ -115,19 +153,86 @@ def register_fast_kernel(name: str, kind: str, fn) -> None:
     if kind not in _fast_enabled:
         raise ValueError(f"unknown array kind {kind!r}: expected 'numpy' or 'cupy'")
     _FAST[(name, kind)] = fn
+    if kind == "numpy":
+        _CPU_PULLED.add(name)   # an explicit registration wins over the built-in kernel
 
 
 def use_fast_kernels(enabled: bool = True, kind: str = "numpy") -> None:
-    """Switch the fast kernels of an array kind on or off (off: the NumPy reference runs)."""
+    """Switch the fast kernels of an array kind on (the default) or off (the NumPy reference)."""
     if kind not in _fast_enabled:
         raise ValueError(f"unknown array kind {kind!r}: expected 'numpy' or 'cupy'")
     _fast_enabled[kind] = bool(enabled)
 
 
+def use_reference(enabled: bool = True) -> None:
+    """Run the NumPy reference kernels on the CPU (``False``: back to the fast Numba kernels,
+    the default). Same as ``use_fast_kernels(not enabled, "numpy")``."""
+    use_fast_kernels(not enabled, "numpy")
+
+
+def fast_kernels_enabled(kind: str = "numpy") -> bool:
+    return _fast_enabled[kind]
+
+
 def kernel(name: str, x):
-    kind = "cupy" if is_cupy_array(x) else "numpy"
-    if _fast_enabled[kind]:
-        fast = _FAST.get((name, kind))
+    if type(x).__module__.startswith("cupy"):
+        if _fast_enabled["cupy"]:
+            fast = _FAST.get((name, "cupy"))
+            if fast is not None:
+                return fast
+    elif _fast_enabled["numpy"] and x.dtype.char in _CPU_DTYPES:
+        fast = _FAST.get((name, "numpy"))
+        if fast is None and name not in _CPU_PULLED:
+            fast = _pull_cpu_kernel(name)
         if fast is not None:
             return fast
     return _REFERENCE[name]
+
+
+def _pull_cpu_kernel(name: str):
+    """The Numba kernel of ``name`` from minigan.kernels.cpu (None when there is none), imported
+    on first use and registered; compilation happens on its first call (see _compile_notice)."""
+    _CPU_PULLED.add(name)
+    try:
+        from .kernels import cpu  # noqa: PLC0415 - Numba is imported on first use only
+    except ImportError:  # no kernels package or no Numba: the reference runs
+        return None
+    if name not in cpu.KERNELS:
+        return None
+    cpu.choose_threading_layer()
+    _install_compile_notice()
+    fn = cpu.cpu_kernel(name)
+    _FAST[(name, "numpy")] = fn
+    return fn
+
+
+# One line on stderr, once per process, when a minigan kernel is really compiled (a cold
+# Numba cache: the first use after installing, or for a new dtype); loading from the cache
+# is silent. Printed in library use too: it happens once per machine, and a silent pause of
+# tens of seconds looks like a hang. COMPILE_NOTICE = False silences it.
+COMPILE_NOTICE = True
+_notice = {"installed": False, "shown": False}
+
+
+def _install_compile_notice() -> None:
+    if _notice["installed"]:
+        return
+    _notice["installed"] = True
+    from numba.core import event  # noqa: PLC0415
+
+    class _Notice(event.Listener):
+        def on_start(self, ev):
+            if _notice["shown"] or not COMPILE_NOTICE:
+                return
+            fn = getattr(ev.data.get("dispatcher"), "py_func", None)
+            if getattr(fn, "__module__", "").startswith(__package__ + ".kernels"):
+                _notice["shown"] = True
+                import sys  # noqa: PLC0415
+
+                print("minigan: compiling the Numba CPU kernels (first use on this machine or for a "
+                      "new dtype; cached for later runs) ...", file=sys.stderr, flush=True)
+
+        def on_end(self, ev):
+            pass
+
+    event.register("numba:compile", _Notice())

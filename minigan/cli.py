@@ -60,6 +60,8 @@ def build_parser():
     train.add_argument("--overwrite", action="store_true",
                        help="start afresh in a used --out folder, deleting the old run's files (others stay)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # retired: the Numba kernels are the default now (--reference turns them off); still accepted
+    train.add_argument("--fast-kernels", dest="retired_fast_kernels", action="store_true", help=argparse.SUPPRESS)
     _config_flags(train)
     sample = sub.add_parser("sample", help="write a grid of samples from a checkpoint")
     sample.add_argument("checkpoint", type=Path, help="a run folder or its checkpoint.ckpt")
@@ -105,6 +107,9 @@ def cmd_train(args) -> int:
     from .train import Trainer
 
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    if args.retired_fast_kernels:
+        print("minigan: note: --fast-kernels is the default now and can be dropped (--reference turns the "
+              "kernels off)", file=sys.stderr)
     values = _read_config_file(args.config) if args.config is not None else {}
     values.update(given)  # flags override the file
     if args.resume is not None:

@@ -20,6 +20,11 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 PRESETS = ("toy",)
 
 
+# Keys of older versions, accepted and ignored (old checkpoints and config files still load):
+# fast_kernels — the Numba kernels are the default now; `reference` turns them off.
+RETIRED_KEYS = ("fast_kernels",)
+
+
 class ConfigError(ValueError):
     """A configuration that cannot be trained: the message names the field and the problem."""
 
@@ -135,12 +140,16 @@ class TrainConfig:
     checkpoint_every: int = setting(500, "write checkpoint.ckpt every this many steps")
     eval_samples: int = setting(2000, "samples for the final toy metrics (modes, EMD)")
     num_classes: int = setting(10, "classes of the conditional models")
-    fast_kernels: bool = setting(False, "the Numba CPU kernels of kernels/ (compiled on first use)")
+    reference: bool = setting(False, "run the NumPy reference instead of the Numba CPU kernels (the "
+                              "kernels' definition; slower)")
+    threads: int | None = setting(None, "threads for the matrix products (BLAS) and the Numba kernels",
+                                  default_text="the usable cores not busy with other processes at start")
     device: str = setting("cpu", "where the models run (cuda: CuPy on an NVIDIA GPU; data and noise "
                           "drawn on the host)", choices=lambda: ("cpu", "cuda"))
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        values = {k: v for k, v in values.items() if k not in RETIRED_KEYS}
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -208,6 +217,8 @@ class TrainConfig:
     def validate(self):
         _positive("steps", self.steps)
         _positive("batch_size", self.batch_size)
+        if self.threads is not None:
+            _positive("threads", self.threads)
         _positive("n_critic", self.n_critic, "k (discriminator steps per generator step)")
         _positive("hidden", self.hidden)
         _positive("base_width", self.base_width)

@@ -47,7 +47,7 @@ class TrainingDiverged(RuntimeError):
 # Settings a resumed run may change: they set how long and how fast it goes on, and what it
 # logs, never what it is (the networks, the loss, the data, the random streams).
 RESUMABLE = ("steps", "lr_d", "lr_g", "sample_every", "log_every", "checkpoint_every", "eval_samples",
-             "fast_kernels")
+             "reference", "threads")
 
 
 def _finite_or_raise(value: float, step: int, name: str):
@@ -141,6 +141,14 @@ def clip_weights(module, c: float):
         backend.array_module(p.data).clip(p.data, -c, c, out=p.data)
 
 
+def _use_engine_settings(c):
+    """The CPU engine a config asks for: Numba kernels or the NumPy reference, and threads."""
+    from .threads import set_threads
+
+    backend.use_reference(c.reference)
+    set_threads(c.threads)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, progress: bool = False):
         self.config = c = config.resolved()
@@ -151,10 +159,7 @@ class Trainer:
         self.out = Path(c.out)
         self.rng = np.random.default_rng(c.seed)
         self.step = 0
-        if c.fast_kernels:
-            from kernels.cpu import enable_cpu_kernels
-
-            enable_cpu_kernels()
+        _use_engine_settings(c)
         self._load_data()
         init_rng = np.random.default_rng([c.seed, 1])
         self._build_models(init_rng)

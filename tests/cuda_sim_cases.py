@@ -33,8 +33,8 @@ import minigan.nn as nn  # noqa: E402
 from minigan import backend, functional  # noqa: E402
 from minigan import penalty_kernels as ref  # noqa: E402
 from minigan.penalty import gradient_penalty, input_gradient  # noqa: E402
-from kernels import cuda_col2im, cuda_im2col, cuda_penalty  # noqa: E402
-from kernels.cuda import cuda_unavailable_reason, register_cuda_kernels  # noqa: E402
+from minigan.kernels import cuda_col2im, cuda_im2col, cuda_penalty  # noqa: E402
+from minigan.backend import cuda_unavailable_reason, register_cuda_kernels  # noqa: E402
 
 DTYPES = st.sampled_from([np.float32, np.float64])
 # Simulated launches of <= 24 threads take milliseconds: afford more examples than the
@@ -138,13 +138,18 @@ def test_conv_layers_through_the_seam(cfg, c_out, transposed, dtype, seed):
         dy = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(dtype)
         return y, layer.backward(dy), layer.weight.grad.copy()
 
+    backend.use_reference()
     want = run()
+    backend.use_reference(False)
     saved = dict(backend._FAST), backend._fast_enabled["numpy"]
     try:
         backend.register_fast_kernel("im2col", "numpy", lambda *a: cuda_im2col.im2col(
             *a, threads_per_block=8, max_blocks=2))
         backend.register_fast_kernel("col2im", "numpy", lambda *a: cuda_col2im.col2im(
             *a, threads_per_block=8, max_blocks=2))
+        for name in ("conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight"):
+            # the reference convolutions, which reach im2col/col2im through the seam
+            backend.register_fast_kernel(name, "numpy", backend._REFERENCE[name])
         backend.use_fast_kernels(True, "numpy")
         got = run()
     finally:

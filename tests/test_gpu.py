@@ -39,7 +39,7 @@ GPU_EXAMPLES = settings(max_examples=max(50, settings.default.max_examples))
 
 @pytest.fixture(scope="module")
 def cp():
-    from kernels.cuda import cuda_unavailable_reason, register_cuda_kernels
+    from minigan.backend import cuda_unavailable_reason, register_cuda_kernels
 
     if not register_cuda_kernels():
         pytest.fail(f"CuPy sees a GPU but the CUDA kernels did not register: {cuda_unavailable_reason()}")
@@ -71,7 +71,7 @@ def conv_geometry(draw):
 
 
 def test_registration_routes_cupy_arrays_to_the_cuda_kernels(cp):
-    from kernels import cuda_col2im, cuda_im2col, cuda_penalty
+    from minigan.kernels import cuda_col2im, cuda_im2col, cuda_penalty
 
     x = cp.zeros((1, 1, 2, 2))
     assert backend.kernel("im2col", x) is cuda_im2col.im2col
@@ -84,7 +84,7 @@ def test_registration_routes_cupy_arrays_to_the_cuda_kernels(cp):
 @GPU_EXAMPLES
 @given(geom=conv_geometry(), dtype=DTYPES, seed=st.integers(0, 2**32 - 1))
 def test_im2col_col2im_on_cupy_match_reference(cp, geom, dtype, seed):
-    from kernels import cuda_col2im, cuda_im2col
+    from minigan.kernels import cuda_col2im, cuda_im2col
 
     shape, k, stride, padding = geom
     rng = np.random.default_rng(seed)
@@ -110,7 +110,7 @@ def test_im2col_col2im_on_cupy_match_reference(cp, geom, dtype, seed):
        zero_rows=st.integers(0, 2), weight=st.sampled_from([1.0, 10.0]), one_sided=st.booleans(),
        seed=st.integers(0, 2**32 - 1))
 def test_penalty_kernels_on_cupy_match_reference(cp, dtype, n, sample, zero_rows, weight, one_sided, seed):
-    from kernels import cuda_penalty
+    from minigan.kernels import cuda_penalty
 
     rng = np.random.default_rng(seed)
     g = (rng.standard_normal((n,) + sample) / np.sqrt(np.prod(sample)) * rng.uniform(0.2, 3, size=(n,) + (1,) * len(sample))).astype(dtype)

@@ -10,6 +10,7 @@ contributions in another order, the norm and penalty kernels sum in float64, the
 products are the same BLAS calls on differently laid-out operands), and the bound is a
 few units of the dtype's rounding relative to the size of the result.
 """
+import os
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
 
+import minigan
 import minigan.nn as nn
 from minigan import backend, functional, penalty_kernels
 from minigan.optim import SGD
@@ -27,7 +29,7 @@ from minigan.penalty import gradient_penalty, interpolate
 from strategies import conv_configs, seeds
 
 pytest.importorskip("numba")
-from kernels import cpu as kcpu  # noqa: E402
+from minigan.kernels import cpu as kcpu  # noqa: E402
 
 DTYPES = st.sampled_from([np.float32, np.float64])
 # The column layouts of kernels/conv2d.py's non-dense passes: im2col's columns with one
@@ -39,11 +41,13 @@ RTOL = {np.dtype(np.float32): 3e-6, np.dtype(np.float64): 1e-13}
 @pytest.fixture(autouse=True)
 def restore_seam():
     """Leave the kernel registry and switches as they were (other test files rely on it)."""
-    fast, enabled = dict(backend._FAST), dict(backend._fast_enabled)
+    fast, enabled, pulled = dict(backend._FAST), dict(backend._fast_enabled), set(backend._CPU_PULLED)
     yield
     backend._FAST.clear()
     backend._FAST.update(fast)
     backend._fast_enabled.update(enabled)
+    backend._CPU_PULLED.clear()
+    backend._CPU_PULLED.update(pulled)
 
 
 def reference(name):
@@ -77,7 +81,7 @@ def random(rng, shape, dtype, scale=1.0):
 def column_path(path, chunk_bytes=None):
     """Send every (non-dense) convolution down ``path`` of COLUMN_PATHS, in batch slabs of
     ``chunk_bytes`` if given (CHUNK_BYTES); the module's switches are restored after."""
-    from kernels import conv2d as kconv
+    from minigan.kernels import conv2d as kconv
     names = ("ROW_MIN_CHANNELS", "PER_SAMPLE_MIN_PIXELS", "CHUNK_BYTES")
     saved = {name: getattr(kconv, name) for name in names}
     kconv.ROW_MIN_CHANNELS = 1 if path == "channels-last" else 1 << 30
@@ -123,7 +127,7 @@ def test_conv2d_kernels_match_reference(cfg, bias, per_sample, dtype, seed):
 def test_conv2d_kernels_match_reference_when_the_kernel_covers_the_input(n, cin, cout, k, s, bias,
                                                                          dtype, seed):
     """h = kh, w = kw, no padding: the dense-layer path of kernels/conv2d.py (no im2col)."""
-    from kernels.conv2d import covers_input
+    from minigan.kernels.conv2d import covers_input
     assert covers_input((n, cin, k, k), (cout, cin, k, k), 0)
     _check_conv2d_kernels((n, cin, cout, k, s, 0, 0, k, k), bias, dtype, seed)
 
@@ -133,7 +137,7 @@ def test_conv2d_kernels_match_reference_when_the_kernel_covers_the_input(n, cin,
 def test_conv2d_backward_input_in_batch_slabs_matches_reference(cfg, slab, path, dtype, seed):
     """CHUNK_BYTES shrunk to ``slab`` samples' columns: dx is made slab by slab (in every
     column layout)."""
-    from kernels import conv2d as kconv
+    from minigan.kernels import conv2d as kconv
     n, cin, cout, k, s, p, _, h, w = cfg
     assume(not kconv.covers_input((n, cin, h, w), (cout, cin, k, k), p))
     rng = np.random.default_rng(seed)
@@ -150,7 +154,7 @@ def _check_conv2d_kernels(cfg, bias, dtype, seed, path="cols", slab_bytes=None):
     """Forward, input and weight gradients against the reference, down ``path`` (COLUMN_PATHS;
     channels-last columns are the path's own, kernels/im2row.py); ``slab_bytes`` shrinks
     CHUNK_BYTES, the size of the batch slabs the kernels work in."""
-    from kernels import conv2d as kconv
+    from minigan.kernels import conv2d as kconv
     n, cin, cout, k, s, p, _, h, w = cfg
     rng = np.random.default_rng(seed)
     x, weight = random(rng, (n, cin, h, w), dtype), random(rng, (cout, cin, k, k), dtype)
@@ -187,7 +191,7 @@ def test_conv2d_channels_last_kernels_match_reference(cfg, bias, one_sample_slab
 @given(shape=array_shapes(min_dims=3, max_dims=3, max_side=9), bias=st.booleans(), dtype=DTYPES, seed=seeds())
 def test_swap_last_two_is_a_transpose_plus_bias(shape, bias, dtype, seed):
     """Both loop orders (more rows than columns and fewer), with and without the bias."""
-    from kernels import im2row as kim2row
+    from minigan.kernels import im2row as kim2row
     rng = np.random.default_rng(seed)
     a = random(rng, shape, dtype)
     b = random(rng, shape[2:], dtype) if bias else None
@@ -199,7 +203,7 @@ def test_swap_last_two_is_a_transpose_plus_bias(shape, bias, dtype, seed):
 @given(cfg=conv_configs(), dtype=DTYPES, seed=seeds())
 def test_row2im_is_col2im_channels_last(cfg, dtype, seed):
     """row2im(rows) = col2im of the same columns in the reference layout, transposed to NHWC."""
-    from kernels import im2row as kim2row
+    from minigan.kernels import im2row as kim2row
     n, c, _, k, s, p, _, h, w = cfg
     oh, ow = functional.conv_output_size(h, k, s, p), functional.conv_output_size(w, k, s, p)
     rows = random(np.random.default_rng(seed), (n * oh * ow, k * k * c), dtype)
@@ -219,7 +223,7 @@ def test_channels_last_forward_refuses_a_cols_buffer():
 def test_channels_last_columns_are_the_permuted_reference_columns(cfg, dtype, seed):
     """rows[(n, oy, ox), (i, j, c)] = cols[(c, i, j), (n, oy, ox)], bit for bit, whole or in
     one-sample slabs (RowColumns), every entry written (the buffer is poisoned first)."""
-    from kernels import im2row as kim2row
+    from minigan.kernels import im2row as kim2row
     n, c, _, k, s, p, _, h, w = cfg
     x = random(np.random.default_rng(seed), (n, c, h, w), dtype)
     cols = reference("im2col")(x, k, k, s, p)
@@ -356,7 +360,6 @@ def test_adam_step_matches_reference_bit_for_bit(shape, beta1, amsgrad, weight_d
 def test_adam_with_fast_kernels_matches_reference_steps():
     """The optimizer itself, fast path on and off: same parameters after a few steps."""
     from minigan.optim import Adam
-    kcpu.register_cpu_kernels()
     result = {}
     for fast_on in (False, True):
         backend.use_fast_kernels(fast_on, "numpy")
@@ -409,7 +412,6 @@ def _grads_of_a_step(fast_on, dtype, seed=0):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("path", COLUMN_PATHS)
 def test_layer_gradients_with_fast_kernels_match_reference(dtype, path):
-    kcpu.register_cpu_kernels()
     want = _grads_of_a_step(False, dtype)
     with column_path(path):
         got = _grads_of_a_step(True, dtype)
@@ -449,7 +451,6 @@ def test_training_with_fast_kernels_matches_reference(path):
     becomes a whole ±lr step with either sign — it amplifies rounding, whatever computed it.
     ``path``: the column layout every convolution takes (COLUMN_PATHS).
     """
-    kcpu.register_cpu_kernels()
     want = _train_wgan_gp(False)
     with column_path(path):
         got = _train_wgan_gp(True)
@@ -463,16 +464,39 @@ def test_training_with_fast_kernels_matches_reference(path):
 
 # --- switching -----------------------------------------------------------------------------
 
-def test_enable_and_disable_switch_the_seam():
+def test_the_seam_gives_the_kernels_by_default_and_the_reference_on_request():
     x = np.zeros((1, 1, 3, 3), np.float32)
-    kcpu.enable_cpu_kernels()
+    backend.use_reference(False)
     for name in kcpu.KERNELS:
         assert backend.kernel(name, x) is fast(name)
-    kcpu.disable_cpu_kernels()
+        assert backend.kernel(name, x.astype(np.float64)) is fast(name)
+        assert backend.kernel(name, x.astype(np.float16)) is reference(name)  # the kernels' dtypes only
+    minigan.use_reference()
     for name in kcpu.KERNELS:
         assert backend.kernel(name, x) is reference(name)
     assert set(kcpu.KERNELS) <= set(backend._REFERENCE)  # every fast kernel has a reference
     assert penalty_kernels.activation_tangent is reference("activation_tangent")
+
+
+DEFAULT_PATH = """
+import sys, numpy as np, minigan
+from minigan import backend
+assert 'numba' not in sys.modules, 'numba imported by import minigan'
+x = np.zeros((1, 1, 3, 3), np.float32)
+k = backend.kernel('conv2d_forward', x)
+assert k.__module__ == 'minigan.kernels.conv2d', k.__module__
+assert backend.kernel('adam_step', x).__module__ == 'minigan.kernels.adam'
+minigan.use_reference()
+assert backend.kernel('conv2d_forward', x).__module__ == 'minigan.functional'
+print('ok')
+"""
+
+
+def test_a_fresh_process_gets_the_kernels_without_asking():
+    """Nothing to call: the first lookup in a new interpreter pulls the Numba kernel."""
+    proc = subprocess.run([sys.executable, "-c", DEFAULT_PATH], capture_output=True, text=True, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
 
 
 def test_import_minigan_stays_light():

@@ -203,7 +203,10 @@ def test_kernel_seam_dispatches_by_array_kind():
         calls.append(x.shape)
         return functional.im2col(x, *args)
 
+    saved = dict(backend._FAST), set(backend._CPU_PULLED), backend.fast_kernels_enabled()
     backend.register_fast_kernel("im2col", "numpy", fake_im2col)
+    # the reference convolution, which reaches im2col through the seam
+    backend.register_fast_kernel("conv2d_forward", "numpy", functional.conv2d_forward)
     try:
         backend.use_fast_kernels(True)
         nn.Conv2d(1, 1, 3)(np.zeros((1, 1, 4, 4), np.float32))
@@ -212,5 +215,8 @@ def test_kernel_seam_dispatches_by_array_kind():
         nn.Conv2d(1, 1, 3)(np.zeros((1, 1, 4, 4), np.float32))
         assert calls == [(1, 1, 4, 4)]  # the reference ran
     finally:
-        backend._FAST.pop(("im2col", "numpy"))
-        backend.use_fast_kernels(False)
+        backend._FAST.clear()
+        backend._FAST.update(saved[0])
+        backend._CPU_PULLED.clear()
+        backend._CPU_PULLED.update(saved[1])
+        backend.use_fast_kernels(saved[2])

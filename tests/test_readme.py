@@ -3,7 +3,6 @@
 Each code block runs in its own empty folder, its commands in order (a --resume or sample
 uses the run an earlier line of the block made). Train commands get tiny sizes appended (flags
 given later win), so the whole README costs seconds; a --resume gets a later step target.
-`--fast-kernels` is dropped (it changes the speed, not the run, and compiles on first use).
 Commands that need the optional data sets (mnist5k, emoji) run when the `data` extra is
 installed, as in CI.
 """
@@ -49,7 +48,6 @@ def readme_blocks() -> list[list[list[str]]]:
 
 
 def tiny(args: list[str]) -> list[str]:
-    args = [a for a in args if a != "--fast-kernels"]
     if args[0] != "train":
         return args
     return args + TINY + (["--steps", "4"] if "--resume" in args else [])

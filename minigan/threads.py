@@ -1,0 +1,98 @@
+"""Threads, managed by minigan rather than by environment variables.
+
+Two pools share the cores during a training step: OpenBLAS's (the matrix products) and
+Numba's (the parallel CPU kernels). :func:`set_threads` sizes both at run time:
+
+* BLAS through threadpoolctl (``openblas_set_num_threads`` and its MKL/BLIS peers), so no
+  ``OPENBLAS_NUM_THREADS`` has to be set before NumPy is imported;
+* Numba through ``numba.set_num_threads`` when Numba is loaded, else ``NUMBA_NUM_THREADS``
+  (read when Numba loads, on the first kernel lookup).
+
+Idle spinning: OpenBLAS's idle threads spin for 2^28 cycles after each product unless
+``OPENBLAS_THREAD_TIMEOUT`` was set before OpenBLAS loaded; ``import minigan`` sets it to 20
+(2^20 cycles, ~0.3 ms) when NumPy is not imported yet (see minigan/__init__.py), which the
+``minigan`` command always achieves. Numba's idle threads sleep (the workqueue layer, chosen
+in minigan.kernels.cpu). :func:`thread_report` says what was in force.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity; os.cpu_count() where unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def others_running() -> int | None:
+    """How many other tasks are runnable right now (Linux /proc/loadavg's running count, less
+    this process; the median of a few looks 5 ms apart), or None where that is unknown."""
+    import statistics  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    counts = []
+    try:
+        for i in range(5):
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+            if i < 4:
+                time.sleep(0.005)
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, int(statistics.median(counts)))
+
+
+def default_threads() -> int:
+    """The usable cores less those other processes keep busy now, at least 1.
+
+    Why not simply every core: the two pools synchronise at every product and parallel kernel,
+    and a thread that has to wait for a core at each of those points waits a scheduler time
+    slice. Measured on a 2-core machine at load ~13 (2026-11-30): the digits quick-start's
+    steps took 17-21x longer with 2 threads than with 1. The runnable count, not the 1-minute
+    load average, is used: the load average lags (it is still ~1 after a `pip install`)."""
+    cores = usable_cores()
+    busy = others_running()
+    return cores if busy is None else max(1, min(cores, cores - busy))
+
+
+_LIMITER = None   # the threadpoolctl limiter in force (kept so the limit is not released)
+
+
+def set_threads(n: int | None = None) -> int:
+    """Use ``n`` threads for BLAS and the Numba kernels (default: :func:`default_threads`, the
+    usable cores not kept busy by other processes right now); returns n."""
+    global _LIMITER
+    n = default_threads() if n is None else int(n)
+    if n < 1:
+        raise ValueError(f"threads must be at least 1, got {n}")
+    try:
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+        _LIMITER = threadpool_limits(limits=n, user_api="blas")
+    except ImportError:  # a required dependency; without it BLAS keeps its own default
+        pass
+    if "numba" in sys.modules:
+        import numba  # noqa: PLC0415
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    else:
+        os.environ["NUMBA_NUM_THREADS"] = str(n)
+    return n
+
+
+def thread_report() -> dict:
+    """The BLAS libraries and their thread counts, Numba's thread count (when loaded), and
+    OPENBLAS_THREAD_TIMEOUT as the process started with it."""
+    from threadpoolctl import threadpool_info  # noqa: PLC0415
+
+    info = {"blas": [(p["internal_api"], p["num_threads"]) for p in threadpool_info() if p["user_api"] == "blas"],
+            "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT")}
+    if "numba" in sys.modules:
+        import numba  # noqa: PLC0415
+
+        info["numba"] = numba.get_num_threads()
+    return info
