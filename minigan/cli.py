@@ -117,11 +117,6 @@ def cmd_train(args) -> int:
             raise ValueError("--resume continues a run and --overwrite deletes one: give only one of them")
         # the file's keys and the flags alike: resumable ones applied, any other change refused
         trainer = Trainer.resume(args.resume, progress=not args.no_progress, overrides=values, lock=True)
-        try:
-            trainer.check_steps_left()
-        except ValueError:
-            trainer._lock.release()
-            raise
         if trainer.resume_changes:
             print(f"minigan: resuming {args.resume} at step {trainer.step} with "
                   + ", ".join(f"{k} {old} → {new}" for k, (old, new) in trainer.resume_changes.items()),

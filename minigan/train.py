@@ -537,6 +537,8 @@ class Trainer:
             config, changes = _resume_config(saved, overrides, out_dir)
             trainer = cls(config, progress=progress)
             trainer.load_state_dict(state)
+            if lock:
+                trainer.check_steps_left()
         except BaseException:
             if run_lock is not None:
                 run_lock.release()
