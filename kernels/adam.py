@@ -1,3 +1,4 @@
+# minigan.kernels.adam (the folder kernels/ installs under minigan's namespace)
 """Adam's update on the CPU (Numba): the fast twin of :func:`minigan.optim.adam_step`.
 
 The reference spells PyTorch's single-tensor Adam out in NumPy: about ten passes over the

@@ -1,3 +1,4 @@
+# minigan.kernels.bias_activation (the folder kernels/ installs under minigan's namespace)
 """Bias and piecewise-linear activations on the CPU (Numba), one pass each.
 
 Fast twins of

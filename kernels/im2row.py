@@ -1,3 +1,4 @@
+# minigan.kernels.im2row (the folder kernels/ installs under minigan's namespace)
 """Channels-last columns on the CPU (Numba): im2row and its adjoint row2im.
 
 For a convolution with many input channels, kernels/conv2d.py builds the columns from a

@@ -1,3 +1,4 @@
+# minigan.kernels.norm (the folder kernels/ installs under minigan's namespace)
 """Batch norm (training mode) and layer norm on the CPU (Numba).
 
 Fast twins of :func:`minigan.functional.batch_norm_forward`, ``batch_norm_backward``,

@@ -1,3 +1,4 @@
+# minigan.kernels.penalty_norm (the folder kernels/ installs under minigan's namespace)
 """The gradient penalty's per-sample norm and coefficient on the CPU (Numba).
 
 Fast twin of :func:`minigan.penalty_kernels.penalty_cotangent`: for g = ∇ₓD(x̂) of shape
