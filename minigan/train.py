@@ -13,7 +13,10 @@ alone: D runs on the real batch, backpropagates, then on the fake batch
 
 All randomness (minibatches, z, the interpolation ε) comes from one
 ``numpy.random.Generator`` whose state is checkpointed, so a resumed run repeats an
-uninterrupted one bit for bit. Weights are drawn from a second generator seeded from
+uninterrupted one bit for bit. Under ``mpiexec -n N`` (minigan.distributed) every rank draws
+that global stream in full and keeps its slice of each draw (``_local``), gradients are
+averaged over the ranks before each optimizer step, logged metrics are rank averages and
+rank 0 alone writes files. Weights are drawn from a second generator seeded from
 the same seed, and the fixed noise of the sample snapshots from a third.
 """
 from __future__ import annotations
@@ -21,13 +24,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import signal
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import backend, losses, models, nn
+from . import backend, distributed, losses, models, nn
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .optim import SGD, Adam, RMSprop
@@ -83,9 +87,10 @@ def clip_weights(module, c: float):
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, progress: bool = False):
+    def __init__(self, config: TrainConfig, progress: bool = False, comm=None):
         self.config = c = config.resolved()
         self.progress = progress
+        self._setup_distributed(comm)
         self.out = Path(c.out)
         self.rng = np.random.default_rng(c.seed)
         self.step = 0
@@ -100,8 +105,8 @@ class Trainer:
             backend.cupy_module()
             self.G.to(device="cuda")
             self.D.to(device="cuda")
-        self.opt_g = self._optimizer(self.G.parameters(), c.lr_g)
-        self.opt_d = self._optimizer(self.D.parameters(), c.lr_d)
+        self.opt_g = self._data_parallel(self._optimizer(self.G.parameters(), c.lr_g), self.G)
+        self.opt_d = self._data_parallel(self._optimizer(self.D.parameters(), c.lr_d), self.D)
         self._setup_loss()
         fixed_rng = np.random.default_rng([c.seed, 2])
         n_fixed = max(c.eval_samples, 500) if self.toy else 64
@@ -112,6 +117,24 @@ class Trainer:
         self._stop_requested = False
 
     # --- set-up -----------------------------------------------------------------------
+    def _setup_distributed(self, comm):
+        """The communicator (one process unless started by mpiexec) and the global batch's split."""
+        c = self.config
+        self.comm = comm if comm is not None else distributed.default_communicator(c.device)
+        self.is_root = self.comm.rank == 0
+        if c.batch_size % self.comm.size:
+            raise ConfigError(f"batch_size {c.batch_size} is not divisible by the {self.comm.size} ranks: "
+                              "each rank trains on an equal slice of the global batch")
+
+    def _data_parallel(self, optimizer, module):
+        """Several ranks: average the gradients over the ranks (one flat buffer) before each step;
+        with sync_batchnorm, module's BatchNorm layers normalise over the global batch."""
+        if self.comm.size == 1:
+            return optimizer
+        if self.config.sync_batchnorm:
+            distributed.sync_batchnorm(module, self.comm)
+        return distributed.DataParallelOptimizer(optimizer, module.parameters(), self.comm)
+
     def _load_data(self):
         from . import data
 
@@ -208,17 +231,35 @@ class Trainer:
         models' device."""
         return array if self.config.device == "cpu" or array is None else backend.to_device(array, "cuda")
 
+    def _local(self, array):
+        """This rank's rows of a global draw (everything, with one process)."""
+        return array if self.comm.size == 1 else array[distributed.local_slice(len(array), self.comm)]
+
     def _noise(self, n):
-        return self._device(self.rng.standard_normal((n, self.latent_dim)).astype(np.float32))
+        """z for a global batch of n: drawn in full, this rank's slice returned."""
+        return self._device(self._local(self.rng.standard_normal((n, self.latent_dim)).astype(np.float32)))
+
+    def _labels(self, n):
+        """Class labels for a global batch of n generated samples (this rank's slice)."""
+        return self._device(self._local(self.rng.integers(0, self.config.num_classes, n)))
+
+    def _interpolate(self, real, fake):
+        """x̂ = ε·x + (1 − ε)·x̃, ε drawn for the global batch and sliced (penalty.interpolate)."""
+        if self.comm.size == 1:
+            return interpolate(real, fake, self.rng)
+        eps = self._local(self.rng.uniform(size=(len(real) * self.comm.size,) + (1,) * (real.ndim - 1)))
+        xp = backend.array_module(real)
+        eps = xp.asarray(eps, dtype=real.dtype)
+        return eps * real + (1 - eps) * fake, eps
 
     def _next_real(self, sampler):
-        return self._device(next(sampler))
+        return self._device(self._local(next(sampler)))
 
     def _real_batch(self):
         if not self.conditional:
             return self._next_real(self.sampler), None
         x, y = next(self.sampler)
-        return self._device(x), self._device(y)
+        return self._device(self._local(x)), self._device(self._local(y))
 
     def _g(self, z, y):
         return self.G(z) if y is None else self.G(z, y)
@@ -230,14 +271,14 @@ class Trainer:
     def discriminator_step(self) -> dict:
         c = self.config
         real, y = self._real_batch()
-        fake = self._g(self._noise(len(real)), y)  # conditional: fakes carry the real labels
+        fake = self._g(self._noise(c.batch_size), y)  # conditional: fakes carry the real labels
         self.D.zero_grad()
         value, out_r, out_f = backward_discriminator_loss(self.D, self.d_loss, real, fake, y)
         metrics = {"loss_d": value, "d_real": self._d_summary(out_r), "d_fake": self._d_summary(out_f)}
         if c.loss in ("wgan", "wgan-gp"):
             metrics["wasserstein"] = float(out_r.mean() - out_f.mean())
         if c.loss == "wgan-gp":
-            x_hat, _ = interpolate(real, fake, self.rng)
+            x_hat, _ = self._interpolate(real, fake)
             metrics["gp"] = gradient_penalty(self.D, x_hat, c.gp_weight, c.gp_one_sided, labels=y)
             metrics["loss_d"] += metrics["gp"]
         _check_gradients(self.D, self.step, "D")
@@ -255,7 +296,7 @@ class Trainer:
     def _g_step(self) -> dict:
         real_labels = None
         if self.conditional:
-            real_labels = self._device(self.rng.integers(0, self.config.num_classes, self.config.batch_size))
+            real_labels = self._labels(self.config.batch_size)
         z = self._noise(self.config.batch_size)
         fake = self._g(z, real_labels)
         out = self._d(fake, real_labels)
@@ -270,7 +311,7 @@ class Trainer:
     def _began_step(self) -> dict:
         """BEGAN: L_D = L(x) − k_t·L(G(z_D)), L_G = L(G(z_G)), then the k_t update."""
         real, _ = self._real_batch()
-        fake = self.G(self._noise(len(real)))
+        fake = self.G(self._noise(self.config.batch_size))
         self.D.zero_grad()
         loss_real, d_rec, _ = losses.began_reconstruction_loss(real, self.D(real))
         self.D.backward(d_rec)
@@ -285,6 +326,8 @@ class Trainer:
         self.G.backward(d_fake)
         _check_gradients(self.G, self.step, "G")
         self.opt_g.step()
+        # k_t and M are not plain means: computed from the global (rank-averaged) losses
+        loss_real, loss_fake_d, loss_g = self._global_mean(loss_real, loss_fake_d, loss_g)
         loss_d = loss_real - self.balance.k * loss_fake_d
         k, convergence = self.balance.update(loss_real, loss_g)
         return {"loss_d": loss_d, "loss_g": loss_g, "d_real": loss_real, "d_fake": loss_fake_d,
@@ -332,11 +375,30 @@ class Trainer:
             for _ in range(self.config.n_critic):
                 metrics = self.discriminator_step()
             metrics.update(self._g_step())
+        if self.comm.size > 1:
+            metrics = self._reduce_metrics(metrics)
         for name, value in metrics.items():
             _finite_or_raise(value, self.step, name)
+        if self.comm.size > 1 and self.step % self.config.sync_check_every == 0:
+            distributed.check_in_sync((self.G, self.D), self.comm, self.step)
         metrics["step"] = self.step
         metrics["seconds"] = time.perf_counter() - started
         return metrics
+
+    def _global_mean(self, *values):
+        """Rank averages of per-rank means (= global means: equal slices)."""
+        if self.comm.size == 1:
+            return values
+        return tuple(self.comm.allreduce(np.array(values, dtype=np.float64)) / self.comm.size)
+
+    def _reduce_metrics(self, metrics: dict) -> dict:
+        """Rank averages of the logged metrics, with the stop flag (Ctrl-C on any rank) riding
+        on the same allreduce: every rank then stops after the same step."""
+        names = sorted(metrics)
+        buffer = np.array([float(metrics[k]) for k in names] + [float(self._stop_requested)], dtype=np.float64)
+        self.comm.allreduce(buffer)
+        self._stop_requested = bool(buffer[-1] > 0)
+        return {k: float(v) / self.comm.size for k, v in zip(names, buffer[:-1])}
 
     # --- samples, checkpoints, the loop -----------------------------------------------------
     def samples(self, z=None, labels=None):
@@ -358,8 +420,10 @@ class Trainer:
     def save_samples(self, name: str):
         from .images import save_grid, save_points_png
 
-        samples = self.samples()
         path = self.out / name
+        if not self.is_root:  # rank 0 writes every file
+            return path
+        samples = self.samples()
         if self.toy:
             save_points_png(samples, path, real=self.reference_points(), title=f"step {self.step}")
         else:
@@ -396,6 +460,8 @@ class Trainer:
         self.step = int(state["step"])
 
     def save_checkpoint(self, path=None) -> Path:
+        if not self.is_root:  # the ranks' states are identical (per-rank BatchNorm: rank 0's statistics)
+            return Path(path or self.out / CHECKPOINT_NAME)
         return save_checkpoint(self.state_dict(), path or self.out / CHECKPOINT_NAME)
 
     @classmethod
@@ -413,6 +479,9 @@ class Trainer:
     def _open_metrics(self):
         """metrics.csv, keeping only the rows up to the current step (a resumed run rewrites the rest)."""
         path = self.out / "metrics.csv"
+        if not self.is_root:
+            f = open(os.devnull, "w")
+            return f, csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
         rows = []
         if self.step > 0 and path.exists():
             with open(path, newline="") as f:
@@ -431,8 +500,9 @@ class Trainer:
     def train(self) -> dict:
         """Run to ``config.steps``; returns the summary (also written to summary.json)."""
         c = self.config
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(json.dumps(c.to_dict(), indent=2))
+        if self.is_root:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(c.to_dict(), indent=2))
         f, writer = self._open_metrics()
         previous = None
         try:
@@ -465,7 +535,7 @@ class Trainer:
         return self.finish(interrupted)
 
     def _progress_bar(self):
-        if not self.progress:
+        if not self.progress or not self.is_root:
             return None
         from tqdm import tqdm
 
@@ -477,6 +547,8 @@ class Trainer:
         """Final samples, the loss curve, quality metrics and summary.json."""
         from .plots import plot_losses
 
+        if not self.is_root:
+            return {"step": self.step, "interrupted": interrupted, "out": str(self.out)}
         self.save_samples("samples.png")
         plot_losses(self.out / "metrics.csv", self.out / "losses.png")
         summary = {"step": self.step, "interrupted": interrupted, "out": str(self.out)}
