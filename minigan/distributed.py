@@ -129,9 +129,8 @@ class NCCLCommunicator:
         self._cupy, self._nccl, self.mpi = cupy, nccl, mpi
         self.size, self.rank = mpi.size, mpi.rank
         cupy.cuda.Device(local_rank() % cupy.cuda.runtime.getDeviceCount()).use()
-        uid = np.frombuffer(bytes(nccl.get_unique_id()), dtype=np.uint8).copy() if mpi.rank == 0 else None
-        if uid is None:
-            uid = np.zeros(128, dtype=np.uint8)
+        # the unique id is a tuple of 128 C chars (signed); rank 0 makes it, MPI carries it
+        uid = np.array(nccl.get_unique_id() if mpi.rank == 0 else (0,) * 128, dtype=np.int8)
         mpi.broadcast(uid)
         self.comm = nccl.NcclCommunicator(self.size, tuple(int(b) for b in uid), self.rank)
         self._ops = {"sum": nccl.NCCL_SUM, "max": nccl.NCCL_MAX, "min": nccl.NCCL_MIN}

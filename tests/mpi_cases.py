@@ -141,6 +141,16 @@ def case_sync_bn_grad(out):
     print(f"rank {comm.rank}: OK {numeric:.10g} {analytic:.10g}")
 
 
+def case_raise_on_one_rank(out):
+    """Rank 1 dies of an uncaught exception while rank 0 waits in an allreduce: the abort hook
+    must end the job (without it rank 0 would wait forever)."""
+    comm = distributed.default_communicator()
+    if comm.rank == 1:
+        raise RuntimeError("rank 1 fails on purpose")
+    comm.allreduce(np.zeros(1))
+    print("rank 0: the allreduce returned")
+
+
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 if __name__ == "__main__":

@@ -263,3 +263,12 @@ def test_a_killed_rank_ends_the_job_within_seconds(tmp_path):
     _finish(launcher, 20, "rank 1 was killed but the job")
     assert launcher.returncode != 0
     assert time.monotonic() - killed < 20
+
+
+@needs_mpi
+def test_an_uncaught_exception_on_one_rank_aborts_the_job():
+    launcher = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, str(CASES), "raise_on_one_rank"], cwd=ROOT,
+                                env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = _finish(launcher, 30, "rank 1 raised but the job")
+    assert launcher.returncode != 0
+    assert "rank 1 fails on purpose" in err and "the allreduce returned" not in out
