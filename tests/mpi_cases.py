@@ -21,6 +21,11 @@ WGANGP = dict(loss="wgan-gp", model="mlp", data="8gaussians", hidden=32, depth=2
               n_critic=2, gp_weight=0.1, seed=3, eval_samples=100, optimizer="sgd", lr_d=0.05, lr_g=0.05)
 DCGAN = dict(loss="nonsaturating", model="dcgan", data="digits", image_size=32, base_width=4, latent_dim=8,
              batch_size=8, seed=5)
+# BEGAN: k_t and M must come from the global losses; conditional: the labels are sliced too
+BEGAN = dict(loss="began", model="mlp", data="digits", hidden=32, depth=1, batch_size=16, seed=2,
+             began_lambda_k=0.1, optimizer="sgd", lr_d=0.05, lr_g=0.05)
+CMLP = dict(loss="nonsaturating", model="cmlp", data="digits", hidden=32, depth=1, batch_size=16, seed=4,
+            optimizer="sgd", lr_d=0.05, lr_g=0.05)
 STEPS = 3
 
 
@@ -37,6 +42,8 @@ def state_arrays(trainer) -> dict:
     for tag, model in (("G", trainer.G), ("D", trainer.D)):
         for name, value in model.state_dict().items():
             out[f"{tag}.{name}"] = np.asarray(value)
+    if trainer.balance is not None:
+        out["began.k"] = np.asarray(trainer.balance.k)
     return out
 
 
@@ -48,6 +55,14 @@ def case_train(out, config):
 
 def case_wgangp(out):
     case_train(out, WGANGP)
+
+
+def case_began(out):
+    case_train(out, BEGAN)
+
+
+def case_cmlp(out):
+    case_train(out, CMLP)
 
 
 def case_dcgan_nosync(out):
