@@ -122,6 +122,7 @@ class Trainer:
         c = self.config
         self.comm = comm if comm is not None else distributed.default_communicator(c.device)
         self.is_root = self.comm.rank == 0
+        self._stop_local = False  # Ctrl-C seen by this rank, not yet agreed on by all
         if c.batch_size % self.comm.size:
             raise ConfigError(f"batch_size {c.batch_size} is not divisible by the {self.comm.size} ranks: "
                               "each rank trains on an equal slice of the global batch")
@@ -395,7 +396,7 @@ class Trainer:
         """Rank averages of the logged metrics, with the stop flag (Ctrl-C on any rank) riding
         on the same allreduce: every rank then stops after the same step."""
         names = sorted(metrics)
-        buffer = np.array([float(metrics[k]) for k in names] + [float(self._stop_requested)], dtype=np.float64)
+        buffer = np.array([float(metrics[k]) for k in names] + [float(self._stop_local)], dtype=np.float64)
         self.comm.allreduce(buffer)
         self._stop_requested = bool(buffer[-1] > 0)
         return {k: float(v) / self.comm.size for k, v in zip(names, buffer[:-1])}
@@ -493,9 +494,12 @@ class Trainer:
         return f, writer
 
     def _request_stop(self, signum, frame):
-        if self._stop_requested:  # a second Ctrl-C: stop now
+        if self._stop_requested or self._stop_local:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
-        self._stop_requested = True
+        if self.comm.size > 1:  # every rank must stop after the same step: agreed in _reduce_metrics
+            self._stop_local = True
+        else:
+            self._stop_requested = True
 
     def train(self) -> dict:
         """Run to ``config.steps``; returns the summary (also written to summary.json)."""

@@ -96,6 +96,43 @@ def test_rank_slices_of_the_global_draws():
         np.testing.assert_array_equal(np.concatenate([draws[0][part], draws[1][part]]), full[part])
 
 
+class TwoRanks(FakeComm):
+    """Rank 0 of 2; the other rank's contribution to every allreduce is ``other(array)``."""
+
+    def __init__(self, other):
+        super().__init__(2, 0)
+        self.other = other
+
+    def allreduce(self, array, op="sum"):
+        array += self.other(array)
+        return array
+
+
+def test_ctrl_c_stops_only_once_every_rank_agrees():
+    """A rank's Ctrl-C must not end its loop by itself (the others would wait in the next
+    allreduce): the flag rides on the step's metrics allreduce, then every rank stops."""
+    flag_from_other = [0.0]
+
+    def other(array):
+        contribution = array.copy()
+        contribution[-1] = flag_from_other[0]
+        return contribution
+
+    trainer = Trainer(TrainConfig(data="8gaussians", batch_size=8, hidden=8, depth=1), comm=TwoRanks(other))
+    trainer._request_stop(signal.SIGINT, None)
+    assert not trainer._stop_requested
+    metrics = trainer._reduce_metrics({"loss_d": 1.5, "loss_g": -0.5})
+    assert trainer._stop_requested and metrics == {"loss_d": 1.5, "loss_g": -0.5}
+    with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once
+        trainer._request_stop(signal.SIGINT, None)
+    quiet = Trainer(TrainConfig(data="8gaussians", batch_size=8, hidden=8, depth=1), comm=TwoRanks(other))
+    quiet._reduce_metrics({"loss_d": 0.0})
+    assert not quiet._stop_requested
+    flag_from_other[0] = 1.0  # the other rank was interrupted: this one stops too
+    quiet._reduce_metrics({"loss_d": 0.0})
+    assert quiet._stop_requested
+
+
 def test_plain_run_does_not_import_mpi4py():
     code = ("import sys; from minigan.train import Trainer; from minigan.config import TrainConfig; "
             "t = Trainer(TrainConfig(data='8gaussians', hidden=8, depth=1)); t.train_step(); "
@@ -232,7 +269,7 @@ def test_ctrl_c_on_one_rank_saves_once_and_resume_is_exact(tmp_path):
     run = tmp_path / "run"
     launcher = _start_long_run(run)
     os.kill(_rank_pid(launcher, 1), signal.SIGINT)  # Ctrl-C reaches rank 1 only
-    out, err = _finish(launcher, 30, "after Ctrl-C on rank 1")
+    out, err = _finish(launcher, 60, "after Ctrl-C on rank 1")
     assert launcher.returncode == 130, out + err
     assert "interrupted — checkpoint saved" in err
     step, _ = _states(run)
