@@ -12,6 +12,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 
+# The anchor losses (tests and scripts iterate over them); every registered loss, these and
+# the newer ones, is minigan.recipes.LOSSES.names().
 LOSSES = ("minimax", "nonsaturating", "wgan", "wgan-gp", "lsgan", "began", "fgan")
 MODELS = ("mlp", "dcgan", "cmlp", "cdcgan", "cogan")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -43,6 +45,18 @@ def _data_choices():
     return DATASET_NAMES
 
 
+def _loss_names():
+    from .recipes import LOSSES as LOSS_REGISTRY
+
+    return LOSS_REGISTRY.names()
+
+
+def _penalty_names():
+    from .recipes import PENALTIES
+
+    return PENALTIES.names()
+
+
 def _divergences():
     from .losses import F_DIVERGENCE_NAMES
 
@@ -55,7 +69,7 @@ class TrainConfig:
     command-line flag, its ``--help`` text, its allowed values and its default."""
 
     loss: str = setting("wgan-gp", "the GAN loss (the defaults are the demo: an MLP WGAN-GP on the bundled digits)",
-                        choices=lambda: LOSSES)
+                        choices=lambda: _loss_names())
     model: str = setting("mlp", "the networks: MLPs, DCGAN convolutions, their conditional versions, or CoGAN",
                          choices=lambda: MODELS)
     data: str = setting("digits", "a toy 2-D set, a bundled image set, or a folder of your own images",
@@ -76,7 +90,7 @@ class TrainConfig:
                                      default_text="28 for mnist5k, else 32 for DCGAN; the data's own for MLPs")
     critic_norm: str | None = setting(None, "normalisation in the DCGAN critic",
                                       choices=lambda: ("batch", "layer", "none"),
-                                      default_text="layer for wgan-gp, else batch")
+                                      default_text="layer with a gradient penalty, else batch")
     # optimisation (None: the loss's default, see module docstring)
     n_critic: int | None = setting(None, "k: discriminator steps per generator step",
                                    default_text="5 for wgan and wgan-gp, else 1")
@@ -89,7 +103,23 @@ class TrainConfig:
     beta1: float | None = setting(None, "Adam's β₁", default_text="0 for wgan-gp, else 0.5")
     beta2: float | None = setting(None, "Adam's β₂", default_text="0.9 for wgan-gp, else 0.999")
     # loss hyperparameters
-    gp_weight: float = setting(10.0, "λ, the weight of the gradient penalty (wgan-gp)")
+    penalty: str | None = setting(None, "a gradient penalty added to the critic's loss",
+                                  choices=lambda: _penalty_names(), default_text="wgan-gp for --loss wgan-gp, else none")
+    penalty_weight: float | None = setting(None, "the penalty's weight (λ, γ or k)",
+                                           default_text="--gp-weight for wgan-gp and dragan, 10 for r1/r2, "
+                                           "2 for wgan-div")
+    wgan_div_power: float = setting(6.0, "p, the power of the gradient norm in the wgan-div penalty")
+    gp_weight: float = setting(10.0, "λ, the weight of the gradient penalty (wgan-gp, dragan)")
+    spectral_norm: bool = setting(False, "spectral normalisation (Miyato et al.) of every Linear/Conv2d weight "
+                                  "of the discriminator")
+    ema: float | None = setting(None, "decay of an exponential moving average of G's weights (e.g. 0.999); "
+                                "samples, metrics and checkpoints then carry the averaged G", default_text="off")
+    augment: str | None = setting(None, "DiffAugment (Zhao et al.) of real and fake images in both players' "
+                                  "steps: a comma-separated policy of color, translation, cutout",
+                                  default_text="off")
+    conditioning: str = setting("concat", "how cmlp/cdcgan use the label: concat (an embedding joined to the "
+                                "input) or projection (projection critic, conditional-BatchNorm generator)",
+                                choices=lambda: ("concat", "projection"))
     gp_one_sided: bool = setting(False, "penalise only gradient norms above 1 (wgan-gp)")
     clip: float = setting(0.01, "c, WGAN's weight clipping bound")
     lsgan_coding: str = setting("abc", "LSGAN's targets: abc (a=-1, b=1, c=0) or 01 (a=0, b=1, c=1)",
@@ -152,24 +182,31 @@ class TrainConfig:
             if c.preset == "toy":  # the official WGAN-GP toy settings
                 c.gp_weight, c.lr_d, c.lr_g, c.beta1, c.beta2 = 0.1, 1e-4, 1e-4, 0.5, 0.9
                 c.batch_size, c.hidden, c.depth = 256, 512, 3
-        _check_choice(c.loss, LOSSES, "loss")
+        from .recipes import LOSSES as LOSS_REGISTRY, PENALTIES, default_penalty_weight
+
+        loss = LOSS_REGISTRY.get(c.loss)  # each loss declares its paper's defaults (minigan.recipes)
         _check_choice(c.model, MODELS, "model")
-        is_wgan = c.loss in ("wgan", "wgan-gp")
         if c.n_critic is None:
-            c.n_critic = 5 if is_wgan else 1
+            c.n_critic = loss.n_critic
         if c.optimizer is None:
-            c.optimizer = "rmsprop" if c.loss == "wgan" else "adam"
+            c.optimizer = loss.optimizer
         _check_choice(c.optimizer, OPTIMIZERS, "optimizer")
-        default_lr = {"wgan": 5e-5, "wgan-gp": 1e-4}.get(c.loss, 2e-4)
-        c.lr_d = default_lr if c.lr_d is None else c.lr_d
-        c.lr_g = default_lr if c.lr_g is None else c.lr_g
-        default_betas = (0.0, 0.9) if c.loss == "wgan-gp" else (0.5, 0.999)
-        c.beta1 = default_betas[0] if c.beta1 is None else c.beta1
-        c.beta2 = default_betas[1] if c.beta2 is None else c.beta2
+        c.lr_d = loss.lr if c.lr_d is None else c.lr_d
+        c.lr_g = loss.lr if c.lr_g is None else c.lr_g
+        c.beta1 = loss.betas[0] if c.beta1 is None else c.beta1
+        c.beta2 = loss.betas[1] if c.beta2 is None else c.beta2
+        if c.penalty is None:
+            c.penalty = loss.default_penalty
+        penalty = PENALTIES.get(c.penalty)
+        if c.penalty_weight is None:
+            c.penalty_weight = default_penalty_weight(c)
         if c.critic_norm is None and c.model in ("dcgan", "cdcgan"):
-            c.critic_norm = "layer" if c.loss == "wgan-gp" else "batch"
-        if c.critic_norm in ("none", ""):
-            c.critic_norm = None
+            # a gradient penalty needs a per-sample critic; SNGAN's and the projection critics have no norm
+            c.critic_norm = ("layer" if penalty.per_sample else
+                             "none" if c.spectral_norm or (c.conditioning == "projection" and c.model == "cdcgan")
+                             else "batch")
+        if c.critic_norm == "":
+            c.critic_norm = "none"  # kept as "none", not None: a resumed run must not take the default again
         c.validate()
         return c
 
@@ -219,16 +256,16 @@ class TrainConfig:
                 raise ConfigError(f"image_size {self.image_size} is not supported by the {self.model} model; "
                                   f"valid: {', '.join(map(str, IMAGE_SIZES))}")
         _check_choice(self.device, ("cpu", "cuda"), "device")
-        if self.critic_norm not in (None, "batch", "layer"):
+        if self.critic_norm not in (None, "none", "batch", "layer"):
             raise ConfigError(f"critic_norm must be 'batch', 'layer' or 'none', got {self.critic_norm!r}")
-        if self.loss == "wgan-gp" and self.critic_norm == "batch":
-            raise ConfigError("critic_norm 'batch' cannot be used with wgan-gp: the gradient penalty is "
-                              "per-sample and BatchNorm couples the samples; use 'layer' or 'none'")
-        if self.loss == "began" and self.model in ("cmlp", "cdcgan", "cogan"):
-            raise ConfigError(f"the {self.model} model does not support the began loss (BEGAN needs an "
-                              "auto-encoder discriminator)")
-        if self.loss == "wgan-gp" and self.model == "cogan":
-            raise ConfigError("the cogan model does not support wgan-gp (use wgan, lsgan or nonsaturating)")
+        if not (self.penalty_weight is not None and self.penalty_weight >= 0):
+            raise ConfigError(f"penalty_weight must be >= 0, got {self.penalty_weight}")
+        if not (math.isfinite(self.wgan_div_power) and self.wgan_div_power >= 1):
+            raise ConfigError(f"wgan_div_power (p) must be a finite number >= 1, got {self.wgan_div_power}")
+        from .recipes import check_config, check_extras
+
+        check_config(self)
+        check_extras(self)  # what each loss, penalty and recipe refuses (minigan.recipes)
 
 
 def _allowed_types(annotation):

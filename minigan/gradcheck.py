@@ -17,6 +17,14 @@ about 1e-16·|f|/ε, so a correct gradient shows relative errors around 1e-9 or 
     from minigan.gradcheck import check_module
     report = check_module(layer.to(dtype="float64"), x64)
     assert report.worst < 1e-7, report
+
+Three checks build on them, one per order of the layer contract (docs/testing.md):
+
+* :func:`check_module` — ``backward``: dx and the parameter gradients of ⟨dy, forward(x)⟩;
+* :func:`check_double_backward` — ``double_backward``: J·c, s and the parameter terms, as the
+  derivatives of φ = ⟨c, backward(g)⟩ (first order assumed proven);
+* :func:`check_penalty` — a whole critic under the gradient penalty (or R1): the returned
+  value against a direct computation, the parameter gradient against finite differences.
 """
 from __future__ import annotations
 
@@ -132,19 +140,22 @@ def check_module(module, x, dy=None, eps: float = 1e-5, n_directions: int = 3,
     """Check ``module.backward`` (input and parameter gradients) on L = Σ dy ⊙ module(x).
 
     ``module`` and ``x`` must be float64; ``dy`` defaults to a random array. Buffers
-    (running statistics) are restored afterwards.
+    (running statistics) are restored afterwards. ``.grad`` starts from random values and the
+    check takes what backward added to them, so a backward that overwrites ``.grad`` fails.
     """
     rng = np.random.default_rng(0) if rng is None else rng
     buffers = {name: b.copy() for name, b in module.named_buffers()}
     y = module(x)
     dy = rng.standard_normal(y.shape) if dy is None else dy
-    module.zero_grad()
+    # .grad starts from random values: a backward must add into it, so what it added is
+    # .grad minus those (a backward that overwrote .grad would fail here)
+    before = _fill_grads(module, rng)
     dx = module.backward(dy)
     arrays, grads = {}, {}
     if check_input:
         arrays["x"], grads["x"] = x, dx
     for name, p in module.named_parameters():
-        arrays[name], grads[name] = p.data, p.grad.copy()
+        arrays[name], grads[name] = p.data, p.grad - before[name]
 
     def loss():
         return float(np.sum(dy * module(x)))
@@ -154,3 +165,130 @@ def check_module(module, x, dy=None, eps: float = 1e-5, n_directions: int = 3,
     finally:
         for name, b in module.named_buffers():
             b[...] = buffers[name]
+
+
+def _fill_grads(module, rng):
+    """Set every .grad to random values (returned by name): checks then see only what a pass adds."""
+    before = {}
+    for name, p in module.named_parameters():
+        p.grad[...] = rng.standard_normal(p.grad.shape)
+        before[name] = p.grad.copy()
+    return before
+
+
+def _restoring_buffers(module):
+    return {name: b.copy() for name, b in module.named_buffers()}
+
+
+def _restore_buffers(module, saved):
+    for name, b in module.named_buffers():
+        b[...] = saved[name]
+
+
+def check_double_backward(module, x, dy=None, c=None, args=(), eps: float = 1e-5,
+                          n_directions: int = 3, per_element: bool = True, rng=None) -> GradcheckReport:
+    """Check ``module.double_backward`` (J·c, s and the parameter terms) by finite differences
+    of the first-order pass, like Chainer's ``check_double_backward`` / PyTorch's ``gradgradcheck``.
+
+    With the upstream gradient g = ``dy`` and a cotangent c on dx held fixed, let
+    φ(a, g, θ) = ⟨c, backward(g)⟩ evaluated after ``forward(a)``. Then
+
+        J·c (double_backward's first result)              must equal ∂φ/∂g   ("dy"),
+        s   (its second result; None means 0)             must equal ∂φ/∂a   ("x"),
+        the gradients double_backward adds to parameters  must equal ∂φ/∂θ   ("0.weight", ...).
+
+    The first-order pass is assumed right (prove it with :func:`check_module`): φ is computed
+    with ``backward(g, accumulate=False)``. ``module`` and ``x`` must be float64; ``dy`` and
+    ``c`` default to random arrays; ``args`` are further (non-differentiated) forward inputs,
+    such as a conditional critic's labels. Buffers are restored, and ``.grad`` holds the
+    double backward's parameter terms added to random values afterwards (a layer that
+    overwrote ``.grad`` instead of adding to it fails). Returns a :class:`GradcheckReport` with the
+    errors of "dy", "x" and every parameter, per element and along random directions.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    buffers = _restoring_buffers(module)
+    try:
+        y = module(x, *args)
+        dy = rng.standard_normal(y.shape) if dy is None else np.array(dy, dtype=np.float64)
+        c = rng.standard_normal(x.shape) if c is None else np.array(c, dtype=np.float64)
+        before = _fill_grads(module, rng)  # double_backward must add into .grad, not overwrite it
+        dx = module.backward(dy, accumulate=False, create_graph=True)
+        if tuple(dx.shape) != tuple(x.shape):
+            raise ValueError(f"check_double_backward: backward returned shape {tuple(dx.shape)} for an "
+                             f"input of shape {tuple(x.shape)}")
+        jc, s = module.double_backward(c)
+        arrays = {"dy": dy, "x": x}
+        grads = {"dy": jc, "x": np.zeros_like(x) if s is None else s}
+        for name, p in module.named_parameters():
+            arrays[name], grads[name] = p.data, p.grad - before[name]
+
+        def phi():
+            module(x, *args)
+            return float(np.sum(c * module.backward(dy, accumulate=False)))
+
+        return check_gradients(phi, arrays, grads, eps, n_directions, per_element, rng)
+    finally:
+        _restore_buffers(module, buffers)
+
+
+PENALTIES = ("two_sided", "one_sided", "r1")
+
+
+def check_penalty(critic, x, labels=None, weight: float = 10.0, penalty: str = "two_sided",
+                  eps: float = 1e-5, n_directions: int = 3, per_element: bool = True,
+                  rng=None) -> GradcheckReport:
+    """Check a whole critic under a gradient penalty of :mod:`minigan.penalty`.
+
+    ``penalty``: "two_sided" (WGAN-GP, :func:`~minigan.penalty.gradient_penalty`), "one_sided"
+    (its ``one_sided=True``) or "r1" (:func:`~minigan.penalty.r1_penalty`, ``weight`` = γ).
+    Two things are checked, in float64:
+
+    * "value": the returned value against a direct computation from the input gradient
+      g = ∇ₓΣD (``input_gradient``, whose first order :func:`check_module` proves):
+      λ·mean(‖g_i‖ − 1)², λ·mean max(‖g_i‖ − 1, 0)², or (γ/2)·mean ‖g_i‖²;
+    * every parameter's penalty gradient (the double backprop) against finite differences of
+      that direct value.
+
+    ``.grad`` starts from random values, so a pass that overwrote instead of adding fails.
+    Returns a :class:`GradcheckReport`; ``.grad`` holds those values plus the penalty's gradient.
+    """
+    from .penalty import gradient_penalty, input_gradient, r1_penalty  # noqa: PLC0415 - no cycle at import
+
+    if penalty not in PENALTIES:
+        raise ValueError(f"check_penalty: penalty must be one of {PENALTIES}, got {penalty!r}")
+    buffers = _restoring_buffers(critic)
+
+    def norms():
+        g = np.asarray(to_numpy(input_gradient(critic, x, labels)), np.float64)
+        return np.sqrt((g * g).reshape(g.shape[0], -1).sum(axis=1))
+
+    def direct_value(n):
+        if penalty == "r1":
+            return weight / 2 * np.mean(n * n)
+        excess = np.maximum(n - 1, 0) if penalty == "one_sided" else n - 1
+        return weight * np.mean(excess * excess)
+
+    def fd_value():
+        n = norms()
+        if penalty == "two_sided":
+            # λ·mean(‖g‖² − 2‖g‖): P without its constant λ, the same gradient; the constant
+            # would dominate |P| when ‖g‖ ≪ 1 and drown the difference quotient in rounding
+            return weight * np.mean(n * n - 2 * n)
+        return direct_value(n)
+
+    rng = np.random.default_rng(0) if rng is None else rng
+    try:
+        before = _fill_grads(critic, rng)  # the penalty adds its gradient to what .grad holds
+        if penalty == "r1":
+            value = r1_penalty(critic, x, gamma=weight, labels=labels)
+        else:
+            value = gradient_penalty(critic, x, weight=weight, one_sided=penalty == "one_sided",
+                                     labels=labels)
+        params = dict(critic.named_parameters())
+        grads = {k: p.grad - before[k] for k, p in params.items()}
+        report = check_gradients(fd_value, {k: p.data for k, p in params.items()}, grads, eps,
+                                 n_directions, per_element, rng)
+        report.errors["value"] = relative_error(value, direct_value(norms()), atol=1e-300)
+        return report
+    finally:
+        _restore_buffers(critic, buffers)

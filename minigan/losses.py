@@ -81,6 +81,8 @@ __all__ = [
     "began_reconstruction_loss", "BeganBalance",
     "FDivergence", "f_divergence", "F_DIVERGENCE_NAMES",
     "discriminator_loss_fgan", "generator_loss_fgan",
+    "discriminator_loss_hinge", "generator_loss_hinge",
+    "relativistic_loss", "RELATIVISTIC_LINKS",
     "softplus", "sigmoid",
 ]
 
@@ -717,3 +719,76 @@ def generator_loss_fgan(fake_v, div, nonsaturating=False):
     else:
         t, dt = div.conjugate_activation(f)
     return -_mean(t), _grad(-dt / f.size, f)
+
+
+# --- hinge (Lim & Ye 2017; SAGAN, BigGAN) ----------------------------------------------
+
+def discriminator_loss_hinge(real, fake):
+    """E[relu(1 − D(x))] + E[relu(1 + D(x̃))]; returns (value, (d_real, d_fake)).
+
+    ∂/∂D(x_i) = −[D(x_i) < 1]/N,  ∂/∂D(x̃_j) = [D(x̃_j) > −1]/M (subgradient 0 at the kinks).
+    """
+    r = _as_float_array(real, "real")
+    f = _as_float_array(fake, "fake")
+    xp = array_module(r)
+    value = _mean(xp.maximum(1 - r, 0)) + _mean(xp.maximum(1 + f, 0))
+    d_real = -(r < 1).astype(r.dtype) / r.size
+    d_fake = (f > -1).astype(f.dtype) / f.size
+    return value, (d_real, d_fake)
+
+
+def generator_loss_hinge(fake):
+    """−E[D(x̃)] (the hinge GAN's generator loss is the Wasserstein one); ∂/∂D(x̃_j) = −1/M."""
+    return generator_loss_wasserstein(fake)
+
+
+# --- relativistic GANs (Jolicoeur-Martineau 2018) ----------------------------------------
+
+def _relu(t):
+    return array_module(t).maximum(t, 0)
+
+
+def _step(t):
+    return (t > 0).astype(t.dtype)
+
+
+# link: (φ₁, φ₁', φ₂, φ₂'): φ₁ scores a "should look real" difference, φ₂ a "should look fake" one.
+RELATIVISTIC_LINKS = {
+    # standard (log) GAN: φ₁(t) = −log σ(t) = softplus(−t), φ₂(t) = −log(1 − σ(t)) = softplus(t)
+    "standard": (lambda t: softplus(-t), lambda t: -sigmoid(-t), softplus, sigmoid),
+    # least squares (RaLSGAN): φ₁(t) = (t − 1)², φ₂(t) = (t + 1)²
+    "lsgan": (lambda t: (t - 1) ** 2, lambda t: 2 * (t - 1), lambda t: (t + 1) ** 2, lambda t: 2 * (t + 1)),
+    # hinge (RaHinge): φ₁(t) = relu(1 − t), φ₂(t) = relu(1 + t)
+    "hinge": (lambda t: _relu(1 - t), lambda t: -_step(1 - t), lambda t: _relu(1 + t), lambda t: _step(1 + t)),
+}
+
+
+def relativistic_loss(real, fake, link="standard", average=True):
+    """The relativistic discriminator's loss; the generator's is the same with the roles swapped,
+    ``relativistic_loss(fake, real)``. Returns (value, (d_real, d_fake)).
+
+    average=False (RSGAN, pairs x_i, x̃_i, so N = M):
+        L = mean_i φ₁(r_i − f_i),                           ∂/∂r_i = φ₁'(r_i − f_i)/N = −∂/∂f_i
+    average=True (RaGAN), a_i = r_i − mean f, b_j = f_j − mean r:
+        L = mean_i φ₁(a_i) + mean_j φ₂(b_j)
+        ∂/∂r_k = φ₁'(a_k)/N − mean_j φ₂'(b_j)/N,   ∂/∂f_k = φ₂'(b_k)/M − mean_i φ₁'(a_i)/M
+    (the mean terms: every a_i holds −f_k/M, every b_j holds −r_k/N). With the "standard"
+    link and average=False this is RSGAN; average=True is the paper's RaSGAN.
+    """
+    r = _as_float_array(real, "real")
+    f = _as_float_array(fake, "fake")
+    phi1, dphi1, phi2, dphi2 = RELATIVISTIC_LINKS[link]
+    if not average:
+        if r.shape != f.shape:
+            raise ValueError(f"the paired relativistic loss needs real and fake batches of one shape, "
+                             f"got {tuple(r.shape)} and {tuple(f.shape)}")
+        t = r - f
+        g = dphi1(t) / r.size
+        return _mean(phi1(t)), (_grad(g, r), _grad(-g, f))
+    a = r - f.mean(dtype=np.float64).astype(r.dtype)
+    b = f - r.mean(dtype=np.float64).astype(f.dtype)
+    g1, g2 = dphi1(a), dphi2(b)
+    value = _mean(phi1(a)) + _mean(phi2(b))
+    d_real = (g1 - g2.mean(dtype=np.float64).astype(g2.dtype)) / r.size
+    d_fake = (g2 - g1.mean(dtype=np.float64).astype(g1.dtype)) / f.size
+    return value, (_grad(d_real, r), _grad(d_fake, f))

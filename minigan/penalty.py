@@ -42,8 +42,17 @@ def interpolate(real, fake, rng):
     if real.shape != fake.shape:
         raise ValueError(f"interpolate: real and fake batches differ in shape: "
                          f"{tuple(real.shape)} vs {tuple(fake.shape)}")
-    xp = array_module(real)
-    eps = xp.asarray(rng.uniform(size=(real.shape[0],) + (1,) * (real.ndim - 1)), dtype=real.dtype)
+    return mix(real, fake, rng.uniform(size=per_sample_shape(real)))
+
+
+def per_sample_shape(x):
+    """(N, 1, 1, ...): one draw per sample, broadcasting over the rest of x."""
+    return (x.shape[0],) + (1,) * (x.ndim - 1)
+
+
+def mix(real, fake, eps):
+    """x̂ = ε·x + (1 − ε)·x̃ for given draws ε (host or device array of ``per_sample_shape``)."""
+    eps = array_module(real).asarray(eps, dtype=real.dtype)
     return eps * real + (1 - eps) * fake, eps
 
 
@@ -81,3 +90,47 @@ def r1_penalty(critic, x_real, gamma: float = 10.0, labels=None):
     critic.double_backward((gamma / g.shape[0]) * g)
     norms = sample_norms(g)
     return float(gamma / 2 * (norms * norms).mean())
+
+
+def r2_penalty(critic, x_fake, gamma: float = 10.0, labels=None):
+    """R2 = (γ/2)·mean_j ‖∇ₓD(x̃_j)‖² on generated data (Mescheder et al. 2018): R1's formula
+    at the fakes, so the same derivation and code; the fakes are constants here (detached)."""
+    return r1_penalty(critic, x_fake, gamma, labels)
+
+
+def dragan_points(real, uniform_noise, alpha):
+    """DRAGAN's x̂ (Kodali et al. 2017, the authors' code): x_p = x + 0.5·std(x)·u with
+    u ~ U[0, 1) per entry (std over the whole batch), then x̂ = x + α·(x_p − x) with
+    α ~ U[0, 1) per sample. ``uniform_noise`` has x's shape, ``alpha`` is (N, 1, ...)."""
+    xp = array_module(real)
+    u = xp.asarray(uniform_noise, dtype=real.dtype)
+    a = xp.asarray(alpha, dtype=real.dtype)
+    delta = (0.5 * real.std(dtype=xp.float64)).astype(real.dtype) * u
+    return real + a * delta
+
+
+def dragan_penalty(critic, x_hat, weight: float = 10.0, labels=None):
+    """λ·mean_i (‖∇ₓD(x̂_i)‖ − 1)² at DRAGAN's points near the data: WGAN-GP's penalty
+    (and its parameter gradient) at other points; x̂ does not depend on θ."""
+    return gradient_penalty(critic, x_hat, weight, labels=labels)
+
+
+def wgan_div_penalty(critic, x, k: float = 2.0, p: float = 6.0, labels=None):
+    """Wu et al.'s Wasserstein-divergence term k·mean_i ‖∇ₓD(x_i)‖^p, gradient added into ``.grad``.
+
+    ∂/∂g_i of k·(1/N)·(‖g_i‖²)^{p/2} = (k/N)·(p/2)·(‖g_i‖²)^{p/2 − 1}·2g_i = (k·p/N)·‖g_i‖^{p−2}·g_i,
+    then the usual second-order sweep. At ‖g_i‖ = 0 the coefficient is taken as 0 (its limit
+    for p > 2; a subgradient for 1 ≤ p ≤ 2). Returns the value.
+    """
+    if not k >= 0:
+        raise ValueError(f"wgan_div_penalty: k must be >= 0, got {k!r}")
+    if not p >= 1:
+        raise ValueError(f"wgan_div_penalty: p must be >= 1, got {p!r}")
+    xp = array_module(x)
+    g = input_gradient(critic, x, labels, create_graph=True)
+    n = g.shape[0]
+    norms = sample_norms(g)
+    safe = xp.where(norms > 0, norms, 1)
+    coefficient = xp.where(norms > 0, (k * p / n) * safe ** (p - 2), 0)
+    critic.double_backward(coefficient.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype, copy=False) * g)
+    return float(k * (norms ** p).mean())

@@ -7,11 +7,13 @@ for every loss of the zoo, with logging, sample snapshots, checkpoints and exact
             update D on its loss (+ the gradient penalty for WGAN-GP; clip for WGAN)
         z ~ N(0, I); update G on its loss
 
-Every D loss here is a sum of a real term and a fake term, so ∂L/∂D(x) depends on D(x)
-alone: D runs on the real batch, backpropagates, then on the fake batch
-(:func:`backward_discriminator_loss`).
+The loss, the penalty and the recipe (Algorithm 1, BEGAN's or CoGAN's step) are registered
+objects (:mod:`minigan.recipes`). A separable D loss (a real term plus a fake term) has
+∂L/∂D(x) depending on D(x) alone: D runs on the real batch, backpropagates, then on the fake
+batch (:func:`backward_discriminator_loss`). A coupled one (relativistic) needs both outputs
+first (:func:`backward_coupled_discriminator_loss`).
 
-All randomness (minibatches, z, the interpolation ε) comes from one
+All randomness (minibatches, z, the penalties' draws) comes from one
 ``numpy.random.Generator`` whose state is checkpointed, so a resumed run repeats an
 uninterrupted one bit for bit. Under ``mpiexec -n N`` (minigan.distributed) every rank draws
 that global stream in full and keeps its slice of each draw (``_local``), gradients are
@@ -35,7 +37,7 @@ from . import backend, distributed, losses, models, nn
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .optim import SGD, Adam, RMSprop
-from .penalty import gradient_penalty, interpolate
+from .recipes import LOSSES, PENALTIES, RECIPES, recipe_name
 
 CHECKPOINT_NAME = "checkpoint.ckpt"
 METRIC_COLUMNS = ("step", "loss_d", "loss_g", "d_real", "d_fake", "wasserstein", "gp", "k", "M", "seconds")
@@ -80,6 +82,56 @@ def backward_discriminator_loss(D, d_loss, real, fake, labels=None):
     return value, out_r, out_f
 
 
+def _buffers(module) -> dict:
+    return {name: backend.array_module(b).array(b, copy=True) for name, b in module.named_buffers()}
+
+
+def _restore_buffers(module, saved: dict):
+    for name, b in module.named_buffers():
+        b[...] = saved[name]
+
+
+def backward_coupled_discriminator_loss(D, d_loss, real, fake, labels=None):
+    """The D step of a loss whose ∂L/∂D(x) needs D(x̃) too (relativistic losses).
+
+    A module keeps only its last forward for backward, so: D(x) (buffers saved before it),
+    D(x̃), both gradients from the loss, backward of the fake batch (its forward is the
+    cached one), then D(x) again from the saved buffers (BatchNorm's running statistics,
+    spectral norm's power-iteration vectors: the rerun repeats the first forward exactly and
+    leaves the buffers as after D(x), D(x̃)) and its backward. Cost: one more forward of D on
+    the real batch (a D step is three forwards and two backwards instead of two and two)
+    and a copy of D's buffers. BatchNorm still sees real and fake batches separately.
+    Adds D's parameter gradients; returns (loss value, D(x), D(x̃)).
+    """
+    def run(x):
+        return D(x) if labels is None else D(x, labels)
+
+    before = _buffers(D)
+    out_r = run(real)
+    out_r = backend.array_module(out_r).array(out_r, copy=True)  # the next forward may reuse its memory
+    out_f = run(fake)
+    value, (d_r, d_f) = d_loss(out_r, out_f)
+    D.backward(d_f)
+    after = _buffers(D)
+    _restore_buffers(D, before)
+    run(real)
+    D.backward(d_r)
+    _restore_buffers(D, after)
+    return value, out_r, out_f
+
+
+def add_spectral_norm(module, rng):
+    """Every Linear and Conv2d below ``module`` wrapped in ``nn.spectral_norm``, in place (the
+    children keep their names and order, so state_dict keys become "0.weight_orig", ...)."""
+    for m in list(module.modules()):
+        for name, child in list(m.named_children()):
+            if type(child) in (nn.Linear, nn.Conv2d):
+                wrapped = nn.spectral_norm(child, rng=rng)
+                m._modules[name] = wrapped  # in place: setattr would move it to the end
+                object.__setattr__(m, name, wrapped)
+    return module
+
+
 def clip_weights(module, c: float):
     """WGAN's Lipschitz constraint: every parameter clipped to [−c, c] in place."""
     for p in module.parameters():
@@ -105,6 +157,16 @@ class Trainer:
             backend.cupy_module()
             self.G.to(device="cuda")
             self.D.to(device="cuda")
+        self.ema = None
+        if c.ema is not None:  # after .to(): the average lives where G does
+            from .ema import EMA
+
+            self.ema = EMA(self.G, c.ema)
+        self.augment = None
+        if c.augment is not None:
+            from .augment import Augment
+
+            self.augment = Augment(c.augment)  # draws come from self.rng, see _augment
         self.opt_g = self._data_parallel(self._optimizer(self.G.parameters(), c.lr_g), self.G)
         self.opt_d = self._data_parallel(self._optimizer(self.D.parameters(), c.lr_d), self.D)
         self._setup_loss()
@@ -112,8 +174,7 @@ class Trainer:
         n_fixed = max(c.eval_samples, 500) if self.toy else 64
         self.fixed_z = fixed_rng.standard_normal((n_fixed, self.latent_dim)).astype(np.float32)
         self.fixed_labels = np.arange(n_fixed) % c.num_classes if self.conditional else None
-        self.balance = (losses.BeganBalance(c.began_gamma, c.began_lambda_k, c.began_k0)
-                        if c.loss == "began" else None)
+        self.balance = getattr(self.loss, "balance", None)  # BEGAN's k_t
         self._stop_requested = False
 
     # --- set-up -----------------------------------------------------------------------
@@ -126,6 +187,10 @@ class Trainer:
         if c.batch_size % self.comm.size:
             raise ConfigError(f"batch_size {c.batch_size} is not divisible by the {self.comm.size} ranks: "
                               "each rank trains on an equal slice of the global batch")
+        if self.comm.size > 1:  # what would silently train differently from one process is refused
+            for flag, registry, name in (("loss", LOSSES, c.loss), ("penalty", PENALTIES, c.penalty)):
+                if not registry.get(name).data_parallel:
+                    raise ConfigError(f"--{flag} {name} is not supported under mpiexec yet")
 
     def _data_parallel(self, optimizer, module):
         """Several ranks: average the gradients over the ranks (one flat buffer) before each step;
@@ -175,9 +240,13 @@ class Trainer:
         out_act = None if self.toy else "tanh"
         d_act = "relu" if self.toy else "leaky_relu"
         emb = c.num_classes
+        if self.conditional and c.conditioning == "projection":
+            self._build_projection_models(rng)
+            return
         if c.model == "mlp":
             self.G = models.mlp(self.latent_dim, dim, c.hidden, c.depth, "relu", out_activation=out_act, rng=rng)
-            self.D = (models.began_autoencoder_mlp(dim, c.hidden, min(c.hidden, 32), rng=rng) if c.loss == "began"
+            self.D = (models.began_autoencoder_mlp(dim, c.hidden, min(c.hidden, 32), rng=rng)
+                      if LOSSES.get(c.loss).autoencoder_critic
                       else models.mlp(dim, 1, c.hidden, c.depth, d_act, rng=rng))
         elif c.model == "cmlp":
             self.G = nn.Conditional(models.mlp(self.latent_dim + emb, dim, c.hidden, c.depth, "relu",
@@ -188,10 +257,11 @@ class Trainer:
             size, channels = self.sample_shape[-1], self.sample_shape[0]
             extra = emb if c.model == "cdcgan" else 0
             self.G = models.dcgan_generator(self.latent_dim + extra, size, channels, c.base_width, rng=rng)
-            if c.loss == "began":
+            if LOSSES.get(c.loss).autoencoder_critic:
                 self.D = models.began_autoencoder_conv(size, channels, max(c.base_width // 2, 8), 64, rng=rng)
             else:
-                self.D = models.dcgan_discriminator(size, channels, c.base_width, c.critic_norm,
+                norm = None if c.critic_norm == "none" else c.critic_norm
+                self.D = models.dcgan_discriminator(size, channels, c.base_width, norm,
                                                     extra_channels=extra, rng=rng)
             nn.dcgan_init(self.G, rng)
             nn.dcgan_init(self.D, rng)
@@ -200,6 +270,28 @@ class Trainer:
                 self.D = nn.Conditional(self.D, c.num_classes, emb, rng=rng)
         else:  # cogan
             self.G, self.D = models.cogan_mlp(self.latent_dim, dim, min(c.hidden, 256), rng=rng)
+        if c.spectral_norm:
+            add_spectral_norm(self.D, rng)
+
+    def _build_projection_models(self, rng):
+        """--conditioning projection: a projection critic (Miyato & Koyama) and a generator with
+        conditional BatchNorm (minigan.models_conditional)."""
+        from . import models_conditional as mc
+
+        c = self.config
+        if c.model == "cmlp":
+            dim = int(np.prod(self.sample_shape))
+            self.G = mc.cbn_mlp_generator(self.latent_dim, dim, c.num_classes, c.hidden, c.depth, "relu",
+                                          out_activation="tanh", rng=rng)
+            self.D = mc.projection_mlp_critic(dim, c.num_classes, c.hidden, c.depth, "leaky_relu",
+                                              norm=None, spectral_norm=c.spectral_norm, rng=rng)
+        else:
+            size, channels = self.sample_shape[-1], self.sample_shape[0]
+            self.G = mc.cbn_dcgan_generator(c.num_classes, self.latent_dim, size, channels, c.base_width, rng=rng)
+            nn.dcgan_init(self.G, rng)
+            self.D = mc.projection_dcgan_critic(c.num_classes, size, channels, c.base_width,
+                                                norm="layer" if c.critic_norm == "layer" else None,
+                                                spectral_norm=c.spectral_norm, rng=rng)
 
     def _optimizer(self, params, lr):
         c = self.config
@@ -210,21 +302,12 @@ class Trainer:
         return SGD(params, lr=lr)
 
     def _setup_loss(self):
+        """The registered loss, penalty and recipe of the config (minigan.recipes)."""
         c = self.config
-        if c.loss in ("minimax", "nonsaturating"):
-            self.d_loss = losses.discriminator_loss_minimax
-            self.g_loss = losses.generator_loss_minimax if c.loss == "minimax" else losses.generator_loss_nonsaturating
-        elif c.loss in ("wgan", "wgan-gp"):
-            self.d_loss, self.g_loss = losses.critic_loss_wasserstein, losses.generator_loss_wasserstein
-        elif c.loss == "lsgan":
-            a, b, cc = losses.LSGAN_CODINGS[c.lsgan_coding]
-            self.d_loss = lambda r, f: losses.discriminator_loss_lsgan(r, f, a=a, b=b)
-            self.g_loss = lambda f: losses.generator_loss_lsgan(f, c=cc)
-        elif c.loss == "fgan":
-            params = {"alpha": c.fgan_alpha} if c.divergence == "alpha" else {}
-            div = losses.f_divergence(c.divergence, **params)
-            self.d_loss = lambda r, f: losses.discriminator_loss_fgan(r, f, div)
-            self.g_loss = lambda f: losses.generator_loss_fgan(f, div, nonsaturating=True)
+        self.loss = LOSSES.get(c.loss)(c)
+        self.d_loss, self.g_loss = self.loss.discriminator, self.loss.generator
+        self.penalty = None if c.penalty == "none" else PENALTIES.get(c.penalty)(c)
+        self.recipe = RECIPES.get(recipe_name(c))()
 
     # --- sampling helpers -----------------------------------------------------------------
     def _device(self, array):
@@ -244,14 +327,30 @@ class Trainer:
         """Class labels for a global batch of n generated samples (this rank's slice)."""
         return self._device(self._local(self.rng.integers(0, self.config.num_classes, n)))
 
-    def _interpolate(self, real, fake):
-        """x̂ = ε·x + (1 − ε)·x̃, ε drawn for the global batch and sliced (penalty.interpolate)."""
+    def _uniform(self, shape):
+        """U[0, 1) draws of any other kind (the penalties' ε, DRAGAN's perturbation) for a global
+        batch of ``shape`` (first axis: the global batch): drawn in full, this rank's rows, on the
+        device."""
+        return self._device(self._local(self.rng.uniform(size=shape)))
+
+    def _uniform_local(self, shape):
+        """The penalties' ``draw``: they ask for the batch they see (this rank's rows); the draw is
+        made for the global batch and sliced (``_uniform``), so N ranks draw what one process draws."""
+        return self._uniform((shape[0] * self.comm.size,) + tuple(shape[1:]))
+
+    def _augment(self, x):
+        """DiffAugment of a batch D is about to see, with fresh draws from the run's stream (so
+        resume stays exact); the identity when --augment is off. The draws are made for the
+        global batch (every op in the pipeline's order, as one process draws them) and this
+        rank's rows of each per-sample draw are applied, so N ranks augment as one process does."""
+        if self.augment is None:
+            return x
         if self.comm.size == 1:
-            return interpolate(real, fake, self.rng)
-        eps = self._local(self.rng.uniform(size=(len(real) * self.comm.size,) + (1,) * (real.ndim - 1)))
-        xp = backend.array_module(real)
-        eps = xp.asarray(eps, dtype=real.dtype)
-        return eps * real + (1 - eps) * fake, eps
+            return self.augment(x, rng=self.rng)
+        shape = (len(x) * self.comm.size,) + tuple(x.shape[1:])
+        draws = [{key: self._local(value) if np.ndim(value) >= 1 and len(value) == shape[0] else value
+                  for key, value in op.draw(self.rng, shape).items()} for op in self.augment.ops]
+        return self.augment(x, draws=draws)
 
     def _next_real(self, sampler):
         return self._device(self._local(next(sampler)))
@@ -273,36 +372,43 @@ class Trainer:
         c = self.config
         real, y = self._real_batch()
         fake = self._g(self._noise(c.batch_size), y)  # conditional: fakes carry the real labels
+        real, fake = self._augment(real), self._augment(fake)  # D (and its penalty) sees T(x), T(x̃)
         self.D.zero_grad()
-        value, out_r, out_f = backward_discriminator_loss(self.D, self.d_loss, real, fake, y)
+        backward = backward_discriminator_loss if self.loss.separable else backward_coupled_discriminator_loss
+        value, out_r, out_f = backward(self.D, self.d_loss, real, fake, y)
         metrics = {"loss_d": value, "d_real": self._d_summary(out_r), "d_fake": self._d_summary(out_f)}
-        if c.loss in ("wgan", "wgan-gp"):
+        if self.loss.logs_wasserstein:
             metrics["wasserstein"] = float(out_r.mean() - out_f.mean())
-        if c.loss == "wgan-gp":
-            x_hat, _ = self._interpolate(real, fake)
-            metrics["gp"] = gradient_penalty(self.D, x_hat, c.gp_weight, c.gp_one_sided, labels=y)
+        if self.penalty is not None:  # its draws: for the global batch, this rank's rows
+            metrics["gp"] = self.penalty.apply(self.D, real, fake, self._uniform_local, labels=y)
             metrics["loss_d"] += metrics["gp"]
         _check_gradients(self.D, self.step, "D")
         self.opt_d.step()
-        if c.loss == "wgan":
+        if self.loss.clips_weights:
             clip_weights(self.D, c.clip)
         return metrics
 
     def _d_summary(self, out):
         """Mean D output: a probability σ(logit) for the minimax losses, the raw value otherwise."""
-        if self.config.loss in ("minimax", "nonsaturating"):
+        if self.loss.probability_summary:
             return float(losses.sigmoid(out).mean())
         return float(out.mean())
 
     def _g_step(self) -> dict:
-        real_labels = None
-        if self.conditional:
+        real_labels = out_real = None
+        if self.loss.needs_real_in_g_step:  # relativistic: L_G reads D(x) (a constant for G)
+            real, real_labels = self._real_batch()
+            out_real = self._d(self._augment(real), real_labels)
+            out_real = backend.array_module(out_real).array(out_real, copy=True)
+        elif self.conditional:
             real_labels = self._labels(self.config.batch_size)
         z = self._noise(self.config.batch_size)
         fake = self._g(z, real_labels)
-        out = self._d(fake, real_labels)
-        value, d_out = self.g_loss(out)
+        out = self._d(self._augment(fake), real_labels)
+        value, d_out = self.g_loss(out) if out_real is None else self.g_loss(out, out_real)
         d_fake = self.D.backward(d_out, accumulate=False)
+        if self.augment is not None:  # through T(·; ξ) back to G's output (its last forward is the fakes')
+            d_fake = self.augment.backward(d_fake)
         self.G.zero_grad()
         self.G.backward(d_fake)
         _check_gradients(self.G, self.step, "G")
@@ -349,7 +455,7 @@ class Trainer:
             self.D.backward(tuple(grads[1] for _, grads in results))
             _check_gradients(self.D, self.step, "D")
             self.opt_d.step()
-            if c.loss == "wgan":
+            if self.loss.clips_weights:
                 clip_weights(self.D, c.clip)
             metrics["loss_d"] = sum(v for v, _ in results)
             metrics["d_real"] = self._d_summary(outs_r[0])
@@ -368,14 +474,9 @@ class Trainer:
         """One generator iteration (with its k discriminator steps); returns the logged metrics."""
         started = time.perf_counter()
         self.step += 1
-        if self.config.loss == "began":
-            metrics = self._began_step()
-        elif self.config.model == "cogan":
-            metrics = self._cogan_step()
-        else:
-            for _ in range(self.config.n_critic):
-                metrics = self.discriminator_step()
-            metrics.update(self._g_step())
+        metrics = self.recipe.step(self)  # Algorithm 1, BEGAN's or CoGAN's step (minigan.recipes)
+        if self.ema is not None:  # the ranks' G are identical, so are their averages
+            self.ema.update()
         if self.comm.size > 1:
             metrics = self._reduce_metrics(metrics)
         for name, value in metrics.items():
@@ -406,11 +507,14 @@ class Trainer:
         """G on the fixed noise (or given z), in eval mode (BatchNorm uses running stats)."""
         z = self.fixed_z if z is None else z
         labels = self.fixed_labels if labels is None and z is self.fixed_z else labels
-        self.G.eval()
+        G = self.G if self.ema is None else self.ema.module  # the averaged G when --ema is on
+        G.eval()
         try:
-            out = self._g(self._device(z), self._device(labels))
+            z, labels = self._device(z), self._device(labels)
+            out = G(z) if labels is None else G(z, labels)
         finally:
-            self.G.train()
+            if G is self.G:
+                G.train()
         out = tuple(map(backend.to_numpy, out)) if isinstance(out, tuple) else backend.to_numpy(out)
         if isinstance(out, tuple):  # CoGAN: both domains side by side
             out = np.concatenate([o.reshape((len(o),) + tuple(self.image_shape)) for o in out], axis=-1)
@@ -445,6 +549,8 @@ class Trainer:
             state["sampler2"] = self.sampler2.state_dict()
         if self.balance is not None:
             state["began"] = self.balance.state_dict()
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         return state
 
     def load_state_dict(self, state: dict):
@@ -457,6 +563,8 @@ class Trainer:
             self.sampler2.load_state_dict(state["sampler2"])
         if self.balance is not None:
             self.balance.load_state_dict(state["began"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.rng.bit_generator.state = state["rng"]
         self.step = int(state["step"])
 

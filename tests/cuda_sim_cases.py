@@ -204,8 +204,12 @@ def test_activation_tangent_matches_layers(dtype, shape, slope, seed, threads, b
     u = rng.standard_normal(shape).astype(dtype)
     if strided:  # non-contiguous views of both inputs
         a, u = a[..., ::-1], u[..., ::-1]
-    want = ref.activation_tangent(a, u, slope)
-    # the reference is the layers' own forward-mode step J·u
+    # the definition, written out here: σ'(a)·u = u (a > 0), slope·u (a ≤ 0). Not the reference
+    # kernel itself: the layers reach that same function through the seam, so comparing the
+    # two would compare it with itself.
+    want = np.where(a > 0, u, (slope * u).astype(dtype))
+    np.testing.assert_array_equal(ref.activation_tangent(a, u, slope), want)
+    # and the layers' own forward-mode step J·u is that
     layer = nn.ReLU() if slope == 0 else nn.LeakyReLU(slope)
     layer(a)
     layer.backward(np.ones_like(a), create_graph=True)

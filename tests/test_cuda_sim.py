@@ -105,7 +105,9 @@ def test_registration_without_a_gpu_is_a_noop_with_a_reason():
 def test_penalty_reference_kernels_are_what_gradient_penalty_computes(dtype, n, d, one_sided, weight, seed):
     """penalty_cotangent + double_backward reproduces gradient_penalty bit for bit, and
     activation_tangent is the activations' forward-mode step (so the CUDA twins, checked
-    against these references, can stand in for them)."""
+    against these references, can stand in for them). gradient_penalty and the layers reach
+    these very functions through the kernel seam, so each is also checked against its
+    definition written out here (else a wrong reference would agree with itself)."""
     rng = np.random.default_rng(seed)
     critic = nn.Sequential(nn.Linear(d, 5, dtype=dtype, rng=rng), nn.LeakyReLU(0.2),
                            nn.Linear(5, 1, dtype=dtype, rng=rng))
@@ -119,9 +121,19 @@ def test_penalty_reference_kernels_are_what_gradient_penalty_computes(dtype, n, 
     assert float(value) == want_value
     for p, w in zip(critic.parameters(), want):
         np.testing.assert_array_equal(p.grad, w)
+    # the definitions: ‖g_i‖, k_i = (2λ/N)·e_i/‖g_i‖ with e_i = ‖g_i‖ − 1 (max(·, 0) one-sided), c = k·g
+    g64 = g.astype(np.float64)
+    norms_def = np.linalg.norm(g64.reshape(n, -1), axis=1)
+    excess = np.maximum(norms_def - 1, 0) if one_sided else norms_def - 1
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(norms, norms_def, rtol=rtol)
+    np.testing.assert_allclose(float(value), weight * np.mean(excess ** 2), rtol=rtol, atol=1e-6 if dtype == np.float32 else 1e-14)
+    k = np.where(norms_def > 0, 2 * weight / n * excess / np.where(norms_def > 0, norms_def, 1), 0)
+    np.testing.assert_allclose(c, k[:, None] * g64, rtol=rtol, atol=1e-6 if dtype == np.float32 else 1e-14)
     act = critic[1]
     u = rng.standard_normal(act._cache_a.shape).astype(dtype)
     np.testing.assert_array_equal(ref.activation_tangent(act._cache_a, u, 0.2), act.double_backward(u)[0])
+    np.testing.assert_array_equal(act.double_backward(u)[0], np.where(act._cache_a > 0, u, (0.2 * u).astype(dtype)))
 
 
 @pytest.mark.skipif(backend.gpu_available(), reason="a GPU is present: the benchmark would run")

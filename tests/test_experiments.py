@@ -128,3 +128,19 @@ def test_unknown_experiment_is_a_one_line_error(capsys):
     assert err.count("\n") == 0 and err.startswith("minigan: error: unknown experiment 'nope'")
     for name in EXPERIMENTS:
         assert name in err
+
+
+def test_small_data_runs_every_variant_on_a_tenth_of_the_digits(runs):
+    from minigan.experiments import SMALL_DATA_COLUMNS, SMALL_DATA_RUNS
+
+    out = runs / "small-data"
+    check_png(out / "small_data.png")
+    columns, rows = read_csv(out / "small_data.csv")
+    assert columns == list(SMALL_DATA_COLUMNS)
+    assert [r["run"] for r in rows] == [label for label, *_ in SMALL_DATA_RUNS]
+    assert [int(r["train_images"]) for r in rows] == [1797] + [180] * 4
+    assert [r["augment"] != "" for r in rows] == [False, False, True, False, True]
+    assert [int(r["spectral_norm"]) for r in rows] == [0, 0, 0, 1, 1]
+    for column in ("fid", "kid", "precision", "recall", "fid_floor"):
+        as_floats(rows, column)
+    assert all(float(r["fid"]) > float(r["fid_floor"]) for r in rows)  # 20 steps: far from the real floor

@@ -6,12 +6,23 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import minigan.nn as nn
-from minigan.gradcheck import check_gradients
+from minigan.gradcheck import check_gradients, check_penalty
 from minigan.penalty import gradient_penalty, input_gradient, interpolate, r1_penalty, sample_norms
 from strategies import off_kinks
 
 F64 = np.float64
 TOL = 1e-6  # the issue's bound on the penalty gradient's relative error
+
+def nondefault(layer, rng):
+    """γ, β (and a BatchNorm's running statistics) drawn away from their defaults."""
+    for p in layer.parameters():
+        p.data[...] = rng.uniform(0.5, 1.5, p.shape) * rng.choice([-1.0, 1.0], p.shape)
+    if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        layer.running_mean[...] = rng.standard_normal(layer.num_features)
+        layer.running_var[...] = rng.uniform(0.3, 2.0, layer.num_features)
+        layer.eval()
+    return layer
+
 
 ACTIVATIONS = [nn.ReLU, lambda: nn.LeakyReLU(0.2), nn.Tanh, nn.Sigmoid, lambda: nn.Softplus(1.3), lambda: nn.ELU(0.9)]
 
@@ -30,8 +41,11 @@ def critics(draw):
         for _ in range(draw(st.integers(1, 3))):
             out = draw(st.integers(2, 5))
             layers.append(nn.Linear(width, out, dtype=F64, rng=rng))
-            if out >= 3 and draw(st.booleans()):  # LayerNorm over 2 features is ±1 up to ε: degenerate
-                layers.append(nn.LayerNorm(out, dtype=F64))
+            norm = draw(st.sampled_from(["none", "layernorm", "batchnorm-eval"]))
+            if norm == "layernorm" and out >= 3:  # LayerNorm over 2 features is ±1 up to ε: degenerate
+                layers.append(nondefault(nn.LayerNorm(out, dtype=F64), rng))
+            elif norm == "batchnorm-eval":
+                layers.append(nondefault(nn.BatchNorm1d(out, affine=draw(st.booleans()), dtype=F64), rng))
             layers.append(act())
             width = out
         body = nn.Sequential(*layers, nn.Linear(width, 1, dtype=F64, rng=rng))
@@ -45,11 +59,20 @@ def critics(draw):
         h = (size + 2 - k) // s + 1
         layers = [conv]
         if draw(st.booleans()):
-            layers.append(nn.LayerNorm((hidden, h, h), dtype=F64))
+            layers.append(nondefault(nn.LayerNorm((hidden, h, h), dtype=F64), rng))
         layers.append(act())
         if draw(st.booleans()):
-            layers += [nn.ConvTranspose2d(hidden, 2, 2, stride=2, dtype=F64, rng=rng), act()]
-            hidden, h = 2, 2 * h
+            # every configuration of the transposed convolution, output_padding > 0 included
+            kt, st_ = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+            pt, op = draw(st.integers(0, kt - 1)), draw(st.integers(0, st_ - 1))
+            h_t = (h - 1) * st_ - 2 * pt + kt + op
+            if h_t >= 1:
+                layers += [nn.ConvTranspose2d(hidden, 2, kt, stride=st_, padding=pt, output_padding=op,
+                                              dtype=F64, rng=rng)]
+                if draw(st.booleans()):
+                    layers.append(nondefault(nn.BatchNorm2d(2, dtype=F64), rng))
+                layers.append(act())
+                hidden, h = 2, h_t
         layers += [nn.Flatten(), nn.Linear(hidden * h * h, 1, dtype=F64, rng=rng)]
         critic = nn.Sequential(*layers)
         x = rng.standard_normal((n, c, size, size))
@@ -62,26 +85,10 @@ def inputs_of(x, labels):
 
 
 def penalty_gradient_report(critic, x, labels=None, weight=10.0, one_sided=False, r1=False):
-    """Analytic ∂P/∂θ from double backprop vs central differences of P(θ)."""
-    params = dict(critic.named_parameters())
-    critic.zero_grad()
-    if r1:
-        r1_penalty(critic, x, gamma=weight, labels=labels)
-    else:
-        gradient_penalty(critic, x, weight=weight, one_sided=one_sided, labels=labels)
-    grads = {k: p.grad.copy() for k, p in params.items()}
-
-    def penalty():
-        norms = sample_norms(input_gradient(critic, x, labels))
-        if r1:
-            return weight / 2 * np.mean(norms ** 2)
-        if one_sided:
-            return weight * np.mean(np.maximum(norms - 1, 0) ** 2)
-        # P − λ = λ·mean(‖g‖² − 2‖g‖): the same gradient, without the constant λ that would
-        # dominate |P| when ‖g‖ ≪ 1 and drown the difference quotient in rounding noise.
-        return weight * np.mean(norms ** 2 - 2 * norms)
-
-    return check_gradients(penalty, {k: p.data for k, p in params.items()}, grads)
+    """check_penalty: the returned value against a direct computation, ∂P/∂θ from double
+    backprop against central differences of P(θ)."""
+    kind = "r1" if r1 else "one_sided" if one_sided else "two_sided"
+    return check_penalty(critic, x, labels=labels, weight=weight, penalty=kind)
 
 
 @settings(max_examples=60)
@@ -215,3 +222,63 @@ def test_interpolate_one_epsilon_per_sample():
     np.testing.assert_allclose(x_hat, eps * real + (1 - eps) * fake)
     with pytest.raises(ValueError, match="differ in shape"):
         interpolate(real, fake[:4], rng)
+
+
+@pytest.mark.parametrize("one_sided", [False, True])
+def test_penalty_values_of_a_linear_critic(one_sided):
+    """D(x) = w·x + b has ∇ₓD = w at every x: GP = λ(‖w‖ − 1)², one-sided λ·max(‖w‖ − 1, 0)²,
+    R1 = (γ/2)‖w‖², whatever the batch. Both sides of 1 for the one-sided branch."""
+    for w, norm in (([[3.0, 4.0]], 5.0), ([[0.3, 0.4]], 0.5)):
+        critic = nn.Linear(2, 1, dtype=F64)
+        critic.weight.data[...] = w
+        critic.bias.data[...] = 0.7
+        x = np.random.default_rng(0).standard_normal((3, 2))
+        gp = gradient_penalty(critic, x, weight=2.5, one_sided=one_sided)
+        assert gp == pytest.approx(2.5 * (max(norm - 1, 0) if one_sided else norm - 1) ** 2, rel=1e-14)
+        assert r1_penalty(critic, x, gamma=3.0) == pytest.approx(1.5 * norm ** 2, rel=1e-14)
+        # and their parameter gradients: ∂/∂w of λ(‖w‖ − 1)² = 2λ(‖w‖ − 1)w/‖w‖, of (γ/2)‖w‖² = γw
+        critic.zero_grad()
+        gradient_penalty(critic, x, weight=2.5, one_sided=one_sided)
+        coef = 2 * 2.5 * (max(norm - 1, 0) if one_sided else norm - 1) / norm
+        np.testing.assert_allclose(critic.weight.grad, coef * np.array(w), rtol=1e-13, atol=1e-15)
+        assert not critic.bias.grad.any()
+        critic.zero_grad()
+        r1_penalty(critic, x, gamma=3.0)
+        np.testing.assert_allclose(critic.weight.grad, 3.0 * np.array(w), rtol=1e-13)
+
+
+class _TanhWithoutSecondOrder(nn.Tanh):
+    def d2(self, a, y):
+        return None
+
+
+def test_check_penalty_fails_on_a_wrong_layer():
+    rng = np.random.default_rng(4)
+    critic = nn.Sequential(nn.Linear(2, 4, dtype=F64, rng=rng), _TanhWithoutSecondOrder(),
+                           nn.Linear(4, 1, dtype=F64, rng=rng))
+    x = rng.standard_normal((3, 2))
+    for kind in ("two_sided", "r1"):
+        report = check_penalty(critic, x, penalty=kind)
+        assert report.worst > 1e-3 and report.errors["value"] < 1e-12, str(report)
+
+
+def test_check_penalty_fails_on_a_wrong_value(monkeypatch):
+    """A penalty returning twice its value (its gradient right) is caught by "value"."""
+    import minigan.penalty as P
+
+    rng = np.random.default_rng(5)
+    critic = smooth_mlp_critic(rng)
+    x = rng.standard_normal((3, 2))
+    original = P.r1_penalty
+    monkeypatch.setattr(P, "r1_penalty", lambda *a, **k: 2 * original(*a, **k))
+    report = check_penalty(critic, x, penalty="r1")
+    assert report.errors["value"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="penalty must be one of"):
+        check_penalty(critic, x, penalty="r2")
+
+
+def test_interpolate_keeps_the_dtype():
+    rng = np.random.default_rng(1)
+    real, fake = (rng.standard_normal((3, 2)).astype(np.float32) for _ in range(2))
+    x_hat, eps = interpolate(real, fake, rng)
+    assert x_hat.dtype == np.float32 and eps.dtype == np.float32

@@ -6,7 +6,10 @@ from .init import dcgan_init
 from .linear import Embedding, Linear
 from .module import DoubleBackwardUnsupported, Module, Parameter, Sequential
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
+from .projection import (ConditionalBatchNorm1d, ConditionalBatchNorm2d, ConditionalSequential,
+                         GlobalSumPool2d, ProjectionCritic)
 from .shape import Flatten, Reshape, Unflatten
+from .spectral_norm import SpectralNorm, spectral_norm
 
 __all__ = [
     "Module", "Parameter", "Sequential", "DoubleBackwardUnsupported",
@@ -14,4 +17,6 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d", "LayerNorm",
     "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softplus", "ELU",
     "Flatten", "Unflatten", "Reshape", "Conditional", "dcgan_init",
+    "SpectralNorm", "spectral_norm", "ConditionalBatchNorm1d", "ConditionalBatchNorm2d",
+    "ConditionalSequential", "GlobalSumPool2d", "ProjectionCritic",
 ]

@@ -1,0 +1,142 @@
+"""Spectral normalisation (Miyato et al. 2018), as ``torch.nn.utils.spectral_norm``.
+
+``spectral_norm(layer)`` returns a :class:`SpectralNorm` module that runs ``layer`` with the
+weight W̄ = W/σ(W), W = ``weight_orig`` the free parameter. With W_m = W read as a matrix
+(size along ``dim``, −1) and buffers u, v (``weight_u``, ``weight_v``):
+
+    training forward   n power iterations  v ← normalize(W_mᵀu), u ← normalize(W_m v)  (stored)
+    every forward      σ = uᵀ W_m v,  W̄ = W/σ     (eval mode uses the stored u, v as they are)
+    backward           u, v constants of the step (as PyTorch's autograd treats them): with
+                       G = ∂L/∂W̄ from the inner layer,  dW = G/σ − (⟨G, W⟩/σ²)·u vᵀ
+    second order       J·c and s are the inner layer's with W̄; its parameter term on W̄ is
+                       mapped to W by the same formula (W̄ depends on neither a nor g).
+
+The state_dict has PyTorch's keys for a spectrally normalised layer: ``bias`` (if any),
+``weight_orig``, ``weight_u``, ``weight_v`` ("0.weight_orig" inside a Sequential). The inner
+layer is kept as a plain attribute (``.module``), not a registered child, so that its
+parameter ``weight`` (which holds W̄, a function of weight_orig) is not a second trainable copy.
+See docs/derivations.md, section 4.1.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .conv import Conv2d, ConvTranspose2d
+from .init import make_rng
+from .linear import Linear
+from .module import Module, Parameter
+
+
+def _normalize(xp, a, eps):
+    return a / max(float(xp.linalg.norm(a)), eps)
+
+
+class SpectralNorm(Module):
+    def __init__(self, module: Module, name: str = "weight", n_power_iterations: int = 1,
+                 eps: float = 1e-12, dim: int | None = None, rng=None):
+        super().__init__()
+        if name != "weight":
+            raise ValueError(f"spectral_norm: only the parameter 'weight' is supported, got {name!r}")
+        if not isinstance(module, (Linear, Conv2d, ConvTranspose2d)):
+            raise TypeError(f"spectral_norm: expected a Linear, Conv2d or ConvTranspose2d layer, got "
+                            f"{type(module).__name__}")
+        if not isinstance(n_power_iterations, (int, np.integer)) or n_power_iterations < 1:
+            raise ValueError(f"spectral_norm: n_power_iterations must be a positive integer, got "
+                             f"{n_power_iterations!r}")
+        if not eps > 0:
+            raise ValueError(f"spectral_norm: eps must be > 0, got {eps!r}")
+        if dim is None:
+            dim = 1 if isinstance(module, ConvTranspose2d) else 0
+        w = module.weight.data
+        if not -w.ndim <= dim < w.ndim:
+            raise ValueError(f"spectral_norm: dim {dim} out of range for a weight of shape {tuple(w.shape)}")
+        self.n_power_iterations, self.eps, self.dim = int(n_power_iterations), float(eps), dim % w.ndim
+        object.__setattr__(self, "module", module)  # not a registered child: see the docstring
+        if module.bias is not None:
+            self.bias = module.bias  # the same Parameter: its gradient is the inner layer's
+        self.weight_orig = module.weight  # W; the inner layer gets a fresh Parameter for W̄
+        module.weight = Parameter(w.copy())
+        rng = make_rng(rng)
+        xp = self.xp
+        h, k = self._matrix(w).shape
+        self.register_buffer("weight_u", xp.asarray(_normalize(np, rng.standard_normal(h), self.eps), dtype=w.dtype))
+        self.register_buffer("weight_v", xp.asarray(_normalize(np, rng.standard_normal(k), self.eps), dtype=w.dtype))
+        self._cache_sigma = None
+
+    def extra_repr(self):
+        return (f"{self.module!r}, n_power_iterations={self.n_power_iterations}, eps={self.eps}, "
+                f"dim={self.dim}")
+
+    # --- W as a matrix -----------------------------------------------------------------
+    def _matrix(self, w):
+        return self.xp.moveaxis(w, self.dim, 0).reshape(w.shape[self.dim], -1)
+
+    def _unmatrix(self, m, shape):
+        moved = (shape[self.dim],) + tuple(s for i, s in enumerate(shape) if i != self.dim)
+        return self.xp.moveaxis(m.reshape(moved), 0, self.dim)
+
+    def compute_weight(self, power_iteration: bool):
+        """σ = uᵀW_m v (after ``n`` power iterations if asked) and W̄ = W/σ, put into the inner layer."""
+        xp = self.xp
+        w = self.weight_orig.data
+        wm = self._matrix(w)
+        if power_iteration:
+            u, v = self.weight_u, self.weight_v
+            for _ in range(self.n_power_iterations):
+                v = _normalize(xp, wm.T @ u, self.eps)
+                u = _normalize(xp, wm @ v, self.eps)
+            self.weight_u[...] = u
+            self.weight_v[...] = v
+        sigma = float(self.weight_u @ (wm @ self.weight_v))
+        self.module.weight.data = (w / sigma).astype(w.dtype, copy=False)
+        self._cache_sigma = sigma
+        return sigma
+
+    # --- the layer contract ------------------------------------------------------------
+    def forward(self, x):
+        self.compute_weight(self.training)
+        return self.module(x)
+
+    def _map_weight_grad(self):
+        """Move the gradient G the inner layer left on W̄ to W: dW += G/σ − (⟨G, W⟩/σ²) u vᵀ."""
+        sigma = self._require(self._cache_sigma)
+        inner = self.module.weight
+        G, w = inner.grad, self.weight_orig.data
+        uv = self._unmatrix(self.xp.outer(self.weight_u, self.weight_v), w.shape)
+        self.weight_orig.grad += G / sigma - (float((G * w).sum()) / sigma ** 2) * uv
+        inner.grad[...] = 0
+
+    def backward(self, dy, accumulate=True, create_graph=False):
+        self._require(self._cache_sigma)
+        dx = self.module.backward(dy, accumulate=accumulate, create_graph=create_graph)
+        if accumulate:
+            self._map_weight_grad()
+        return dx
+
+    def double_backward(self, c):
+        self._require(self._cache_sigma)
+        jc, s = self.module.double_backward(c)
+        self._map_weight_grad()
+        return jc, s
+
+    # --- modes, dtype, caches ----------------------------------------------------------
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.module.train(mode)
+        return self
+
+    def to(self, dtype=None, device=None):
+        super().to(dtype=dtype, device=device)
+        self.module.to(dtype=dtype, device=device)  # W̄ (the shared bias is converted once more: a no-op)
+        return self
+
+    def _clear_cache(self):
+        super()._clear_cache()
+        self.module._clear_cache()
+
+
+def spectral_norm(module: Module, name: str = "weight", n_power_iterations: int = 1, eps: float = 1e-12,
+                  dim: int | None = None, rng=None) -> SpectralNorm:
+    """Wrap a Linear/Conv2d/ConvTranspose2d layer with spectral normalisation (PyTorch's signature,
+    plus ``rng`` for u and v's initial draws). Returns the wrapper; use it in place of the layer."""
+    return SpectralNorm(module, name=name, n_power_iterations=n_power_iterations, eps=eps, dim=dim, rng=rng)

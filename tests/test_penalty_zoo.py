@@ -1,0 +1,110 @@
+"""DRAGAN, R2 and WGAN-div: each penalty's parameter gradient (double backprop) against
+central differences of the penalty's value, through hypothesis-drawn critics and weights."""
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from minigan.gradcheck import check_gradients
+from minigan.penalty import (dragan_penalty, dragan_points, gradient_penalty, input_gradient, r1_penalty,
+                             r2_penalty, sample_norms, wgan_div_penalty)
+from strategies import off_kinks
+from test_penalty import TOL, critics, inputs_of, smooth_mlp_critic
+
+
+def report_for(critic, x, labels, apply, value):
+    """apply(critic, x, labels) adds the analytic gradient; value(norms) is the penalty from ‖g_i‖."""
+    params = dict(critic.named_parameters())
+    critic.zero_grad()
+    returned = apply(critic, x, labels)
+    grads = {k: p.grad.copy() for k, p in params.items()}
+    assert returned == pytest.approx(value(sample_norms(input_gradient(critic, x, labels))), rel=1e-12, abs=1e-300)
+    return check_gradients(lambda: value(sample_norms(input_gradient(critic, x, labels))),
+                           {k: p.data for k, p in params.items()}, grads)
+
+
+@settings(max_examples=40, deadline=None)
+@given(critics(), st.floats(0.5, 4.0), st.sampled_from([1.5, 2.0, 3.0, 6.0]))
+def test_wgan_div_gradient_matches_finite_differences(critic_and_x, k, p):
+    critic, x, labels = critic_and_x
+    assume(off_kinks(critic, *inputs_of(x, labels)))
+    report = report_for(critic, x, labels, lambda c, x, y: wgan_div_penalty(c, x, k, p, labels=y),
+                        lambda norms: k * np.mean(norms ** p))
+    assert report.worst < TOL, str(report)
+
+
+@settings(max_examples=30, deadline=None)
+@given(critics(), st.floats(0.5, 20.0), st.integers(0, 2**32 - 1))
+def test_dragan_gradient_matches_finite_differences(critic_and_x, weight, seed):
+    critic, x, labels = critic_and_x
+    rng = np.random.default_rng(seed)
+    x_hat = dragan_points(x, rng.uniform(size=x.shape), rng.uniform(size=(len(x),) + (1,) * (x.ndim - 1)))
+    assume(off_kinks(critic, *inputs_of(x_hat, labels)))
+
+    def value(norms):  # λ·mean(‖g‖² − 2‖g‖): the penalty less its constant λ (see test_penalty)
+        return weight * np.mean(norms ** 2 - 2 * norms)
+
+    report = report_for(critic, x_hat, labels, lambda c, x, y: dragan_penalty(c, x, weight, labels=y) - weight,
+                        value)
+    assert report.worst < TOL, str(report)
+
+
+@settings(max_examples=30, deadline=None)
+@given(critics(), st.floats(0.5, 20.0))
+def test_r2_gradient_matches_finite_differences(critic_and_x, gamma):
+    critic, x, labels = critic_and_x
+    assume(off_kinks(critic, *inputs_of(x, labels)))
+    report = report_for(critic, x, labels, lambda c, x, y: r2_penalty(c, x, gamma, labels=y),
+                        lambda norms: gamma / 2 * np.mean(norms ** 2))
+    assert report.worst < TOL, str(report)
+
+
+def test_wgan_div_catches_a_wrong_power():
+    """The check can fail: the cotangent with ‖g‖^{p−1} (a common slip) is far off."""
+    import minigan.penalty as P
+
+    rng = np.random.default_rng(0)
+    critic, x = smooth_mlp_critic(rng), rng.standard_normal((5, 2))
+
+    def wrong(critic, x, k=2.0, p=6.0, labels=None):
+        g = input_gradient(critic, x, labels, create_graph=True)
+        norms = sample_norms(g)
+        critic.double_backward(((k * p / len(g)) * norms ** (p - 1))[:, None] * g)
+        return float(k * (norms ** p).mean())
+
+    good = report_for(critic, x, None, lambda c, x, y: P.wgan_div_penalty(c, x, 2.0, 6.0), lambda n: 2 * np.mean(n ** 6))
+    bad = report_for(critic, x, None, lambda c, x, y: wrong(c, x), lambda n: 2 * np.mean(n ** 6))
+    assert good.worst < TOL < 1e-3 < bad.worst
+
+
+def test_dragan_points_follow_the_authors_perturbation():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 1, 3, 3)) * 2 + 1
+    u, a = rng.uniform(size=x.shape), rng.uniform(size=(6, 1, 1, 1))
+    x_hat = dragan_points(x, u, a)
+    np.testing.assert_allclose(x_hat, x + a * (0.5 * x.std() * u), rtol=1e-14)
+    assert x_hat.shape == x.shape and (x_hat >= x).all() and (x_hat <= x + 0.5 * x.std()).all()
+    assert dragan_points(x.astype(np.float32), u, a).dtype == np.float32
+
+
+def test_penalties_reject_bad_hyperparameters_and_r2_is_r1_at_the_fakes():
+    rng = np.random.default_rng(2)
+    critic, x = smooth_mlp_critic(rng), rng.standard_normal((4, 2))
+    with pytest.raises(ValueError, match="k must be"):
+        wgan_div_penalty(critic, x, k=-1.0)
+    with pytest.raises(ValueError, match="p must be"):
+        wgan_div_penalty(critic, x, p=0.5)
+    critic.zero_grad()
+    assert r2_penalty(critic, x, 3.0) == r1_penalty(critic, x, 3.0) / 1.0
+    assert dragan_penalty(critic, x, 7.0) == gradient_penalty(critic, x, 7.0)
+
+
+def test_wgan_div_zero_gradient_gives_no_nan():
+    import minigan.nn as nn
+
+    critic = nn.Sequential(nn.Linear(2, 3, dtype=np.float64), nn.Tanh(), nn.Linear(3, 1, dtype=np.float64))
+    critic[2].weight.data[...] = 0
+    critic.zero_grad()
+    for p in (1.0, 1.5, 6.0):
+        assert wgan_div_penalty(critic, np.ones((3, 2)), p=p) == 0.0
+        assert all(np.isfinite(q.grad).all() for q in critic.parameters())
