@@ -200,6 +200,16 @@ def local_slice(n: int, comm) -> slice:
     return slice(comm.rank * m, (comm.rank + 1) * m)
 
 
+def global_means(comm, *arrays):
+    """Means over the global batch of per-rank arrays (each rank holds its rows): one allreduce
+    of the float64 sums and element counts. Returns NumPy float64 scalars, in order."""
+    buffer = np.array([float(a.sum(dtype=np.float64)) for a in arrays] + [a.size for a in arrays],
+                      dtype=np.float64)
+    comm.allreduce(buffer)
+    k = len(arrays)
+    return tuple(np.float64(buffer[i] / buffer[k + i]) for i in range(k))
+
+
 class GradientReducer:
     """Averages the ``.grad`` of a list of parameters over the ranks: packs them into one
     preallocated flat buffer (per dtype/device), allreduces it in place, divides by N and

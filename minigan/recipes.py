@@ -88,8 +88,9 @@ class Loss:
     betas = (0.5, 0.999)
     data_parallel = True          # False: refused under mpiexec -n N > 1 (a batch statistic not reduced over the ranks)
 
-    def __init__(self, config):
+    def __init__(self, config, comm=None):
         self.config = config
+        self.comm = comm  # the data-parallel communicator (None or size 1: one process)
 
     def discriminator(self, out_real, out_fake):
         raise NotImplementedError
@@ -186,9 +187,9 @@ class Began(Loss):
     autoencoder_critic = True
     recipe = "began"
 
-    def __init__(self, config):
+    def __init__(self, config, comm=None):
         from .losses import BeganBalance
-        super().__init__(config)
+        super().__init__(config, comm)
         self.balance = BeganBalance(config.began_gamma, config.began_lambda_k, config.began_k0)
 
     @classmethod
@@ -204,9 +205,9 @@ class Began(Loss):
 class FGan(Loss):
     help = "Nowozin et al.: the variational bound of an f-divergence (--divergence), non-saturating G"
 
-    def __init__(self, config):
+    def __init__(self, config, comm=None):
         from .losses import f_divergence
-        super().__init__(config)
+        super().__init__(config, comm)
         params = {"alpha": config.fgan_alpha} if config.divergence == "alpha" else {}
         self.divergence = f_divergence(config.divergence, **params)
 
@@ -243,12 +244,22 @@ class Relativistic(Loss):
 
     def discriminator(self, out_real, out_fake):
         from .losses import relativistic_loss
-        return relativistic_loss(out_real, out_fake, self.link, self.average)
+        return relativistic_loss(out_real, out_fake, self.link, self.average, self._batch_means())
 
     def generator(self, out_fake, out_real=None):
         from .losses import relativistic_loss
-        value, (d_fake, _) = relativistic_loss(out_fake, out_real, self.link, self.average)
+        value, (d_fake, _) = relativistic_loss(out_fake, out_real, self.link, self.average, self._batch_means())
         return value, d_fake
+
+    def _batch_means(self):
+        """The average variants' E[D(x)], E[D(x̃)] (and their gradients' mean terms) over the
+        global batch under several ranks (docs/losses.md, "Under N ranks"); None: this batch."""
+        if self.comm is None or self.comm.size == 1:
+            return None
+        from functools import partial
+
+        from .distributed import global_means
+        return partial(global_means, self.comm)
 
     @classmethod
     def check(cls, config):
@@ -263,25 +274,19 @@ class RSGan(Relativistic):
     average = False
 
 
-class RelativisticAverage(Relativistic):
-    """E[D(x)], E[D(x̃)] are batch means: not yet reduced over the ranks."""
-
-    data_parallel = False
-
-
 @LOSSES.register("ragan")
-class RaGan(RelativisticAverage):
+class RaGan(Relativistic):
     help = "relativistic average standard GAN (the paper's RaSGAN): D(x) − E[D(x̃)] and D(x̃) − E[D(x)]"
 
 
 @LOSSES.register("ralsgan")
-class RaLSGan(RelativisticAverage):
+class RaLSGan(Relativistic):
     help = "relativistic average LSGAN: E[(D(x) − E D(x̃) − 1)²] + E[(D(x̃) − E D(x) + 1)²]"
     link = "lsgan"
 
 
 @LOSSES.register("rahinge")
-class RaHinge(RelativisticAverage):
+class RaHinge(Relativistic):
     help = "relativistic average hinge: E[relu(1 − (D(x) − E D(x̃)))] + E[relu(1 + D(x̃) − E D(x))]"
     link = "hinge"
 

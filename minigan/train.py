@@ -304,7 +304,7 @@ class Trainer:
     def _setup_loss(self):
         """The registered loss, penalty and recipe of the config (minigan.recipes)."""
         c = self.config
-        self.loss = LOSSES.get(c.loss)(c)
+        self.loss = LOSSES.get(c.loss)(c, self.comm)
         self.d_loss, self.g_loss = self.loss.discriminator, self.loss.generator
         self.penalty = None if c.penalty == "none" else PENALTIES.get(c.penalty)(c)
         self.recipe = RECIPES.get(recipe_name(c))()

@@ -165,7 +165,8 @@ def test_local_communicator_is_the_identity():
 @needs_mpi
 @pytest.mark.parametrize("case, config", [("wgangp", mpi_cases.WGANGP),
                                           ("dcgan_sync", dict(mpi_cases.DCGAN, sync_batchnorm=True)),
-                                          ("began", mpi_cases.BEGAN), ("cmlp", mpi_cases.CMLP)])
+                                          ("began", mpi_cases.BEGAN), ("cmlp", mpi_cases.CMLP),
+                                          ("ragan", mpi_cases.RAGAN)])
 def test_two_ranks_equal_one_rank(tmp_path, case, config):
     out = tmp_path / f"{case}.npz"
     mpirun(CASES, case, out)
