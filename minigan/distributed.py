@@ -210,6 +210,18 @@ def global_means(comm, *arrays):
     return tuple(np.float64(buffer[i] / buffer[k + i]) for i in range(k))
 
 
+def global_std(comm, x):
+    """The standard deviation (ddof 0) of every entry of the global batch, x this rank's rows:
+    two passes as NumPy's std (the global mean, then the mean squared deviation from it), one
+    allreduce each. A NumPy float64 scalar."""
+    from .backend import array_module
+
+    (mean,) = global_means(comm, x)
+    d = x.astype(array_module(x).float64) - mean
+    (var,) = global_means(comm, d * d)
+    return np.float64(np.sqrt(var))
+
+
 class GradientReducer:
     """Averages the ``.grad`` of a list of parameters over the ranks: packs them into one
     preallocated flat buffer (per dtype/device), allreduces it in place, divides by N and

@@ -302,9 +302,10 @@ class Penalty:
     per_sample = True  # a gradient penalty: BatchNorm in the critic would couple the samples
     data_parallel = True  # False: refused under mpiexec -n N > 1 (a batch statistic not reduced over the ranks)
 
-    def __init__(self, config):
+    def __init__(self, config, comm=None):
         self.config = config
         self.weight = config.penalty_weight
+        self.comm = comm  # the data-parallel communicator (None or size 1: one process)
 
     def apply(self, critic, real, fake, draw, labels=None) -> float:
         raise NotImplementedError
@@ -335,11 +336,14 @@ class WganGP(Penalty):
 @PENALTIES.register("dragan")
 class Dragan(Penalty):
     help = "λ·E[(‖∇D(x̂)‖ − 1)²] near the data: x̂ = x + α·0.5·std(x)·u (Kodali et al.; λ: --gp-weight)"
-    data_parallel = False  # std(x) over the batch: not yet reduced over the ranks
 
     def apply(self, critic, real, fake, draw, labels=None):
         from .penalty import dragan_penalty, dragan_points, per_sample_shape
-        x_hat = dragan_points(real, draw(real.shape), draw(per_sample_shape(real)))
+        std = None  # std(x) over the whole batch: over every rank's rows under mpiexec
+        if self.comm is not None and self.comm.size > 1:
+            from .distributed import global_std
+            std = global_std(self.comm, real)
+        x_hat = dragan_points(real, draw(real.shape), draw(per_sample_shape(real)), std=std)
         return dragan_penalty(critic, x_hat, self.weight, labels=labels)
 
 

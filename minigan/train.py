@@ -306,7 +306,7 @@ class Trainer:
         c = self.config
         self.loss = LOSSES.get(c.loss)(c, self.comm)
         self.d_loss, self.g_loss = self.loss.discriminator, self.loss.generator
-        self.penalty = None if c.penalty == "none" else PENALTIES.get(c.penalty)(c)
+        self.penalty = None if c.penalty == "none" else PENALTIES.get(c.penalty)(c, self.comm)
         self.recipe = RECIPES.get(recipe_name(c))()
 
     # --- sampling helpers -----------------------------------------------------------------

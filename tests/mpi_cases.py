@@ -31,6 +31,8 @@ CMLP = dict(loss="nonsaturating", model="cmlp", data="digits", hidden=32, depth=
 # terms only 4e-2 — lr 0.5 makes that slip visible, at 0.05 it moved the weights by 8e-5 only)
 RAGAN = dict(loss="ragan", model="mlp", data="8gaussians", hidden=32, depth=2, batch_size=16, n_critic=2,
              seed=6, eval_samples=100, optimizer="sgd", lr_d=0.5, lr_g=0.5)
+# DRAGAN: the perturbation's scale std(x) over the global batch (draws sliced as ever)
+DRAGAN = dict(WGANGP, penalty="dragan", gp_weight=10.0, seed=8)
 STEPS = 3
 
 
@@ -72,6 +74,21 @@ def case_cmlp(out):
 
 def case_ragan(out):
     case_train(out, RAGAN)
+
+
+def case_dragan(out):
+    case_train(out, DRAGAN)
+
+
+def case_dragan_std(out):
+    """Float64: distributed.global_std of each rank's rows equals NumPy's std of the whole
+    batch (rows of very different spread on the two ranks, so a per-rank std is far off)."""
+    comm = distributed.default_communicator()
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.normal(3.0, 0.5, (4, 5)), rng.normal(-1.0, 4.0, (4, 5))])
+    std = distributed.global_std(comm, x[distributed.local_slice(len(x), comm)])
+    assert abs(std - x.std()) <= 1e-14 * x.std(), (std, x.std())
+    print(f"rank {comm.rank}: OK {std!r}")
 
 
 def case_dcgan_nosync(out):

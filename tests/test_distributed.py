@@ -166,7 +166,7 @@ def test_local_communicator_is_the_identity():
 @pytest.mark.parametrize("case, config", [("wgangp", mpi_cases.WGANGP),
                                           ("dcgan_sync", dict(mpi_cases.DCGAN, sync_batchnorm=True)),
                                           ("began", mpi_cases.BEGAN), ("cmlp", mpi_cases.CMLP),
-                                          ("ragan", mpi_cases.RAGAN)])
+                                          ("ragan", mpi_cases.RAGAN), ("dragan", mpi_cases.DRAGAN)])
 def test_two_ranks_equal_one_rank(tmp_path, case, config):
     out = tmp_path / f"{case}.npz"
     mpirun(CASES, case, out)
@@ -176,6 +176,12 @@ def test_two_ranks_equal_one_rank(tmp_path, case, config):
 @needs_mpi
 def test_per_rank_batchnorm_uses_each_ranks_slice():
     result = mpirun(CASES, "dcgan_per_rank")
+    assert result.stdout.count("OK") == 2, result.stdout
+
+
+@needs_mpi
+def test_global_std_is_the_whole_batchs_std():
+    result = mpirun(CASES, "dragan_std")
     assert result.stdout.count("OK") == 2, result.stdout
 
 
