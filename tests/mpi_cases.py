@@ -33,6 +33,8 @@ RAGAN = dict(loss="ragan", model="mlp", data="8gaussians", hidden=32, depth=2, b
              seed=6, eval_samples=100, optimizer="sgd", lr_d=0.5, lr_g=0.5)
 # DRAGAN: the perturbation's scale std(x) over the global batch (draws sliced as ever)
 DRAGAN = dict(WGANGP, penalty="dragan", gp_weight=10.0, seed=8)
+# DiffAugment: every op's per-sample draws made for the global batch and sliced
+DCGAN_AUGMENT = dict(DCGAN, sync_batchnorm=True, augment="color,translation,cutout")
 STEPS = 3
 
 
@@ -89,6 +91,10 @@ def case_dragan_std(out):
     std = distributed.global_std(comm, x[distributed.local_slice(len(x), comm)])
     assert abs(std - x.std()) <= 1e-14 * x.std(), (std, x.std())
     print(f"rank {comm.rank}: OK {std!r}")
+
+
+def case_dcgan_augment(out):
+    case_train(out, DCGAN_AUGMENT)
 
 
 def case_dcgan_nosync(out):

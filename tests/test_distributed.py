@@ -84,6 +84,20 @@ def test_batch_not_divisible_by_ranks_is_a_config_error():
         Trainer(config, comm=FakeComm(2))
 
 
+def test_a_loss_or_penalty_not_exact_under_ranks_is_refused(monkeypatch):
+    from minigan.recipes import LOSSES, PENALTIES
+
+    config = TrainConfig(data="8gaussians", batch_size=8, hidden=8, depth=1, loss="wgan-gp", penalty="r1")
+    Trainer(config, comm=FakeComm(2))  # every registered one is exact today
+    monkeypatch.setattr(PENALTIES.get("r1"), "data_parallel", False)
+    with pytest.raises(ConfigError, match=r"^--penalty r1 is not supported under mpiexec yet$"):
+        Trainer(config, comm=FakeComm(2))
+    Trainer(config)  # one process: fine
+    monkeypatch.setattr(LOSSES.get("wgan-gp"), "data_parallel", False)
+    with pytest.raises(ConfigError, match=r"^--loss wgan-gp is not supported under mpiexec yet$"):
+        Trainer(config, comm=FakeComm(2))
+
+
 def test_rank_slices_of_the_global_draws():
     config = TrainConfig(data="8gaussians", batch_size=8, hidden=8, depth=1)
     draws = []
@@ -166,7 +180,8 @@ def test_local_communicator_is_the_identity():
 @pytest.mark.parametrize("case, config", [("wgangp", mpi_cases.WGANGP),
                                           ("dcgan_sync", dict(mpi_cases.DCGAN, sync_batchnorm=True)),
                                           ("began", mpi_cases.BEGAN), ("cmlp", mpi_cases.CMLP),
-                                          ("ragan", mpi_cases.RAGAN), ("dragan", mpi_cases.DRAGAN)])
+                                          ("ragan", mpi_cases.RAGAN), ("dragan", mpi_cases.DRAGAN),
+                                          ("dcgan_augment", mpi_cases.DCGAN_AUGMENT)])
 def test_two_ranks_equal_one_rank(tmp_path, case, config):
     out = tmp_path / f"{case}.npz"
     mpirun(CASES, case, out)
