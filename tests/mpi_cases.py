@@ -35,6 +35,8 @@ RAGAN = dict(loss="ragan", model="mlp", data="8gaussians", hidden=32, depth=2, b
 DRAGAN = dict(WGANGP, penalty="dragan", gp_weight=10.0, seed=8)
 # DiffAugment: every op's per-sample draws made for the global batch and sliced
 DCGAN_AUGMENT = dict(DCGAN, sync_batchnorm=True, augment="color,translation,cutout")
+# WGAN-div over real and fake together: each rank's 2m points, a plain per-sample mean
+WGANDIV = dict(WGANGP, penalty="wgan-div", seed=9)
 STEPS = 3
 
 
@@ -95,6 +97,10 @@ def case_dragan_std(out):
 
 def case_dcgan_augment(out):
     case_train(out, DCGAN_AUGMENT)
+
+
+def case_wgandiv(out):
+    case_train(out, WGANDIV)
 
 
 def case_dcgan_nosync(out):

@@ -181,6 +181,7 @@ def test_local_communicator_is_the_identity():
                                           ("dcgan_sync", dict(mpi_cases.DCGAN, sync_batchnorm=True)),
                                           ("began", mpi_cases.BEGAN), ("cmlp", mpi_cases.CMLP),
                                           ("ragan", mpi_cases.RAGAN), ("dragan", mpi_cases.DRAGAN),
+                                          ("wgandiv", mpi_cases.WGANDIV),
                                           ("dcgan_augment", mpi_cases.DCGAN_AUGMENT)])
 def test_two_ranks_equal_one_rank(tmp_path, case, config):
     out = tmp_path / f"{case}.npz"
