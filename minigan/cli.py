@@ -124,6 +124,8 @@ def cmd_train(args) -> int:
     else:
         trainer = Trainer(TrainConfig.from_dict(values), progress=not args.no_progress)
     summary = trainer.train(overwrite=args.overwrite)
+    if not trainer.is_root:  # under mpiexec rank 0 reports
+        return EXIT_INTERRUPTED if summary["interrupted"] else 0
     out = trainer.out
     print(f"minigan: step {summary['step']} — wrote {out / 'samples.png'}, {out / 'losses.png'}, "
           f"{out / 'metrics.csv'}, {out / 'checkpoint.ckpt'}")
@@ -215,10 +217,28 @@ def main(argv=None) -> int:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("minigan: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _end_ranks(EXIT_INTERRUPTED)
     except (ValueError, RuntimeError, OSError) as exc:  # ConfigError, DataError, CheckpointError, TrainingDiverged ...
-        print(f"minigan: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        print(f"minigan: error{_rank_tag()}: {exc}", file=sys.stderr)
+        return _end_ranks(EXIT_ERROR)
+
+
+def _rank_tag() -> str:
+    from .distributed import current_communicator
+
+    comm = current_communicator()
+    return f" (rank {comm.rank} of {comm.size})" if comm is not None and comm.size > 1 else ""
+
+
+def _end_ranks(code: int) -> int:
+    """Under mpiexec a failure on one rank must end them all (the others would wait forever in
+    the next allreduce): MPI_Abort with the exit code. One process: just the code."""
+    from .distributed import current_communicator
+
+    comm = current_communicator()
+    if comm is not None and comm.size > 1:
+        comm.abort(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -146,6 +146,11 @@ class TrainConfig:
                                   default_text="the usable cores not busy with other processes at start")
     device: str = setting("cpu", "where the models run (cuda: CuPy on an NVIDIA GPU; data and noise "
                           "drawn on the host)", choices=lambda: ("cpu", "cuda"))
+    # data-parallel training (mpiexec -n N minigan train ...; see README "Scale out")
+    sync_batchnorm: bool = setting(False, "under mpiexec: BatchNorm statistics over the global batch (all ranks) "
+                                   "instead of each rank's slice")
+    sync_check_every: int = setting(200, "under mpiexec: check every this many steps that all ranks hold "
+                                    "identical weights (a checksum; stops on divergence)")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -226,6 +231,7 @@ class TrainConfig:
         _positive("log_every", self.log_every)
         _positive("checkpoint_every", self.checkpoint_every)
         _positive("eval_samples", self.eval_samples)
+        _positive("sync_check_every", self.sync_check_every)
         if self.depth < 1:
             raise ConfigError(f"depth must be >= 1, got {self.depth}")
         if self.latent_dim is not None:

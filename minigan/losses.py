@@ -763,7 +763,7 @@ RELATIVISTIC_LINKS = {
 }
 
 
-def relativistic_loss(real, fake, link="standard", average=True):
+def relativistic_loss(real, fake, link="standard", average=True, batch_means=None):
     """The relativistic discriminator's loss; the generator's is the same with the roles swapped,
     ``relativistic_loss(fake, real)``. Returns (value, (d_real, d_fake)).
 
@@ -774,6 +774,13 @@ def relativistic_loss(real, fake, link="standard", average=True):
         ∂/∂r_k = φ₁'(a_k)/N − mean_j φ₂'(b_j)/N,   ∂/∂f_k = φ₂'(b_k)/M − mean_i φ₁'(a_i)/M
     (the mean terms: every a_i holds −f_k/M, every b_j holds −r_k/N). With the "standard"
     link and average=False this is RSGAN; average=True is the paper's RaSGAN.
+
+    ``batch_means(*arrays)`` returns the float64 means of the four batch means (mean r,
+    mean f, mean φ₁', mean φ₂'); default: over these arrays. Data-parallel training passes
+    means over the GLOBAL batch (``minigan.distributed.global_means``): then r, f are this
+    rank's rows, the value is this rank's share, and d_real, d_fake (divided by the local
+    sizes) are N times the global loss's gradient w.r.t. these rows — what the gradient
+    averaging over the ranks expects (docs/losses.md, "Under N ranks").
     """
     r = _as_float_array(real, "real")
     f = _as_float_array(fake, "fake")
@@ -785,10 +792,15 @@ def relativistic_loss(real, fake, link="standard", average=True):
         t = r - f
         g = dphi1(t) / r.size
         return _mean(phi1(t)), (_grad(g, r), _grad(-g, f))
-    a = r - f.mean(dtype=np.float64).astype(r.dtype)
-    b = f - r.mean(dtype=np.float64).astype(f.dtype)
+    if batch_means is None:
+        def batch_means(*arrays):
+            return tuple(v.mean(dtype=np.float64) for v in arrays)
+    mean_r, mean_f = batch_means(r, f)
+    a = r - mean_f.astype(r.dtype)
+    b = f - mean_r.astype(f.dtype)
     g1, g2 = dphi1(a), dphi2(b)
     value = _mean(phi1(a)) + _mean(phi2(b))
-    d_real = (g1 - g2.mean(dtype=np.float64).astype(g2.dtype)) / r.size
-    d_fake = (g2 - g1.mean(dtype=np.float64).astype(g1.dtype)) / f.size
+    mean_g1, mean_g2 = batch_means(g1, g2)
+    d_real = (g1 - mean_g2.astype(g2.dtype)) / r.size
+    d_fake = (g2 - mean_g1.astype(g1.dtype)) / f.size
     return value, (_grad(d_real, r), _grad(d_fake, f))

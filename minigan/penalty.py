@@ -98,14 +98,18 @@ def r2_penalty(critic, x_fake, gamma: float = 10.0, labels=None):
     return r1_penalty(critic, x_fake, gamma, labels)
 
 
-def dragan_points(real, uniform_noise, alpha):
+def dragan_points(real, uniform_noise, alpha, std=None):
     """DRAGAN's x̂ (Kodali et al. 2017, the authors' code): x_p = x + 0.5·std(x)·u with
     u ~ U[0, 1) per entry (std over the whole batch), then x̂ = x + α·(x_p − x) with
-    α ~ U[0, 1) per sample. ``uniform_noise`` has x's shape, ``alpha`` is (N, 1, ...)."""
+    α ~ U[0, 1) per sample. ``uniform_noise`` has x's shape, ``alpha`` is (N, 1, ...).
+    ``std``: the batch's std when ``real`` is only part of it (data parallel: the global std,
+    :func:`minigan.distributed.global_std`); default: ``real``'s own."""
     xp = array_module(real)
     u = xp.asarray(uniform_noise, dtype=real.dtype)
     a = xp.asarray(alpha, dtype=real.dtype)
-    delta = (0.5 * real.std(dtype=xp.float64)).astype(real.dtype) * u
+    if std is None:
+        std = real.std(dtype=xp.float64)
+    delta = (0.5 * xp.asarray(std, dtype=xp.float64)).astype(real.dtype) * u
     return real + a * delta
 
 

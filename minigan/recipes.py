@@ -17,8 +17,9 @@ A **loss** (``LOSSES``) declares what the Trainer needs to know about it:
 
 A **penalty** (``PENALTIES``) has ``apply(critic, real, fake, draw, labels) -> value``: it adds
 its gradient w.r.t. every critic parameter into ``.grad`` (double backprop, :mod:`minigan.penalty`)
-and draws its randomness through ``draw(shape)`` (U[0, 1) on the models' device, the
-Trainer's ``_uniform``), so resumed and data-parallel runs draw the same numbers.
+and draws its randomness through ``draw(shape)`` (U[0, 1) on the models' device for the batch
+it sees; the Trainer's ``_uniform_local`` draws for the global batch and returns this rank's
+rows), so resumed and data-parallel runs draw the same numbers.
 
 A **recipe** (``RECIPES``) is one generator iteration: Algorithm 1 (``alternating``), BEGAN's
 balanced auto-encoder step, or CoGAN's two coupled domains. The loss may ask for one
@@ -85,9 +86,11 @@ class Loss:
     optimizer = "adam"
     lr = 2e-4
     betas = (0.5, 0.999)
+    data_parallel = True          # False: refused under mpiexec -n N > 1 (a batch statistic not reduced over the ranks)
 
-    def __init__(self, config):
+    def __init__(self, config, comm=None):
         self.config = config
+        self.comm = comm  # the data-parallel communicator (None or size 1: one process)
 
     def discriminator(self, out_real, out_fake):
         raise NotImplementedError
@@ -184,9 +187,9 @@ class Began(Loss):
     autoencoder_critic = True
     recipe = "began"
 
-    def __init__(self, config):
+    def __init__(self, config, comm=None):
         from .losses import BeganBalance
-        super().__init__(config)
+        super().__init__(config, comm)
         self.balance = BeganBalance(config.began_gamma, config.began_lambda_k, config.began_k0)
 
     @classmethod
@@ -202,9 +205,9 @@ class Began(Loss):
 class FGan(Loss):
     help = "Nowozin et al.: the variational bound of an f-divergence (--divergence), non-saturating G"
 
-    def __init__(self, config):
+    def __init__(self, config, comm=None):
         from .losses import f_divergence
-        super().__init__(config)
+        super().__init__(config, comm)
         params = {"alpha": config.fgan_alpha} if config.divergence == "alpha" else {}
         self.divergence = f_divergence(config.divergence, **params)
 
@@ -241,12 +244,22 @@ class Relativistic(Loss):
 
     def discriminator(self, out_real, out_fake):
         from .losses import relativistic_loss
-        return relativistic_loss(out_real, out_fake, self.link, self.average)
+        return relativistic_loss(out_real, out_fake, self.link, self.average, self._batch_means())
 
     def generator(self, out_fake, out_real=None):
         from .losses import relativistic_loss
-        value, (d_fake, _) = relativistic_loss(out_fake, out_real, self.link, self.average)
+        value, (d_fake, _) = relativistic_loss(out_fake, out_real, self.link, self.average, self._batch_means())
         return value, d_fake
+
+    def _batch_means(self):
+        """The average variants' E[D(x)], E[D(x̃)] (and their gradients' mean terms) over the
+        global batch under several ranks (docs/losses.md, "Under N ranks"); None: this batch."""
+        if self.comm is None or self.comm.size == 1:
+            return None
+        from functools import partial
+
+        from .distributed import global_means
+        return partial(global_means, self.comm)
 
     @classmethod
     def check(cls, config):
@@ -287,10 +300,12 @@ class Penalty:
     help = ""
     default_weight = 10.0
     per_sample = True  # a gradient penalty: BatchNorm in the critic would couple the samples
+    data_parallel = True  # False: refused under mpiexec -n N > 1 (a batch statistic not reduced over the ranks)
 
-    def __init__(self, config):
+    def __init__(self, config, comm=None):
         self.config = config
         self.weight = config.penalty_weight
+        self.comm = comm  # the data-parallel communicator (None or size 1: one process)
 
     def apply(self, critic, real, fake, draw, labels=None) -> float:
         raise NotImplementedError
@@ -324,7 +339,11 @@ class Dragan(Penalty):
 
     def apply(self, critic, real, fake, draw, labels=None):
         from .penalty import dragan_penalty, dragan_points, per_sample_shape
-        x_hat = dragan_points(real, draw(real.shape), draw(per_sample_shape(real)))
+        std = None  # std(x) over the whole batch: over every rank's rows under mpiexec
+        if self.comm is not None and self.comm.size > 1:
+            from .distributed import global_std
+            std = global_std(self.comm, real)
+        x_hat = dragan_points(real, draw(real.shape), draw(per_sample_shape(real)), std=std)
         return dragan_penalty(critic, x_hat, self.weight, labels=labels)
 
 

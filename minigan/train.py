@@ -15,7 +15,10 @@ first (:func:`backward_coupled_discriminator_loss`).
 
 All randomness (minibatches, z, the penalties' draws) comes from one
 ``numpy.random.Generator`` whose state is checkpointed, so a resumed run repeats an
-uninterrupted one bit for bit. Weights are drawn from a second generator seeded from
+uninterrupted one bit for bit. Under ``mpiexec -n N`` (minigan.distributed) every rank draws
+that global stream in full and keeps its slice of each draw (``_local``), gradients are
+averaged over the ranks before each optimizer step, logged metrics are rank averages and
+rank 0 alone writes files. Weights are drawn from a second generator seeded from
 the same seed, and the fixed noise of the sample snapshots from a third.
 """
 from __future__ import annotations
@@ -23,13 +26,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import signal
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import backend, losses, models, nn
+from . import backend, distributed, losses, models, nn
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .optim import SGD, Adam, RMSprop
@@ -150,12 +154,13 @@ def _use_engine_settings(c):
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, progress: bool = False):
+    def __init__(self, config: TrainConfig, progress: bool = False, comm=None):
         self.config = c = config.resolved()
         from .memory import check_memory
 
         check_memory(c)  # before any large array: a run that cannot fit is refused in one line
         self.progress = progress
+        self._setup_distributed(comm)
         self.out = Path(c.out)
         self.rng = np.random.default_rng(c.seed)
         self.step = 0
@@ -177,8 +182,8 @@ class Trainer:
             from .augment import Augment
 
             self.augment = Augment(c.augment)  # draws come from self.rng, see _augment
-        self.opt_g = self._optimizer(self.G.parameters(), c.lr_g)
-        self.opt_d = self._optimizer(self.D.parameters(), c.lr_d)
+        self.opt_g = self._data_parallel(self._optimizer(self.G.parameters(), c.lr_g), self.G)
+        self.opt_d = self._data_parallel(self._optimizer(self.D.parameters(), c.lr_d), self.D)
         self._setup_loss()
         fixed_rng = np.random.default_rng([c.seed, 2])
         n_fixed = max(c.eval_samples, 500) if self.toy else 64
@@ -190,6 +195,29 @@ class Trainer:
         self._checkpoint_step = None  # the step of the checkpoint on disk (None: none written)
 
     # --- set-up -----------------------------------------------------------------------
+    def _setup_distributed(self, comm):
+        """The communicator (one process unless started by mpiexec) and the global batch's split."""
+        c = self.config
+        self.comm = comm if comm is not None else distributed.default_communicator(c.device)
+        self.is_root = self.comm.rank == 0
+        self._stop_local = False  # Ctrl-C seen by this rank, not yet agreed on by all
+        if c.batch_size % self.comm.size:
+            raise ConfigError(f"batch_size {c.batch_size} is not divisible by the {self.comm.size} ranks: "
+                              "each rank trains on an equal slice of the global batch")
+        if self.comm.size > 1:  # what would silently train differently from one process is refused
+            for flag, registry, name in (("loss", LOSSES, c.loss), ("penalty", PENALTIES, c.penalty)):
+                if not registry.get(name).data_parallel:
+                    raise ConfigError(f"--{flag} {name} is not supported under mpiexec yet")
+
+    def _data_parallel(self, optimizer, module):
+        """Several ranks: average the gradients over the ranks (one flat buffer) before each step;
+        with sync_batchnorm, module's BatchNorm layers normalise over the global batch."""
+        if self.comm.size == 1:
+            return optimizer
+        if self.config.sync_batchnorm:
+            distributed.sync_batchnorm(module, self.comm)
+        return distributed.DataParallelOptimizer(optimizer, module.parameters(), self.comm)
+
     def _load_data(self):
         from . import data
 
@@ -293,9 +321,9 @@ class Trainer:
     def _setup_loss(self):
         """The registered loss, penalty and recipe of the config (minigan.recipes)."""
         c = self.config
-        self.loss = LOSSES.get(c.loss)(c)
+        self.loss = LOSSES.get(c.loss)(c, self.comm)
         self.d_loss, self.g_loss = self.loss.discriminator, self.loss.generator
-        self.penalty = None if c.penalty == "none" else PENALTIES.get(c.penalty)(c)
+        self.penalty = None if c.penalty == "none" else PENALTIES.get(c.penalty)(c, self.comm)
         self.recipe = RECIPES.get(recipe_name(c))()
 
     # --- sampling helpers -----------------------------------------------------------------
@@ -304,26 +332,51 @@ class Trainer:
         models' device."""
         return array if self.config.device == "cpu" or array is None else backend.to_device(array, "cuda")
 
+    def _local(self, array):
+        """This rank's rows of a global draw (everything, with one process)."""
+        return array if self.comm.size == 1 else array[distributed.local_slice(len(array), self.comm)]
+
     def _noise(self, n):
-        return self._device(self.rng.standard_normal((n, self.latent_dim)).astype(np.float32))
+        """z for a global batch of n: drawn in full, this rank's slice returned."""
+        return self._device(self._local(self.rng.standard_normal((n, self.latent_dim)).astype(np.float32)))
+
+    def _labels(self, n):
+        """Class labels for a global batch of n generated samples (this rank's slice)."""
+        return self._device(self._local(self.rng.integers(0, self.config.num_classes, n)))
 
     def _uniform(self, shape):
-        """U[0, 1) draws of any other kind (the penalties' ε, DRAGAN's perturbation), on the device."""
-        return self._device(self.rng.uniform(size=shape))
+        """U[0, 1) draws of any other kind (the penalties' ε, DRAGAN's perturbation) for a global
+        batch of ``shape`` (first axis: the global batch): drawn in full, this rank's rows, on the
+        device."""
+        return self._device(self._local(self.rng.uniform(size=shape)))
+
+    def _uniform_local(self, shape):
+        """The penalties' ``draw``: they ask for the batch they see (this rank's rows); the draw is
+        made for the global batch and sliced (``_uniform``), so N ranks draw what one process draws."""
+        return self._uniform((shape[0] * self.comm.size,) + tuple(shape[1:]))
 
     def _augment(self, x):
         """DiffAugment of a batch D is about to see, with fresh draws from the run's stream (so
-        resume stays exact); the identity when --augment is off."""
-        return x if self.augment is None else self.augment(x, rng=self.rng)
+        resume stays exact); the identity when --augment is off. The draws are made for the
+        global batch (every op in the pipeline's order, as one process draws them) and this
+        rank's rows of each per-sample draw are applied, so N ranks augment as one process does."""
+        if self.augment is None:
+            return x
+        if self.comm.size == 1:
+            return self.augment(x, rng=self.rng)
+        shape = (len(x) * self.comm.size,) + tuple(x.shape[1:])
+        draws = [{key: self._local(value) if np.ndim(value) >= 1 and len(value) == shape[0] else value
+                  for key, value in op.draw(self.rng, shape).items()} for op in self.augment.ops]
+        return self.augment(x, draws=draws)
 
     def _next_real(self, sampler):
-        return self._device(next(sampler))
+        return self._device(self._local(next(sampler)))
 
     def _real_batch(self):
         if not self.conditional:
             return self._next_real(self.sampler), None
         x, y = next(self.sampler)
-        return self._device(x), self._device(y)
+        return self._device(self._local(x)), self._device(self._local(y))
 
     def _g(self, z, y):
         return self.G(z) if y is None else self.G(z, y)
@@ -335,7 +388,7 @@ class Trainer:
     def discriminator_step(self) -> dict:
         c = self.config
         real, y = self._real_batch()
-        fake = self._g(self._noise(len(real)), y)  # conditional: fakes carry the real labels
+        fake = self._g(self._noise(c.batch_size), y)  # conditional: fakes carry the real labels
         real, fake = self._augment(real), self._augment(fake)  # D (and its penalty) sees T(x), T(x̃)
         self.D.zero_grad()
         backward = backward_discriminator_loss if self.loss.separable else backward_coupled_discriminator_loss
@@ -343,8 +396,8 @@ class Trainer:
         metrics = {"loss_d": value, "d_real": self._d_summary(out_r), "d_fake": self._d_summary(out_f)}
         if self.loss.logs_wasserstein:
             metrics["wasserstein"] = float(out_r.mean() - out_f.mean())
-        if self.penalty is not None:
-            metrics["gp"] = self.penalty.apply(self.D, real, fake, self._uniform, labels=y)
+        if self.penalty is not None:  # its draws: for the global batch, this rank's rows
+            metrics["gp"] = self.penalty.apply(self.D, real, fake, self._uniform_local, labels=y)
             metrics["loss_d"] += metrics["gp"]
         _check_gradients(self.D, self.step, "D")
         self.opt_d.step()
@@ -365,7 +418,7 @@ class Trainer:
             out_real = self._d(self._augment(real), real_labels)
             out_real = backend.array_module(out_real).array(out_real, copy=True)
         elif self.conditional:
-            real_labels = self._device(self.rng.integers(0, self.config.num_classes, self.config.batch_size))
+            real_labels = self._labels(self.config.batch_size)
         z = self._noise(self.config.batch_size)
         fake = self._g(z, real_labels)
         out = self._d(self._augment(fake), real_labels)
@@ -382,7 +435,7 @@ class Trainer:
     def _began_step(self) -> dict:
         """BEGAN: L_D = L(x) − k_t·L(G(z_D)), L_G = L(G(z_G)), then the k_t update."""
         real, _ = self._real_batch()
-        fake = self.G(self._noise(len(real)))
+        fake = self.G(self._noise(self.config.batch_size))
         self.D.zero_grad()
         loss_real, d_rec, _ = losses.began_reconstruction_loss(real, self.D(real))
         self.D.backward(d_rec)
@@ -397,6 +450,8 @@ class Trainer:
         self.G.backward(d_fake)
         _check_gradients(self.G, self.step, "G")
         self.opt_g.step()
+        # k_t and M are not plain means: computed from the global (rank-averaged) losses
+        loss_real, loss_fake_d, loss_g = self._global_mean(loss_real, loss_fake_d, loss_g)
         loss_d = loss_real - self.balance.k * loss_fake_d
         k, convergence = self.balance.update(loss_real, loss_g)
         return {"loss_d": loss_d, "loss_g": loss_g, "d_real": loss_real, "d_fake": loss_fake_d,
@@ -437,13 +492,32 @@ class Trainer:
         started = time.perf_counter()
         self.step += 1
         metrics = self.recipe.step(self)  # Algorithm 1, BEGAN's or CoGAN's step (minigan.recipes)
-        if self.ema is not None:
+        if self.ema is not None:  # the ranks' G are identical, so are their averages
             self.ema.update()
+        if self.comm.size > 1:
+            metrics = self._reduce_metrics(metrics)
         for name, value in metrics.items():
             _finite_or_raise(value, self.step, name)
+        if self.comm.size > 1 and self.step % self.config.sync_check_every == 0:
+            distributed.check_in_sync((self.G, self.D), self.comm, self.step)
         metrics["step"] = self.step
         metrics["seconds"] = time.perf_counter() - started
         return metrics
+
+    def _global_mean(self, *values):
+        """Rank averages of per-rank means (= global means: equal slices)."""
+        if self.comm.size == 1:
+            return values
+        return tuple(self.comm.allreduce(np.array(values, dtype=np.float64)) / self.comm.size)
+
+    def _reduce_metrics(self, metrics: dict) -> dict:
+        """Rank averages of the logged metrics, with the stop flag (Ctrl-C on any rank) riding
+        on the same allreduce: every rank then stops after the same step."""
+        names = sorted(metrics)
+        buffer = np.array([float(metrics[k]) for k in names] + [float(self._stop_local)], dtype=np.float64)
+        self.comm.allreduce(buffer)
+        self._stop_requested = bool(buffer[-1] > 0)
+        return {k: float(v) / self.comm.size for k, v in zip(names, buffer[:-1])}
 
     # --- samples, checkpoints, the loop -----------------------------------------------------
     def samples(self, z=None, labels=None):
@@ -468,8 +542,10 @@ class Trainer:
     def save_samples(self, name: str):
         from .images import save_grid, save_points_png
 
-        samples = self.samples()
         path = self.out / name
+        if not self.is_root:  # rank 0 writes every file
+            return path
+        samples = self.samples()
         if self.toy:
             save_points_png(samples, path, real=self.reference_points(), title=f"step {self.step}")
         else:
@@ -512,6 +588,8 @@ class Trainer:
     def save_checkpoint(self, path=None) -> Path:
         if path is None:
             self._checkpoint_step = self.step
+        if not self.is_root:  # the ranks' states are identical (per-rank BatchNorm: rank 0's statistics)
+            return Path(path or self.out / CHECKPOINT_NAME)
         return save_checkpoint(self.state_dict(), path or self.out / CHECKPOINT_NAME)
 
     @classmethod
@@ -526,7 +604,8 @@ class Trainer:
         so no other process writes the checkpoint while it is read.
         """
         has_checkpoint = (Path(out_dir) / CHECKPOINT_NAME).is_file()  # else load_checkpoint says so
-        run_lock = RunLock(out_dir).acquire() if lock and has_checkpoint else None
+        is_root = distributed.default_communicator().rank == 0  # under mpiexec rank 0 owns the folder
+        run_lock = RunLock(out_dir).acquire() if lock and has_checkpoint and is_root else None
         try:
             state = load_checkpoint(Path(out_dir) / CHECKPOINT_NAME)
             saved = TrainConfig.from_dict(state["config"])
@@ -554,6 +633,9 @@ class Trainer:
     def _open_metrics(self):
         """metrics.csv, keeping only the rows up to the current step (a resumed run rewrites the rest)."""
         path = self.out / "metrics.csv"
+        if not self.is_root:
+            f = open(os.devnull, "w")
+            return f, csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
         rows = []
         if self.step > 0 and path.exists():
             with open(path, newline="") as f:
@@ -565,9 +647,12 @@ class Trainer:
         return f, writer
 
     def _request_stop(self, signum, frame):
-        if self._stop_requested:  # a second Ctrl-C: stop now
+        if self._stop_requested or self._stop_local:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
-        self._stop_requested = True
+        if self.comm.size > 1:  # every rank must stop after the same step: agreed in _reduce_metrics
+            self._stop_local = True
+        else:
+            self._stop_requested = True
 
     def train(self, overwrite: bool = False) -> dict:
         """Run to ``config.steps``; returns the summary (also written to summary.json).
@@ -577,10 +662,11 @@ class Trainer:
         unless ``overwrite`` (which deletes the old run's files first). A resumed run must have
         steps left to train.
         """
-        lock = self._lock if self._lock is not None else RunLock(self.out).acquire()
+        # under mpiexec rank 0 owns the folder (it alone writes there): it locks and checks it
+        lock = self._lock if self._lock is not None or not self.is_root else RunLock(self.out).acquire()
         self._lock = None
         try:
-            if not self._resumed:
+            if not self._resumed and self.is_root:
                 check_new_run(self.out, overwrite)
             else:
                 self.check_steps_left()
@@ -594,7 +680,8 @@ class Trainer:
                         f"no checkpoint was written (the first was due at step {self.config.checkpoint_every})")
                 raise TrainingDiverged(f"{exc}; {kept}") from None
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
 
     def check_steps_left(self):
         """A resumed run must have steps left: the step target at or below the checkpoint's step
@@ -605,10 +692,11 @@ class Trainer:
 
     def _train(self) -> dict:
         c = self.config
-        from .atomic import write_atomically
+        if self.is_root:
+            from .atomic import write_atomically
 
-        config_text = json.dumps(c.to_dict(), indent=2).encode()
-        write_atomically(self.out / "config.json", lambda file: file.write(config_text))
+            config_text = json.dumps(c.to_dict(), indent=2).encode()
+            write_atomically(self.out / "config.json", lambda file: file.write(config_text))
         f, writer = self._open_metrics()
         previous = None
         try:
@@ -641,7 +729,7 @@ class Trainer:
         return self.finish(interrupted)
 
     def _progress_bar(self):
-        if not self.progress:
+        if not self.progress or not self.is_root:
             return None
         from tqdm import tqdm
 
@@ -653,6 +741,8 @@ class Trainer:
         """Final samples, the loss curve, quality metrics and summary.json."""
         from .plots import plot_losses
 
+        if not self.is_root:
+            return {"step": self.step, "interrupted": interrupted, "out": str(self.out)}
         self.save_samples("samples.png")
         plot_losses(self.out / "metrics.csv", self.out / "losses.png")
         summary = {"step": self.step, "interrupted": interrupted, "out": str(self.out)}

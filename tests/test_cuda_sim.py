@@ -134,6 +134,7 @@ def _check_penalty_references(critic, x, weight, one_sided, rng, dtype):
     for p, w in zip(critic.parameters(), want):
         np.testing.assert_array_equal(p.grad, w)
     # the definitions: ‖g_i‖, k_i = (2λ/N)·e_i/‖g_i‖ with e_i = ‖g_i‖ − 1 (max(·, 0) one-sided), c = k·g
+    n = len(x)
     g64 = g.astype(np.float64)
     norms_def = np.linalg.norm(g64.reshape(n, -1), axis=1)
     excess = np.maximum(norms_def - 1, 0) if one_sided else norms_def - 1

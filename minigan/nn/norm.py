@@ -16,6 +16,14 @@ BatchNorm in training mode couples the samples of a batch, while the gradient pe
 per-sample quantity, so its second-order pass raises instead of computing something else.
 In eval mode it is a fixed per-channel affine map and has an exact (affine) second-order pass.
 
+Synchronised BatchNorm (data-parallel training, ``comm`` set): the group is the global batch
+spread over the ranks. Forward: μ = Σ_ranks Σx / M, var = Σ_ranks Σ(x − μ)² / M (two
+allreduces, float64 sums; M the global count). Backward: the means in P are global too, so
+two more reduced sums, Σdy and Σdy·x̂ per channel (the local dβ and dγ), give
+    dx = r·γ·(dy − Σ_g dy/M − x̂·Σ_g(dy·x̂)/M)
+while dγ, dβ accumulate the local sums (the trainer's gradient averaging adds them up).
+Derivation in docs/derivations.md ("Synchronised BatchNorm").
+
 Training-mode batch norm and layer norm run through the kernel seam
 (``batch_norm_forward``/``batch_norm_backward``, ``layer_norm_forward``/``layer_norm_backward``
 in :mod:`minigan.functional`, written with :func:`normalize` and :func:`project` below), so the
@@ -25,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import kernel
+from ..backend import array_module, kernel
 from ..functional import normalize, project  # noqa: F401 - the formulas, re-exported here
 from .linear import _positive_int
 from .module import DoubleBackwardUnsupported, Module, Parameter, _check_float_dtype
@@ -35,7 +43,7 @@ class _BatchNorm(Module):
     _ndims: tuple = ()
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
-                 dtype=np.float32, rng=None):
+                 dtype=np.float32, rng=None, comm=None):
         super().__init__()
         name = type(self).__name__
         _positive_int(num_features, name, "num_features")
@@ -52,6 +60,9 @@ class _BatchNorm(Module):
         self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
         self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
         self._cache = self._cache_g = None  # (x̂, r, ...): x itself is never needed again
+        # a communicator (minigan.distributed) makes training-mode statistics global over its
+        # ranks (synchronised BatchNorm); None: this process's batch alone (the default)
+        object.__setattr__(self, "comm", comm)
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
@@ -75,6 +86,14 @@ class _BatchNorm(Module):
                                  f"channel, got input shape {tuple(x.shape)}")
             # x̂ = (x − μ)·r, y = γ x̂ + β with the batch's μ and biased var
             gamma, beta = (self.weight.data, self.bias.data) if self.affine else (None, None)
+            if self._synced():
+                y, xhat, r, mean, var, count = self._sync_forward(x)
+                self.running_mean[...] = (1 - self.momentum) * self.running_mean + self.momentum * mean
+                self.running_var[...] = ((1 - self.momentum) * self.running_var
+                                         + self.momentum * var * (count / (count - 1)))
+                self.num_batches_tracked += 1
+                self._cache = (xhat, r, True)
+                return y
             y, xhat, r, mean, var = kernel("batch_norm_forward", x)(x, gamma, beta, self.eps)
             m = self.momentum
             self.running_mean[...] = (1 - m) * self.running_mean + m * mean
@@ -92,7 +111,9 @@ class _BatchNorm(Module):
         xhat, r, training = self._require(self._cache)
         if create_graph:
             self._cache_g = dy
-        if training:
+        if training and self._synced():
+            dx, dgamma, dbeta = self._sync_backward(dy, xhat, r)
+        elif training:
             # dx = r·P(γ·dy), dγ = Σ dy·x̂, dβ = Σ dy
             dx, dgamma, dbeta = kernel("batch_norm_backward", dy)(
                 dy, xhat, r, self.weight.data if self.affine else None)
@@ -104,6 +125,45 @@ class _BatchNorm(Module):
             self.weight.grad += dgamma
             self.bias.grad += dbeta
         return dx
+
+    # --- synchronised statistics (self.comm set, several ranks) ---------------------------
+    def _synced(self):
+        return self.comm is not None and self.comm.size > 1
+
+    def _sync_forward(self, x):
+        """Training-mode forward with μ and var over the global batch (two allreduces of
+        per-channel float64 sums; the second pass around the global μ, as normalize() does)."""
+        xp, axes, shape = array_module(x), self._axes(x), self._shape(x)
+        sums = xp.zeros(self.num_features + 1, dtype=np.float64)
+        sums[:-1] = x.sum(axis=axes, dtype=np.float64)
+        sums[-1] = x.size // x.shape[1]
+        self.comm.allreduce(sums)
+        count = float(sums[-1])
+        if count < 2:
+            raise ValueError(f"{type(self).__name__}: training mode needs more than one value per "
+                             f"channel over all ranks, got {int(count)}")
+        mean = sums[:-1] / count
+        xc = x - mean.astype(x.dtype).reshape(shape)
+        sq = xp.ascontiguousarray((xc * xc).sum(axis=axes, dtype=np.float64))
+        var = self.comm.allreduce(sq) / count
+        r = (1.0 / (var + self.eps) ** 0.5).astype(x.dtype).reshape(shape)
+        xhat = xc * r
+        y = self._gamma(x) * xhat + (self.bias.data.reshape(shape) if self.affine else 0)
+        self._count = count
+        return y, xhat, r, mean.astype(x.dtype), var.astype(x.dtype), count
+
+    def _sync_backward(self, dy, xhat, r):
+        """dx = r·γ·(dy − Σ_g dy/M − x̂·Σ_g(dy x̂)/M) with the sums Σ_g over every rank;
+        returns the local dγ = Σ dy·x̂, dβ = Σ dy (reduced later with all other gradients)."""
+        xp, axes, shape = array_module(dy), self._axes(dy), self._shape(dy)
+        dgamma, dbeta = (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+        sums = xp.concatenate([dbeta.astype(np.float64), dgamma.astype(np.float64)])
+        self.comm.allreduce(sums)
+        c = self.num_features
+        mean_dy = (sums[:c] / self._count).astype(dy.dtype).reshape(shape)
+        mean_dy_xhat = (sums[c:] / self._count).astype(dy.dtype).reshape(shape)
+        dx = r * (self._gamma(dy) * (dy - mean_dy - xhat * mean_dy_xhat))
+        return dx, dgamma, dbeta
 
     def double_backward(self, c):
         g = self._require(self._cache_g, "backward(create_graph=True)")

@@ -1,0 +1,308 @@
+"""Data-parallel training: one small communicator over MPI (CPUs) or NCCL (GPUs).
+
+Every rank holds the whole model and draws the whole global batch from the same random
+stream (same seed), then keeps its slice ``local(x)``: rank r of N trains on rows
+[r·m, (r+1)·m) with m = batch/N. After each player's backward the gradients are averaged
+over the ranks in one flat buffer (:class:`GradientReducer`), so every rank takes the same
+optimizer step and the parameters stay identical. Since every loss here is a per-sample
+mean, the mean over ranks of per-rank means (equal slices) is the global mean: N ranks
+compute the step one process computes, up to the order of summation.
+
+The communicator interface (what the trainer and ``nn.BatchNorm`` use)::
+
+    comm.size, comm.rank
+    comm.allreduce(array, op="sum")   in place ("sum", "max" or "min"); returns the array
+    comm.broadcast(array, root=0)     in place
+    comm.barrier(), comm.abort(code)
+
+:class:`LocalCommunicator` (one process, every call a no-op) is the default, so a
+single-process run goes through the same code. :func:`default_communicator` picks MPI only
+when the process was started by an MPI launcher (``mpiexec``: PMI_SIZE / PMI_RANK for
+MPICH's hydra, OMPI_COMM_WORLD_SIZE for Open MPI); a plain ``minigan train`` never
+imports mpi4py.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import zlib
+
+import numpy as np
+
+# environment variables set by MPI launchers for every rank: hydra (MPICH), Open MPI, PMIx
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE")
+_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+_LOCAL_RANK_VARS = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK")
+
+
+class DistributedError(RuntimeError):
+    """The distributed set-up cannot work (mpi4py missing, ranks out of sync)."""
+
+
+def launched_by_mpi() -> bool:
+    """True when an MPI launcher started this process (even with one rank)."""
+    return any(v in os.environ for v in _SIZE_VARS + _RANK_VARS)
+
+
+def local_rank() -> int:
+    """This process's index among the ranks of its machine (which GPU it takes)."""
+    for v in _LOCAL_RANK_VARS:
+        if v in os.environ:
+            return int(os.environ[v])
+    return 0
+
+
+class LocalCommunicator:
+    """One process: every collective is the identity."""
+
+    size, rank = 1, 0
+
+    def allreduce(self, array, op: str = "sum"):
+        _check_op(op)
+        return array
+
+    def broadcast(self, array, root: int = 0):
+        return array
+
+    def barrier(self):
+        pass
+
+    def abort(self, code: int = 1):
+        sys.exit(code)
+
+
+def _check_op(op):
+    if op not in ("sum", "max", "min"):
+        raise ValueError(f"allreduce: op must be 'sum', 'max' or 'min', got {op!r}")
+
+
+class MPICommunicator:
+    """mpi4py's buffer-based collectives (uppercase ``Allreduce``/``Bcast``) on NumPy arrays,
+    in place. ``abort`` ends every rank of the job (MPI_Abort)."""
+
+    def __init__(self, comm=None):
+        try:
+            from mpi4py import MPI
+        except ImportError:
+            raise DistributedError("launched under mpiexec but mpi4py is not installed: "
+                                   "pip install 'minigan[mpi]' (mpi4py and the mpich wheel)") from None
+        self._MPI = MPI
+        self.comm = comm if comm is not None else MPI.COMM_WORLD
+        self.size, self.rank = self.comm.Get_size(), self.comm.Get_rank()
+        self._ops = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
+
+    def allreduce(self, array, op: str = "sum"):
+        _check_op(op)
+        if not (isinstance(array, np.ndarray) and array.flags.c_contiguous):
+            raise TypeError("MPICommunicator.allreduce needs a C-contiguous NumPy array (reduced in place)")
+        self.comm.Allreduce(self._MPI.IN_PLACE, array, op=self._ops[op])
+        return array
+
+    def broadcast(self, array, root: int = 0):
+        self.comm.Bcast(array, root=root)
+        return array
+
+    def barrier(self):
+        self.comm.Barrier()
+
+    def abort(self, code: int = 1):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.comm.Abort(code)
+
+
+class NCCLCommunicator:
+    """NCCL through CuPy (``cupy.cuda.nccl``), one GPU per rank, for CuPy arrays.
+
+    MPI starts the processes and broadcasts NCCL's unique id; the collectives run on the
+    GPUs. Host (NumPy) arrays (logged metrics, flags) go over MPI. Not testable on the
+    CPU-only machines: written against CuPy's documented API, import-guarded.
+    """
+
+    def __init__(self, mpi: MPICommunicator):
+        try:
+            import cupy
+            from cupy.cuda import nccl
+        except ImportError:
+            raise DistributedError("device cuda with several ranks needs CuPy with NCCL "
+                                   "(pip install 'minigan[gpu]')") from None
+        self._cupy, self._nccl, self.mpi = cupy, nccl, mpi
+        self.size, self.rank = mpi.size, mpi.rank
+        cupy.cuda.Device(local_rank() % cupy.cuda.runtime.getDeviceCount()).use()
+        # the unique id is a tuple of 128 C chars (signed); rank 0 makes it, MPI carries it
+        uid = np.array(nccl.get_unique_id() if mpi.rank == 0 else (0,) * 128, dtype=np.int8)
+        mpi.broadcast(uid)
+        self.comm = nccl.NcclCommunicator(self.size, tuple(int(b) for b in uid), self.rank)
+        self._ops = {"sum": nccl.NCCL_SUM, "max": nccl.NCCL_MAX, "min": nccl.NCCL_MIN}
+        self._types = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64,
+                       np.dtype(np.int64): nccl.NCCL_INT64}
+
+    def allreduce(self, array, op: str = "sum"):
+        _check_op(op)
+        if isinstance(array, np.ndarray):
+            return self.mpi.allreduce(array, op)
+        stream = self._cupy.cuda.get_current_stream()
+        self.comm.allReduce(array.data.ptr, array.data.ptr, array.size, self._types[array.dtype],
+                            self._ops[op], stream.ptr)
+        return array
+
+    def broadcast(self, array, root: int = 0):
+        if isinstance(array, np.ndarray):
+            return self.mpi.broadcast(array, root)
+        stream = self._cupy.cuda.get_current_stream()
+        self.comm.bcast(array.data.ptr, array.size, self._types[array.dtype], root, stream.ptr)
+        return array
+
+    def barrier(self):
+        self._cupy.cuda.get_current_stream().synchronize()
+        self.mpi.barrier()
+
+    def abort(self, code: int = 1):
+        self.mpi.abort(code)
+
+
+_DEFAULT = None
+
+
+def default_communicator(device: str = "cpu"):
+    """The process's communicator: MPI when started by mpiexec (NCCL on top for device
+    'cuda' with several ranks), else the local one. Created once and cached."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        if not launched_by_mpi():
+            _DEFAULT = LocalCommunicator()
+        else:
+            mpi = MPICommunicator()
+            _install_abort_hook(mpi)
+            _DEFAULT = mpi
+    if device == "cuda" and isinstance(_DEFAULT, MPICommunicator) and _DEFAULT.size > 1:
+        _DEFAULT = NCCLCommunicator(_DEFAULT)
+    return _DEFAULT
+
+
+def _install_abort_hook(comm):
+    """An uncaught exception on one rank prints its traceback and aborts the whole job, so the
+    other ranks never wait forever in a collective."""
+    if comm.size == 1:
+        return
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        previous(kind, value, tb)
+        comm.abort(1)
+
+    sys.excepthook = hook
+
+
+def local_slice(n: int, comm) -> slice:
+    """Rows of a global batch of n that belong to this rank (n divisible by comm.size)."""
+    m = n // comm.size
+    return slice(comm.rank * m, (comm.rank + 1) * m)
+
+
+def global_means(comm, *arrays):
+    """Means over the global batch of per-rank arrays (each rank holds its rows): one allreduce
+    of the float64 sums and element counts. Returns NumPy float64 scalars, in order."""
+    buffer = np.array([float(a.sum(dtype=np.float64)) for a in arrays] + [a.size for a in arrays],
+                      dtype=np.float64)
+    comm.allreduce(buffer)
+    k = len(arrays)
+    return tuple(np.float64(buffer[i] / buffer[k + i]) for i in range(k))
+
+
+def global_std(comm, x):
+    """The standard deviation (ddof 0) of every entry of the global batch, x this rank's rows:
+    two passes as NumPy's std (the global mean, then the mean squared deviation from it), one
+    allreduce each. A NumPy float64 scalar."""
+    from .backend import array_module
+
+    (mean,) = global_means(comm, x)
+    d = x.astype(array_module(x).float64) - mean
+    (var,) = global_means(comm, d * d)
+    return np.float64(np.sqrt(var))
+
+
+class GradientReducer:
+    """Averages the ``.grad`` of a list of parameters over the ranks: packs them into one
+    preallocated flat buffer (per dtype/device), allreduces it in place, divides by N and
+    unpacks. One collective per model and step instead of one per tensor."""
+
+    def __init__(self, params, comm):
+        self.params, self.comm = list(params), comm
+        self._flat = None
+
+    def __call__(self):
+        if self.comm.size == 1 or not self.params:
+            return
+        from .backend import array_module
+
+        xp = array_module(self.params[0].grad)
+        if self._flat is None:
+            total = sum(p.grad.size for p in self.params)
+            self._flat = xp.empty(total, dtype=self.params[0].grad.dtype)
+        flat, offset = self._flat, 0
+        for p in self.params:
+            flat[offset:offset + p.grad.size] = p.grad.reshape(-1)
+            offset += p.grad.size
+        self.comm.allreduce(flat)
+        flat *= flat.dtype.type(1.0 / self.comm.size)
+        offset = 0
+        for p in self.params:
+            p.grad[...] = flat[offset:offset + p.grad.size].reshape(p.grad.shape)
+            offset += p.grad.size
+
+
+class DataParallelOptimizer:
+    """An optimizer whose ``step()`` first averages the gradients over the ranks
+    (:class:`GradientReducer`), then takes the wrapped optimizer's step; everything else
+    (``state_dict``, ``param_groups``, ...) is the wrapped optimizer's."""
+
+    def __init__(self, optimizer, params, comm):
+        self.optimizer, self.reduce = optimizer, GradientReducer(params, comm)
+
+    def step(self):
+        self.reduce()
+        return self.optimizer.step()
+
+    def __getattr__(self, name):
+        return getattr(self.optimizer, name)
+
+
+def sync_batchnorm(module, comm):
+    """Give every BatchNorm layer of ``module`` the communicator: training-mode statistics
+    (and their backward) over the global batch."""
+    from .nn.norm import _BatchNorm
+
+    for m in module.modules():
+        if isinstance(m, _BatchNorm):
+            m.comm = comm
+    return module
+
+
+def current_communicator():
+    """The communicator made by :func:`default_communicator`, or None if none was made."""
+    return _DEFAULT
+
+
+def parameter_checksum(modules) -> int:
+    """CRC-32 of every parameter's bytes, in order: equal on every rank iff the weights are."""
+    from .backend import to_numpy
+
+    crc = 0
+    for module in modules:
+        for p in module.parameters():
+            crc = zlib.crc32(np.ascontiguousarray(to_numpy(p.data)).tobytes(), crc)
+    return crc
+
+
+def check_in_sync(modules, comm, step: int):
+    """Raise DistributedError on every rank when the ranks' parameters differ (one tiny
+    allreduce of the checksum's max and −min)."""
+    if comm.size == 1:
+        return
+    crc = parameter_checksum(modules)
+    both = np.array([crc, -crc], dtype=np.int64)
+    comm.allreduce(both, op="max")
+    if both[0] != -both[1]:
+        raise DistributedError(f"step {step}: the ranks' parameters differ (checksums {-both[1]}..{both[0]}) — "
+                               "the data-parallel copies diverged; stopping")
