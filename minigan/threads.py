@@ -55,8 +55,19 @@ def default_threads() -> int:
     steps took 17-21x longer with 2 threads than with 1. The runnable count, not the 1-minute
     load average, is used: the load average lags (it is still ~1 after a `pip install`)."""
     cores = usable_cores()
+    ranks = local_ranks()
+    if ranks > 1:  # under mpiexec the machine's ranks split its cores (they would count each other as busy)
+        return max(1, cores // ranks)
     busy = others_running()
     return cores if busy is None else max(1, min(cores, cores - busy))
+
+
+def local_ranks() -> int:
+    """How many MPI ranks share this machine (the launcher's environment; 1 outside mpiexec)."""
+    for name in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"):  # MPICH's hydra, Open MPI
+        if os.environ.get(name, "").isdigit():
+            return max(1, int(os.environ[name]))
+    return 1
 
 
 _LIMITER = None   # the threadpoolctl limiter in force (kept so the limit is not released)

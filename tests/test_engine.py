@@ -112,3 +112,15 @@ def test_the_default_leaves_the_cores_other_processes_keep_busy(monkeypatch):
         monkeypatch.setattr(threads, "others_running", lambda b=busy: b)
         assert threads.default_threads() == want
     assert threads.others_running() is None or threads.others_running() >= 0
+
+
+def test_the_default_splits_the_cores_between_the_machines_mpi_ranks(monkeypatch):
+    from minigan import threads
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    monkeypatch.setattr(threads, "others_running", lambda: 3)  # the other ranks: not a reason to shrink further
+    for ranks, want in (("2", 2), ("3", 1), ("8", 1)):
+        monkeypatch.setenv("MPI_LOCALNRANKS", ranks)
+        assert threads.default_threads() == want
+    monkeypatch.delenv("MPI_LOCALNRANKS")
+    assert threads.default_threads() == 1
