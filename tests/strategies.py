@@ -45,3 +45,21 @@ def off_kinks(model, *inputs, margin=1e-4):
     model(*inputs)
     return all(np.abs(m._cache_a).min() > margin for m in model.modules()
                if isinstance(m, (ReLU, LeakyReLU, ELU)))
+
+
+def conditional_critic(image: bool, rng):
+    """A float64 concatenation-conditional critic (a conv body for 3×3 images, else an MLP on 2-d
+    points), a batch of 3 inputs and their labels (one repeated): shared by the first- and
+    second-order tests."""
+    import minigan.nn as nn
+
+    f64 = np.float64
+    if image:
+        body = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1, dtype=f64, rng=rng), nn.Tanh(), nn.Flatten(),
+                             nn.Linear(2 * 9, 1, dtype=f64, rng=rng))
+        x = rng.standard_normal((3, 1, 3, 3))
+    else:
+        body = nn.Sequential(nn.Linear(4, 3, dtype=f64, rng=rng), nn.ELU(), nn.Linear(3, 1, dtype=f64, rng=rng))
+        x = rng.standard_normal((3, 2))
+    model = nn.Conditional(body, num_classes=3, embedding_dim=2, dtype=f64, rng=rng)
+    return model, x, np.array([0, 2, 2])

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import minigan.nn as nn
 from minigan.gradcheck import check_double_backward
-from strategies import away_from_kinks, conv_configs, off_kinks, seeds
+from strategies import away_from_kinks, conditional_critic, conv_configs, off_kinks, seeds
 
 F64 = np.float64
 TOL = 1e-7
@@ -162,15 +162,7 @@ def test_deep_critic_with_every_critic_layer(seed):
 @given(image=st.booleans(), seed=seeds())
 def test_conditional(image, seed):
     rng = np.random.default_rng(seed)
-    if image:
-        body = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1, dtype=F64, rng=rng), nn.Tanh(), nn.Flatten(),
-                             nn.Linear(2 * 9, 1, dtype=F64, rng=rng))
-        x = rng.standard_normal((3, 1, 3, 3))
-    else:
-        body = nn.Sequential(nn.Linear(4, 3, dtype=F64, rng=rng), nn.ELU(), nn.Linear(3, 1, dtype=F64, rng=rng))
-        x = rng.standard_normal((3, 2))
-    model = nn.Conditional(body, num_classes=3, embedding_dim=2, dtype=F64, rng=rng)
-    labels = np.array([0, 2, 2])
+    model, x, labels = conditional_critic(image, rng)
     assume(off_kinks(model, x, labels))
     assert_double_backward(model, x, args=(labels,), rng=rng)
 
