@@ -1,4 +1,4 @@
-"""Hypothesis strategies shared by the gradient tests."""
+"""Hypothesis strategies and small builders shared by the tests."""
 import numpy as np
 from hypothesis import strategies as st
 
@@ -63,3 +63,23 @@ def conditional_critic(image: bool, rng):
         x = rng.standard_normal((3, 2))
     model = nn.Conditional(body, num_classes=3, embedding_dim=2, dtype=f64, rng=rng)
     return model, x, np.array([0, 2, 2])
+
+
+def f_divergences():
+    """Every f-divergence of minigan.losses, α and π drawn at non-default values on both sides of
+    their special points: the f-GAN tests' list."""
+    from minigan import losses as L
+
+    divs = [L.f_divergence(n) for n in L.F_DIVERGENCE_NAMES if n not in ("alpha", "jensen_shannon_weighted")]
+    divs += [L.f_divergence("alpha", alpha=a) for a in (-1.5, -0.5, 0.5, 2.0, 3.5)]
+    divs += [L.f_divergence("jensen_shannon_weighted", pi=p) for p in (0.3, 0.5)]
+    return divs
+
+
+def conjugate_kinks(div):
+    """v where f*∘g_f changes branch, C¹ but not C² (the edge of Pearson's and α > 1's exact conjugates)."""
+    if div.name == "pearson":
+        return [-2.0]
+    if div.name == "alpha" and div.alpha > 1:
+        return [-1.0 / (div.alpha - 1.0)]
+    return []

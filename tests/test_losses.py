@@ -28,6 +28,7 @@ from minigan.backend import gpu_available
 # the helpers live in minigan.testing, for users' own losses too
 from minigan.testing import away_from, batches, each_branch
 from minigan.testing import check_loss_gradient as check_gradient
+from strategies import conjugate_kinks, f_divergences
 
 
 
@@ -207,30 +208,14 @@ def test_inputs_are_validated():
 
 # --- f-GAN ----------------------------------------------------------------------------
 
-def all_divergences():
-    divs = [L.f_divergence(n) for n in L.F_DIVERGENCE_NAMES if n not in ("alpha", "jensen_shannon_weighted")]
-    divs += [L.f_divergence("alpha", alpha=a) for a in (-1.5, -0.5, 0.5, 2.0, 3.5)]
-    divs += [L.f_divergence("jensen_shannon_weighted", pi=p) for p in (0.3, 0.5)]
-    return divs
-
-
-DIVERGENCES = all_divergences()
-
-
-def kinks(div):
-    """v where f*∘g_f is C¹ but not C² (the edge of Pearson's and α > 1's branches)."""
-    if div.name == "pearson":
-        return [-2.0]
-    if div.name == "alpha" and div.alpha > 1:
-        return [-1.0 / (div.alpha - 1.0)]
-    return []
+DIVERGENCES = f_divergences()
 
 
 @pytest.mark.parametrize("div", DIVERGENCES, ids=repr)
 @settings(max_examples=10)
 @given(r=batches(-4.0, 4.0), f=batches(-4.0, 4.0))
 def test_fgan_loss_gradients(div, r, f):
-    r, f = away_from(r, kinks(div)), away_from(f, kinks(div))
+    r, f = away_from(r, conjugate_kinks(div)), away_from(f, conjugate_kinks(div))
     check_gradient(lambda r, f: L.discriminator_loss_fgan(r, f, div)[0],
                    lambda r, f: L.discriminator_loss_fgan(r, f, div)[1], [r, f])
     for ns in (False, True):
@@ -250,7 +235,7 @@ def test_fgan_activation_and_conjugate_derivatives(div, data):
     """g_f', (f*)' (at t = g_f(v), inside dom f*), (f*∘g_f)' and f' by finite differences, on
     both sides of every kink of f*∘g_f (each branch reached on purpose), and the closed forms
     of f*∘g_f equal the composition (the values are checked against the sup in test_theory)."""
-    v = data.draw(each_branch(kinks(div), -4.0, 4.0, per_piece=3))
+    v = data.draw(each_branch(conjugate_kinks(div), -4.0, 4.0, per_piece=3))
     elementwise_check(div.activation, v)
     t = div.activation(v)[0]
     # TV's f* = max(t, −½) has its corner at t = −½, which ½ tanh v only nears as v → −∞

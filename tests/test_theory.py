@@ -16,6 +16,7 @@ from scipy.stats import wasserstein_distance
 from minigan import losses as L
 from minigan import theory as T
 from minigan.testing import check_conjugate_is_supremum, check_conjugate_pair, each_branch, numerical_sup
+from strategies import conjugate_kinks, f_divergences
 
 LOG2, LOG4 = math.log(2.0), math.log(4.0)
 
@@ -119,18 +120,7 @@ def test_nonsaturating_loss_at_the_optimal_discriminator(pq):
 
 # --- f-divergences --------------------------------------------------------------------
 
-DIVERGENCES = [L.f_divergence(n) for n in L.F_DIVERGENCE_NAMES if n not in ("alpha", "jensen_shannon_weighted")]
-DIVERGENCES += [L.f_divergence("alpha", alpha=a) for a in (-1.5, -0.5, 0.5, 2.0, 3.5)]
-DIVERGENCES += [L.f_divergence("jensen_shannon_weighted", pi=p) for p in (0.3, 0.5)]
-
-
-def kinks(div):
-    """v where f*∘g_f changes branch (Pearson's and α > 1's exact conjugates)."""
-    if div.name == "pearson":
-        return [-2.0]
-    if div.name == "alpha" and div.alpha > 1:
-        return [-1.0 / (div.alpha - 1.0)]
-    return []
+DIVERGENCES = f_divergences()
 
 
 @pytest.mark.parametrize("div", DIVERGENCES, ids=repr)
@@ -142,7 +132,7 @@ def test_conjugate_is_the_supremum(div, data):
     composite f*∘g_f (conjugate_activation) equals the same sup: an independent value, not
     the base class's composition compared with itself. The tolerance 1e-9 is the
     optimiser's accuracy on the *value* of a sup (grid + Brent), not a gradient tolerance."""
-    v = data.draw(each_branch(kinks(div), -4.0, 4.0))
+    v = data.draw(each_branch(conjugate_kinks(div), -4.0, 4.0))
     t = div.activation(v)[0]
     check_conjugate_is_supremum(div.f, div.conjugate, t)
     check_conjugate_is_supremum(div.f, lambda t: div.conjugate_activation(v)[0], t)

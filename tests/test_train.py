@@ -84,6 +84,22 @@ def params_of(trainer):
             **{f"D.{k}": v for k, v in trainer.D.state_dict().items()}}
 
 
+def assert_resume_is_exact(full, half, steps=4):
+    """``full`` trains ``steps`` steps; ``half`` (the same config in another folder) trains half of
+    them, is checkpointed and resumed to ``steps``: both end with the same weights, bit for bit."""
+    for _ in range(steps):
+        full.train_step()
+    for _ in range(steps // 2):
+        half.train_step()
+    half.save_checkpoint()
+    resumed = Trainer.resume(half.out, steps=steps)
+    for _ in range(steps - steps // 2):
+        resumed.train_step()
+    a, b = params_of(full), params_of(resumed)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
 @pytest.mark.parametrize("loss, model, data", [("wgan-gp", "mlp", "8gaussians"),
                                                 ("nonsaturating", "dcgan", "digits"),
                                                 ("began", "mlp", "digits")])

@@ -10,7 +10,7 @@ from minigan.config import ConfigError, TrainConfig
 from minigan.gradcheck import check_gradients
 from minigan.recipes import LOSSES, PENALTIES
 from minigan.train import Trainer, backward_coupled_discriminator_loss
-from test_train import params_of, tiny_config
+from test_train import assert_resume_is_exact, params_of, tiny_config
 
 NEW_LOSSES = ("hinge", "rsgan", "ragan", "ralsgan", "rahinge")
 NEW_PENALTIES = ("dragan", "r1", "r2", "wgan-div")
@@ -126,19 +126,8 @@ def test_penalty_weight_defaults():
 ])
 def test_resume_is_exact_with_new_losses_and_penalties(tmp_path, loss, model, data, extra):
     extra = dict(extra, steps=4, checkpoint_every=100, image_size=28 if model == "dcgan" else None)
-    full = Trainer(tiny_config(tmp_path / "full", loss, model, data, **extra))
-    for _ in range(4):
-        full.train_step()
-    half = Trainer(tiny_config(tmp_path / "half", loss, model, data, **extra))
-    for _ in range(2):
-        half.train_step()
-    half.save_checkpoint()
-    resumed = Trainer.resume(half.out, steps=4)
-    for _ in range(2):
-        resumed.train_step()
-    a, b = params_of(full), params_of(resumed)
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert_resume_is_exact(Trainer(tiny_config(tmp_path / "full", loss, model, data, **extra)),
+                           Trainer(tiny_config(tmp_path / "half", loss, model, data, **extra)))
 
 
 @pytest.mark.parametrize("overrides, message", [
