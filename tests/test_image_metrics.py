@@ -138,13 +138,18 @@ def test_kid_is_the_mean_and_std_over_subsets():
     assert std == pytest.approx(np.std(values), rel=1e-12)
 
 
-def test_kid_precomputed_kernels_give_the_per_subset_values(monkeypatch):
+def test_kid_over_several_row_blocks_gives_the_per_subset_values():
+    """kid() sums all rounds in row blocks of 1,024: sets larger than a block (and a subset
+    larger than the fake set's block remainder) give each round's mmd2_unbiased."""
     rng = np.random.default_rng(1)
-    real, fake = 5 * rng.random((40, 6)), 5 * rng.random((25, 6))
-    fast = im.kid(real, fake, subsets=6, subset_size=10, rng=np.random.default_rng(2))
-    monkeypatch.setattr(im, "_KID_PRECOMPUTE_ENTRIES", 0)  # force three products per subset
-    slow = im.kid(real, fake, subsets=6, subset_size=10, rng=np.random.default_rng(2))
-    assert fast == pytest.approx(slow, rel=1e-12)
+    real, fake = 5 * rng.random((2100, 6)), 5 * rng.random((1030, 6))
+    mean, std = im.kid(real, fake, subsets=4, subset_size=1100, rng=np.random.default_rng(2))
+    draw, values = np.random.default_rng(2), []
+    for _ in range(4):
+        ir, jf = draw.choice(2100, 1030, replace=False), draw.choice(1030, 1030, replace=False)
+        values.append(im.mmd2_unbiased(real[ir], fake[jf]))
+    assert mean == pytest.approx(np.mean(values), rel=1e-10)
+    assert std == pytest.approx(np.std(values), rel=1e-8)
 
 
 def test_mmd2_unbiased_against_explicit_double_sums():
