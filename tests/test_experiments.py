@@ -10,6 +10,9 @@ from PIL import Image
 from minigan.cli import main
 from minigan.experiments import EXPERIMENTS
 
+# the module fixture `runs` trains every experiment once: keep its tests on one xdist worker
+pytestmark = pytest.mark.xdist_group("experiments")
+
 
 def read_csv(path):
     with open(path, newline="") as f:
