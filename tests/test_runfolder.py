@@ -91,7 +91,7 @@ def test_resume_applies_resumable_settings_and_says_so(tmp_path, capsys):
     assert main(["train", "--resume", str(out), "--steps", "3", "--lr-d", "0.003", "--lr-g", "0.002",
                  "--no-progress"]) == 0
     err = capsys.readouterr().err
-    assert "steps 2 → 3" in err and "lr_d 0.0001 → 0.003" in err and "lr_g 0.0001 → 0.002" in err
+    assert "steps 2 → 3" in err and "lr_d 0.0004 → 0.003" in err and "lr_g 0.0004 → 0.002" in err  # the demo preset's 4e-4
     saved = json.loads((out / "config.json").read_text())
     assert (saved["steps"], saved["lr_d"], saved["lr_g"]) == (3, 0.003, 0.002)
     state = load_checkpoint(out / "checkpoint.ckpt")

@@ -119,6 +119,32 @@ def test_penalty_weight_defaults():
     assert resolved(loss="hinge", model="dcgan").critic_norm == "batch"
 
 
+def test_presets_fill_only_the_settings_left_at_their_defaults():
+    def resolved(**kw):
+        return TrainConfig(**kw).resolved()
+
+    def optimiser(c):
+        return c.lr_d, c.lr_g, c.beta1, c.beta2, c.batch_size, c.n_critic
+
+    # the demo's loss, model and data (given or not) take the demo preset; anything else none
+    demo = resolved()
+    assert demo.preset == "demo" and optimiser(demo) == (4e-4, 4e-4, 0.5, 0.9, 128, 3)
+    assert resolved(loss="wgan-gp", model="mlp", data="digits").preset == "demo"
+    for other in (dict(loss="lsgan"), dict(model="dcgan"), dict(data="8gaussians")):
+        assert resolved(**other).preset == "none", other
+    # --preset none: the WGAN-GP paper's Algorithm 1 settings
+    assert optimiser(resolved(preset="none")) == (1e-4, 1e-4, 0.0, 0.9, 64, 5)
+    # an explicit value wins over the preset's, the rest is filled
+    mine = resolved(lr_g=1e-3, batch_size=32, beta2=0.99)
+    assert optimiser(mine) == (4e-4, 1e-3, 0.5, 0.99, 32, 3)
+    toy = resolved(data="8gaussians", preset="toy", hidden=32)
+    assert (toy.hidden, toy.depth, toy.batch_size, toy.gp_weight, toy.lr_d, toy.beta1) == (32, 3, 256, 0.1, 1e-4, 0.5)
+    # a resolved config resolves to itself (config.json and resume see the same run)
+    assert TrainConfig(**demo.to_dict()).resolved() == demo
+    with pytest.raises(ConfigError, match="unknown preset 'fast'.*toy, demo, none"):
+        resolved(preset="fast")
+
+
 @pytest.mark.parametrize("loss, model, data, extra", [
     ("ragan", "dcgan", "digits", dict(penalty="dragan", critic_norm="none")),  # draws δ, α each step
     ("rsgan", "dcgan", "digits", {}),  # BatchNorm critic: the coupled step's buffer save/restore
