@@ -10,7 +10,9 @@ from PIL import Image
 from minigan.cli import main
 from minigan.experiments import EXPERIMENTS
 
-# the module fixture `runs` trains every experiment once: keep its tests on one xdist worker
+# the fixture `runs` trains every experiment once: its tests stay on one xdist worker, and it is
+# session-scoped because a worker may run other modules' tests between them (a module fixture
+# would be torn down and trained again)
 pytestmark = pytest.mark.xdist_group("experiments")
 
 
@@ -32,7 +34,7 @@ def as_floats(rows, column):
     return values
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     """Each experiment once in --quick mode, through the command line (shared by the tests below)."""
     root = tmp_path_factory.mktemp("experiments")
