@@ -142,13 +142,34 @@ def test_began_balance_update_and_clipping():
         other.load_state_dict({"k_t": 0.5})
 
 
+GAMMA_TEXT = r"^gamma \(the diversity ratio E\[L\(G\(z\)\)\]/E\[L\(x\)\]\) must lie in \[0, 1\]"
+
+
 @pytest.mark.parametrize("kwargs, match", [
-    ({"gamma": 1.5}, "gamma"), ({"gamma": -0.1}, "gamma"), ({"gamma": float("nan")}, "gamma"),
-    ({"lambda_k": -1e-3}, "lambda_k"), ({"k0": 2.0}, "k0"), ({"k0": -0.5}, "k0"),
+    ({"gamma": 1.5}, GAMMA_TEXT), ({"gamma": -0.1}, GAMMA_TEXT), ({"gamma": float("nan")}, GAMMA_TEXT),
+    ({"lambda_k": -1e-3}, r"^lambda_k \(the learning rate of k\) must be finite and >= 0, got -0.001$"),
+    ({"lambda_k": float("inf")}, "finite"),
+    ({"k0": 2.0}, r"^k0 \(the initial k\) must lie in \[0, 1\], got 2.0$"), ({"k0": -0.5}, "^k0 "),
 ])
 def test_began_balance_rejects_bad_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         L.BeganBalance(**kwargs)
+
+
+def test_began_balance_defaults_and_closed_ends():
+    """The paper's defaults (γ = 0.5, λ_k = 0.001, k₀ = 0), and the ends of [0, 1] (and λ_k = 0,
+    a frozen k) are allowed: γ = 1, k = 1 are values a user may set or a checkpoint may hold."""
+    bal = L.BeganBalance()
+    assert (bal.gamma, bal.lambda_k, bal.k) == (0.5, 0.001, 0.0)
+    bal = L.BeganBalance(gamma=1.0, lambda_k=0.0, k0=1.0)
+    assert bal.update(loss_real=1.0, loss_fake=3.0) == (1.0, 3.0)   # λ_k = 0: k stays
+    bal.load_state_dict({"k": 0.0})
+    bal.load_state_dict({"k": 1.0})
+    assert bal.k == 1.0 and repr(bal) == "BeganBalance(gamma=1.0, lambda_k=0.0, k=1.0)"
+    with pytest.raises(ValueError, match=r"^k must lie in \[0, 1\], got nan$"):
+        bal.load_state_dict({"k": float("nan")})
+    with pytest.raises(KeyError, match="must have exactly the key 'k', got \\['k', 'x'\\]"):
+        bal.load_state_dict({"k": 0.5, "x": 1})
 
 
 # --- numerical robustness -------------------------------------------------------------
@@ -192,7 +213,9 @@ def test_dtype_and_shape_are_preserved(dtype):
             L.discriminator_loss_fgan(r, f, f_div_alpha := L.f_divergence("alpha", alpha=0.5))[1],
             (L.generator_loss_minimax(f)[1],), (L.generator_loss_nonsaturating(f)[1],),
             (L.generator_loss_wasserstein(f)[1],), (L.generator_loss_lsgan(f)[1],),
-            (L.generator_loss_fgan(f, "jeffrey")[1],), (L.generator_loss_fgan(f, f_div_alpha, True)[1],)]
+            (L.generator_loss_fgan(f, "jeffrey")[1],), (L.generator_loss_fgan(f, f_div_alpha, True)[1],),
+            L.discriminator_loss_hinge(r, f)[1], (L.generator_loss_hinge(f)[1],),
+            L.relativistic_loss(r, f)[1]]
     for grads in outs:
         for g, x in zip(grads, (r, f) if len(grads) == 2 else (f,)):
             assert g.dtype == dtype and g.shape == x.shape
@@ -204,6 +227,40 @@ def test_inputs_are_validated():
         L.generator_loss_nonsaturating(np.array([1, 2]))
     with pytest.raises(ValueError, match="empty"):
         L.discriminator_loss_minimax(np.zeros((0, 1)), np.zeros((2, 1)))
+
+
+# every loss, and the names its errors give its inputs (the caller's argument names)
+NAMED_INPUTS = [
+    (L.discriminator_loss_minimax, ("real_logits", "fake_logits")),
+    (L.generator_loss_minimax, ("fake_logits",)), (L.generator_loss_nonsaturating, ("fake_logits",)),
+    (L.critic_loss_wasserstein, ("real", "fake")), (L.generator_loss_wasserstein, ("fake",)),
+    (L.discriminator_loss_lsgan, ("real", "fake")), (L.generator_loss_lsgan, ("fake",)),
+    (L.began_reconstruction_loss, ("x", "recon")),
+    (lambda real_v, fake_v: L.discriminator_loss_fgan(real_v, fake_v, "kl"), ("real_v", "fake_v")),
+    (lambda fake_v: L.generator_loss_fgan(fake_v, "kl"), ("fake_v",)),
+    (L.discriminator_loss_hinge, ("real", "fake")), (L.generator_loss_hinge, ("fake",)),
+    (L.relativistic_loss, ("real", "fake")),
+]
+
+
+@pytest.mark.parametrize("loss, names", NAMED_INPUTS, ids=lambda v: getattr(v, "__name__", ""))
+def test_input_errors_name_the_argument(loss, names):
+    for i, name in enumerate(names):
+        args = [np.ones(2) for _ in names]
+        args[i] = np.array([1, 2])
+        with pytest.raises(TypeError, match=rf"^{name} must be a floating-point array, got dtype int"):
+            loss(*args)
+        args[i] = np.zeros(0)
+        with pytest.raises(ValueError, match=rf"^{name} is empty: a loss needs at least one sample$"):
+            loss(*args)
+
+
+def test_hinge_subgradient_is_zero_at_the_kinks():
+    """D(x) = 1 and D(x̃) = −1 exactly: relu's subgradient there is 0 (r < 1, f > −1 strictly)."""
+    value, (d_r, d_f) = L.discriminator_loss_hinge(np.array([1.0, 0.0]), np.array([-1.0, 0.0]))
+    assert value == 0.5 + 0.5
+    np.testing.assert_array_equal(d_r, [0.0, -0.5])
+    np.testing.assert_array_equal(d_f, [0.0, 0.5])
 
 
 # --- f-GAN ----------------------------------------------------------------------------
@@ -282,6 +339,16 @@ def test_conjugate_is_infinite_outside_its_domain():
         value, dvalue = L.f_divergence(name).conjugate(np.array([t]))
         assert value[0] == np.inf and np.isnan(dvalue[0])
     assert L.f_divergence("neyman").conjugate(np.array([1.0]))[0][0] == 2.0   # closed end
+
+
+def test_base_divergence_says_what_it_lacks():
+    class Half(L.FDivergence):
+        pass
+
+    for method, what in [("f", "f"), ("f_prime", "f'"), ("activation", "the output activation"),
+                         ("_conjugate", "the conjugate f\\*")]:
+        with pytest.raises(NotImplementedError, match=rf"^Half does not define {what}$"):
+            getattr(Half(), method)(np.ones(2))
 
 
 def test_f_divergence_rejects_bad_names_and_parameters():
