@@ -341,6 +341,57 @@ def test_conjugate_is_infinite_outside_its_domain():
     assert L.f_divergence("neyman").conjugate(np.array([1.0]))[0][0] == 2.0   # closed end
 
 
+INF, LOG2 = math.inf, math.log(2.0)
+DOMAINS = [  # (name, params): name, domain text, domain_interval, domain_closed
+    ("kl", {}, "R", (-INF, INF), (False, False)),
+    ("reverse_kl", {}, "t < 0", (-INF, 0.0), (False, False)),
+    ("pearson", {}, "R", (-INF, INF), (False, False)),
+    ("neyman", {}, "t <= 1", (-INF, 1.0), (False, True)),
+    ("squared_hellinger", {}, "t < 1", (-INF, 1.0), (False, False)),
+    ("jeffrey", {}, "R", (-INF, INF), (False, False)),
+    ("jensen_shannon", {}, "t < log 2", (-INF, LOG2), (False, False)),
+    ("jensen_shannon_weighted", {}, "t < -pi log pi = 0.346574", (-INF, 0.5 * LOG2), (False, False)),
+    ("jensen_shannon_weighted", {"pi": 0.3}, "t < -pi log pi = 0.361192", (-INF, -0.3 * math.log(0.3)),
+     (False, False)),
+    ("gan", {}, "t < 0", (-INF, 0.0), (False, False)),
+    ("total_variation", {}, "t <= 1/2 (f*(t) = t on |t| <= 1/2)", (-INF, 0.5), (False, True)),
+    ("alpha", {"alpha": -1.5}, "t <= 1/(1 - alpha) = 0.4", (-INF, 0.4), (False, True)),
+    ("alpha", {"alpha": 0.5}, "t < 1/(1 - alpha) = 2", (-INF, 2.0), (False, False)),
+    ("alpha", {"alpha": 1.5}, "R", (-INF, INF), (False, False)),
+    ("alpha", {"alpha": 3.5}, "R", (-INF, INF), (False, False)),
+]
+
+
+@pytest.mark.parametrize("name, params, text, interval, closed", DOMAINS)
+def test_divergence_names_and_domains(name, params, text, interval, closed):
+    """dom f* as attributes and as behaviour: +inf just outside, finite inside and at a closed end."""
+    div = L.f_divergence(name, **params)
+    assert div.name == name and div.domain == text
+    assert div.domain_interval == pytest.approx(interval, rel=1e-15) and div.domain_closed == closed
+    lo, hi = interval
+    inside = [-50.0] + ([hi - 1e-3] if hi < INF else [50.0]) + ([hi] if closed[1] else [])
+    assert np.all(np.isfinite(div.conjugate(np.array(inside))[0]))
+    if hi < INF:
+        value, dvalue = div.conjugate(np.array([hi + 1e-9, hi + 1.0]))
+        assert np.all(value == np.inf) and np.all(np.isnan(dvalue))
+    if name == "jensen_shannon_weighted":
+        assert div.pi == params.get("pi", 0.5)
+
+
+def test_total_variation_conjugate_below_minus_half():
+    """f*(t) = max(t, −½): the flat piece (t ≤ −½, derivative 0, also at the corner), which
+    g_f = ½ tanh never reaches, and float32 in, float32 out."""
+    tv = L.f_divergence("total_variation")
+    t = np.array([-3.0, -1.0, -0.5, -0.25, 0.5], dtype=np.float32)
+    value, dvalue = tv.conjugate(t)
+    np.testing.assert_array_equal(value, [-0.5, -0.5, -0.5, -0.25, 0.5])
+    np.testing.assert_array_equal(dvalue, [0.0, 0.0, 0.0, 1.0, 1.0])
+    assert value.dtype == np.float32 and dvalue.dtype == np.float32
+    # g_f' = ½ sech² v, without overflow far out: e^{−2|v|} (the form e^{+2|v|} would give inf/inf)
+    _, dt = tv.activation(np.array([-400.0, 0.0, 400.0]))
+    np.testing.assert_array_equal(dt, [0.0, 0.5, 0.0])
+
+
 def test_base_divergence_says_what_it_lacks():
     class Half(L.FDivergence):
         pass
@@ -357,14 +408,16 @@ def test_f_divergence_rejects_bad_names_and_parameters():
     for name in ("neyman", "squared_hellinger", "jeffrey", "jensen_shannon", "gan", "total_variation"):
         assert name in str(err.value)
     for alpha in (0.0, 1.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match=r"alpha not in \{0, 1\}"):
+        with pytest.raises(ValueError, match=r"alpha not in \{0, 1\}, got alpha=.* \(its limits alpha -> 1 "
+                                             r"and alpha -> 0 are 'kl' and 'reverse_kl'\)$"):
             L.f_divergence("alpha", alpha=alpha)
     with pytest.raises(ValueError, match="needs its parameter"):
         L.f_divergence("alpha")
     with pytest.raises(TypeError, match="takes parameters"):
         L.f_divergence("kl", alpha=0.5)
-    with pytest.raises(ValueError, match="0 < pi < 1"):
-        L.f_divergence("jensen_shannon_weighted", pi=1.0)
+    for pi in (0.0, 1.0):
+        with pytest.raises(ValueError, match="0 < pi < 1"):
+            L.f_divergence("jensen_shannon_weighted", pi=pi)
     with pytest.raises(ValueError, match="unknown f-divergence"):
         L.discriminator_loss_fgan(np.zeros(2), np.zeros(2), "js")
 

@@ -218,6 +218,7 @@ ROUND_TRIP = [
     (RMSprop, dict(lr=0.01, alpha=0.9, momentum=0.5, centered=True, weight_decay=0.01)),
     (Adam, dict(lr=0.01)),
     (Adam, dict(lr=0.01, betas=(0.0, 0.9), amsgrad=True, weight_decay=0.01)),
+    (RMSprop, dict(lr=0.01, centered=True)),   # grad_avg kept, momentum_buffer (listed before it) not
 ]
 
 
@@ -310,6 +311,76 @@ def test_load_rejects_foreign_state_and_bad_hyperparameters():
     with pytest.raises(ValueError, match="lr"):
         opt.load_state_dict(bad)
     assert opt.param_groups[0]["lr"] == 0.5 and opt.state == {}
+
+
+def test_load_converts_and_copies_the_buffers():
+    """Loaded buffers take the parameter's dtype and are the optimizer's own (the caller's
+    arrays are neither kept nor changed by later steps)."""
+    saved = _trained_adam([(3,)])
+    for entry in saved["state"].values():
+        for name in ("exp_avg", "exp_avg_sq"):
+            entry[name] = entry[name].astype(np.float64)
+    kept = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in saved["state"][0].items()}
+    (p,) = make_params([(3,)], 1, np.float32)
+    opt = Adam([p], lr=0.01)
+    opt.load_state_dict(saved)
+    p.grad[...] = 1.0
+    opt.step()
+    for name in ("exp_avg", "exp_avg_sq"):
+        assert opt.state[p][name].dtype == np.float32
+        np.testing.assert_array_equal(saved["state"][0][name], kept[name])
+    same = make_params([(3,)], 1)  # float64: no conversion needed, still a copy
+    opt = Adam(same, lr=0.01)
+    opt.load_state_dict(saved)
+    assert not np.shares_memory(opt.state[same[0]]["exp_avg"], saved["state"][0]["exp_avg"])
+
+
+@pytest.mark.parametrize("step, ok", [(0, True), (5, True), (2.0, True), (-1, False), (1.5, False),
+                                      (True, False), ("3", False), (None, False)])
+def test_load_checks_the_step_count(step, ok):
+    saved = _trained_adam([(3,)])
+    saved["state"][0]["step"] = step
+    opt = Adam(make_params([(3,)], 1, np.float32), lr=0.01)
+    if ok:
+        opt.load_state_dict(saved)
+        assert opt.state[opt.param_groups[0]["params"][0]]["step"] == int(step)
+    else:
+        with pytest.raises(ValueError, match=r"^Adam.load_state_dict: state of parameter 0: step must "
+                                             r"be a non-negative integer, got "):
+            opt.load_state_dict(saved)
+
+
+def test_load_errors_name_the_optimizer_and_the_problem():
+    saved = _trained_adam([(3,)])
+    opt = Adam(make_params([(3,)], 1, np.float32), lr=0.01)
+    head = r"^Adam.load_state_dict: "
+    for bad, match in [
+        ({"state": {}}, "expected a dict with keys 'state' and 'param_groups'$"),
+        ([saved], "expected a dict with keys 'state' and 'param_groups'$"),
+        ({**saved, "param_groups": [{**saved["param_groups"][0], "momentum": 0.9}]},
+         r"parameter group 0 has options \['amsgrad', 'betas', 'eps', 'lr', 'momentum', 'weight_decay'\], "
+         r"expected \['amsgrad', 'betas', 'eps', 'lr', 'weight_decay'\]$"),
+        ({**saved, "state": {7: saved["state"][0]}},
+         r"state for parameter index 7, but the parameter groups only list indices \[0\]$"),
+        ({**saved, "state": {0: {"exp_avg": saved["state"][0]["exp_avg"]}}}, "state of parameter 0 has no 'step'$"),
+        ({**saved, "state": {0: [1]}}, "state of parameter 0 has no 'step'$"),
+        ({**saved, "state": {0: {**saved["state"][0], "momentum_buffer": np.zeros(3)}}},
+         r"state of parameter 0 has unknown entries \['momentum_buffer'\]; Adam keeps "
+         r"\['exp_avg', 'exp_avg_sq', 'max_exp_avg_sq'\]$"),
+    ]:
+        with pytest.raises(ValueError, match=head + match):
+            opt.load_state_dict(bad)
+    assert opt.state == {}
+
+
+def test_repr_lists_groups_and_options():
+    a, b = make_params([(3,), (2, 2)], 0)
+    opt = SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1, momentum=0.9)
+    assert repr(opt) == (
+        "SGD(\n"
+        "  group 0: 1 parameter(s), lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False\n"
+        "  group 1: 1 parameter(s), lr=0.5, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False\n"
+        ")")
 
 
 # --- construction and validation ---------------------------------------------------------
