@@ -474,6 +474,9 @@ def test_a_parameter_with_zero_grad_is_still_updated():
     opt = SGD([p], lr=0.1, weight_decay=0.5)
     opt.step()
     np.testing.assert_allclose(p.data, theta0 * (1 - 0.05), rtol=1e-15)
+    p.data[...] = theta0
+    SGD([p], lr=0.1, weight_decay=1.0).step()   # λ = 1 decays too (no special value but 0)
+    np.testing.assert_allclose(p.data, theta0 * (1 - 0.1), rtol=1e-15)
     (q,) = make_params([(4,)], 1)
     adam = Adam([q], lr=0.1)
     q.grad[...] = 1.0
