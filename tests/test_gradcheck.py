@@ -173,6 +173,29 @@ def test_check_double_backward_defaults():
     assert list(report.errors) == ["dy", "x", "0.weight", "0.bias", "direction 0", "direction 1", "direction 2"]
     assert report.worst < 1e-8, str(report)
     assert report.errors == check_double_backward(layer, x, rng=np.random.default_rng(0)).errors
+    assert report.errors != check_double_backward(layer, x, rng=np.random.default_rng(1)).errors
+    check_double_backward(layer, x)
+    # afterwards .grad holds the random start plus the double backward's terms, whatever φ's
+    # finite differences did in between (they run backward without accumulating)
+    grads = [p.grad.copy() for p in layer.parameters()]
+    check_double_backward(layer, x, per_element=False, n_directions=0)
+    for g, p in zip(grads, layer.parameters()):
+        np.testing.assert_array_equal(p.grad, g)
+
+
+def test_given_zero_dy_or_c_is_used():
+    """A given dy or c is used as given: with dy = 0 nothing depends on x (s = 0 exactly), with c = 0
+    φ ≡ 0 and every derivative is exactly 0; and check_module with dy = 0 sees a zero loss."""
+    layer, x = _tanh_layer()
+    assert check_module(layer, x, dy=np.zeros((2, 4))).worst == 0.0
+    assert check_double_backward(layer, x, c=np.zeros((2, 3))).worst == 0.0
+    assert check_double_backward(layer, x, dy=np.zeros((2, 4))).errors["x"] == 0.0
+
+
+def test_check_double_backward_converts_dy_and_c_to_float64():
+    layer, x = _tanh_layer()
+    report = check_double_backward(layer, x, dy=np.ones((2, 4), np.float32), c=[[1, 0, 2], [0, -1, 1]])
+    assert report.worst < 1e-8, str(report)
 
 
 def test_check_double_backward_takes_the_given_dy_c_and_args():
@@ -221,6 +244,17 @@ def test_check_penalty_passes_a_right_critic(penalty):
                   rng=np.random.default_rng(0))
     for g, p in zip(grads, critic.parameters()):
         np.testing.assert_array_equal(p.grad, g)
+
+
+def test_check_penalty_uses_the_rng_and_restores_buffers():
+    critic, x = straddling_critic()
+    assert check_penalty(critic, x).errors != check_penalty(critic, x, rng=np.random.default_rng(1)).errors
+    counting = _CountingTanh()
+    rng = np.random.default_rng(4)
+    critic = nn.Sequential(nn.Linear(2, 3, dtype=np.float64, rng=rng), counting,
+                           nn.Linear(3, 1, dtype=np.float64, rng=rng))
+    assert check_penalty(critic, rng.standard_normal((3, 2))).worst < 1e-7
+    np.testing.assert_array_equal(counting.calls, [0.5, -1.0])
 
 
 @pytest.mark.parametrize("penalty", PENALTIES)
