@@ -221,6 +221,7 @@ def test_embedding_values_dtype_and_gradient():
     gradient adds up per row (repeated labels add) on top of what .grad holds."""
     emb = nn.Embedding(3, 2, dtype=np.float64, rng=np.random.default_rng(0))
     assert emb.weight.dtype == np.float64 and repr(emb) == "Embedding(3, 2)"
+    assert nn.Embedding(3, 2).weight.dtype == np.float32
     np.testing.assert_array_equal(emb(np.array([0, 2, 0])), emb.weight.data[[0, 2, 0]])
     assert emb(np.zeros(0, np.int64)).shape == (0, 2)
     emb(np.array([0, 2, 0]))
