@@ -207,6 +207,21 @@ def test_activation_defaults_and_parameter_checks():
             make()
 
 
+def test_shape_layers_partial_flatten_and_errors():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float64).reshape(2, 3, 4, 5)
+    assert nn.Flatten(1, 2)(x).shape == (2, 12, 5) and nn.Flatten(2, 2)(x).shape == (2, 3, 4, 5)
+    assert nn.Flatten(0, 1)(x).shape == (6, 4, 5) and nn.Flatten(-2, -1)(x).shape == (2, 3, 20)
+    np.testing.assert_array_equal(nn.Flatten(1, 2)(x), x.reshape(2, 12, 5))
+    assert repr(nn.Reshape(3, 20)) == "Reshape(3, 20)"
+    for layer, message in [
+        (nn.Flatten(2, 1), "Flatten: start_dim 2 comes after end_dim 1 for an input of shape (2, 3, 4, 5)"),
+        (nn.Unflatten(1, (2, 2)), "Unflatten: dim 1 has size 3 but unflattened_size (2, 2) holds 4 elements"),
+        (nn.Reshape(7, 8), "Reshape: cannot reshape samples of shape (3, 4, 5) (60 elements) to (7, 8) (56 elements)"),
+    ]:
+        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+            layer(x)
+
+
 def test_activation_values_are_stable_at_extremes():
     x = np.array([[-1000.0, -30.0, 0.0, 30.0, 1000.0]])
     for make in ACTIVATIONS.values():
