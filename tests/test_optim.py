@@ -9,6 +9,7 @@ wrong step anywhere shows up in the trajectory.
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -408,6 +409,67 @@ def test_repr_lists_groups_and_options():
 def test_bad_hyperparameters_are_rejected(make, word):
     with pytest.raises(ValueError, match=word):
         make(make_params([(2,)], 0))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda ps: SGD(ps, lr=-0.1), "SGD: invalid lr -0.1: must be >= 0"),
+    (lambda ps: SGD(ps, lr=0.1, momentum=-1), "SGD: invalid momentum -1: must be >= 0"),
+    (lambda ps: SGD(ps, lr=0.1, dampening=float("nan")), "SGD: invalid dampening nan: must be finite"),
+    (lambda ps: SGD(ps, lr=0.1, weight_decay=-1), "SGD: invalid weight_decay -1: must be >= 0"),
+    (lambda ps: SGD(ps, lr=0.1, nesterov="no"), "SGD: invalid nesterov 'no': expected True or False"),
+    (lambda ps: RMSprop(ps, lr=True), "RMSprop: invalid lr True: expected a number, got a bool"),
+    (lambda ps: RMSprop(ps, alpha=-1), "RMSprop: invalid alpha -1: must be >= 0"),
+    (lambda ps: RMSprop(ps, eps=-1), "RMSprop: invalid eps -1: must be >= 0"),
+    (lambda ps: RMSprop(ps, weight_decay=-1), "RMSprop: invalid weight_decay -1: must be >= 0"),
+    (lambda ps: RMSprop(ps, momentum=-1), "RMSprop: invalid momentum -1: must be >= 0"),
+    (lambda ps: RMSprop(ps, centered=1), "RMSprop: invalid centered 1: expected True or False"),
+    (lambda ps: Adam(ps, lr=-1), "Adam: invalid lr -1: must be >= 0"),
+    (lambda ps: Adam(ps, betas=("x", 0.9)), "Adam: invalid betas[0] 'x': expected a number"),
+    (lambda ps: Adam(ps, betas=(0.9, None)), "Adam: invalid betas[1] None: expected a number"),
+    (lambda ps: Adam(ps, eps=-1), "Adam: invalid eps -1: must be >= 0"),
+    (lambda ps: Adam(ps, weight_decay=-1), "Adam: invalid weight_decay -1: must be >= 0"),
+    (lambda ps: Adam(ps, amsgrad="yes"), "Adam: invalid amsgrad 'yes': expected True or False"),
+    (lambda ps: Adam([ps[0], {"params": ps}]), "Adam: params mixes Parameters and dicts (parameter groups); "
+                                               "give either a list of Parameters or a list of dicts"),
+    (lambda ps: Adam(ps).add_param_group([ps[0]]), "Adam: a parameter group must be a dict, got list"),
+    (lambda ps: Adam(ps).add_param_group({"lr": 0.1}), "Adam: a parameter group needs a 'params' entry"),
+    (lambda ps: Adam([{"params": [ps[0], 3]}]), "Adam: params item 1 is a int, not a minigan Parameter "
+                                                "(pass model.parameters())"),
+    (lambda ps: Adam(ps).add_param_group({"params": ps}), "Adam: some parameters appear more than once "
+                                                          "(in one group or in several)"),
+    (lambda ps: Adam(3), "Adam: params must be an iterable of Parameters or of dicts (parameter groups), got a int"),
+])
+def test_bad_hyperparameters_are_named_in_full(make, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        make(make_params([(2,)], 0))
+
+
+def test_hyperparameters_are_normalised_and_defaults_kept():
+    """Each group holds exactly its optimizer's options as floats and bools (an int lr becomes a
+    float), the documented defaults, and the closed ends (RMSprop's α = 1) are allowed."""
+    ps = make_params([(2,)], 0)
+    for opt, want in [
+        (SGD(ps, lr=1), dict(lr=1.0, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False)),
+        (RMSprop(ps), dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False)),
+        (RMSprop(ps, lr=1, alpha=1, eps=0, weight_decay=0, momentum=0, centered=np.bool_(True)),
+         dict(lr=1.0, alpha=1.0, eps=0.0, weight_decay=0.0, momentum=0.0, centered=True)),
+        (Adam(ps), dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False)),
+        (Adam(ps, lr=1, betas=[0, 0], eps=0, amsgrad=np.bool_(False)),
+         dict(lr=1.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.0, amsgrad=False)),
+    ]:
+        group = {k: v for k, v in opt.param_groups[0].items() if k != "params"}
+        assert group == want and all(type(v) is type(want[k]) for k, v in group.items()), group
+
+
+def test_rmsprop_weight_decay_one_and_no_momentum_buffer_without_momentum():
+    (p,) = make_params([(3,)], 0)
+    theta0 = p.data.copy()
+    opt = RMSprop([p], lr=0.1, weight_decay=1.0)
+    p.grad[...] = 0.0   # g = 0 + 1·θ: the step is −lr·θ/(sqrt((1 − α)θ²) + ε)
+    opt.step()
+    want = theta0 - 0.1 * theta0 / (np.sqrt(0.01 * theta0 ** 2) + 1e-8)
+    np.testing.assert_allclose(p.data, want, rtol=1e-12)
+    assert set(opt.state[p]) == {"step", "square_avg"}
 
 
 @pytest.mark.parametrize("params, word", [
