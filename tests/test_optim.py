@@ -461,6 +461,12 @@ def test_hyperparameters_are_normalised_and_defaults_kept():
         assert group == want and all(type(v) is type(want[k]) for k, v in group.items()), group
 
 
+def test_a_group_may_hold_a_single_parameter():
+    a, b = make_params([(2, 3), (3,)], 0)
+    opt = SGD([{"params": a}, {"params": b, "lr": 0.5}], lr=0.1)
+    assert [g["params"] for g in opt.param_groups] == [[a], [b]]
+
+
 def test_rmsprop_weight_decay_one_and_no_momentum_buffer_without_momentum():
     (p,) = make_params([(3,)], 0)
     theta0 = p.data.copy()
