@@ -10,6 +10,10 @@
 # narrows [tool.mutmut] to MODULE_FILE and the given tests, runs `mutmut run` niced under a
 # time limit (MUTATION_TIMEOUT seconds, default 1800) and prints `mutmut results` (survivors,
 # timeouts). Judge every survivor: an equivalent mutant (say why) or a gap (write the test).
+# MUTATION_CHILDREN (default 1): mutmut's parallel children; one keeps a shared machine usable.
+# MUTATION_NICE (default 19). Hypothesis runs the "mutation" profile (tests/conftest.py: the
+# default examples, no shrinking: a failing mutant is killed at once instead of timing out).
+# NUMBA_DISABLE_JIT=1 (exported by the caller) for kernels/*.py: see docs/testing.md.
 # Results go to benchmarks/results/mutation-<date>.md by hand.
 set -euo pipefail
 module="$1"; shift
@@ -31,6 +35,8 @@ s = re.sub(r'pytest_add_cli_args_test_selection = \[.*?\]',
 open(path, 'w').write(s)
 PY
 cd "$work"
+export MINIGAN_HYPOTHESIS_PROFILE="${MINIGAN_HYPOTHESIS_PROFILE:-mutation}"   # no shrinking (tests/conftest.py)
 echo "mutation run of $module in $work (tests: ${tests[*]})"
-nice -n 10 timeout "${MUTATION_TIMEOUT:-1800}" mutmut run ${glob:+"$glob"} || echo "(stopped: time limit or error, exit $?)"
+nice -n "${MUTATION_NICE:-19}" timeout "${MUTATION_TIMEOUT:-1800}" \
+  mutmut run --max-children "${MUTATION_CHILDREN:-1}" ${glob:+"$glob"} || echo "(stopped: time limit or error, exit $?)"
 mutmut results

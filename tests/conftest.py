@@ -2,7 +2,7 @@
 CI is reproducible) with no per-example deadline (first calls compile/allocate)."""
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 settings.register_profile(
     "default", derandomize=True, deadline=None, max_examples=20,
@@ -10,4 +10,8 @@ settings.register_profile(
 )
 settings.register_profile("thorough", deadline=None, max_examples=300,
                           suppress_health_check=[HealthCheck.too_slow])
+# benchmarks/mutation.sh: the default examples without shrinking (a mutant that fails is killed
+# at once; shrinking its counterexample would only run into mutmut's time limit)
+settings.register_profile("mutation", parent=settings.get_profile("default"),
+                          phases=(Phase.explicit, Phase.reuse, Phase.generate))
 settings.load_profile(os.environ.get("MINIGAN_HYPOTHESIS_PROFILE", "default"))

@@ -65,6 +65,16 @@ def conditional_critic(image: bool, rng):
     return model, x, np.array([0, 2, 2])
 
 
+def smooth_mlp_critic(rng):
+    """A float64 MLP critic on 2 features with smooth activations (no kinks for the stencils)."""
+    import minigan.nn as nn
+
+    f64 = np.float64
+    return nn.Sequential(nn.Linear(2, 6, dtype=f64, rng=rng), nn.Tanh(), nn.Linear(6, 5, dtype=f64, rng=rng),
+                         nn.Softplus(), nn.Linear(5, 4, dtype=f64, rng=rng), nn.ELU(),
+                         nn.Linear(4, 1, dtype=f64, rng=rng))
+
+
 def f_divergences():
     """Every f-divergence of minigan.losses, α and π drawn at non-default values on both sides of
     their special points: the f-GAN tests' list."""

@@ -239,12 +239,16 @@ def test_a_pass_that_overwrites_grad_is_caught():
 
 
 @pytest.mark.parametrize("make, shape", [(lambda: nn.LayerNorm(3, dtype=F64), (2, 3)),
-                                         (lambda: nn.BatchNorm1d(3, dtype=F64).eval(), (2, 3))])
+                                         (lambda: nn.BatchNorm1d(3, dtype=F64).eval(), (2, 3)),
+                                         (lambda: nn.Linear(3, 3, dtype=F64), (2, 3)),
+                                         (lambda: nn.Tanh(), (2, 3)), (lambda: nn.LeakyReLU(0.2), (2, 3)),
+                                         (lambda: nn.Flatten(), (2, 3))])
 def test_double_backward_before_create_graph_says_so(make, shape):
     layer = make()
     layer(np.ones(shape))
     layer.backward(np.ones(shape))  # create_graph=False: nothing kept for the second order
-    with pytest.raises(RuntimeError, match=r"backward called before backward\(create_graph=True\)"):
+    with pytest.raises(RuntimeError, match=rf"^{type(layer).__name__}: backward called before "
+                                           r"backward\(create_graph=True\)$"):
         layer.double_backward(np.ones(shape))
 
 

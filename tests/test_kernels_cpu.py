@@ -325,8 +325,9 @@ def test_layer_norm_kernels_match_reference(batch, norm_shape, weight, bias, dty
 def test_penalty_cotangent_matches_reference(shape, weight, one_sided, dtype, seed):
     rng = np.random.default_rng(seed)
     g = random(rng, shape, dtype, scale=rng.uniform(0.1, 2.0))
-    g[0] = 0.0  # a zero-norm sample: coefficient 0, never NaN
-    want_c, want_norms, want_value = reference("penalty_cotangent")(g, weight, one_sided)
+    g[0] = 0.0  # a zero-norm sample: coefficient 0, never NaN, and no division by zero on the way
+    with np.errstate(divide="raise", invalid="raise"):
+        want_c, want_norms, want_value = reference("penalty_cotangent")(g, weight, one_sided)
     c, norms, value = fast("penalty_cotangent")(g, weight, one_sided, out=poisoned(shape, dtype),
                                                 norms_out=poisoned(shape[:1], dtype))
     assert_close(norms, want_norms, factor=4)

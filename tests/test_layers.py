@@ -1,5 +1,8 @@
 """Every layer's forward/backward against float64 finite differences, shapes drawn by hypothesis."""
+import re
+
 import numpy as np
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -161,6 +164,62 @@ def test_activations(name, shape, scale, seed):
     rng = np.random.default_rng(seed)
     x = away_from_kinks(rng.standard_normal(shape) * scale)
     assert_gradients_match(ACTIVATIONS[name](), x, rng=rng)
+
+
+def test_activation_values_derivatives_and_dtypes():
+    """Value, σ' (backward with g = 1) and σ'' (double backward with g = c = 1) of each activation
+    against its closed form, with non-default parameters, on both pieces and at the kink 0 (which
+    takes the a ≤ 0 piece, as PyTorch), in float64 and float32 (the dtype is kept)."""
+    a = np.array([-2.0, -0.5, 0.0, 0.5, 2.0])
+    sig = lambda t: 1 / (1 + np.exp(-t))  # noqa: E731
+    th, s, e, p = np.tanh(a), sig(a), np.exp(np.minimum(a, 0)), sig(2 * a)
+    pos = a > 0
+    cases = [
+        (nn.ReLU(), np.where(pos, a, 0.0), np.where(pos, 1.0, 0.0), None),
+        (nn.LeakyReLU(0.2), np.where(pos, a, 0.2 * a), np.where(pos, 1.0, 0.2), None),
+        (nn.Tanh(), th, 1 - th ** 2, -2 * th * (1 - th ** 2)),
+        (nn.Sigmoid(), s, s * (1 - s), s * (1 - s) * (1 - 2 * s)),
+        (nn.Softplus(beta=2.0), np.log1p(np.exp(2 * a)) / 2, p, 2 * p * (1 - p)),
+        (nn.ELU(alpha=2.0), np.where(pos, a, 2 * (e - 1)), np.where(pos, 1.0, 2 * e), np.where(pos, 0.0, 2 * e)),
+    ]
+    for layer, value, d1, d2 in cases:
+        for dtype, tol in ((np.float64, 1e-14), (np.float32, 1e-6)):
+            x, ones = a.astype(dtype), np.ones(5, dtype)
+            y = layer(x)
+            dx = layer.backward(ones, create_graph=True)
+            jc, s2 = layer.double_backward(ones)
+            direct = layer.d1(x, y), layer.d2(x, y)   # the contract's σ', σ'' (ReLU's backward uses a kernel)
+            for got, want in ((y, value), (dx, d1), (jc, d1), (s2, d2), (direct[0], d1), (direct[1], d2)):
+                if want is None:
+                    assert got is None
+                else:
+                    assert got.dtype == dtype, type(layer).__name__
+                    np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=type(layer).__name__)
+
+
+def test_activation_defaults_and_parameter_checks():
+    assert (nn.LeakyReLU().negative_slope, nn.Softplus().beta, nn.ELU().alpha) == (0.01, 1.0, 1.0)
+    assert nn.LeakyReLU(0).negative_slope == 0.0   # ReLU as a LeakyReLU: allowed
+    for make, message in [(lambda: nn.LeakyReLU(-1), "LeakyReLU: negative_slope must be >= 0, got -1"),
+                          (lambda: nn.Softplus(beta=0), "Softplus: beta must be > 0, got 0"),
+                          (lambda: nn.ELU(alpha=0), "ELU: alpha must be > 0, got 0")]:
+        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+            make()
+
+
+def test_shape_layers_partial_flatten_and_errors():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float64).reshape(2, 3, 4, 5)
+    assert nn.Flatten(1, 2)(x).shape == (2, 12, 5) and nn.Flatten(2, 2)(x).shape == (2, 3, 4, 5)
+    assert nn.Flatten(0, 1)(x).shape == (6, 4, 5) and nn.Flatten(-2, -1)(x).shape == (2, 3, 20)
+    np.testing.assert_array_equal(nn.Flatten(1, 2)(x), x.reshape(2, 12, 5))
+    assert repr(nn.Reshape(3, 20)) == "Reshape(3, 20)"
+    for layer, message in [
+        (nn.Flatten(2, 1), "Flatten: start_dim 2 comes after end_dim 1 for an input of shape (2, 3, 4, 5)"),
+        (nn.Unflatten(1, (2, 2)), "Unflatten: dim 1 has size 3 but unflattened_size (2, 2) holds 4 elements"),
+        (nn.Reshape(7, 8), "Reshape: cannot reshape samples of shape (3, 4, 5) (60 elements) to (7, 8) (56 elements)"),
+    ]:
+        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+            layer(x)
 
 
 def test_activation_values_are_stable_at_extremes():

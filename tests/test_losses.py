@@ -142,13 +142,34 @@ def test_began_balance_update_and_clipping():
         other.load_state_dict({"k_t": 0.5})
 
 
+GAMMA_TEXT = r"^gamma \(the diversity ratio E\[L\(G\(z\)\)\]/E\[L\(x\)\]\) must lie in \[0, 1\]"
+
+
 @pytest.mark.parametrize("kwargs, match", [
-    ({"gamma": 1.5}, "gamma"), ({"gamma": -0.1}, "gamma"), ({"gamma": float("nan")}, "gamma"),
-    ({"lambda_k": -1e-3}, "lambda_k"), ({"k0": 2.0}, "k0"), ({"k0": -0.5}, "k0"),
+    ({"gamma": 1.5}, GAMMA_TEXT), ({"gamma": -0.1}, GAMMA_TEXT), ({"gamma": float("nan")}, GAMMA_TEXT),
+    ({"lambda_k": -1e-3}, r"^lambda_k \(the learning rate of k\) must be finite and >= 0, got -0.001$"),
+    ({"lambda_k": float("inf")}, "finite"),
+    ({"k0": 2.0}, r"^k0 \(the initial k\) must lie in \[0, 1\], got 2.0$"), ({"k0": -0.5}, "^k0 "),
 ])
 def test_began_balance_rejects_bad_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         L.BeganBalance(**kwargs)
+
+
+def test_began_balance_defaults_and_closed_ends():
+    """The paper's defaults (γ = 0.5, λ_k = 0.001, k₀ = 0), and the ends of [0, 1] (and λ_k = 0,
+    a frozen k) are allowed: γ = 1, k = 1 are values a user may set or a checkpoint may hold."""
+    bal = L.BeganBalance()
+    assert (bal.gamma, bal.lambda_k, bal.k) == (0.5, 0.001, 0.0)
+    bal = L.BeganBalance(gamma=1.0, lambda_k=0.0, k0=1.0)
+    assert bal.update(loss_real=1.0, loss_fake=3.0) == (1.0, 3.0)   # λ_k = 0: k stays
+    bal.load_state_dict({"k": 0.0})
+    bal.load_state_dict({"k": 1.0})
+    assert bal.k == 1.0 and repr(bal) == "BeganBalance(gamma=1.0, lambda_k=0.0, k=1.0)"
+    with pytest.raises(ValueError, match=r"^k must lie in \[0, 1\], got nan$"):
+        bal.load_state_dict({"k": float("nan")})
+    with pytest.raises(KeyError, match="must have exactly the key 'k', got \\['k', 'x'\\]"):
+        bal.load_state_dict({"k": 0.5, "x": 1})
 
 
 # --- numerical robustness -------------------------------------------------------------
@@ -192,7 +213,9 @@ def test_dtype_and_shape_are_preserved(dtype):
             L.discriminator_loss_fgan(r, f, f_div_alpha := L.f_divergence("alpha", alpha=0.5))[1],
             (L.generator_loss_minimax(f)[1],), (L.generator_loss_nonsaturating(f)[1],),
             (L.generator_loss_wasserstein(f)[1],), (L.generator_loss_lsgan(f)[1],),
-            (L.generator_loss_fgan(f, "jeffrey")[1],), (L.generator_loss_fgan(f, f_div_alpha, True)[1],)]
+            (L.generator_loss_fgan(f, "jeffrey")[1],), (L.generator_loss_fgan(f, f_div_alpha, True)[1],),
+            L.discriminator_loss_hinge(r, f)[1], (L.generator_loss_hinge(f)[1],),
+            L.relativistic_loss(r, f)[1]]
     for grads in outs:
         for g, x in zip(grads, (r, f) if len(grads) == 2 else (f,)):
             assert g.dtype == dtype and g.shape == x.shape
@@ -204,6 +227,40 @@ def test_inputs_are_validated():
         L.generator_loss_nonsaturating(np.array([1, 2]))
     with pytest.raises(ValueError, match="empty"):
         L.discriminator_loss_minimax(np.zeros((0, 1)), np.zeros((2, 1)))
+
+
+# every loss, and the names its errors give its inputs (the caller's argument names)
+NAMED_INPUTS = [
+    (L.discriminator_loss_minimax, ("real_logits", "fake_logits")),
+    (L.generator_loss_minimax, ("fake_logits",)), (L.generator_loss_nonsaturating, ("fake_logits",)),
+    (L.critic_loss_wasserstein, ("real", "fake")), (L.generator_loss_wasserstein, ("fake",)),
+    (L.discriminator_loss_lsgan, ("real", "fake")), (L.generator_loss_lsgan, ("fake",)),
+    (L.began_reconstruction_loss, ("x", "recon")),
+    (lambda real_v, fake_v: L.discriminator_loss_fgan(real_v, fake_v, "kl"), ("real_v", "fake_v")),
+    (lambda fake_v: L.generator_loss_fgan(fake_v, "kl"), ("fake_v",)),
+    (L.discriminator_loss_hinge, ("real", "fake")), (L.generator_loss_hinge, ("fake",)),
+    (L.relativistic_loss, ("real", "fake")),
+]
+
+
+@pytest.mark.parametrize("loss, names", NAMED_INPUTS, ids=lambda v: getattr(v, "__name__", ""))
+def test_input_errors_name_the_argument(loss, names):
+    for i, name in enumerate(names):
+        args = [np.ones(2) for _ in names]
+        args[i] = np.array([1, 2])
+        with pytest.raises(TypeError, match=rf"^{name} must be a floating-point array, got dtype int"):
+            loss(*args)
+        args[i] = np.zeros(0)
+        with pytest.raises(ValueError, match=rf"^{name} is empty: a loss needs at least one sample$"):
+            loss(*args)
+
+
+def test_hinge_subgradient_is_zero_at_the_kinks():
+    """D(x) = 1 and D(x̃) = −1 exactly: relu's subgradient there is 0 (r < 1, f > −1 strictly)."""
+    value, (d_r, d_f) = L.discriminator_loss_hinge(np.array([1.0, 0.0]), np.array([-1.0, 0.0]))
+    assert value == 0.5 + 0.5
+    np.testing.assert_array_equal(d_r, [0.0, -0.5])
+    np.testing.assert_array_equal(d_f, [0.0, 0.5])
 
 
 # --- f-GAN ----------------------------------------------------------------------------
@@ -284,20 +341,83 @@ def test_conjugate_is_infinite_outside_its_domain():
     assert L.f_divergence("neyman").conjugate(np.array([1.0]))[0][0] == 2.0   # closed end
 
 
+INF, LOG2 = math.inf, math.log(2.0)
+DOMAINS = [  # (name, params): name, domain text, domain_interval, domain_closed
+    ("kl", {}, "R", (-INF, INF), (False, False)),
+    ("reverse_kl", {}, "t < 0", (-INF, 0.0), (False, False)),
+    ("pearson", {}, "R", (-INF, INF), (False, False)),
+    ("neyman", {}, "t <= 1", (-INF, 1.0), (False, True)),
+    ("squared_hellinger", {}, "t < 1", (-INF, 1.0), (False, False)),
+    ("jeffrey", {}, "R", (-INF, INF), (False, False)),
+    ("jensen_shannon", {}, "t < log 2", (-INF, LOG2), (False, False)),
+    ("jensen_shannon_weighted", {}, "t < -pi log pi = 0.346574", (-INF, 0.5 * LOG2), (False, False)),
+    ("jensen_shannon_weighted", {"pi": 0.3}, "t < -pi log pi = 0.361192", (-INF, -0.3 * math.log(0.3)),
+     (False, False)),
+    ("gan", {}, "t < 0", (-INF, 0.0), (False, False)),
+    ("total_variation", {}, "t <= 1/2 (f*(t) = t on |t| <= 1/2)", (-INF, 0.5), (False, True)),
+    ("alpha", {"alpha": -1.5}, "t <= 1/(1 - alpha) = 0.4", (-INF, 0.4), (False, True)),
+    ("alpha", {"alpha": 0.5}, "t < 1/(1 - alpha) = 2", (-INF, 2.0), (False, False)),
+    ("alpha", {"alpha": 1.5}, "R", (-INF, INF), (False, False)),
+    ("alpha", {"alpha": 3.5}, "R", (-INF, INF), (False, False)),
+]
+
+
+@pytest.mark.parametrize("name, params, text, interval, closed", DOMAINS)
+def test_divergence_names_and_domains(name, params, text, interval, closed):
+    """dom f* as attributes and as behaviour: +inf just outside, finite inside and at a closed end."""
+    div = L.f_divergence(name, **params)
+    assert div.name == name and div.domain == text
+    assert div.domain_interval == pytest.approx(interval, rel=1e-15) and div.domain_closed == closed
+    lo, hi = interval
+    inside = [-50.0] + ([hi - 1e-3] if hi < INF else [50.0]) + ([hi] if closed[1] else [])
+    assert np.all(np.isfinite(div.conjugate(np.array(inside))[0]))
+    if hi < INF:
+        value, dvalue = div.conjugate(np.array([hi + 1e-9, hi + 1.0]))
+        assert np.all(value == np.inf) and np.all(np.isnan(dvalue))
+    if name == "jensen_shannon_weighted":
+        assert div.pi == params.get("pi", 0.5)
+
+
+def test_total_variation_conjugate_below_minus_half():
+    """f*(t) = max(t, −½): the flat piece (t ≤ −½, derivative 0, also at the corner), which
+    g_f = ½ tanh never reaches, and float32 in, float32 out."""
+    tv = L.f_divergence("total_variation")
+    t = np.array([-3.0, -1.0, -0.5, -0.25, 0.5], dtype=np.float32)
+    value, dvalue = tv.conjugate(t)
+    np.testing.assert_array_equal(value, [-0.5, -0.5, -0.5, -0.25, 0.5])
+    np.testing.assert_array_equal(dvalue, [0.0, 0.0, 0.0, 1.0, 1.0])
+    assert value.dtype == np.float32 and dvalue.dtype == np.float32
+    # g_f' = ½ sech² v, without overflow far out: e^{−2|v|} (the form e^{+2|v|} would give inf/inf)
+    _, dt = tv.activation(np.array([-400.0, 0.0, 400.0]))
+    np.testing.assert_array_equal(dt, [0.0, 0.5, 0.0])
+
+
+def test_base_divergence_says_what_it_lacks():
+    class Half(L.FDivergence):
+        pass
+
+    for method, what in [("f", "f"), ("f_prime", "f'"), ("activation", "the output activation"),
+                         ("_conjugate", "the conjugate f\\*")]:
+        with pytest.raises(NotImplementedError, match=rf"^Half does not define {what}$"):
+            getattr(Half(), method)(np.ones(2))
+
+
 def test_f_divergence_rejects_bad_names_and_parameters():
     with pytest.raises(ValueError, match="valid names: kl, reverse_kl, pearson") as err:
         L.f_divergence("wasserstein")
     for name in ("neyman", "squared_hellinger", "jeffrey", "jensen_shannon", "gan", "total_variation"):
         assert name in str(err.value)
     for alpha in (0.0, 1.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match=r"alpha not in \{0, 1\}"):
+        with pytest.raises(ValueError, match=r"alpha not in \{0, 1\}, got alpha=.* \(its limits alpha -> 1 "
+                                             r"and alpha -> 0 are 'kl' and 'reverse_kl'\)$"):
             L.f_divergence("alpha", alpha=alpha)
     with pytest.raises(ValueError, match="needs its parameter"):
         L.f_divergence("alpha")
     with pytest.raises(TypeError, match="takes parameters"):
         L.f_divergence("kl", alpha=0.5)
-    with pytest.raises(ValueError, match="0 < pi < 1"):
-        L.f_divergence("jensen_shannon_weighted", pi=1.0)
+    for pi in (0.0, 1.0):
+        with pytest.raises(ValueError, match="0 < pi < 1"):
+            L.f_divergence("jensen_shannon_weighted", pi=pi)
     with pytest.raises(ValueError, match="unknown f-divergence"):
         L.discriminator_loss_fgan(np.zeros(2), np.zeros(2), "js")
 

@@ -1,4 +1,5 @@
 """The module contract: names, state dicts, modes, dtypes, devices, initialisation and errors."""
+import re
 import subprocess
 import sys
 
@@ -192,6 +193,46 @@ def test_backward_before_forward(make):
 def test_bad_hyperparameters(make, message):
     with pytest.raises(ValueError if "item" not in message else TypeError, match=message):
         make()
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: nn.Linear(0, 2), ValueError, "Linear: in_features must be a positive integer, got 0"),
+    (lambda: nn.Linear(True, 2), ValueError, "Linear: in_features must be a positive integer, got True"),
+    (lambda: nn.Linear(2, 2.0), ValueError, "Linear: out_features must be a positive integer, got 2.0"),
+    (lambda: nn.Linear(2, 2, dtype=np.int32), TypeError,
+     "Linear: dtype must be a floating type (float32 or float64), got int32"),
+    (lambda: nn.Embedding(0, 2), ValueError, "Embedding: num_embeddings must be a positive integer, got 0"),
+    (lambda: nn.Embedding(2, -1), ValueError, "Embedding: embedding_dim must be a positive integer, got -1"),
+    (lambda: nn.Embedding(2, 2, dtype=int), TypeError,
+     "Embedding: dtype must be a floating type (float32 or float64), got int64"),
+    (lambda: nn.Embedding(3, 2)(np.zeros(2)), TypeError,
+     "Embedding: expected an integer array of labels, got float64"),
+    (lambda: nn.Embedding(3, 2)([0, 1]), TypeError, "Embedding: expected an integer array of labels, got list"),
+    (lambda: nn.Embedding(3, 2)(np.array([-1, 2])), ValueError,
+     "Embedding: labels must lie in [0, 3), got range [-1, 2]"),
+])
+def test_linear_and_embedding_errors_in_full(make, error, message):
+    with pytest.raises(error, match="^" + re.escape(message) + "$"):
+        make()
+
+
+def test_embedding_values_dtype_and_gradient():
+    """Labels 0 and N − 1 are valid, an empty batch too; rows come out in the table's dtype and the
+    gradient adds up per row (repeated labels add) on top of what .grad holds."""
+    emb = nn.Embedding(3, 2, dtype=np.float64, rng=np.random.default_rng(0))
+    assert emb.weight.dtype == np.float64 and repr(emb) == "Embedding(3, 2)"
+    assert nn.Embedding(3, 2).weight.dtype == np.float32
+    np.testing.assert_array_equal(emb(np.array([0, 2, 0])), emb.weight.data[[0, 2, 0]])
+    assert emb(np.zeros(0, np.int64)).shape == (0, 2)
+    emb(np.array([0, 2, 0]))
+    emb.weight.grad[...] = 1.0
+    assert emb.backward(np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])) is None
+    np.testing.assert_array_equal(emb.weight.grad, [[7.0, 9.0], [1.0, 1.0], [4.0, 5.0]])
+    emb.backward(np.ones((3, 2)), accumulate=False)
+    np.testing.assert_array_equal(emb.weight.grad, [[7.0, 9.0], [1.0, 1.0], [4.0, 5.0]])
+    same = nn.Embedding(3, 2, dtype=np.float64, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(same.weight.data, emb.weight.data)
+    assert repr(nn.Linear(2, 3, bias=False)) == "Linear(in_features=2, out_features=3, bias=False)"
 
 
 def test_kernel_seam_dispatches_by_array_kind():

@@ -9,6 +9,7 @@ wrong step anywhere shows up in the trajectory.
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -218,6 +219,7 @@ ROUND_TRIP = [
     (RMSprop, dict(lr=0.01, alpha=0.9, momentum=0.5, centered=True, weight_decay=0.01)),
     (Adam, dict(lr=0.01)),
     (Adam, dict(lr=0.01, betas=(0.0, 0.9), amsgrad=True, weight_decay=0.01)),
+    (RMSprop, dict(lr=0.01, centered=True)),   # grad_avg kept, momentum_buffer (listed before it) not
 ]
 
 
@@ -312,6 +314,76 @@ def test_load_rejects_foreign_state_and_bad_hyperparameters():
     assert opt.param_groups[0]["lr"] == 0.5 and opt.state == {}
 
 
+def test_load_converts_and_copies_the_buffers():
+    """Loaded buffers take the parameter's dtype and are the optimizer's own (the caller's
+    arrays are neither kept nor changed by later steps)."""
+    saved = _trained_adam([(3,)])
+    for entry in saved["state"].values():
+        for name in ("exp_avg", "exp_avg_sq"):
+            entry[name] = entry[name].astype(np.float64)
+    kept = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in saved["state"][0].items()}
+    (p,) = make_params([(3,)], 1, np.float32)
+    opt = Adam([p], lr=0.01)
+    opt.load_state_dict(saved)
+    p.grad[...] = 1.0
+    opt.step()
+    for name in ("exp_avg", "exp_avg_sq"):
+        assert opt.state[p][name].dtype == np.float32
+        np.testing.assert_array_equal(saved["state"][0][name], kept[name])
+    same = make_params([(3,)], 1)  # float64: no conversion needed, still a copy
+    opt = Adam(same, lr=0.01)
+    opt.load_state_dict(saved)
+    assert not np.shares_memory(opt.state[same[0]]["exp_avg"], saved["state"][0]["exp_avg"])
+
+
+@pytest.mark.parametrize("step, ok", [(0, True), (5, True), (2.0, True), (-1, False), (1.5, False),
+                                      (True, False), ("3", False), (None, False)])
+def test_load_checks_the_step_count(step, ok):
+    saved = _trained_adam([(3,)])
+    saved["state"][0]["step"] = step
+    opt = Adam(make_params([(3,)], 1, np.float32), lr=0.01)
+    if ok:
+        opt.load_state_dict(saved)
+        assert opt.state[opt.param_groups[0]["params"][0]]["step"] == int(step)
+    else:
+        with pytest.raises(ValueError, match=r"^Adam.load_state_dict: state of parameter 0: step must "
+                                             r"be a non-negative integer, got "):
+            opt.load_state_dict(saved)
+
+
+def test_load_errors_name_the_optimizer_and_the_problem():
+    saved = _trained_adam([(3,)])
+    opt = Adam(make_params([(3,)], 1, np.float32), lr=0.01)
+    head = r"^Adam.load_state_dict: "
+    for bad, match in [
+        ({"state": {}}, "expected a dict with keys 'state' and 'param_groups'$"),
+        ([saved], "expected a dict with keys 'state' and 'param_groups'$"),
+        ({**saved, "param_groups": [{**saved["param_groups"][0], "momentum": 0.9}]},
+         r"parameter group 0 has options \['amsgrad', 'betas', 'eps', 'lr', 'momentum', 'weight_decay'\], "
+         r"expected \['amsgrad', 'betas', 'eps', 'lr', 'weight_decay'\]$"),
+        ({**saved, "state": {7: saved["state"][0]}},
+         r"state for parameter index 7, but the parameter groups only list indices \[0\]$"),
+        ({**saved, "state": {0: {"exp_avg": saved["state"][0]["exp_avg"]}}}, "state of parameter 0 has no 'step'$"),
+        ({**saved, "state": {0: [1]}}, "state of parameter 0 has no 'step'$"),
+        ({**saved, "state": {0: {**saved["state"][0], "momentum_buffer": np.zeros(3)}}},
+         r"state of parameter 0 has unknown entries \['momentum_buffer'\]; Adam keeps "
+         r"\['exp_avg', 'exp_avg_sq', 'max_exp_avg_sq'\]$"),
+    ]:
+        with pytest.raises(ValueError, match=head + match):
+            opt.load_state_dict(bad)
+    assert opt.state == {}
+
+
+def test_repr_lists_groups_and_options():
+    a, b = make_params([(3,), (2, 2)], 0)
+    opt = SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1, momentum=0.9)
+    assert repr(opt) == (
+        "SGD(\n"
+        "  group 0: 1 parameter(s), lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False\n"
+        "  group 1: 1 parameter(s), lr=0.5, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False\n"
+        ")")
+
+
 # --- construction and validation ---------------------------------------------------------
 
 @pytest.mark.parametrize("make, word", [
@@ -337,6 +409,73 @@ def test_load_rejects_foreign_state_and_bad_hyperparameters():
 def test_bad_hyperparameters_are_rejected(make, word):
     with pytest.raises(ValueError, match=word):
         make(make_params([(2,)], 0))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda ps: SGD(ps, lr=-0.1), "SGD: invalid lr -0.1: must be >= 0"),
+    (lambda ps: SGD(ps, lr=0.1, momentum=-1), "SGD: invalid momentum -1: must be >= 0"),
+    (lambda ps: SGD(ps, lr=0.1, dampening=float("nan")), "SGD: invalid dampening nan: must be finite"),
+    (lambda ps: SGD(ps, lr=0.1, weight_decay=-1), "SGD: invalid weight_decay -1: must be >= 0"),
+    (lambda ps: SGD(ps, lr=0.1, nesterov="no"), "SGD: invalid nesterov 'no': expected True or False"),
+    (lambda ps: RMSprop(ps, lr=True), "RMSprop: invalid lr True: expected a number, got a bool"),
+    (lambda ps: RMSprop(ps, alpha=-1), "RMSprop: invalid alpha -1: must be >= 0"),
+    (lambda ps: RMSprop(ps, eps=-1), "RMSprop: invalid eps -1: must be >= 0"),
+    (lambda ps: RMSprop(ps, weight_decay=-1), "RMSprop: invalid weight_decay -1: must be >= 0"),
+    (lambda ps: RMSprop(ps, momentum=-1), "RMSprop: invalid momentum -1: must be >= 0"),
+    (lambda ps: RMSprop(ps, centered=1), "RMSprop: invalid centered 1: expected True or False"),
+    (lambda ps: Adam(ps, lr=-1), "Adam: invalid lr -1: must be >= 0"),
+    (lambda ps: Adam(ps, betas=("x", 0.9)), "Adam: invalid betas[0] 'x': expected a number"),
+    (lambda ps: Adam(ps, betas=(0.9, None)), "Adam: invalid betas[1] None: expected a number"),
+    (lambda ps: Adam(ps, eps=-1), "Adam: invalid eps -1: must be >= 0"),
+    (lambda ps: Adam(ps, weight_decay=-1), "Adam: invalid weight_decay -1: must be >= 0"),
+    (lambda ps: Adam(ps, amsgrad="yes"), "Adam: invalid amsgrad 'yes': expected True or False"),
+    (lambda ps: Adam([ps[0], {"params": ps}]), "Adam: params mixes Parameters and dicts (parameter groups); "
+                                               "give either a list of Parameters or a list of dicts"),
+    (lambda ps: Adam(ps).add_param_group([ps[0]]), "Adam: a parameter group must be a dict, got list"),
+    (lambda ps: Adam(ps).add_param_group({"lr": 0.1}), "Adam: a parameter group needs a 'params' entry"),
+    (lambda ps: Adam([{"params": [ps[0], 3]}]), "Adam: params item 1 is a int, not a minigan Parameter "
+                                                "(pass model.parameters())"),
+    (lambda ps: Adam(ps).add_param_group({"params": ps}), "Adam: some parameters appear more than once "
+                                                          "(in one group or in several)"),
+    (lambda ps: Adam(3), "Adam: params must be an iterable of Parameters or of dicts (parameter groups), got a int"),
+])
+def test_bad_hyperparameters_are_named_in_full(make, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        make(make_params([(2,)], 0))
+
+
+def test_hyperparameters_are_normalised_and_defaults_kept():
+    """Each group holds exactly its optimizer's options as floats and bools (an int lr becomes a
+    float), the documented defaults, and the closed ends (RMSprop's α = 1) are allowed."""
+    ps = make_params([(2,)], 0)
+    for opt, want in [
+        (SGD(ps, lr=1), dict(lr=1.0, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False)),
+        (RMSprop(ps), dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False)),
+        (RMSprop(ps, lr=1, alpha=1, eps=0, weight_decay=0, momentum=0, centered=np.bool_(True)),
+         dict(lr=1.0, alpha=1.0, eps=0.0, weight_decay=0.0, momentum=0.0, centered=True)),
+        (Adam(ps), dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False)),
+        (Adam(ps, lr=1, betas=[0, 0], eps=0, amsgrad=np.bool_(False)),
+         dict(lr=1.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.0, amsgrad=False)),
+    ]:
+        group = {k: v for k, v in opt.param_groups[0].items() if k != "params"}
+        assert group == want and all(type(v) is type(want[k]) for k, v in group.items()), group
+
+
+def test_a_group_may_hold_a_single_parameter():
+    a, b = make_params([(2, 3), (3,)], 0)
+    opt = SGD([{"params": a}, {"params": b, "lr": 0.5}], lr=0.1)
+    assert [g["params"] for g in opt.param_groups] == [[a], [b]]
+
+
+def test_rmsprop_weight_decay_one_and_no_momentum_buffer_without_momentum():
+    (p,) = make_params([(3,)], 0)
+    theta0 = p.data.copy()
+    opt = RMSprop([p], lr=0.1, weight_decay=1.0)
+    p.grad[...] = 0.0   # g = 0 + 1·θ: the step is −lr·θ/(sqrt((1 − α)θ²) + ε)
+    opt.step()
+    want = theta0 - 0.1 * theta0 / (np.sqrt(0.01 * theta0 ** 2) + 1e-8)
+    np.testing.assert_allclose(p.data, want, rtol=1e-12)
+    assert set(opt.state[p]) == {"step", "square_avg"}
 
 
 @pytest.mark.parametrize("params, word", [
@@ -403,6 +542,9 @@ def test_a_parameter_with_zero_grad_is_still_updated():
     opt = SGD([p], lr=0.1, weight_decay=0.5)
     opt.step()
     np.testing.assert_allclose(p.data, theta0 * (1 - 0.05), rtol=1e-15)
+    p.data[...] = theta0
+    SGD([p], lr=0.1, weight_decay=1.0).step()   # λ = 1 decays too (no special value but 0)
+    np.testing.assert_allclose(p.data, theta0 * (1 - 0.1), rtol=1e-15)
     (q,) = make_params([(4,)], 1)
     adam = Adam([q], lr=0.1)
     q.grad[...] = 1.0

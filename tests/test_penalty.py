@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import minigan.nn as nn
 from minigan.gradcheck import check_gradients, check_penalty
 from minigan.penalty import gradient_penalty, input_gradient, interpolate, r1_penalty, sample_norms
-from strategies import off_kinks
+from strategies import off_kinks, smooth_mlp_critic
 
 F64 = np.float64
 TOL = 1e-6  # the bound on the penalty gradient's relative error
@@ -107,12 +107,6 @@ def test_penalty_variants_match_finite_differences(critic_and_x, variant):
     assume(off_kinks(critic, *inputs_of(x, labels)))
     report = penalty_gradient_report(critic, x, labels, one_sided=variant == "one_sided", r1=variant == "r1")
     assert report.worst < TOL, str(report)
-
-
-def smooth_mlp_critic(rng):
-    return nn.Sequential(nn.Linear(2, 6, dtype=F64, rng=rng), nn.Tanh(), nn.Linear(6, 5, dtype=F64, rng=rng),
-                         nn.Softplus(), nn.Linear(5, 4, dtype=F64, rng=rng), nn.ELU(),
-                         nn.Linear(4, 1, dtype=F64, rng=rng))
 
 
 def conv_layernorm_critic(rng):
