@@ -263,6 +263,52 @@ def test_hinge_subgradient_is_zero_at_the_kinks():
     np.testing.assert_array_equal(d_f, [0.0, 0.5])
 
 
+def test_relativistic_hinge_subgradient_is_zero_at_the_kinks():
+    """RaHinge's φ₁(t) = relu(1 − t) at t = 1 and φ₂(t) = relu(1 + t) at t = −1: subgradient 0."""
+    # pairwise: r − f = 1 exactly at the first pair, 0 at the second
+    value, (d_r, d_f) = L.relativistic_loss(np.array([1.5, 0.0]), np.array([0.5, 0.0]), link="hinge",
+                                            average=False)
+    assert value == 0.5
+    np.testing.assert_array_equal(d_r, [0.0, -0.5])
+    np.testing.assert_array_equal(d_f, [0.0, 0.5])
+    # averaged: a_i = r_i − mean f = 1 and b_j = f_j − mean r = −1, every term at its kink
+    value, (d_r, d_f) = L.relativistic_loss(np.array([1.0, 1.0]), np.array([0.0, 0.0]), link="hinge")
+    assert value == 0.0
+    np.testing.assert_array_equal(d_r, [0.0, 0.0])
+    np.testing.assert_array_equal(d_f, [0.0, 0.0])
+
+
+def test_relativistic_batch_means_are_float64_for_float32_batches():
+    """The docstring's default batch means are float64 means (then cast to the batch's dtype):
+    a float32 mean of 10⁵ scores near 10,000 lands ulps away, which r − mean f (of order 1)
+    would carry into every value and gradient."""
+    rng = np.random.default_rng(0)
+    r = (10_000 + rng.random(100_000)).astype(np.float32)
+    f = (10_000 + rng.random(100_000)).astype(np.float32)
+    value, (d_r, d_f) = L.relativistic_loss(r, f)
+    float64_means = lambda *arrays: tuple(v.mean(dtype=np.float64) for v in arrays)  # noqa: E731
+    same_value, (same_r, same_f) = L.relativistic_loss(r, f, batch_means=float64_means)
+    assert d_r.dtype == d_f.dtype == np.float32
+    assert value == same_value
+    np.testing.assert_array_equal(d_r, same_r)
+    np.testing.assert_array_equal(d_f, same_f)
+    float32_means = lambda *arrays: tuple(v.mean() for v in arrays)  # noqa: E731
+    assert L.relativistic_loss(r, f, batch_means=float32_means)[0] != value   # the data can tell them apart
+
+
+@pytest.mark.parametrize("name", ["kl", "pearson", "jeffrey", "gan", "total_variation"])
+def test_conjugates_keep_float32(name):
+    """f*(t) and its derivative in the input's dtype (Jeffrey's goes through scipy in float64)."""
+    div = L._DIVERGENCES[name]()
+    t = np.array([-2.5, -0.3, -0.01], dtype=np.float32)
+    value, slope = div.conjugate(t)
+    value64, slope64 = div.conjugate(t.astype(np.float64))
+    assert value.dtype == slope.dtype == np.float32
+    # float32 arithmetic on terms of order 1 (Jeffrey's w + 1/w + t − 2 cancels): a few ulps of 1
+    np.testing.assert_allclose(value, value64, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(slope, slope64, rtol=1e-5, atol=1e-6)
+
+
 # --- f-GAN ----------------------------------------------------------------------------
 
 DIVERGENCES = f_divergences()
