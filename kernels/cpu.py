@@ -96,8 +96,14 @@ def choose_threading_layer() -> None:
 
 def warm_up(dtypes=("float32",)) -> None:
     """Compile (or load from the cache) every kernel for ``dtypes`` on tiny inputs, so a
-    timed or latency-sensitive run does not pay for compilation on its first step."""
+    timed or latency-sensitive run does not pay for compilation on its first step.
+
+    The threading layer is chosen first, as the seam's first lookup does: these calls start
+    Numba's pool, and a pool started here without the choice ran OpenMP's spinning threads
+    (the DCGAN-32 step of benchmarks/run took 2.1× as long as a user's, 609 against 288 ms)."""
     import numpy as np  # noqa: PLC0415
+
+    choose_threading_layer()
 
     from .conv2d import ROW_MIN_CHANNELS  # noqa: PLC0415
 

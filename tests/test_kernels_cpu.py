@@ -491,6 +491,22 @@ assert backend.kernel('conv2d_forward', x).__module__ == 'minigan.functional'
 print('ok')
 """
 
+WARM_UP_LAYER = """
+import numba
+from minigan.kernels.cpu import warm_up
+warm_up(('float32',))
+print(numba.threading_layer())
+"""
+
+
+def test_warm_up_starts_numbas_pool_with_the_sleeping_layer():
+    """warm_up calls the kernels directly, not through the seam: it must choose the threading
+    layer itself (OpenMP's idle threads spin against the next matrix product)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    proc = subprocess.run([sys.executable, "-c", WARM_UP_LAYER], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "workqueue", proc.stderr[-3000:]
+
 
 def test_a_fresh_process_gets_the_kernels_without_asking():
     """Nothing to call: the first lookup in a new interpreter pulls the Numba kernel."""
