@@ -42,9 +42,11 @@ import numpy as np
 from numba import njit, prange
 
 from .col2im import col2im
-from .cpu_common import check_float, contiguous, conv_output_size, output
+from .cpu_common import check_float, choose_threading_layer, contiguous, conv_output_size, output
 from .im2col import im2col
 from .im2row import RowColumns, channels_last_weight, row2im, swap_last_two, to_channels_last
+
+choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

@@ -54,7 +54,7 @@ array's dtype; everything else is the same arithmetic), checked by tests/test_ke
 """
 from __future__ import annotations
 
-import os
+from .cpu_common import choose_threading_layer  # noqa: F401 - the seam calls it from here
 
 # name -> (kernel module, function name); imported lazily by cpu_kernel()
 KERNELS = {
@@ -82,25 +82,14 @@ def cpu_kernel(name: str):
     return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
 
 
-def choose_threading_layer() -> None:
-    """workqueue (sleeping idle threads) unless the user chose a layer; a no-op once Numba's
-    pool is running."""
-    if "NUMBA_THREADING_LAYER" in os.environ:
-        return
-    import numba  # noqa: PLC0415
-    from numba.np.ufunc import parallel  # noqa: PLC0415
-
-    if not getattr(parallel, "_is_initialized", False):
-        numba.config.THREADING_LAYER = "workqueue"
-
-
 def warm_up(dtypes=("float32",)) -> None:
     """Compile (or load from the cache) every kernel for ``dtypes`` on tiny inputs, so a
     timed or latency-sensitive run does not pay for compilation on its first step.
 
-    The threading layer is chosen first, as the seam's first lookup does: these calls start
-    Numba's pool, and a pool started here without the choice ran OpenMP's spinning threads
-    (the DCGAN-32 step of benchmarks/run took 2.1× as long as a user's, 609 against 288 ms)."""
+    The threading layer is chosen first (the kernel files also choose it when imported): these
+    calls start Numba's pool, and a pool started here without the choice ran OpenMP's spinning
+    threads (the DCGAN-32 step of benchmarks/run took 2.1× as long as a user's, 609 against
+    288 ms)."""
     import numpy as np  # noqa: PLC0415
 
     choose_threading_layer()

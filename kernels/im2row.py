@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from .cpu_common import choose_threading_layer
+
+choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
 
 
 class RowColumns:

@@ -491,28 +491,21 @@ assert backend.kernel('conv2d_forward', x).__module__ == 'minigan.functional'
 print('ok')
 """
 
-WARM_UP_LAYER = """
-import numba
-from minigan.kernels.cpu import warm_up
-warm_up(('float32',))
-print(numba.threading_layer())
-"""
+THREADING_LAYER = {
+    "warm_up": "from minigan.kernels.cpu import warm_up; warm_up(('float32',))",
+    "direct import": ("import numpy as np; from minigan.kernels.conv2d import conv2d_forward; "
+                      "conv2d_forward(np.ones((2, 16, 4, 4), np.float32), np.ones((3, 16, 2, 2), np.float32), 1, 1)"),
+}
 
 
-def test_warm_up_starts_numbas_pool_with_the_sleeping_layer():
-    """warm_up calls the kernels directly, not through the seam: it must choose the threading
-    layer itself (OpenMP's idle threads spin against the next matrix product)."""
+@pytest.mark.parametrize("start", sorted(THREADING_LAYER))
+def test_numbas_pool_starts_with_the_sleeping_layer_however_the_kernels_are_reached(start):
+    """warm_up and a direct import call the kernels without the seam: the kernel files choose
+    the threading layer themselves (OpenMP's idle threads spin against the next product)."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
-    proc = subprocess.run([sys.executable, "-c", WARM_UP_LAYER], capture_output=True, text=True,
-                          timeout=300, env=env)
+    code = THREADING_LAYER[start] + "\nimport numba; print(numba.threading_layer())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == "workqueue", proc.stderr[-3000:]
-
-
-def test_a_fresh_process_gets_the_kernels_without_asking():
-    """Nothing to call: the first lookup in a new interpreter pulls the Numba kernel."""
-    proc = subprocess.run([sys.executable, "-c", DEFAULT_PATH], capture_output=True, text=True, timeout=300,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
 
 
 def test_import_minigan_stays_light():
