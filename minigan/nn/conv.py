@@ -65,6 +65,20 @@ class _ConvBase(Module):
             y += self.bias.data.reshape(1, -1, 1, 1)
         return y
 
+    def _defer_weight_grad(self, g, cols):
+        """weight.grad += conv2d_backward_weight(g, cols), computed when weight.grad is next
+        read (Parameter.defer): a critic's weight gradients in a generator step that reaches
+        the generator through ``backward()``'s default ``accumulate=True`` are dropped by the
+        critic's next zero_grad, never computed. g and array columns the layer does not own
+        (a view of its input) are copied, so a caller that refills its arrays in place before
+        reading .grad still gets the gradient of what it passed."""
+        g = g.copy()
+        flags = getattr(cols, "flags", None)   # None: the kernels' RowColumns, built from a copy
+        if flags is not None and not flags.owndata:
+            cols = cols.copy()
+        weight_grad, shape = kernel("conv2d_backward_weight", g), self.weight.shape
+        self.weight.defer(lambda: weight_grad(g, cols, shape))
+
     def _accumulate_bias(self, dy):
         if self.bias is not None:
             self.bias.grad += dy.sum(axis=(0, 2, 3))
@@ -95,7 +109,7 @@ class Conv2d(_ConvBase):
             if cols is None:  # a second backward after one forward: rebuild the columns
                 k = self.kernel_size
                 cols = kernel("im2col", x)(x, k, k, self.stride, self.padding)
-            self.weight.grad += kernel("conv2d_backward_weight", dy)(dy, cols, self.weight.shape)
+            self._defer_weight_grad(dy, cols)
             self._accumulate_bias(dy)
         if create_graph:
             # the second-order sweep's backward passes (Sequential.double_backward) may come
@@ -149,7 +163,7 @@ class ConvTranspose2d(_ConvBase):
         x = self._require(self._cache_x)
         dx, dy_cols = kernel("conv2d_forward", dy)(dy, self.weight.data, self.stride, self.padding)
         if accumulate:
-            self.weight.grad += kernel("conv2d_backward_weight", x)(x, dy_cols, self.weight.shape)
+            self._defer_weight_grad(x, dy_cols)
             self._accumulate_bias(dy)
         if create_graph:
             self._cache_g, self._cache_gcols = dy, dy_cols
