@@ -276,6 +276,20 @@ def test_activation_kernels_match_reference_bit_for_bit(shape, slope, dtype, see
     np.testing.assert_array_equal(got, reference("activation_tangent")(a, u, slope))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activation_kernels_on_numbas_pool_match_reference_bit_for_bit(dtype):
+    """From PARALLEL_MIN elements the loops run in parallel: same results."""
+    from minigan.kernels.bias_activation import PARALLEL_MIN
+    rng = np.random.default_rng(3)
+    shape = (PARALLEL_MIN + 7,)
+    a, u = random(rng, shape, dtype), random(rng, shape, dtype)
+    a[::3] = 0.0
+    got = fast("leaky_relu")(a, 0.2, out=poisoned(shape, dtype))
+    np.testing.assert_array_equal(got, reference("leaky_relu")(a, 0.2))
+    got = fast("activation_tangent")(a, u, 0.2, out=poisoned(shape, dtype))
+    np.testing.assert_array_equal(got, reference("activation_tangent")(a, u, 0.2))
+
+
 # --- normalisation ------------------------------------------------------------------------
 
 @given(n=st.integers(1, 5), c=st.integers(1, 6), spatial=st.sampled_from([(), (3,), (2, 5), (4, 4)]),
