@@ -33,24 +33,11 @@ choose_threading_layer()   # before this file's parallel kernels can start Numba
 
 PARALLEL_MIN = 1 << 18   # elements from which the loops run on Numba's pool
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _leaky_relu(a, slope, out):  # pragma: no cover - compiled
-    for k in range(a.size):
-        v = a[k]
-        out[k] = v if v > 0 else v * slope
-
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _tangent(a, u, slope, out):  # pragma: no cover - compiled
-    for k in range(a.size):
+    for k in range(a.size):      # u = a: σ(a) itself (a if a > 0, slope·a otherwise)
         out[k] = u[k] if a[k] > 0 else u[k] * slope
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def _leaky_relu_parallel(a, slope, out):  # pragma: no cover - compiled
-    for k in prange(a.size):
-        v = a[k]
-        out[k] = v if v > 0 else v * slope
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -65,8 +52,9 @@ def leaky_relu(a, negative_slope: float = 0.0, *, out=None):
     y = output(out, a.shape, a.dtype, "leaky_relu")
     if y.size:
         # the slope is rounded to the array's dtype first, as the reference's mask is
-        loop = _leaky_relu_parallel if y.size >= PARALLEL_MIN else _leaky_relu
-        loop(contiguous(a).reshape(-1), a.dtype.type(negative_slope), y.reshape(-1))
+        a_flat = contiguous(a).reshape(-1)
+        loop = _tangent_parallel if y.size >= PARALLEL_MIN else _tangent
+        loop(a_flat, a_flat, a.dtype.type(negative_slope), y.reshape(-1))   # σ(a) = σ'(a)·a
     return y
 
 
