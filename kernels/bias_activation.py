@@ -18,10 +18,13 @@ u·slope in the array's dtype).
 These loops are memory-bound. Below PARALLEL_MIN elements they run on one thread: one core
 streams the (256, 512) activations of the WGAN-GP toy MLP in about 12 µs, while waking a
 thread pool costs about as much as the work (and far more on a busy machine, where the
-pool's threads wait for a core). From PARALLEL_MIN elements on (a DCGAN layer's activations,
-1-16 MiB) one core no longer saturates the memory bus and Numba's pool splits the array:
-measured on 2 threads, 2^20 float32 values 0.17 -> 0.10 ms (σ) and 0.23 -> 0.14 ms (σ'·u),
-2^22 values 2.2 -> 1.3 ms and 2.7 -> 1.8 ms. Same operations per element either way.
+pool's threads wait for a core, or right after a matrix product, while OpenBLAS's idle
+threads still spin: inside the toy critic step the (512, 512) activations took 0.34 ms a call
+on the pool against 0.1-0.2 ms on one thread). From PARALLEL_MIN elements on (a DCGAN
+layer's larger activations, 4-16 MiB) one core no longer saturates the memory bus and Numba's
+pool splits the array: measured alone on 2 threads, 2^20 float32 values 0.17 -> 0.10 ms (σ)
+and 0.23 -> 0.14 ms (σ'·u), 2^22 values 2.2 -> 1.3 ms and 2.7 -> 1.8 ms. Same operations
+per element either way.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from .cpu_common import check_float, choose_threading_layer, contiguous, output
 
 choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
 
-PARALLEL_MIN = 1 << 18   # elements from which the loops run on Numba's pool
+PARALLEL_MIN = 1 << 20   # elements from which the loops run on Numba's pool
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

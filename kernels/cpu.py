@@ -32,7 +32,7 @@ really happens. This module imports nothing from minigan: the backend pulls from
 
 Threads: Numba's own pool (``NUMBA_NUM_THREADS``, default: all cores) runs the parallel
 kernels (im2col, col2im, the channels-last columns, the convolution layout copies,
-batch/layer norm, the activations from 2^18 elements); Adam, the penalty kernels and
+batch/layer norm, the activations from 2^20 elements); Adam, the penalty kernels and
 small activations are single-threaded (memory-bound, smaller than a pool wake-up is worth).
 OpenBLAS's pool (``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``, set before NumPy is imported)
 runs the matrix products. The two pools take turns, step after step, so
