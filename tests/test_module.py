@@ -132,6 +132,12 @@ def test_a_convolutions_deferred_weight_gradient_is_what_it_was_given(transposed
     layer.backward(dy)
     layer.zero_grad()
     assert not layer.weight.grad.any() and not layer.bias.grad.any()
+    layer(x)
+    layer.backward(dy)
+    layer(x)                                            # the next forward computes it (frees its arrays)
+    assert not layer.weight._pending
+    layer.zero_grad()                                   # too late to drop it: zeroed like any gradient
+    assert not layer.weight.grad.any()
 
 
 def test_backward_does_not_modify_inputs():

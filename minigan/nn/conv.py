@@ -67,9 +67,10 @@ class _ConvBase(Module):
 
     def _defer_weight_grad(self, g, cols):
         """weight.grad += conv2d_backward_weight(g, cols), computed when weight.grad is next
-        read (Parameter.defer): a critic's weight gradients in a generator step that reaches
-        the generator through ``backward()``'s default ``accumulate=True`` are dropped by the
-        critic's next zero_grad, never computed. g and array columns the layer does not own
+        read or at this layer's next forward (Parameter.defer, flush): a critic's weight
+        gradients in a generator step that reaches the generator through ``backward()``'s
+        default ``accumulate=True`` are dropped by the critic's next zero_grad (before its
+        next forward, as loops call it), never computed. g and array columns the layer does not own
         (a view of its input) are copied, so a caller that refills its arrays in place before
         reading .grad still gets the gradient of what it passed."""
         g = g.copy()
@@ -93,6 +94,7 @@ class Conv2d(_ConvBase):
 
     def forward(self, x):
         self._check_input(x, ndim=4, channels=self.in_channels)
+        self.weight.flush()   # the last backward's deferred weight gradient frees its arrays first
         k, s, p = self.kernel_size, self.stride, self.padding
         if x.shape[2] + 2 * p < k or x.shape[3] + 2 * p < k:
             raise ValueError(f"Conv2d: input of spatial size {tuple(x.shape[2:])} with padding {p} is "
@@ -154,6 +156,7 @@ class ConvTranspose2d(_ConvBase):
 
     def forward(self, x):
         self._check_input(x, ndim=4, channels=self.in_channels)
+        self.weight.flush()   # the last backward's deferred weight gradient frees its arrays first
         out_shape = self.output_shape(x.shape)
         y = kernel("conv2d_backward_input", x)(x, self.weight.data, out_shape, self.stride, self.padding)
         self._cache_x, self._cache_out_shape = x, out_shape

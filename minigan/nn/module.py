@@ -25,8 +25,9 @@ class Parameter:
     """A trainable array ``data`` and its accumulated gradient ``grad`` (same shape, dtype).
 
     A layer may add a contribution to ``grad`` lazily (:meth:`defer`): it is computed when
-    ``grad`` is next read, and never when :meth:`zero_grad` (or assigning ``grad``) comes
-    first. A convolution's weight gradient is added this way, so a loop that back-propagates
+    ``grad`` is next read or :meth:`flush` is called (a convolution flushes at its next
+    forward), and never when :meth:`zero_grad` (or assigning ``grad``) comes first. A
+    convolution's weight gradient is added this way, so a loop that back-propagates
     through a critic with the default ``accumulate=True`` only to reach the generator (the
     critic's gradients cleared by its next ``zero_grad``) does not pay for the critic's weight
     gradients; whoever reads ``grad`` (an optimizer, a clipping or a check) gets exactly what
@@ -40,11 +41,19 @@ class Parameter:
 
     @property
     def grad(self):
+        self.flush()
+        return self._grad
+
+    def flush(self) -> None:
+        """Compute the deferred contributions now and add them into ``grad`` (in their order).
+        A convolution flushes its weight at its next forward: the arrays they hold (its
+        columns and dy, as large as its input and output) are freed before the next pass
+        makes its own, and a loop that clears the gradients before that forward (zero_grad
+        first, as PyTorch's loops do) still drops the unread ones without computing them."""
         if self._pending:
             pending, self._pending = self._pending, []
             for contribution in pending:
                 self._grad += contribution()
-        return self._grad
 
     @grad.setter
     def grad(self, value):
