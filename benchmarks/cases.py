@@ -23,8 +23,9 @@ d  dcgan32_wgan_gp      the same D without BatchNorm (and with conv biases, sinc
 e  dcgan64              DCGAN for 64×64×3 (the original DCGAN shapes), batch 64, D + G step as (c).
 f  dcgan32_plain        (c) written the plain way, as a user first writes it from the layer API:
                         the G step's ``G.backward(D.backward(d))`` with the default
-                        ``accumulate=True`` (D's weight gradients computed and thrown away,
-                        as PyTorch's examples/dcgan also computes them).
+                        ``accumulate=True`` (D's weight gradients asked for, as PyTorch's
+                        examples/dcgan computes them; minigan's convolutions defer a weight
+                        gradient until .grad is read, and D's next zero_grad drops them).
 g  dcgan32_wgan_gp_plain (d) written the plain way: the critic on real and fake in two passes
                         (two forwards, two backwards) instead of one concatenated batch.
 
@@ -139,8 +140,8 @@ def case_flops(case: str, minigan: bool = False) -> float:
             return f_g + 3 * f_d + 2 * (f_d - first_d) + 2 * f_d + f_d + f_d + f_d
         # G forward, D forward, D input gradient, G backward (B − first + W)
         return f_g + f_d + f_d + (f_g - 2 * b * g_w[0] * g_w[1]) + f_g
-    if case == "f":   # minigan computes D's weight gradient in the G step here, as PyTorch does
-        return case_flops("c")
+    if case == "f":   # D's weight gradients in the G step: asked for, deferred, never computed
+        return case_flops("c", minigan)
     if case == "g":
         return case_flops("d", minigan)
     if case in ("c", "e"):
@@ -310,7 +311,7 @@ def build_minigan(case: str, seed: int = 0):
             opt_g.zero_grad()
             out = D(fake)
             _, d_out = generator_loss_nonsaturating(out)
-            if plain:   # D's weight gradients computed too (and cleared by D's next zero_grad)
+            if plain:   # D's weight gradients asked for too (deferred; D's next zero_grad drops them)
                 G.backward(D.backward(d_out))
             else:
                 G.backward(D.backward(d_out, accumulate=False))

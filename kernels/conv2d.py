@@ -42,9 +42,11 @@ import numpy as np
 from numba import njit, prange
 
 from .col2im import col2im
-from .cpu_common import check_float, contiguous, conv_output_size, output
+from .cpu_common import check_float, choose_threading_layer, contiguous, conv_output_size, output
 from .im2col import im2col
 from .im2row import RowColumns, channels_last_weight, row2im, swap_last_two, to_channels_last
+
+choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -236,7 +238,7 @@ def conv2d_backward_weight(dy, cols, weight_shape, *, out=None):
         dw_rows = np.zeros((o, kh * kw * c), dtype=dtype)
         for b0, b1, rows in cols.slabs():
             dw_rows += dy_cf[:, b0 * p:b1 * p] @ rows
-        dw[...] = dw_rows.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
+        swap_last_two(dw_rows.reshape(o, kh * kw, c), out=dw.reshape(o, c, kh * kw))
     elif per_sample(p) and n:  # Σ_n dy[n](O, P) @ cols[:, n·P:(n+1)·P]ᵀ, from dy in NCHW
         dy_samples, blocks = contiguous(dy).reshape(n, o, p), sample_blocks(cols, n, p)
         step = max(1, CHUNK_BYTES // (o * c * kh * kw * dtype.itemsize))  # the (step, O, K) products

@@ -32,8 +32,8 @@ really happens. This module imports nothing from minigan: the backend pulls from
 
 Threads: Numba's own pool (``NUMBA_NUM_THREADS``, default: all cores) runs the parallel
 kernels (im2col, col2im, the channels-last columns, the convolution layout copies,
-batch/layer norm); the elementwise, Adam and penalty kernels are single-threaded
-(memory-bound, smaller than a pool wake-up is worth).
+batch/layer norm, the activations from 2^20 elements); Adam, the penalty kernels and
+small activations are single-threaded (memory-bound, smaller than a pool wake-up is worth).
 OpenBLAS's pool (``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``, set before NumPy is imported)
 runs the matrix products. The two pools take turns, step after step, so
 :func:`choose_threading_layer` selects Numba's ``workqueue`` threading layer, whose idle
@@ -54,7 +54,7 @@ array's dtype; everything else is the same arithmetic), checked by tests/test_ke
 """
 from __future__ import annotations
 
-import os
+from .cpu_common import choose_threading_layer  # noqa: F401 - the seam calls it from here
 
 # name -> (kernel module, function name); imported lazily by cpu_kernel()
 KERNELS = {
@@ -82,23 +82,19 @@ def cpu_kernel(name: str):
     return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
 
 
-def choose_threading_layer() -> None:
-    """workqueue (sleeping idle threads) unless the user chose a layer; a no-op once Numba's
-    pool is running."""
-    if "NUMBA_THREADING_LAYER" in os.environ:
-        return
-    import numba  # noqa: PLC0415
-    from numba.np.ufunc import parallel  # noqa: PLC0415
-
-    if not getattr(parallel, "_is_initialized", False):
-        numba.config.THREADING_LAYER = "workqueue"
-
-
 def warm_up(dtypes=("float32",)) -> None:
     """Compile (or load from the cache) every kernel for ``dtypes`` on tiny inputs, so a
-    timed or latency-sensitive run does not pay for compilation on its first step."""
+    timed or latency-sensitive run does not pay for compilation on its first step.
+
+    The threading layer is chosen first (the kernel files also choose it when imported): these
+    calls start Numba's pool, and a pool started here without the choice ran OpenMP's spinning
+    threads (the DCGAN-32 step of benchmarks/run took 2.1× as long as a user's, 609 against
+    288 ms)."""
     import numpy as np  # noqa: PLC0415
 
+    choose_threading_layer()
+
+    from .bias_activation import PARALLEL_MIN  # noqa: PLC0415
     from .conv2d import ROW_MIN_CHANNELS  # noqa: PLC0415
 
     for dt in dtypes:
@@ -111,8 +107,9 @@ def warm_up(dtypes=("float32",)) -> None:
             cpu_kernel("conv2d_backward_input")(y, w, x.shape, 1, 1)
             cpu_kernel("conv2d_backward_weight")(y, cols, w.shape)
         x = np.ones((2, 2, 4, 4), dt)
-        cpu_kernel("leaky_relu")(x, 0.2)
-        cpu_kernel("activation_tangent")(x, x, 0.2)
+        for a in (x, np.ones(PARALLEL_MIN, dt)):   # the one-thread and the parallel loops
+            cpu_kernel("leaky_relu")(a, 0.2)
+            cpu_kernel("activation_tangent")(a, a, 0.2)
         ones = np.ones(2, dt)
         out = cpu_kernel("batch_norm_forward")(x, ones, ones, 1e-5)
         cpu_kernel("batch_norm_forward")(x, None, None, 1e-5)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .cpu_common import check_float, contiguous, conv_output_size, output
+from .cpu_common import check_float, choose_threading_layer, contiguous, conv_output_size, output
+
+choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

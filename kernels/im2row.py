@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from .cpu_common import choose_threading_layer
+
+choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
 
 
 class RowColumns:
@@ -180,6 +183,9 @@ def row2im(rows, x_nhwc_shape, kh: int, kw: int, stride: int, padding: int, oh: 
 
 
 def channels_last_weight(weight):
-    """W (O, C, kh, kw) -> W' (O, kh·kw·C) with W'[o, (i, j, c)] = W[o, c, i, j]."""
-    o = weight.shape[0]
-    return np.ascontiguousarray(weight.transpose(0, 2, 3, 1)).reshape(o, -1)
+    """W (O, C, kh, kw) -> W' (O, kh·kw·C) with W'[o, (i, j, c)] = W[o, c, i, j].
+
+    One parallel transposing pass per output channel's (C, kh·kw) block: NumPy's strided copy
+    of the same permutation took 0.5-1 ms for a DCGAN-32 weight (0.5-2 MiB), 16 times a step."""
+    o, c, kh, kw = weight.shape
+    return swap_last_two(weight.reshape(o, c, kh * kw)).reshape(o, -1)

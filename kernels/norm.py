@@ -22,7 +22,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .cpu_common import check_float, contiguous, output
+from .cpu_common import check_float, choose_threading_layer, contiguous, output
+
+choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
 
 _COLS = 64  # features per task of the layer-norm parameter-gradient reduction
 

@@ -40,6 +40,10 @@ def _kernels_from_the_source_tree():
 
 _kernels_from_the_source_tree()
 
+from . import allocator as _allocator  # noqa: E402
+
+_allocator.keep_freed_pages()   # a step's arrays reuse freed heap pages (see minigan.allocator)
+
 from . import backend, functional, gradcheck, nn, penalty  # noqa: E402
 from .backend import use_reference  # noqa: E402
 

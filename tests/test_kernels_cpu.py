@@ -276,6 +276,20 @@ def test_activation_kernels_match_reference_bit_for_bit(shape, slope, dtype, see
     np.testing.assert_array_equal(got, reference("activation_tangent")(a, u, slope))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activation_kernels_on_numbas_pool_match_reference_bit_for_bit(dtype):
+    """From PARALLEL_MIN elements the loops run in parallel: same results."""
+    from minigan.kernels.bias_activation import PARALLEL_MIN
+    rng = np.random.default_rng(3)
+    shape = (PARALLEL_MIN + 7,)
+    a, u = random(rng, shape, dtype), random(rng, shape, dtype)
+    a[::3] = 0.0
+    got = fast("leaky_relu")(a, 0.2, out=poisoned(shape, dtype))
+    np.testing.assert_array_equal(got, reference("leaky_relu")(a, 0.2))
+    got = fast("activation_tangent")(a, u, 0.2, out=poisoned(shape, dtype))
+    np.testing.assert_array_equal(got, reference("activation_tangent")(a, u, 0.2))
+
+
 # --- normalisation ------------------------------------------------------------------------
 
 @given(n=st.integers(1, 5), c=st.integers(1, 6), spatial=st.sampled_from([(), (3,), (2, 5), (4, 4)]),
@@ -492,12 +506,21 @@ assert backend.kernel('conv2d_forward', x).__module__ == 'minigan.functional'
 print('ok')
 """
 
+THREADING_LAYER = {
+    "warm_up": "from minigan.kernels.cpu import warm_up; warm_up(('float32',))",
+    "direct import": ("import numpy as np; from minigan.kernels.conv2d import conv2d_forward; "
+                      "conv2d_forward(np.ones((2, 16, 4, 4), np.float32), np.ones((3, 16, 2, 2), np.float32), 1, 1)"),
+}
 
-def test_a_fresh_process_gets_the_kernels_without_asking():
-    """Nothing to call: the first lookup in a new interpreter pulls the Numba kernel."""
-    proc = subprocess.run([sys.executable, "-c", DEFAULT_PATH], capture_output=True, text=True, timeout=300,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+@pytest.mark.parametrize("start", sorted(THREADING_LAYER))
+def test_numbas_pool_starts_with_the_sleeping_layer_however_the_kernels_are_reached(start):
+    """warm_up and a direct import call the kernels without the seam: the kernel files choose
+    the threading layer themselves (OpenMP's idle threads spin against the next product)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    code = THREADING_LAYER[start] + "\nimport numba; print(numba.threading_layer())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "workqueue", proc.stderr[-3000:]
 
 
 def test_import_minigan_stays_light():

@@ -84,6 +84,63 @@ def test_zero_grad_and_accumulation():
     assert not layer.weight.grad.any()
 
 
+def test_a_deferred_gradient_is_added_when_read_in_order_and_dropped_by_zero_grad():
+    p = nn.Parameter(np.zeros(3))
+    calls = []
+
+    def contribution(value):
+        def add():
+            calls.append(value)
+            return np.full(3, value)
+        return add
+
+    p.defer(contribution(1.0))
+    p.defer(contribution(2.0))
+    assert calls == []                                  # nothing computed before a read
+    np.testing.assert_array_equal(p.grad, 3.0)
+    np.testing.assert_array_equal(p.grad, 3.0)          # computed once
+    assert calls == [1.0, 2.0]
+    p.defer(contribution(5.0))
+    p.zero_grad()                                       # dropped, never computed
+    np.testing.assert_array_equal(p.grad, 0.0)
+    p.defer(contribution(7.0))
+    p.grad = np.ones(3)                                 # assigning replaces what was pending
+    np.testing.assert_array_equal(p.grad, 1.0)
+    assert calls == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("shape", [(3, 6, 6), (16, 4, 4)])   # im2col and channels-last / dense columns
+def test_a_convolutions_deferred_weight_gradient_is_what_it_was_given(transposed, shape):
+    """The weight gradient is computed when .grad is read: refilling the arrays passed to
+    forward and backward in place before that changes nothing; zero_grad drops it."""
+    rng = np.random.default_rng(1)
+    c, h, w = shape
+    make = nn.ConvTranspose2d if transposed else nn.Conv2d
+    layer = make(c, 5, 4, stride=1 if h == 4 else 2, padding=0 if h == 4 else 1, rng=rng)
+    x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+    dy = rng.standard_normal(layer(x).shape).astype(np.float32)
+    layer.backward(dy)
+    want_w, want_b = layer.weight.grad.copy(), layer.bias.grad.copy()
+    layer.zero_grad()
+    layer(x)
+    layer.backward(dy)
+    layer.backward(dy)                                  # two contributions, added in turn
+    x[...], dy[...] = 7, 7                              # a caller refilling its buffers
+    np.testing.assert_array_equal(layer.weight.grad, want_w + want_w)
+    np.testing.assert_array_equal(layer.bias.grad, want_b + want_b)
+    layer(x)
+    layer.backward(dy)
+    layer.zero_grad()
+    assert not layer.weight.grad.any() and not layer.bias.grad.any()
+    layer(x)
+    layer.backward(dy)
+    layer(x)                                            # the next forward computes it (frees its arrays)
+    assert not layer.weight._pending
+    layer.zero_grad()                                   # too late to drop it: zeroed like any gradient
+    assert not layer.weight.grad.any()
+
+
 def test_backward_does_not_modify_inputs():
     rng = np.random.default_rng(0)
     model = dcgan_like(rng)

@@ -65,6 +65,21 @@ class _ConvBase(Module):
             y += self.bias.data.reshape(1, -1, 1, 1)
         return y
 
+    def _defer_weight_grad(self, g, cols):
+        """weight.grad += conv2d_backward_weight(g, cols), computed when weight.grad is next
+        read or at this layer's next forward (Parameter.defer, flush): a critic's weight
+        gradients in a generator step that reaches the generator through ``backward()``'s
+        default ``accumulate=True`` are dropped by the critic's next zero_grad (before its
+        next forward, as loops call it), never computed. g and array columns the layer does not own
+        (a view of its input) are copied, so a caller that refills its arrays in place before
+        reading .grad still gets the gradient of what it passed."""
+        g = g.copy()
+        flags = getattr(cols, "flags", None)   # None: the kernels' RowColumns, built from a copy
+        if flags is not None and not flags.owndata:
+            cols = cols.copy()
+        weight_grad, shape = kernel("conv2d_backward_weight", g), self.weight.shape
+        self.weight.defer(lambda: weight_grad(g, cols, shape))
+
     def _accumulate_bias(self, dy):
         if self.bias is not None:
             self.bias.grad += dy.sum(axis=(0, 2, 3))
@@ -79,6 +94,7 @@ class Conv2d(_ConvBase):
 
     def forward(self, x):
         self._check_input(x, ndim=4, channels=self.in_channels)
+        self.weight.flush()   # the last backward's deferred weight gradient frees its arrays first
         k, s, p = self.kernel_size, self.stride, self.padding
         if x.shape[2] + 2 * p < k or x.shape[3] + 2 * p < k:
             raise ValueError(f"Conv2d: input of spatial size {tuple(x.shape[2:])} with padding {p} is "
@@ -95,7 +111,7 @@ class Conv2d(_ConvBase):
             if cols is None:  # a second backward after one forward: rebuild the columns
                 k = self.kernel_size
                 cols = kernel("im2col", x)(x, k, k, self.stride, self.padding)
-            self.weight.grad += kernel("conv2d_backward_weight", dy)(dy, cols, self.weight.shape)
+            self._defer_weight_grad(dy, cols)
             self._accumulate_bias(dy)
         if create_graph:
             # the second-order sweep's backward passes (Sequential.double_backward) may come
@@ -140,6 +156,7 @@ class ConvTranspose2d(_ConvBase):
 
     def forward(self, x):
         self._check_input(x, ndim=4, channels=self.in_channels)
+        self.weight.flush()   # the last backward's deferred weight gradient frees its arrays first
         out_shape = self.output_shape(x.shape)
         y = kernel("conv2d_backward_input", x)(x, self.weight.data, out_shape, self.stride, self.padding)
         self._cache_x, self._cache_out_shape = x, out_shape
@@ -149,7 +166,7 @@ class ConvTranspose2d(_ConvBase):
         x = self._require(self._cache_x)
         dx, dy_cols = kernel("conv2d_forward", dy)(dy, self.weight.data, self.stride, self.padding)
         if accumulate:
-            self.weight.grad += kernel("conv2d_backward_weight", x)(x, dy_cols, self.weight.shape)
+            self._defer_weight_grad(x, dy_cols)
             self._accumulate_bias(dy)
         if create_graph:
             self._cache_g, self._cache_gcols = dy, dy_cols

@@ -22,11 +22,49 @@ from .. import backend
 
 
 class Parameter:
-    """A trainable array ``data`` and its accumulated gradient ``grad`` (same shape, dtype)."""
+    """A trainable array ``data`` and its accumulated gradient ``grad`` (same shape, dtype).
+
+    A layer may add a contribution to ``grad`` lazily (:meth:`defer`): it is computed when
+    ``grad`` is next read or :meth:`flush` is called (a convolution flushes at its next
+    forward), and never when :meth:`zero_grad` (or assigning ``grad``) comes first. A
+    convolution's weight gradient is added this way, so a loop that back-propagates
+    through a critic with the default ``accumulate=True`` only to reach the generator (the
+    critic's gradients cleared by its next ``zero_grad``) does not pay for the critic's weight
+    gradients; whoever reads ``grad`` (an optimizer, a clipping or a check) gets exactly what
+    the eager sum would have held, the contributions added in the order they were made.
+    """
 
     def __init__(self, data):
         self.data = data
-        self.grad = backend.array_module(data).zeros_like(data)
+        self._pending = []   # zero-argument callables, each returning an array to add into grad
+        self._grad = backend.array_module(data).zeros_like(data)
+
+    @property
+    def grad(self):
+        self.flush()
+        return self._grad
+
+    def flush(self) -> None:
+        """Compute the deferred contributions now and add them into ``grad`` (in their order).
+        A convolution flushes its weight at its next forward: the arrays they hold (its
+        columns and dy, as large as its input and output) are freed before the next pass
+        makes its own, and a loop that clears the gradients before that forward (zero_grad
+        first, as PyTorch's loops do) still drops the unread ones without computing them."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            for contribution in pending:
+                self._grad += contribution()
+
+    @grad.setter
+    def grad(self, value):
+        self._pending = []
+        self._grad = value
+
+    def defer(self, contribution) -> None:
+        """Add ``contribution()`` into ``grad`` when ``grad`` is next read (dropped by
+        :meth:`zero_grad`). The callable must hold its own copies of anything that may change
+        in between (the caller's arrays)."""
+        self._pending.append(contribution)
 
     @property
     def shape(self):
@@ -37,7 +75,8 @@ class Parameter:
         return self.data.dtype
 
     def zero_grad(self):
-        self.grad[...] = 0
+        self._pending = []
+        self._grad[...] = 0
 
     def __repr__(self):
         return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
