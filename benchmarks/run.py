@@ -64,8 +64,9 @@ from benchmarks import cases  # noqa: E402
 if ARGS.dc_batch:
     cases.DC_BATCH = ARGS.dc_batch
 
-TARGETS = {"a": 0.5, "b": 0.8, "c": 0.9, "d": 0.6, "e": 0.9,   # numba ÷ torch, from issue 6
-           "f": 0.8, "g": 0.8}                                # the plain loops, issue 11
+# default ÷ torch, issue 11: every case, the plain loops and DCGAN-32 batches 16-128 at <= 0.8
+# (issue 6's stricter a 0.5 / d 0.6 lie below this machine's floor)
+TARGETS = {case: 0.8 for case in "abcdefg"}
 
 
 # --- engines ---------------------------------------------------------------------------------
@@ -265,8 +266,8 @@ def render(results, info, gemm_before, gemm_after, engines) -> str:
              + ".",
              ""]
     if has_torch:
-        lines += ["Time ratios (median step time ÷ PyTorch's; lower is better; target from issue 6 "
-                  "for the Numba path). Floor: minigan's own matrix-product FLOPs at the measured "
+        lines += ["Time ratios (median step time ÷ PyTorch's; lower is better; target from issue 11 "
+                  "for the default path). Floor: minigan's own matrix-product FLOPs at the measured "
                   "ceiling rate ÷ PyTorch's time, the lowest ratio any implementation of the same "
                   "arithmetic could reach on this machine; a target below it is out of reach:", "",
                   "| case | what | --reference ÷ torch | default (Numba) ÷ torch | floor | target | met |",
