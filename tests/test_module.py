@@ -318,3 +318,32 @@ def test_kernel_seam_dispatches_by_array_kind():
         backend._CPU_PULLED.clear()
         backend._CPU_PULLED.update(saved[1])
         backend.use_fast_kernels(saved[2])
+
+
+def test_an_input_without_dtype_or_shape_is_not_an_array():
+    """Both attributes are required: an object with only a shape, or only a dtype, is refused
+    with the layer's one-line TypeError (not an AttributeError from inside the layer)."""
+    class OnlyShape:
+        shape = (2, 3)
+
+    class OnlyDtype:
+        dtype = np.dtype(np.float32)
+
+    layer = nn.Linear(3, 2)
+    for thing in (OnlyShape(), OnlyDtype(), [[0.0, 1.0, 2.0]]):
+        with pytest.raises(TypeError, match=f"^Linear: expected an array input, got {type(thing).__name__}$"):
+            layer(thing)
+
+
+def test_a_bare_layer_loads_its_own_state_dict():
+    """A layer that is the root module (its parameters and buffers at top-level keys such as
+    "weight", not "0.weight") loads every value."""
+    rng = np.random.default_rng(3)
+    source, target = nn.BatchNorm1d(4), nn.BatchNorm1d(4)
+    for p in source.parameters():
+        p.data[...] = rng.standard_normal(p.data.shape)
+    source.running_mean[...] = rng.standard_normal(4)
+    source.running_var[...] = rng.random(4) + 0.5
+    target.load_state_dict(source.state_dict())
+    for key, value in source.state_dict().items():
+        np.testing.assert_array_equal(target.state_dict()[key], value, err_msg=key)
