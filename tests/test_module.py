@@ -347,3 +347,17 @@ def test_a_bare_layer_loads_its_own_state_dict():
     target.load_state_dict(source.state_dict())
     for key, value in source.state_dict().items():
         np.testing.assert_array_equal(target.state_dict()[key], value, err_msg=key)
+
+
+def test_nested_repr_is_pytorchs_layout():
+    """Module.__repr__ prints children as PyTorch does: "(name): child", two spaces per level."""
+    model = nn.Sequential(nn.Linear(2, 3), nn.Sequential(nn.LeakyReLU(0.2), nn.Linear(3, 1, bias=False)))
+    assert repr(model) == (
+        "Sequential(\n"
+        "  (0): Linear(in_features=2, out_features=3, bias=True)\n"
+        "  (1): Sequential(\n"
+        "    (0): LeakyReLU(negative_slope=0.2)\n"
+        "    (1): Linear(in_features=3, out_features=1, bias=False)\n"
+        "  )\n"
+        ")")
+    assert repr(model[0].weight) == "Parameter(shape=(3, 2), dtype=float32)"
