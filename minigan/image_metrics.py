@@ -111,12 +111,16 @@ def fid(features_real, features_fake) -> float:
 
 # --------------------------------------------------------------------------- kernel distance
 
-def polynomial_kernel(x, y) -> np.ndarray:
-    """k(x, y) = (xᵀy/d + 1)³ for all pairs: (N, D), (M, D) -> (N, M)."""
-    t = x @ y.T
-    t /= x.shape[1]
+def _cubic_kernel_of_products(t, d: int) -> np.ndarray:
+    """(t/d + 1)³ from inner products t = xᵀy (t is overwritten)."""
+    t /= d
     t += 1.0
     return t * t * t  # faster than ** 3 (a pow per element), same value to rounding
+
+
+def polynomial_kernel(x, y) -> np.ndarray:
+    """k(x, y) = (xᵀy/d + 1)³ for all pairs: (N, D), (M, D) -> (N, M)."""
+    return _cubic_kernel_of_products(x @ y.T, x.shape[1])
 
 
 def _mmd2_from_kernels(kxx, kyy, kxy) -> float:
@@ -183,8 +187,8 @@ def kid(features_real, features_fake, subsets: int = 100, subset_size: int = 100
         draws_r.append(rng.choice(nr, m, replace=False))
         draws_f.append(rng.choice(nf, m, replace=False))
     wr, wf = _memberships(nr, draws_r), _memberships(nf, draws_f)
-    diag_r = (np.einsum("ij,ij->i", real, real) / real.shape[1] + 1.0) ** 3   # k(xᵢ, xᵢ)
-    diag_f = (np.einsum("ij,ij->i", fake, fake) / fake.shape[1] + 1.0) ** 3
+    diag_r = _cubic_kernel_of_products(np.einsum("ij,ij->i", real, real), real.shape[1])   # k(xᵢ, xᵢ)
+    diag_f = _cubic_kernel_of_products(np.einsum("ij,ij->i", fake, fake), fake.shape[1])
     sum_rr = _subset_kernel_sums(real, real, wr, wr) - diag_r @ wr
     sum_ff = _subset_kernel_sums(fake, fake, wf, wf) - diag_f @ wf
     sum_rf = _subset_kernel_sums(real, fake, wr, wf)
