@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from minigan.checkpoint import load_checkpoint
@@ -13,6 +12,7 @@ from minigan.cli import main
 from minigan.config import TrainConfig
 from minigan.runfolder import LOCK_NAME, RunLock, is_run_file
 from minigan.train import Trainer, TrainingDiverged
+from test_train import poison_generator_at
 
 TINY = ["--steps", "2", "--batch-size", "8", "--hidden", "8", "--depth", "1", "--no-progress"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,14 +135,7 @@ def test_resume_refuses_what_defines_the_run(tmp_path, capsys):
 def test_divergence_message_says_which_checkpoint_is_kept(tmp_path, monkeypatch, checkpoint_every, kept):
     trainer = Trainer(TrainConfig(steps=5, batch_size=8, hidden=8, depth=1, data="8gaussians", loss="nonsaturating",
                                   checkpoint_every=checkpoint_every, out=str(tmp_path / "run")))
-    real_g_step = trainer._g_step
-
-    def poisoned_g_step():
-        if trainer.step == 2:
-            trainer.G[0].weight.data[...] = np.nan
-        return real_g_step()
-
-    monkeypatch.setattr(trainer, "_g_step", poisoned_g_step)
+    poison_generator_at(trainer, monkeypatch, 2)
     with pytest.raises(TrainingDiverged, match="step 2: ") as info:
         trainer.train()
     assert kept in str(info.value)

@@ -192,17 +192,22 @@ def test_config_keys_and_types_are_checked():
     assert TrainConfig.from_dict({"lr_d": 1}).lr_d == 1.0
 
 
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
-def test_nan_stops_training_keeping_the_last_good_checkpoint(tmp_path, monkeypatch):
-    trainer = Trainer(tiny_config(tmp_path, "nonsaturating", "mlp", "8gaussians", steps=5, checkpoint_every=1))
+def poison_generator_at(trainer, monkeypatch, step: int):
+    """Make the trainer's generator weights NaN at the start of its G step number ``step``."""
     real_g_step = trainer._g_step
 
     def poisoned_g_step():
-        if trainer.step == 3:
+        if trainer.step == step:
             trainer.G[0].weight.data[...] = np.nan
         return real_g_step()
 
     monkeypatch.setattr(trainer, "_g_step", poisoned_g_step)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_nan_stops_training_keeping_the_last_good_checkpoint(tmp_path, monkeypatch):
+    trainer = Trainer(tiny_config(tmp_path, "nonsaturating", "mlp", "8gaussians", steps=5, checkpoint_every=1))
+    poison_generator_at(trainer, monkeypatch, 3)
     with pytest.raises(TrainingDiverged, match="step 3: .*(loss_g|gradient of G).*NaN"):
         trainer.train()
     state = load_checkpoint(trainer.out / "checkpoint.ckpt")
