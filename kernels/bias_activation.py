@@ -13,7 +13,8 @@ Fast twins of
 The references build a float mask (``where(a > 0, 1, slope)``, in float64 and then cast)
 and multiply: three passes and two temporaries. Here each element is read once and written
 once, and the results are bit-for-bit the reference's (the same single product a·slope or
-u·slope in the array's dtype).
+u·slope in the array's dtype). The result has a's memory order (channels-last stays
+channels-last, see kernels/cpu_common.py); a u in the other order is read through a copy.
 
 These loops are memory-bound. Below PARALLEL_MIN elements they run on one thread: one core
 streams the (256, 512) activations of the WGAN-GP toy MLP in about 12 µs, while waking a
@@ -30,7 +31,8 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from .cpu_common import check_float, choose_threading_layer, contiguous, output
+from .cpu_common import check_float, choose_threading_layer, new_like, output
+from .im2row import flat_like
 
 choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
 
@@ -50,14 +52,14 @@ def _tangent_parallel(a, u, slope, out):  # pragma: no cover - compiled
 
 
 def leaky_relu(a, negative_slope: float = 0.0, *, out=None):
-    """a (a > 0), negative_slope·a (a ≤ 0), C-contiguous, same shape and dtype as a."""
+    """a (a > 0), negative_slope·a (a ≤ 0), same shape, dtype and memory order as a."""
     check_float("leaky_relu", a)
-    y = output(out, a.shape, a.dtype, "leaky_relu")
+    y = new_like(a) if out is None else output(out, a.shape, a.dtype, "leaky_relu")
     if y.size:
         # the slope is rounded to the array's dtype first, as the reference's mask is
-        a_flat = contiguous(a).reshape(-1)
+        a_flat = flat_like(a, y)   # in y's memory order (a's own, unless out says otherwise)
         loop = _tangent_parallel if y.size >= PARALLEL_MIN else _tangent
-        loop(a_flat, a_flat, a.dtype.type(negative_slope), y.reshape(-1))   # σ(a) = σ'(a)·a
+        loop(a_flat, a_flat, a.dtype.type(negative_slope), flat_like(y, y))   # σ(a) = σ'(a)·a
     return y
 
 
@@ -66,9 +68,8 @@ def activation_tangent(a, u, negative_slope: float = 0.0, *, out=None):
     check_float("activation_tangent", a, u)
     if a.shape != u.shape:
         raise ValueError(f"activation_tangent: a and u differ in shape: {a.shape} vs {u.shape}")
-    y = output(out, a.shape, a.dtype, "activation_tangent")
+    y = new_like(a) if out is None else output(out, a.shape, a.dtype, "activation_tangent")
     if y.size:
         loop = _tangent_parallel if y.size >= PARALLEL_MIN else _tangent
-        loop(contiguous(a).reshape(-1), contiguous(u).reshape(-1), a.dtype.type(negative_slope),
-             y.reshape(-1))
+        loop(flat_like(a, y), flat_like(u, y), a.dtype.type(negative_slope), flat_like(y, y))
     return y

@@ -29,6 +29,14 @@ still NumPy's (OpenBLAS); what changes is everything around it:
   sample on the columns' n-th block (y[n] = W @ cols_n, dcols_n = Wᵀ @ dy[n],
   dW = Σ_n dy[n] @ cols_nᵀ): y and dy stay NCHW, so neither layout copy is made. This is a
   DCGAN critic's 1- or 3-channel first layer and, transposed, a generator's last;
+* results with at least CHANNELS_LAST_MIN channels are returned channels-last, (N, C, H, W)
+  views of NHWC memory, and channels-last inputs are read in place (kernels/cpu_common.py):
+  the channels-last path computes y_rows(N·oh·ow, O) and row2im's dx in NHWC anyway, so the
+  transposes to NCHW and back into the next layer's NHWC input are gone, and the im2col path
+  gives its y as colsᵀ @ Wᵀ for the same reason. DCGAN-32 step (case c, one process, the
+  two settings alternating step by step, 20 steps each, loaded 2-core machine): batch 16
+  75.5 → 71.1 ms, batch 64 330 → 299 ms; case d 301 → 283 ms. The transposes left are the
+  weights' (W → W' and the weight gradient back) and the dense layers' inputs;
 * a kernel that covers the whole unpadded input (h = kh, w = kw, p = 0: the output is 1×1,
   as in a DCGAN critic's last layer and, transposed, a generator's first) is a dense layer on
   the flattened input: cols is xᵀ itself (a view, no copy), y = x(N, C·kh·kw) @ Wᵀ comes out
@@ -42,9 +50,11 @@ import numpy as np
 from numba import njit, prange
 
 from .col2im import col2im
-from .cpu_common import check_float, choose_threading_layer, contiguous, conv_output_size, output
+from .cpu_common import (check_float, choose_threading_layer, contiguous, conv_output_size,
+                         empty_channels_last, is_channels_last, output)
 from .im2col import im2col
-from .im2row import RowColumns, channels_last_weight, row2im, swap_last_two, to_channels_last
+from .im2row import (RowColumns, channels_last_weight, row2im, swap_last_two, to_channels_first,
+                     to_channels_last)
 
 choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
 
@@ -86,9 +96,26 @@ def channels_first(y, *, out=None):
     p = int(np.prod(y.shape[2:], dtype=np.int64))
     flat = output(out, (o, n * p), y.dtype, "channels_first")
     if flat.size:
-        _to_channels_first(contiguous(y).reshape(n, o, p), flat)
+        if is_channels_last(y):   # (N·H·W, O) rows -> (O, N·H·W): one transposing pass
+            swap_last_two(y.transpose(0, 2, 3, 1).reshape(1, n * p, o), out=flat.reshape(1, o, n * p))
+        else:
+            _to_channels_first(contiguous(y).reshape(n, o, p), flat)
     return flat
 
+
+def nhwc_rows(y):
+    """A channels-last (N, O, H, W) array as its (N·H·W, O) matrix (a view), else None."""
+    if not (is_channels_last(y) or y.transpose(0, 2, 3, 1).flags.c_contiguous):
+        return None
+    n, o, h, w = y.shape
+    return y.transpose(0, 2, 3, 1).reshape(n * h * w, o)
+
+
+# A convolution's y with at least this many channels, and the input gradient of a
+# channels-last pass with at least this many, are returned channels-last: (N, C, H, W) views
+# of NHWC memory (kernels/cpu_common.py), the layout the next channels-last pass reads in
+# place. 1 << 30: never (C order, as before 2026-11-30; the A/B switch of the measurements).
+CHANNELS_LAST_MIN = 16
 
 # Convolutions with at least this many input channels build their columns channels-last
 # (kernels/im2row.py): contiguous runs of C values instead of strided runs of oh·ow.
@@ -127,7 +154,7 @@ def covers_input(x_shape, weight_shape, padding: int) -> bool:
 def _dense_forward(x, weight, bias, y_out, cols_out, dtype):
     """y(N, O, 1, 1) = x(N, C·kh·kw) @ W(O, C·kh·kw)ᵀ (+ b); cols = xᵀ."""
     n, o = x.shape[0], weight.shape[0]
-    x_flat = contiguous(x).reshape(n, -1)
+    x_flat = to_channels_first(x).reshape(n, -1)
     cols = x_flat.T
     if cols_out is not None:
         cols = output(cols_out, cols.shape, dtype, "conv2d_forward", "out[1] (cols)")
@@ -137,6 +164,11 @@ def _dense_forward(x, weight, bias, y_out, cols_out, dtype):
     if bias is not None:
         y += bias.astype(dtype, copy=False).reshape(1, o, 1, 1)
     return y, cols
+
+
+def channels_last_output(channels: int) -> bool:
+    """Whether a pass that may choose returns its (N, channels, H, W) result channels-last."""
+    return channels >= CHANNELS_LAST_MIN
 
 
 def uses_rows(weight_shape) -> bool:
@@ -153,12 +185,21 @@ def _rows_forward(x, weight, stride, padding, bias, y_out, cols_out, dtype):
     n, _, h, w = x.shape
     o, _, kh, kw = weight.shape
     oh, ow = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
-    cols = RowColumns(to_channels_last(contiguous(x)), kh, kw, stride, padding, oh, ow, CHUNK_BYTES)
+    cols = RowColumns(to_channels_last(x), kh, kw, stride, padding, oh, ow, CHUNK_BYTES,
+                      borrowed=is_channels_last(x))
     w_t = channels_last_weight(weight).T
+    if y_out is None and channels_last_output(o):   # y = rows @ W'ᵀ is NHWC memory: no transpose
+        y = empty_channels_last((n, o, oh, ow), dtype)
+        y_rows = nhwc_rows(y)
+        for b0, b1, rows in cols.slabs():
+            np.matmul(rows, w_t, out=y_rows[b0 * oh * ow:b1 * oh * ow])
+        if bias is not None:
+            y_rows += bias.astype(dtype, copy=False)
+        return y, cols
     y = output(y_out, (n, o, oh, ow), dtype, "conv2d_forward", "out[0] (y)")
     for b0, b1, rows in cols.slabs():
-        # rows @ W'ᵀ, then a transpose to NCHW: 10-18% faster than W' @ rowsᵀ, which would
-        # come out channels-first (measured with OpenBLAS on 2 cores)
+        # rows @ W'ᵀ, then a transpose into the caller's NCHW buffer: 10-18% faster than
+        # W' @ rowsᵀ, which would come out channels-first (measured with OpenBLAS on 2 cores)
         y_rows = rows @ w_t                                              # (slab·oh·ow, O)
         swap_last_two(y_rows.reshape(b1 - b0, oh * ow, o), bias,
                       out=y[b0:b1].reshape(b1 - b0, o, oh * ow))
@@ -166,8 +207,10 @@ def _rows_forward(x, weight, stride, padding, bias, y_out, cols_out, dtype):
 
 
 def conv2d_forward(x, weight, stride: int, padding: int, bias=None, *, out=None):
-    """(y, cols) with y = conv(x, W) (+ bias), NCHW and C-contiguous, cols = im2col(x)
-    (a transposed view of x when the kernel covers the input: see ``covers_input``).
+    """(y, cols) with y = conv(x, W) (+ bias), (N, O, oh, ow): channels-last when O is at least
+    CHANNELS_LAST_MIN and no ``out`` is given (except for a kernel that covers the input: see
+    ``covers_input``), C-contiguous otherwise; cols = im2col(x) (a transposed view of x when
+    the kernel covers the input). x may be in either memory order.
 
     ``out`` = (y, cols) buffers may be given (either may be None)."""
     dtype = check_float("conv2d_forward", x, weight)
@@ -179,11 +222,20 @@ def conv2d_forward(x, weight, stride: int, padding: int, bias=None, *, out=None)
     if uses_rows(weight.shape):
         return _rows_forward(x, weight, stride, padding, bias, y_out, cols_out, dtype)
     oh, ow = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
-    cols = im2col(x, kh, kw, stride, padding, out=cols_out)
+    cols = im2col(to_channels_first(x), kh, kw, stride, padding, out=cols_out)
+    w_mat, p = contiguous(weight).reshape(o, -1), oh * ow
+    if y_out is None and channels_last_output(o) and cols.size:
+        # y(N·oh·ow, O) = colsᵀ @ Wᵀ (BLAS reads both transposed in place): channels-last, for
+        # the next layer (a DCGAN critic's first layer feeds a channels-last convolution)
+        y = empty_channels_last((n, o, oh, ow), dtype)
+        y_rows = nhwc_rows(y)
+        np.matmul(cols.T, w_mat.T, out=y_rows)
+        if bias is not None:
+            y_rows += bias.astype(dtype, copy=False)
+        return y, cols
     y = output(y_out, (n, o, oh, ow), dtype, "conv2d_forward", "out[0] (y)")
     if not y.size:
         return y, cols
-    w_mat, p = contiguous(weight).reshape(o, -1), oh * ow
     if per_sample(p):  # y[n] = W @ cols[:, n·P:(n+1)·P], written in NCHW by the product itself
         np.matmul(w_mat, sample_blocks(cols, n, p), out=y.reshape(n, o, p))
         if bias is not None:
@@ -196,28 +248,46 @@ def conv2d_forward(x, weight, stride: int, padding: int, bias=None, *, out=None)
 
 def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int, *, out=None):
     """dx = col2im(Wᵀ @ dy(O, N·oh·ow)), over batch slabs of at most CHUNK_BYTES of columns;
-    also the transposed convolution's forward."""
+    also the transposed convolution's forward. dx is channels-last on the channels-last path
+    with at least CHANNELS_LAST_MIN channels (no ``out`` given), else C-contiguous; dy may be in
+    either memory order (a channels-last dy is read in place)."""
     dtype = check_float("conv2d_backward_input", dy, weight)
     o, _, kh, kw = weight.shape
-    dx = output(out, x_shape, dtype, "conv2d_backward_input")
-    n, c, h, w = dx.shape
+    n, c, h, w = x_shape
+    rows = uses_rows(weight.shape) and not covers_input(x_shape, weight.shape, padding)
+    if rows and out is None and channels_last_output(c):   # dx is made in NHWC memory (row2im)
+        dx = empty_channels_last((n, c, h, w), dtype)
+        dx_nhwc = dx.transpose(0, 2, 3, 1)
+    else:
+        dx = output(out, x_shape, dtype, "conv2d_backward_input")
+        dx_nhwc = None
     if covers_input(x_shape, weight.shape, padding):  # dx(N, C·kh·kw) = dy(N, O) @ W
-        np.matmul(contiguous(dy).reshape(n, o), contiguous(weight).reshape(o, -1),
+        np.matmul(to_channels_first(dy).reshape(n, o), contiguous(weight).reshape(o, -1),
                   out=dx.reshape(n, -1))
         return dx
     oh, ow = dy.shape[2:]
-    rows = uses_rows(weight.shape)
     w_mat = channels_last_weight(weight) if rows else contiguous(weight).reshape(o, -1).T
+    dy_rows = nhwc_rows(dy)   # a channels-last dy is read in place, as (N·oh·ow, O) rows
+    if not rows and dy_rows is None:
+        dy = contiguous(dy)
     chunk = max(1, min(n, CHUNK_BYTES // max(c * kh * kw * oh * ow * dtype.itemsize, 1)))
-    for b0 in range(0, n, chunk):  # dx[b0:b1] is a C-contiguous slab of dx
+    for b0 in range(0, n, chunk):  # dx[b0:b1] is a slab of dx (C-contiguous in its memory order)
         b1 = min(n, b0 + chunk)
-        if rows:  # rows(N·oh·ow, kh·kw·C) = dy(O, N·oh·ow)ᵀ @ W', scattered channels-last, to NCHW
-            dx_nhwc = row2im(channels_first(dy[b0:b1]).T @ w_mat, (b1 - b0, h, w, c), kh, kw,
-                             stride, padding, oh, ow)
-            swap_last_two(dx_nhwc.reshape(b1 - b0, h * w, c), out=dx[b0:b1].reshape(b1 - b0, c, h * w))
+        if rows:  # rows(N·oh·ow, kh·kw·C) = dy(N·oh·ow, O) @ W', scattered channels-last
+            dy_slab = (channels_first(dy[b0:b1]).T if dy_rows is None
+                       else dy_rows[b0 * oh * ow:b1 * oh * ow])
+            if dx_nhwc is not None:
+                row2im(dy_slab @ w_mat, (b1 - b0, h, w, c), kh, kw, stride, padding, oh, ow,
+                       out=dx_nhwc[b0:b1])
+            else:   # the caller's NCHW buffer: scatter into NHWC, then transpose into it
+                slab_nhwc = row2im(dy_slab @ w_mat, (b1 - b0, h, w, c), kh, kw, stride, padding, oh, ow)
+                swap_last_two(slab_nhwc.reshape(b1 - b0, h * w, c), out=dx[b0:b1].reshape(b1 - b0, c, h * w))
+        elif dy_rows is not None:  # dcols = Wᵀ @ dy(O, N·oh·ow), dy's rows read transposed
+            dcols = w_mat @ dy_rows[b0 * oh * ow:b1 * oh * ow].T
+            col2im(dcols, (b1 - b0, c, h, w), kh, kw, stride, padding, out=dx[b0:b1])
         elif per_sample(oh * ow):  # dcols[:, n·P:(n+1)·P] = Wᵀ @ dy[n], from dy in NCHW
             dcols = np.empty((w_mat.shape[0], (b1 - b0) * oh * ow), dtype=dtype)
-            np.matmul(w_mat, contiguous(dy[b0:b1]).reshape(b1 - b0, o, oh * ow),
+            np.matmul(w_mat, dy[b0:b1].reshape(b1 - b0, o, oh * ow),
                       out=sample_blocks(dcols, b1 - b0, oh * ow))
             col2im(dcols, (b1 - b0, c, h, w), kh, kw, stride, padding, out=dx[b0:b1])
         else:
@@ -234,11 +304,14 @@ def conv2d_backward_weight(dy, cols, weight_shape, *, out=None):
     dw = output(out, weight_shape, dtype, "conv2d_backward_weight")
     n, p = dy.shape[0], int(np.prod(dy.shape[2:], dtype=np.int64))
     if channels_last:  # dW'(O, kh·kw·C) = Σ_slabs dy(O, slab·oh·ow) @ rows, to (O, C, kh, kw)
-        dy_cf = channels_first(dy)                                       # (O, N·oh·ow)
+        dy_rows = nhwc_rows(dy)                                          # (N·oh·ow, O) or None
+        dy_cf = channels_first(dy) if dy_rows is None else dy_rows.T     # (O, N·oh·ow)
         dw_rows = np.zeros((o, kh * kw * c), dtype=dtype)
         for b0, b1, rows in cols.slabs():
             dw_rows += dy_cf[:, b0 * p:b1 * p] @ rows
         swap_last_two(dw_rows.reshape(o, kh * kw, c), out=dw.reshape(o, c, kh * kw))
+    elif is_channels_last(dy):  # dW = dy(O, N·P) @ colsᵀ, both read transposed in place
+        np.matmul(nhwc_rows(dy).T, cols.T, out=dw.reshape(o, -1))
     elif per_sample(p) and n:  # Σ_n dy[n](O, P) @ cols[:, n·P:(n+1)·P]ᵀ, from dy in NCHW
         dy_samples, blocks = contiguous(dy).reshape(n, o, p), sample_blocks(cols, n, p)
         step = max(1, CHUNK_BYTES // (o * c * kh * kw * dtype.itemsize))  # the (step, O, K) products

@@ -30,6 +30,11 @@ compiled on its first call for float32 or float64 (about a second each, once per
 processes load it in milliseconds). The backend prints one line to stderr when a compilation
 really happens. This module imports nothing from minigan: the backend pulls from it.
 
+Layouts: the convolutions with at least CHANNELS_LAST_MIN (16) channels return channels-last
+(N, C, H, W) arrays, NHWC in memory, and batch norm and the activations keep that order, so
+that a DCGAN's wide layers pass their activations on without transposing them (see
+kernels/cpu_common.py); the reference returns C-order arrays. Values and shapes are the same.
+
 Threads: Numba's own pool (``NUMBA_NUM_THREADS``, default: all cores) runs the parallel
 kernels (im2col, col2im, the channels-last columns, the convolution layout copies,
 batch/layer norm, the activations from 2^20 elements); Adam, the penalty kernels and
@@ -115,6 +120,11 @@ def warm_up(dtypes=("float32",)) -> None:
         cpu_kernel("batch_norm_forward")(x, None, None, 1e-5)
         cpu_kernel("batch_norm_backward")(x, out[1], out[2], ones)
         cpu_kernel("batch_norm_backward")(x, out[1], out[2], None)
+        x_last = np.ones((2, 4, 4, 2), dt).transpose(0, 3, 1, 2)   # channels-last: the (N·H·W, C) kernels
+        out = cpu_kernel("batch_norm_forward")(x_last, ones, ones, 1e-5)
+        cpu_kernel("batch_norm_forward")(x_last, None, None, 1e-5)
+        cpu_kernel("batch_norm_backward")(x_last, out[1], out[2], ones)
+        cpu_kernel("batch_norm_backward")(x_last, out[1], out[2], None)
         out = cpu_kernel("layer_norm_forward")(x, ones[:1].repeat(4), ones[:1].repeat(4), 1e-5, 1)
         cpu_kernel("layer_norm_forward")(x, None, None, 1e-5, 1)
         cpu_kernel("layer_norm_backward")(x, out[1], out[2], ones[:1].repeat(4), 1)

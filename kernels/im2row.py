@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
-from .cpu_common import choose_threading_layer
+from .cpu_common import choose_threading_layer, contiguous, is_channels_last
 
 choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
 
@@ -42,11 +42,18 @@ class RowColumns:
     more for the weight gradient.
     """
 
-    __slots__ = ("x_nhwc", "kh", "kw", "stride", "padding", "oh", "ow", "slab_bytes")
+    __slots__ = ("x_nhwc", "kh", "kw", "stride", "padding", "oh", "ow", "slab_bytes", "borrowed")
 
-    def __init__(self, x_nhwc, kh, kw, stride, padding, oh, ow, slab_bytes):
+    def __init__(self, x_nhwc, kh, kw, stride, padding, oh, ow, slab_bytes, borrowed=False):
         self.x_nhwc, self.kh, self.kw, self.stride, self.padding = x_nhwc, kh, kw, stride, padding
         self.oh, self.ow, self.slab_bytes = oh, ow, slab_bytes
+        self.borrowed = borrowed   # x_nhwc is the caller's input itself (a channels-last x), not a copy
+
+    def copy(self):
+        """The same columns over a private copy of the input (for a caller that keeps them
+        while the input may be refilled)."""
+        return RowColumns(self.x_nhwc.copy(), self.kh, self.kw, self.stride, self.padding, self.oh,
+                          self.ow, self.slab_bytes)
 
     @property
     def dtype(self):
@@ -158,9 +165,28 @@ def swap_last_two(a, bias=None, out=None):
 
 
 def to_channels_last(x):
-    """NCHW -> NHWC, C-contiguous."""
+    """NCHW -> NHWC, C-contiguous: a view of a channels-last x, else one transposing pass."""
+    if is_channels_last(x):
+        return x.transpose(0, 2, 3, 1)
     n, c, h, w = x.shape
-    return swap_last_two(x.reshape(n, c, h * w)).reshape(n, h, w, c)
+    return swap_last_two(contiguous(x).reshape(n, c, h * w)).reshape(n, h, w, c)
+
+
+def flat_like(a, layout):
+    """a's values, flat, in the memory order of ``layout`` (channels-last or C order): a view
+    when a already has that order, else one transposing pass."""
+    if is_channels_last(layout):
+        return to_channels_last(a).reshape(-1)
+    return to_channels_first(a).reshape(-1) if a.ndim == 4 else contiguous(a).reshape(-1)
+
+
+def to_channels_first(x):
+    """An (N, C, H, W) array as a C-contiguous one: x itself, or one transposing pass of a
+    channels-last x (NumPy's copy of the same transpose runs on one thread)."""
+    if not is_channels_last(x):
+        return contiguous(x)
+    n, c, h, w = x.shape
+    return swap_last_two(x.transpose(0, 2, 3, 1).reshape(n, h * w, c)).reshape(n, c, h, w)
 
 
 def im2row(x_nhwc, kh: int, kw: int, stride: int, padding: int, oh: int, ow: int, out=None):
@@ -173,9 +199,11 @@ def im2row(x_nhwc, kh: int, kw: int, stride: int, padding: int, oh: int, ow: int
     return rows
 
 
-def row2im(rows, x_nhwc_shape, kh: int, kw: int, stride: int, padding: int, oh: int, ow: int):
-    """Scatter-add rows (N·oh·ow, kh·kw·C) into a new (N, H, W, C) array: im2row's adjoint."""
-    out = np.empty(x_nhwc_shape, dtype=rows.dtype)
+def row2im(rows, x_nhwc_shape, kh: int, kw: int, stride: int, padding: int, oh: int, ow: int,
+           out=None):
+    """Scatter-add rows (N·oh·ow, kh·kw·C) into a new (N, H, W, C) array (or ``out``,
+    C-contiguous, overwritten): im2row's adjoint."""
+    out = np.empty(x_nhwc_shape, dtype=rows.dtype) if out is None else out
     if out.size:
         _row2im(np.ascontiguousarray(rows), np.int64(kh), np.int64(kw), np.int64(stride),
                 np.int64(padding), np.int64(oh), np.int64(ow), out)

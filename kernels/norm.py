@@ -15,14 +15,18 @@ four cycles, the adder's latency; 3.5× slower on a DCGAN layer's (64, 64, 16, 1
 and changes only the order of the float64 additions.
 
 Layouts: batch norm sees x as (N, C, S) with S the product of the spatial dims (1 for
-(N, C) inputs); layer norm as (M, D) with D the product of the normalised dims.
+(N, C) inputs), or, when x is channels-last (NHWC memory, see kernels/cpu_common.py), as
+(N·H·W, C) rows, and then returns y, x̂ and dx channels-last too; layer norm as (M, D) with D
+the product of the normalised dims.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-from .cpu_common import check_float, choose_threading_layer, contiguous, output
+from .cpu_common import (check_float, choose_threading_layer, contiguous, empty_channels_last,
+                         is_channels_last, output)
+from .im2row import to_channels_first, to_channels_last
 
 choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
 
@@ -90,6 +94,103 @@ def _bn_backward(dy, xhat, r, gamma, dx, dgamma, dbeta):  # pragma: no cover - c
         for b in range(n):
             for k in range(s):
                 dx[b, ch, k] = scale * (dy[b, ch, k] - mv - xhat[b, ch, k] * mvx)
+
+
+# Channels-last batch norm: x as (M, C) rows, M = N·H·W, the channel the fastest axis. The
+# per-channel sums are a column reduction: each of _ROW_BLOCKS tasks sums its block of rows
+# into a float64 vector of C partial sums (vectorised along the channels), then the partial
+# sums are added. The elementwise pass runs over the same row blocks.
+_ROW_BLOCKS = 16
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _row_block(t, blocks, m):  # pragma: no cover - compiled
+    return t * m // blocks, (t + 1) * m // blocks
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"reassoc"})
+def _bn_forward_rows(x, gamma, beta, eps, y, xhat, r_out, mean_out, var_out):  # pragma: no cover
+    m, c = x.shape
+    affine = gamma.shape[0] == c
+    blocks = min(m, _ROW_BLOCKS)
+    part = np.zeros((blocks, c))
+    for t in prange(blocks):
+        lo, hi = _row_block(t, blocks, m)
+        for i in range(lo, hi):
+            for k in range(c):
+                part[t, k] += x[i, k]
+    mu = np.zeros(c)
+    for t in range(blocks):
+        for k in range(c):
+            mu[k] += part[t, k]
+    for k in range(c):
+        mu[k] /= m
+    part2 = np.zeros((blocks, c))
+    for t in prange(blocks):
+        lo, hi = _row_block(t, blocks, m)
+        for i in range(lo, hi):
+            for k in range(c):
+                d = x[i, k] - mu[k]
+                part2[t, k] += d * d
+    r = np.empty(c)
+    for k in range(c):
+        var = 0.0
+        for t in range(blocks):
+            var += part2[t, k]
+        var /= m
+        mean_out[k] = mu[k]
+        var_out[k] = var
+        r[k] = 1.0 / np.sqrt(var + eps)
+        r_out[k] = r[k]
+    g = np.ones(c)
+    b = np.zeros(c)
+    if affine:
+        for k in range(c):
+            g[k] = gamma[k]
+            b[k] = beta[k]
+    for t in prange(blocks):
+        lo, hi = _row_block(t, blocks, m)
+        for i in range(lo, hi):
+            for k in range(c):
+                h = (x[i, k] - mu[k]) * r[k]
+                xhat[i, k] = h
+                y[i, k] = g[k] * h + b[k] if affine else h
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"reassoc"})
+def _bn_backward_rows(dy, xhat, r, gamma, dx, dgamma, dbeta):  # pragma: no cover - compiled
+    m, c = dy.shape
+    affine = gamma.shape[0] == c
+    blocks = min(m, _ROW_BLOCKS)
+    part_dy = np.zeros((blocks, c))
+    part_dyx = np.zeros((blocks, c))
+    for t in prange(blocks):
+        lo, hi = _row_block(t, blocks, m)
+        for i in range(lo, hi):
+            for k in range(c):
+                d = dy[i, k]
+                part_dy[t, k] += d
+                part_dyx[t, k] += d * xhat[i, k]
+    scale = np.empty(c)
+    mv = np.empty(c)
+    mvx = np.empty(c)
+    for k in range(c):
+        sdy = 0.0
+        sdyx = 0.0
+        for t in range(blocks):
+            sdy += part_dy[t, k]
+            sdyx += part_dyx[t, k]
+        dbeta[k] = sdy
+        dgamma[k] = sdyx
+        g = gamma[k] if affine else 1.0
+        scale[k] = r[k] * g       # v = γ·dy: mean v = γ·Σdy/count, mean(v x̂) = γ·Σdy·x̂/count
+        mv[k] = sdy / m
+        mvx[k] = sdyx / m
+    for t in prange(blocks):
+        lo, hi = _row_block(t, blocks, m)
+        for i in range(lo, hi):
+            for k in range(c):
+                dx[i, k] = scale[k] * (dy[i, k] - mv[k] - xhat[i, k] * mvx[k])
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath={"reassoc"})
@@ -164,7 +265,12 @@ def _column_sums(dy, xhat, dgamma, dbeta):  # pragma: no cover - compiled
 def _group_view(x):
     """(N, C, ...) -> (N, C, S) contiguous view (or copy)."""
     n, c = x.shape[:2]
-    return contiguous(x).reshape(n, c, -1)
+    return to_channels_first(x).reshape(n, c, -1) if x.ndim == 4 else contiguous(x).reshape(n, c, -1)
+
+
+def _channel_rows(x):
+    """A channels-last (N, C, H, W) array as its (N·H·W, C) rows (a view)."""
+    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
 def _param(p, dtype):
@@ -177,11 +283,16 @@ def batch_norm_forward(x, weight, bias, eps: float, *, out=None):
     if x.ndim < 2:
         raise ValueError(f"batch_norm_forward: expected (N, C, ...) input, got shape {x.shape}")
     n, c = x.shape[:2]
+    r = np.empty((1, c) + (1,) * (x.ndim - 2), dtype=dtype)
+    mean, var = np.empty(c, dtype=dtype), np.empty(c, dtype=dtype)
+    if out is None and is_channels_last(x):   # y and x̂ channels-last as x (no transposes)
+        y, xhat = empty_channels_last(x.shape, dtype), empty_channels_last(x.shape, dtype)
+        _bn_forward_rows(_channel_rows(x), _param(weight, dtype), _param(bias, dtype), float(eps),
+                         _channel_rows(y), _channel_rows(xhat), r.reshape(-1), mean, var)
+        return y, xhat, r, mean, var
     y_out, xhat_out = out if out is not None else (None, None)
     y = output(y_out, x.shape, dtype, "batch_norm_forward", "out[0] (y)")
     xhat = output(xhat_out, x.shape, dtype, "batch_norm_forward", "out[1] (x̂)")
-    r = np.empty((1, c) + (1,) * (x.ndim - 2), dtype=dtype)
-    mean, var = np.empty(c, dtype=dtype), np.empty(c, dtype=dtype)
     _bn_forward(_group_view(x), _param(weight, dtype), _param(bias, dtype), float(eps),
                 y.reshape(n, c, -1), xhat.reshape(n, c, -1), r.reshape(-1), mean, var)
     return y, xhat, r, mean, var
@@ -191,8 +302,14 @@ def batch_norm_backward(dy, xhat, r, weight, *, out=None):
     """(dx, dγ, dβ) as the reference; ``out`` = a dx buffer may be given."""
     dtype = check_float("batch_norm_backward", dy, xhat, r)
     n, c = dy.shape[:2]
-    dx = output(out, dy.shape, dtype, "batch_norm_backward")
     dgamma, dbeta = np.empty(c, dtype=dtype), np.empty(c, dtype=dtype)
+    if out is None and is_channels_last(xhat):   # dx channels-last as x̂ (dy read in that order)
+        dx = empty_channels_last(dy.shape, dtype)
+        _bn_backward_rows(to_channels_last(dy).reshape(-1, c), _channel_rows(xhat),
+                          contiguous(r).reshape(-1), _param(weight, dtype), _channel_rows(dx),
+                          dgamma, dbeta)
+        return dx, dgamma, dbeta
+    dx = output(out, dy.shape, dtype, "batch_norm_backward")
     _bn_backward(_group_view(dy), _group_view(xhat), contiguous(r).reshape(-1), _param(weight, dtype),
                  dx.reshape(n, c, -1), dgamma, dbeta)
     return dx, dgamma, dbeta

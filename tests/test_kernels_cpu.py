@@ -78,20 +78,45 @@ def random(rng, shape, dtype, scale=1.0):
 
 
 @contextmanager
-def column_path(path, chunk_bytes=None):
+def column_path(path, chunk_bytes=None, channels_last_out=False):
     """Send every (non-dense) convolution down ``path`` of COLUMN_PATHS, in batch slabs of
-    ``chunk_bytes`` if given (CHUNK_BYTES); the module's switches are restored after."""
+    ``chunk_bytes`` if given (CHUNK_BYTES), returning channels-last results whatever their
+    channels if ``channels_last_out`` (CHANNELS_LAST_MIN = 1), else C-order ones; the module's
+    switches are restored after."""
     from minigan.kernels import conv2d as kconv
-    names = ("ROW_MIN_CHANNELS", "PER_SAMPLE_MIN_PIXELS", "CHUNK_BYTES")
+    names = ("ROW_MIN_CHANNELS", "PER_SAMPLE_MIN_PIXELS", "CHUNK_BYTES", "CHANNELS_LAST_MIN")
     saved = {name: getattr(kconv, name) for name in names}
     kconv.ROW_MIN_CHANNELS = 1 if path == "channels-last" else 1 << 30
     kconv.PER_SAMPLE_MIN_PIXELS = 1 if path == "per-sample" else 1 << 30
     kconv.CHUNK_BYTES = chunk_bytes or kconv.CHUNK_BYTES
+    kconv.CHANNELS_LAST_MIN = 1 if channels_last_out else 1 << 30
     try:
         yield
     finally:
         for name, value in saved.items():
             setattr(kconv, name, value)
+
+
+@contextmanager
+def poisoned_results():
+    """The arrays the kernels allocate for their results (kernels/cpu_common._empty) come
+    filled with NaN, as the ``out`` buffers the tests pass: an element never written shows."""
+    from minigan.kernels import cpu_common
+    saved = cpu_common._empty
+    cpu_common._empty = lambda shape, dtype: np.full(shape, np.nan, dtype=dtype)
+    try:
+        yield
+    finally:
+        cpu_common._empty = saved
+
+
+def channels_last(a):
+    """a's values as an (N, C, H, W) array in NHWC memory."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def nhwc_memory(a):
+    return a.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
 # --- convolution pieces -------------------------------------------------------------------
@@ -150,11 +175,8 @@ def test_conv2d_backward_input_in_batch_slabs_matches_reference(cfg, slab, path,
     assert_close(got, want, factor=cout * k * k)
 
 
-def _check_conv2d_kernels(cfg, bias, dtype, seed, path="cols", slab_bytes=None):
-    """Forward, input and weight gradients against the reference, down ``path`` (COLUMN_PATHS;
-    channels-last columns are the path's own, kernels/im2row.py); ``slab_bytes`` shrinks
-    CHUNK_BYTES, the size of the batch slabs the kernels work in."""
-    from minigan.kernels import conv2d as kconv
+def _conv2d_case(cfg, bias, dtype, seed):
+    """x, W, b, dy and the reference's (y, cols, dx, dW) for a conv_configs() draw."""
     n, cin, cout, k, s, p, _, h, w = cfg
     rng = np.random.default_rng(seed)
     x, weight = random(rng, (n, cin, h, w), dtype), random(rng, (cout, cin, k, k), dtype)
@@ -163,6 +185,16 @@ def _check_conv2d_kernels(cfg, bias, dtype, seed, path="cols", slab_bytes=None):
     dy = random(rng, want_y.shape, dtype)
     want_dx = reference("conv2d_backward_input")(dy, weight, x.shape, s, p)
     want_dw = reference("conv2d_backward_weight")(dy, want_cols, weight.shape)
+    return x, weight, b, dy, (want_y, want_cols, want_dx, want_dw)
+
+
+def _check_conv2d_kernels(cfg, bias, dtype, seed, path="cols", slab_bytes=None):
+    """Forward, input and weight gradients against the reference, down ``path`` (COLUMN_PATHS;
+    channels-last columns are the path's own, kernels/im2row.py); ``slab_bytes`` shrinks
+    CHUNK_BYTES, the size of the batch slabs the kernels work in."""
+    from minigan.kernels import conv2d as kconv
+    n, cin, cout, k, s, p, _, h, w = cfg
+    x, weight, b, dy, (want_y, want_cols, want_dx, want_dw) = _conv2d_case(cfg, bias, dtype, seed)
 
     rows = path == "channels-last"
     with column_path(path, slab_bytes):
@@ -186,6 +218,37 @@ def test_conv2d_channels_last_kernels_match_reference(cfg, bias, one_sample_slab
     """``one_sample_slabs``: the rows are rebuilt one sample at a time (CHUNK_BYTES = 1)."""
     _check_conv2d_kernels(cfg, bias, dtype, seed, path="channels-last",
                           slab_bytes=1 if one_sample_slabs else None)
+
+
+@pytest.mark.parametrize("path", COLUMN_PATHS + ["dense"])
+@pytest.mark.parametrize("last_out", [False, True])
+@given(cfg=conv_configs(), bias=st.booleans(), x_last=st.booleans(), dy_last=st.booleans(), dtype=DTYPES,
+       seed=seeds())
+def test_conv2d_kernels_take_and_give_channels_last_arrays(cfg, bias, path, x_last, dy_last, last_out,
+                                                           dtype, seed):
+    """x and dy in either memory order (``*_last``: NHWC memory), results allocated by the
+    kernels (NaN-filled, see poisoned_results) channels-last where CHANNELS_LAST_MIN says so
+    (``last_out``): the reference's values, every element written, the promised layout."""
+    from minigan.kernels import conv2d as kconv
+    n, cin, cout, k, s, p, op, h, w = cfg
+    if path == "dense":   # the kernel covers the unpadded input
+        cfg = n, cin, cout, k, s, 0, op, k, k
+        p = 0
+    x, weight, b, dy, (want_y, _, want_dx, want_dw) = _conv2d_case(cfg, bias, dtype, seed)
+    x_in = channels_last(x) if x_last else x
+    dy_in = channels_last(dy) if dy_last else dy
+    with column_path("cols" if path == "dense" else path, channels_last_out=last_out), poisoned_results():
+        y, cols = fast("conv2d_forward")(x_in, weight, s, p, b)
+        dx = fast("conv2d_backward_input")(dy_in, weight, x.shape, s, p)
+        dw = fast("conv2d_backward_weight")(dy_in, cols, weight.shape)
+    assert_close(y, want_y, factor=cin * k * k)
+    assert_close(dx, want_dx, factor=cout * k * k)
+    assert_close(dw, want_dw, factor=n * want_y.shape[2] * want_y.shape[3])
+    dense = kconv.covers_input(x.shape, weight.shape, p)
+    assert nhwc_memory(y) if last_out and not dense else y.flags.c_contiguous
+    assert nhwc_memory(dx) if last_out and path == "channels-last" and not dense else dx.flags.c_contiguous
+    np.testing.assert_array_equal(x_in, x)   # inputs untouched
+    np.testing.assert_array_equal(dy_in, dy)
 
 
 @given(shape=array_shapes(min_dims=3, max_dims=3, max_side=9), bias=st.booleans(), dtype=DTYPES, seed=seeds())
@@ -276,6 +339,24 @@ def test_activation_kernels_match_reference_bit_for_bit(shape, slope, dtype, see
     np.testing.assert_array_equal(got, reference("activation_tangent")(a, u, slope))
 
 
+@given(shape=array_shapes(min_dims=4, max_dims=4, max_side=5), a_last=st.booleans(), u_last=st.booleans(),
+       slope=st.sampled_from([0.0, 0.2]), dtype=DTYPES, seed=seeds())
+def test_activation_kernels_keep_the_memory_order_of_a(shape, a_last, u_last, slope, dtype, seed):
+    """a and u in either memory order: the reference's values bit for bit, every element
+    written, the result in a's order (u in the other order is read through a copy)."""
+    rng = np.random.default_rng(seed)
+    a, u = random(rng, shape, dtype), random(rng, shape, dtype)
+    a.reshape(-1)[::3] = 0.0
+    a_in, u_in = (channels_last(a) if a_last else a), (channels_last(u) if u_last else u)
+    with poisoned_results():
+        y = fast("leaky_relu")(a_in, slope)
+        t = fast("activation_tangent")(a_in, u_in, slope)
+    np.testing.assert_array_equal(y, reference("leaky_relu")(a, slope))
+    np.testing.assert_array_equal(t, reference("activation_tangent")(a, u, slope))
+    for result in (y, t):
+        assert nhwc_memory(result) if a_last else result.flags.c_contiguous
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_activation_kernels_on_numbas_pool_match_reference_bit_for_bit(dtype):
     """From PARALLEL_MIN elements the loops run in parallel: same results."""
@@ -311,6 +392,32 @@ def test_batch_norm_kernels_match_reference(n, c, spatial, affine, dtype, seed):
     count = x.size // c
     for g, w in zip(got, want):
         assert_close(g, w, factor=8, scale=float(np.abs(w).max()) + float(np.abs(dy).max()) * count ** 0.5 + 1)
+
+
+@given(n=st.integers(1, 4), c=st.integers(2, 20), hw=st.sampled_from([(1, 2), (2, 3), (4, 4), (5, 7)]),
+       affine=st.booleans(), dy_last=st.booleans(), dtype=DTYPES, seed=seeds())
+def test_batch_norm_kernels_keep_channels_last(n, c, hw, affine, dy_last, dtype, seed):
+    """A channels-last x (and dy in either order): the channels-last kernels (the sums over
+    N·H·W rows in _ROW_BLOCKS blocks, so up to 140 rows reach several blocks), the
+    reference's values, every element written, y, x̂ and dx channels-last."""
+    rng = np.random.default_rng(seed)
+    shape = (n, c) + hw
+    x = random(rng, shape, dtype, scale=3.0) + dtype(1.5)
+    gamma, beta = (random(rng, (c,), dtype), random(rng, (c,), dtype)) if affine else (None, None)
+    want = reference("batch_norm_forward")(x, gamma, beta, 1e-5)
+    with poisoned_results():
+        got = fast("batch_norm_forward")(channels_last(x), gamma, beta, 1e-5)
+    for g, w in zip(got, want):
+        assert_close(g, w, factor=4)
+    assert nhwc_memory(got[0]) and nhwc_memory(got[1])
+    dy = random(rng, shape, dtype)
+    want = reference("batch_norm_backward")(dy, want[1], want[2], gamma)
+    with poisoned_results():
+        got = fast("batch_norm_backward")(channels_last(dy) if dy_last else dy, got[1], got[2], gamma)
+    count = x.size // c
+    for g, w in zip(got, want):
+        assert_close(g, w, factor=8, scale=float(np.abs(w).max()) + float(np.abs(dy).max()) * count ** 0.5 + 1)
+    assert nhwc_memory(got[0])
 
 
 @given(batch=st.sampled_from([(1,), (3,), (2, 3)]), norm_shape=st.sampled_from([(3,), (5,), (2, 4), (3, 2, 2)]),
@@ -401,7 +508,8 @@ def _models(rng, dtype):
     gen = nn.Sequential(
         nn.ConvTranspose2d(5, 6, 4, stride=1, padding=0, bias=False, dtype=dtype, rng=rng),
         nn.BatchNorm2d(6, dtype=dtype), nn.ReLU(),
-        nn.ConvTranspose2d(6, 2, 4, stride=2, padding=1, dtype=dtype, rng=rng), nn.Tanh())
+        nn.ConvTranspose2d(6, 2, 4, stride=2, padding=1, dtype=dtype, rng=rng),
+        nn.BatchNorm2d(2, dtype=dtype), nn.Tanh())   # a batch norm after a (channels-last) convolution
     return critic_conv, critic_mlp, gen
 
 
@@ -426,9 +534,13 @@ def _grads_of_a_step(fast_on, dtype, seed=0):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("path", COLUMN_PATHS)
-def test_layer_gradients_with_fast_kernels_match_reference(dtype, path):
+@pytest.mark.parametrize("last_out", [False, True])
+def test_layer_gradients_with_fast_kernels_match_reference(dtype, path, last_out):
+    """``last_out``: the convolutions return channels-last arrays (CHANNELS_LAST_MIN = 1), so
+    batch norm, the activations and the next convolution take them (and the penalty's
+    second-order sweep) as a DCGAN's wide layers do by default."""
     want = _grads_of_a_step(False, dtype)
-    with column_path(path):
+    with column_path(path, channels_last_out=last_out):
         got = _grads_of_a_step(True, dtype)
     for name in want:
         assert_close(got[name], want[name], factor=100, scale=float(np.abs(want[name]).max()) + 1e-3)
@@ -459,15 +571,17 @@ def _train_wgan_gp(fast_on, steps=4, seed=1):
 
 
 @pytest.mark.parametrize("path", COLUMN_PATHS)
-def test_training_with_fast_kernels_matches_reference(path):
+@pytest.mark.parametrize("last_out", [False, True])
+def test_training_with_fast_kernels_matches_reference(path, last_out):
     """Parameters after a few steps agree to float32 rounding.
 
     SGD, not Adam: Adam divides by √v, so a gradient entry that is zero up to rounding
     becomes a whole ±lr step with either sign — it amplifies rounding, whatever computed it.
-    ``path``: the column layout every convolution takes (COLUMN_PATHS).
+    ``path``: the column layout every convolution takes (COLUMN_PATHS); ``last_out``: they
+    return channels-last arrays.
     """
     want = _train_wgan_gp(False)
-    with column_path(path):
+    with column_path(path, channels_last_out=last_out):
         got = _train_wgan_gp(True)
     assert want.keys() == got.keys()
     for name in want:
@@ -475,6 +589,27 @@ def test_training_with_fast_kernels_matches_reference(path):
             assert_close(got[name], want[name], factor=30)
         else:
             np.testing.assert_array_equal(got[name], want[name])
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_deferred_weight_gradient_keeps_its_own_copy_of_a_channels_last_input(transposed):
+    """A channels-last x is read in place by the channels-last columns (RowColumns.borrowed)
+    and a channels-last dy is kept in its order: the weight gradient, computed when .grad
+    is read, is still that of what was passed after the caller refills both in place."""
+    rng = np.random.default_rng(2)
+    make = nn.ConvTranspose2d if transposed else nn.Conv2d
+    layer = make(16, 16, 4, stride=2, padding=1, rng=rng)   # 16 channels: the channels-last path
+    x = channels_last(random(rng, (2, 16, 6, 6), np.float32))
+    y = layer(x)
+    assert nhwc_memory(y)
+    dy = channels_last(random(rng, y.shape, np.float32))
+    layer.backward(dy)
+    want = layer.weight.grad.copy()
+    layer.zero_grad()
+    layer(x)
+    layer.backward(dy)
+    x[...], dy[...] = 7, 7                              # a caller refilling its buffers
+    np.testing.assert_array_equal(layer.weight.grad, want)
 
 
 # --- switching -----------------------------------------------------------------------------

@@ -73,10 +73,10 @@ class _ConvBase(Module):
         next forward, as loops call it), never computed. g and array columns the layer does not own
         (a view of its input) are copied, so a caller that refills its arrays in place before
         reading .grad still gets the gradient of what it passed."""
-        g = g.copy()
-        flags = getattr(cols, "flags", None)   # None: the kernels' RowColumns, built from a copy
-        if flags is not None and not flags.owndata:
-            cols = cols.copy()
+        g = g.copy(order="K")   # K: a channels-last g stays channels-last (no transpose)
+        flags = getattr(cols, "flags", None)   # None: the kernels' RowColumns
+        if getattr(cols, "borrowed", False) or (flags is not None and not flags.owndata):
+            cols = cols.copy()   # a view of the input (RowColumns.borrowed: a channels-last x)
         weight_grad, shape = kernel("conv2d_backward_weight", g), self.weight.shape
         self.weight.defer(lambda: weight_grad(g, cols, shape))
 
