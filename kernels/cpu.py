@@ -10,6 +10,7 @@ on its first lookup for a float32/float64 NumPy array. The reference is one swit
     name                     kernel file                  reference
     "im2col"                 kernels/im2col.py            minigan.functional.im2col
     "col2im"                 kernels/col2im.py            minigan.functional.col2im
+    "conv2d_weight"          kernels/conv2d.py            minigan.functional.conv2d_weight
     "conv2d_forward"         kernels/conv2d.py, im2row.py minigan.functional.conv2d_forward
     "conv2d_backward_input"  kernels/conv2d.py            minigan.functional.conv2d_backward_input
     "conv2d_backward_weight" kernels/conv2d.py            minigan.functional.conv2d_backward_weight
@@ -65,6 +66,7 @@ from .cpu_common import choose_threading_layer  # noqa: F401 - the seam calls it
 KERNELS = {
     "im2col": ("im2col", "im2col"),
     "col2im": ("col2im", "col2im"),
+    "conv2d_weight": ("conv2d", "conv2d_weight"),
     "conv2d_forward": ("conv2d", "conv2d_forward"),
     "conv2d_backward_input": ("conv2d", "conv2d_backward_input"),
     "conv2d_backward_weight": ("conv2d", "conv2d_backward_weight"),

@@ -59,9 +59,25 @@ def _flat_channels_first(y):
 
 
 @reference_kernel
+def conv2d_weight(weight):
+    """The weight as the convolution passes of one forward and its backward take it
+    (``conv2d_forward``, ``conv2d_backward_input``; a layer asks once per forward). The
+    reference passes take the array itself; a fast twin may return an object that keeps the
+    weight in the layout its passes use as well (kernels/conv2d.py: the channels-last W',
+    permuted once instead of in every pass). Every pass takes either."""
+    return weight
+
+
+def weight_array(weight):
+    """The array of a weight from ``conv2d_weight`` (fast or reference), or the array itself."""
+    return getattr(weight, "array", weight)
+
+
+@reference_kernel
 def conv2d_forward(x, weight, stride: int, padding: int, bias=None):
     """y = conv(x, W) (+ bias per output channel, if given); returns (y, cols) so backward
     can reuse the columns."""
+    weight = weight_array(weight)
     n, _, h, w = x.shape
     o, _, kh, kw = weight.shape
     cols = kernel("im2col", x)(x, kh, kw, stride, padding)
@@ -75,6 +91,7 @@ def conv2d_forward(x, weight, stride: int, padding: int, bias=None):
 @reference_kernel
 def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int):
     """dx = Jᵀ dy of the convolution: col2im(Wᵀ @ dy).  Also the transposed convolution's forward."""
+    weight = weight_array(weight)
     o, _, kh, kw = weight.shape
     dcols = weight.reshape(o, -1).T @ _flat_channels_first(dy)
     return kernel("col2im", dcols)(dcols, x_shape, kh, kw, stride, padding)

@@ -251,6 +251,36 @@ def test_conv2d_kernels_take_and_give_channels_last_arrays(cfg, bias, path, x_la
     np.testing.assert_array_equal(dy_in, dy)
 
 
+@pytest.mark.parametrize("path", COLUMN_PATHS)
+@given(cfg=conv_configs(), bias=st.booleans(), dtype=DTYPES, seed=seeds())
+def test_a_prepared_weight_gives_the_same_passes_and_is_permuted_once(path, cfg, bias, dtype, seed):
+    """conv2d_weight(W) in place of W: the same results from the fast passes and from the
+    reference ones (a switch between a forward and its backward), and the channels-last
+    permutation W' made at most once for a forward and its input gradient."""
+    from minigan.kernels import conv2d as kconv
+    n, cin, cout, k, s, p, _, h, w = cfg
+    x, weight, b, dy, _ = _conv2d_case(cfg, bias, dtype, seed)
+    made = []
+    permute = kconv.channels_last_weight
+    kconv.channels_last_weight = lambda a: made.append(a.shape) or permute(a)
+    try:
+        with column_path(path):
+            want_y, cols = fast("conv2d_forward")(x, weight, s, p, b)
+            want_dx = fast("conv2d_backward_input")(dy, weight, x.shape, s, p)
+            made.clear()
+            prepared = fast("conv2d_weight")(weight)
+            y, _ = fast("conv2d_forward")(x, prepared, s, p, b)
+            dx = fast("conv2d_backward_input")(dy, prepared, x.shape, s, p)
+    finally:
+        kconv.channels_last_weight = permute
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(dx, want_dx)
+    assert len(made) == (1 if isinstance(cols, kconv.RowColumns) else 0)
+    assert_close(reference("conv2d_forward")(x, prepared, s, p, b)[0], want_y, factor=cin * k * k)
+    assert_close(reference("conv2d_backward_input")(dy, prepared, x.shape, s, p), want_dx, factor=cout * k * k)
+    assert reference("conv2d_weight")(weight) is weight
+
+
 @given(shape=array_shapes(min_dims=3, max_dims=3, max_side=9), bias=st.booleans(), dtype=DTYPES, seed=seeds())
 def test_swap_last_two_is_a_transpose_plus_bias(shape, bias, dtype, seed):
     """Both loop orders (more rows than columns and fewer), with and without the bias."""
@@ -610,6 +640,39 @@ def test_a_deferred_weight_gradient_keeps_its_own_copy_of_a_channels_last_input(
     layer.backward(dy)
     x[...], dy[...] = 7, 7                              # a caller refilling its buffers
     np.testing.assert_array_equal(layer.weight.grad, want)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_wide_layer_permutes_its_weight_once_per_forward_and_backward(transposed):
+    """Conv2d and ConvTranspose2d with 16 channels (the channels-last path): the forward's
+    prepared weight serves its backward (one permutation, not two) and the second-order
+    sweep; a second backward after one forward still gets the right input gradient."""
+    from minigan.kernels import conv2d as kconv
+    rng = np.random.default_rng(4)
+    make = nn.ConvTranspose2d if transposed else nn.Conv2d
+    layer = make(16, 16, 4, stride=2, padding=1, rng=rng)
+    x = random(rng, (2, 16, 6, 6), np.float32)
+    made = []
+    permute = kconv.channels_last_weight
+    kconv.channels_last_weight = lambda a: made.append(a.shape) or permute(a)
+    try:
+        y = layer(x)
+        dy = random(rng, y.shape, np.float32)
+        dx = layer.backward(dy)
+        assert len(made) == 1
+        np.testing.assert_array_equal(layer.backward(dy), dx)   # the weight array itself now
+        assert len(made) == 2
+        layer(x)
+        layer.backward(dy, create_graph=True)
+        jc, _ = layer.double_backward(x)
+        assert len(made) == 3                                    # forward, backward and J·c: one
+    finally:
+        kconv.channels_last_weight = permute
+    backend.use_reference(True)
+    layer(x)
+    assert_close(layer.backward(dy), dx, factor=16 * 16)
+    layer.backward(dy, create_graph=True)
+    assert_close(layer.double_backward(x)[0], jc, factor=16 * 16)
 
 
 # --- switching -----------------------------------------------------------------------------

@@ -13,6 +13,11 @@ convolution from C_out to C_in channels, y = convᵀ(x, W) + b = col2im(Wᵀ @ x
                   db += Σ dy
     second order  J·c = convᵀ(c, W) (no bias); ∂⟨c, conv(g, W)⟩/∂W = c @ im2col(g)ᵀ, s = None.
 Output size H_out = (H − 1)·s − 2p + k + output_padding, as in PyTorch.
+
+Every pass of one forward and its backward takes the weight as ``conv2d_weight`` prepared it
+at the forward (the fast kernels keep its channels-last permutation there, made once). So, as
+in PyTorch (which raises an error), a weight changed in place between a forward and its
+backward is not supported: the backward may see either values.
 """
 from __future__ import annotations
 
@@ -53,7 +58,7 @@ class _ConvBase(Module):
         w, b = torch_default(make_rng(rng), weight_shape, (out_channels,) if bias else None, dtype)
         self.weight = Parameter(w)
         self.bias = Parameter(b) if bias else None
-        self._cache_x = self._cache_cols = self._cache_g = self._cache_gcols = None
+        self._cache_x = self._cache_cols = self._cache_g = self._cache_gcols = self._cache_w = None
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -80,6 +85,20 @@ class _ConvBase(Module):
         weight_grad, shape = kernel("conv2d_backward_weight", g), self.weight.shape
         self.weight.defer(lambda: weight_grad(g, cols, shape))
 
+    def _prepare_weight(self, x):
+        """The weight for this forward's passes and its backward's (``conv2d_weight``: the fast
+        kernels keep its channels-last permutation there, made once), cached with the input."""
+        self._cache_w = kernel("conv2d_weight", x)(self.weight.data)
+        return self._cache_w
+
+    def _cached_weight(self, keep: bool):
+        """The forward's prepared weight (the array itself after it was released); released
+        now unless ``keep`` (the second-order sweep comes back for it)."""
+        w = self.weight.data if self._cache_w is None else self._cache_w
+        if not keep:
+            self._cache_w = None
+        return w
+
     def _accumulate_bias(self, dy):
         if self.bias is not None:
             self.bias.grad += dy.sum(axis=(0, 2, 3))
@@ -100,7 +119,7 @@ class Conv2d(_ConvBase):
             raise ValueError(f"Conv2d: input of spatial size {tuple(x.shape[2:])} with padding {p} is "
                              f"smaller than the kernel ({k}x{k})")
         bias = None if self.bias is None else self.bias.data
-        y, cols = kernel("conv2d_forward", x)(x, self.weight.data, s, p, bias)  # conv(x, W) + b
+        y, cols = kernel("conv2d_forward", x)(x, self._prepare_weight(x), s, p, bias)  # conv(x, W) + b
         self._cache_x, self._cache_cols = x, cols
         return y
 
@@ -122,11 +141,13 @@ class Conv2d(_ConvBase):
             # made, and before a generator's backward that follows a critic's (they would
             # otherwise stay cached until this layer's next forward).
             self._cache_cols = None
-        return kernel("conv2d_backward_input", dy)(dy, self.weight.data, x.shape, self.stride, self.padding)
+        w = self._cached_weight(keep=create_graph)
+        return kernel("conv2d_backward_input", dy)(dy, w, x.shape, self.stride, self.padding)
 
     def double_backward(self, c):
         g = self._require(self._cache_g, "backward(create_graph=True)")
-        jc, c_cols = kernel("conv2d_forward", c)(c, self.weight.data, self.stride, self.padding)
+        w = self._cached_weight(keep=True)
+        jc, c_cols = kernel("conv2d_forward", c)(c, w, self.stride, self.padding)
         self.weight.grad += kernel("conv2d_backward_weight", g)(g, c_cols, self.weight.shape)
         return jc, None
 
@@ -158,13 +179,15 @@ class ConvTranspose2d(_ConvBase):
         self._check_input(x, ndim=4, channels=self.in_channels)
         self.weight.flush()   # the last backward's deferred weight gradient frees its arrays first
         out_shape = self.output_shape(x.shape)
-        y = kernel("conv2d_backward_input", x)(x, self.weight.data, out_shape, self.stride, self.padding)
+        y = kernel("conv2d_backward_input", x)(x, self._prepare_weight(x), out_shape, self.stride,
+                                               self.padding)
         self._cache_x, self._cache_out_shape = x, out_shape
         return self._add_bias(y)
 
     def backward(self, dy, accumulate=True, create_graph=False):
         x = self._require(self._cache_x)
-        dx, dy_cols = kernel("conv2d_forward", dy)(dy, self.weight.data, self.stride, self.padding)
+        w = self._cached_weight(keep=create_graph)
+        dx, dy_cols = kernel("conv2d_forward", dy)(dy, w, self.stride, self.padding)
         if accumulate:
             self._defer_weight_grad(x, dy_cols)
             self._accumulate_bias(dy)
@@ -174,7 +197,7 @@ class ConvTranspose2d(_ConvBase):
 
     def double_backward(self, c):
         self._require(self._cache_g, "backward(create_graph=True)")
-        jc = kernel("conv2d_backward_input", c)(c, self.weight.data, self._cache_out_shape,
+        jc = kernel("conv2d_backward_input", c)(c, self._cached_weight(keep=True), self._cache_out_shape,
                                                 self.stride, self.padding)
         self.weight.grad += kernel("conv2d_backward_weight", c)(c, self._cache_gcols, self.weight.shape)
         return jc, None
