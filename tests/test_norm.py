@@ -112,6 +112,16 @@ def test_layernorm_values(norm_shape, affine):
         np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
 
 
+def test_layernorm_needs_a_batch_axis():
+    """minigan's layers take batches, (N, ..., *normalized_shape): an input that is only
+    normalized_shape is refused (PyTorch would read it as one unbatched sample)."""
+    ln = nn.LayerNorm(3, dtype=F64)
+    with pytest.raises(ValueError, match=r"^LayerNorm: expected input of shape \(N, \.\.\., 3\), got \(3,\)$"):
+        ln(np.ones(3))
+    with pytest.raises(ValueError, match=r"^LayerNorm: expected input of shape \(N, \.\.\., 2, 3\), got \(4, 3, 2\)$"):
+        nn.LayerNorm((2, 3), dtype=F64)(np.ones((4, 3, 2)))
+
+
 def test_batchnorm_default_eps_and_batch_counter():
     rng = np.random.default_rng(3)
     bn = nn.BatchNorm1d(2, dtype=F64)
@@ -168,30 +178,38 @@ class ThreadComm:
 
     def allreduce(self, array, op="sum"):
         assert op == "sum"
-        parts, barrier = self.shared["parts"], self.shared["barrier"]
+        parts, barrier, turn = self.shared["parts"], self.shared["barrier"], self.shared["turn"]
         parts[self.rank] = np.array(array, copy=True)
-        barrier.wait()
-        total = parts[0].copy()
-        for p in parts[1:]:
-            total = total + p
-        barrier.wait()
+        turn.release()  # the other ranks may compute until they reach this allreduce too
+        try:
+            barrier.wait()
+            total = parts[0].copy()
+            for p in parts[1:]:
+                total = total + p
+            barrier.wait()
+        finally:
+            turn.acquire()
         array[...] = total
         self.shared["calls"][self.rank] += 1
         return array
 
 
 def run_on_ranks(sizes, fn):
-    """fn(rank, comm) on len(sizes) threads; results in rank order. A rank that raises
-    breaks the barrier, so the others stop instead of waiting."""
+    """fn(rank, comm) on len(sizes) threads; results in rank order. One rank computes at a
+    time (the "turn" lock, released only inside allreduce), so no two threads ever run a
+    (Numba) kernel at once. A rank that raises breaks the barrier: the others stop instead of waiting."""
     shared = {"parts": [None] * len(sizes), "barrier": threading.Barrier(len(sizes), timeout=20),
-              "calls": [0] * len(sizes)}
+              "calls": [0] * len(sizes), "turn": threading.Lock()}
 
     def guarded(rank):
+        shared["turn"].acquire()
         try:
             return fn(rank, ThreadComm(shared, rank))
         except BaseException:
             shared["barrier"].abort()
             raise
+        finally:
+            shared["turn"].release()
 
     with ThreadPoolExecutor(len(sizes)) as pool:
         futures = [pool.submit(guarded, r) for r in range(len(sizes))]
@@ -307,3 +325,25 @@ def test_norm_output_never_aliases_the_cached_xhat():
         y *= 2.0
         twin(x)
         np.testing.assert_array_equal(layer.backward(dy), twin.backward(dy))
+
+
+def test_sync_batchnorm_sums_float32_batches_in_float64():
+    """The global Σx and Σ(x − μ)² are float64 sums (a float32 running sum over 10⁶ values of
+    about 1000 drifts by ~1 %, the sum of squares by ~5e-4): outputs and running statistics stay
+    at float32 rounding from the float64 statistics of the whole batch."""
+    rng = np.random.default_rng(12)
+    n = 10 ** 6
+    x = (rng.standard_normal((2 * n, 2)) + 1000.0).astype(np.float32)
+    mu, var = x.mean(axis=0, dtype=F64), x.astype(F64).var(axis=0)
+
+    def rank_step(rank, comm):
+        bn = nn.BatchNorm1d(2, affine=False, comm=comm)
+        y = bn(x[rank * n:(rank + 1) * n])
+        return y[:1000].astype(F64), bn.running_mean.copy(), bn.running_var.copy()
+
+    results, _ = run_on_ranks((n, n), rank_step)
+    want = (x[:1000].astype(F64) - mu) / np.sqrt(var + 1e-5)
+    y, running_mean, running_var = results[0]
+    np.testing.assert_allclose(y, want, rtol=0, atol=3e-4)
+    np.testing.assert_allclose(running_mean, 0.1 * mu, rtol=1e-6)
+    np.testing.assert_allclose(running_var, 0.9 + 0.1 * var * (2 * n) / (2 * n - 1), rtol=2e-6)
