@@ -112,6 +112,18 @@ def test_layernorm_values(norm_shape, affine):
         np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
 
 
+def test_batchnorm_input_errors_in_full():
+    with pytest.raises(ValueError, match=r"^BatchNorm1d: expected 3 channels/features on axis 1 of the input, "
+                                         r"got shape \(4, 5\)$"):
+        nn.BatchNorm1d(3, dtype=F64)(np.ones((4, 5)))
+    with pytest.raises(ValueError, match=r"^BatchNorm2d: expected 2 channels/features on axis 1 of the input, "
+                                         r"got shape \(4, 3, 2, 2\)$"):
+        nn.BatchNorm2d(2, dtype=F64).eval()(np.ones((4, 3, 2, 2)))
+    with pytest.raises(ValueError, match=r"^BatchNorm1d: training mode needs more than one value per channel, "
+                                         r"got input shape \(1, 3\)$"):
+        nn.BatchNorm1d(3, dtype=F64)(np.ones((1, 3)))
+
+
 def test_layernorm_needs_a_batch_axis():
     """minigan's layers take batches, (N, ..., *normalized_shape): an input that is only
     normalized_shape is refused (PyTorch would read it as one unbatched sample)."""
