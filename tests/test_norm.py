@@ -250,19 +250,21 @@ def test_sync_batchnorm_equals_one_batchnorm_on_the_whole_batch(dtype, spatial, 
         return bn
 
     single = make(None)
-    y_ref = single(x)
+    single(x)
+    y_ref = single(x)  # two steps: the running statistics move twice, the counter counts both
     dx_ref = single.backward(dy)
 
     def rank_step(rank, comm):
         rows = slice(starts[rank], starts[rank + 1])
         bn = make(comm)
+        bn(x[rows])
         y = bn(x[rows])
         dx = bn.backward(dy[rows])
         grads = (bn.weight.grad.copy(), bn.bias.grad.copy()) if affine else None
         return y, dx, grads, bn
 
     results, calls = run_on_ranks(sizes, rank_step)
-    assert calls == [3, 3]  # two reductions forward (sums, then squares about the global μ), one backward
+    assert calls == [5, 5]  # two reductions per forward (sums, then squares about the global μ), one backward
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == F64 else dict(rtol=2e-5, atol=2e-5)
     for rank, (y, dx, _, bn) in enumerate(results):
         rows = slice(starts[rank], starts[rank + 1])
@@ -272,7 +274,7 @@ def test_sync_batchnorm_equals_one_batchnorm_on_the_whole_batch(dtype, spatial, 
         assert bn.running_mean.dtype == dtype and bn.running_var.dtype == dtype
         np.testing.assert_allclose(bn.running_mean, single.running_mean, **tol)
         np.testing.assert_allclose(bn.running_var, single.running_var, **tol)
-        assert int(bn.num_batches_tracked) == 1
+        assert int(bn.num_batches_tracked) == 2
     if affine:
         for i, name in enumerate(("weight", "bias")):
             local = [res[2][i] for res in results]

@@ -311,3 +311,15 @@ def test_modes_caches_and_accumulate_reach_the_inner_layer():
         layer.backward(dy)
     with pytest.raises(RuntimeError, match="^SpectralNorm: backward called before forward$"):
         layer.double_backward(x)
+
+
+def test_backward_keeps_no_second_order_state_unless_asked_and_to_checks_the_device():
+    rng = np.random.default_rng(9)
+    layer = nn.spectral_norm(nn.Linear(3, 2, dtype=F64, rng=rng), rng=rng)
+    x = rng.standard_normal((4, 3))
+    layer(x)
+    layer.backward(np.ones((4, 2)))  # create_graph=False by default: nothing kept for the second order
+    with pytest.raises(RuntimeError, match=r"^Linear: backward called before backward\(create_graph=True\)$"):
+        layer.double_backward(x)
+    with pytest.raises(ValueError, match="^unknown device 'tpu': expected 'cpu' or 'cuda'$"):
+        layer.to(device="tpu")
