@@ -323,3 +323,20 @@ def test_backward_keeps_no_second_order_state_unless_asked_and_to_checks_the_dev
         layer.double_backward(x)
     with pytest.raises(ValueError, match="^unknown device 'tpu': expected 'cpu' or 'cuda'$"):
         layer.to(device="tpu")
+
+
+def test_the_class_has_the_same_defaults_and_both_take_the_rng():
+    """nn.SpectralNorm(layer) as nn.spectral_norm(layer); u, v are drawn from the given rng
+    (unit normal draws, normalised), so a seed reproduces them."""
+    rng = np.random.default_rng(10)
+    layer = nn.SpectralNorm(nn.Linear(3, 2, dtype=F64, rng=rng))
+    assert (layer.n_power_iterations, layer.eps, layer.dim) == (1, 1e-12, 0)
+    for wrap in (nn.SpectralNorm, nn.spectral_norm):
+        a = wrap(nn.Linear(3, 2, dtype=F64, rng=np.random.default_rng(1)), rng=np.random.default_rng(2))
+        draws = np.random.default_rng(2)
+        u, v = draws.standard_normal(2), draws.standard_normal(3)
+        np.testing.assert_array_equal(a.weight_u, u / np.linalg.norm(u))
+        np.testing.assert_array_equal(a.weight_v, v / np.linalg.norm(v))
+    fresh = nn.spectral_norm(nn.Linear(3, 2, dtype=F64, rng=rng), rng=rng)
+    with pytest.raises(RuntimeError, match="^SpectralNorm: backward called before forward$"):
+        fresh.backward(np.ones((4, 2)))
