@@ -259,6 +259,7 @@ def test_conditional_batchnorm_passes_eps_and_momentum_and_keeps_the_dtype():
     cbn = nn.ConditionalBatchNorm2d(2, 3, eps=0.5, momentum=0.25, rng=rng)
     assert (cbn.bn.eps, cbn.bn.momentum, cbn.bn.affine) == (0.5, 0.25, False)
     assert cbn.embed.weight.data.dtype == np.float32 and cbn.bn.running_var.dtype == np.float32
+    assert cbn.embed.weight.grad.dtype == np.float32  # γ_y, β_y accumulate in the layer's dtype
     assert cbn.extra_repr() == "2, num_classes=3" and (cbn.num_features, cbn.num_classes) == (2, 3)
     default = nn.ConditionalBatchNorm1d(2, 3)
     assert (default.bn.eps, default.bn.momentum) == (1e-5, 0.1)
@@ -344,3 +345,35 @@ def test_concatenation_conditional_errors_dtype_and_affine_body():
     assert not model.embedding.weight.grad.any()
     np.testing.assert_allclose(model.body.weight.grad[0, :2], (g * c).sum(axis=0), rtol=1e-6)
     np.testing.assert_array_equal(model.body.weight.grad[0, 2:], 0)
+
+
+def test_conditioning_caches_messages_dtypes_and_seeds():
+    """Before a forward, or a double backward after a backward without create_graph=True, each
+    module names itself and what is missing; a float64 CBN's embedding gradient is float64; a
+    seed reproduces a ProjectionCritic (its default head is drawn from the given rng)."""
+    rng = np.random.default_rng(6)
+    cbn = random_cbn(rng, nn.ConditionalBatchNorm1d, 2, 3)
+    assert cbn.embed.weight.grad.dtype == F64
+    features = nn.Sequential(nn.Linear(2, 3, dtype=F64, rng=rng), nn.Tanh())
+    critic = nn.ProjectionCritic(features, 3, 2, dtype=F64, rng=rng)
+    for model, name in ((nn.GlobalSumPool2d(), "GlobalSumPool2d"), (cbn, "ConditionalBatchNorm1d"),
+                        (critic, "ProjectionCritic")):
+        with pytest.raises(RuntimeError, match=f"^{name}: backward called before forward$"):
+            model.backward(np.ones((4, 2)))
+    cbn(rng.standard_normal((4, 2)), np.array([0, 1, 2, 0]))
+    cbn.eval()
+    for model, x, dy in ((cbn, rng.standard_normal((4, 2)), np.ones((4, 2))),
+                         (critic, rng.standard_normal((4, 2)), np.ones((4, 1)))):
+        model(x, np.array([0, 1, 1, 0]))
+        model.backward(dy)  # create_graph=False by default: nothing kept for the second order
+        with pytest.raises(RuntimeError, match=rf"^{type(model).__name__}: backward called before "
+                                               r"backward\(create_graph=True\)$"):
+            model.double_backward(x)
+
+    def build(seed):
+        r = np.random.default_rng(seed)
+        return nn.ProjectionCritic(nn.Linear(2, 3, rng=r), 3, 4, rng=r)
+
+    a, b = build(7), build(7)
+    for k, v in a.state_dict().items():
+        np.testing.assert_array_equal(v, b.state_dict()[k], err_msg=k)
