@@ -377,3 +377,20 @@ def test_conditioning_caches_messages_dtypes_and_seeds():
     a, b = build(7), build(7)
     for k, v in a.state_dict().items():
         np.testing.assert_array_equal(v, b.state_dict()[k], err_msg=k)
+
+
+def test_concatenation_conditional_seed_and_second_order_state():
+    """A seed reproduces nn.Conditional (its embedding drawn from the given rng); double_backward
+    before any forward names the wrapper; a plain backward keeps no second-order state."""
+    def build(seed):
+        r = np.random.default_rng(seed)
+        return nn.Conditional(nn.Linear(4, 1, dtype=F64, rng=r), 3, 2, dtype=F64, rng=r)
+
+    a, b = build(8), build(8)
+    np.testing.assert_array_equal(a.embedding.weight.data, b.embedding.weight.data)
+    with pytest.raises(RuntimeError, match="^Conditional: backward called before forward$"):
+        a.double_backward(np.ones((2, 2)))
+    a(np.ones((2, 2)), np.array([0, 1]))
+    a.backward(np.ones((2, 1)))
+    with pytest.raises(RuntimeError, match=r"^Linear: backward called before backward\(create_graph=True\)$"):
+        a.double_backward(np.ones((2, 2)))
