@@ -161,3 +161,40 @@ def test_dragan_points_take_a_given_std():
     x_hat = dragan_points(x, u, a, std=3.0)
     assert x_hat.dtype == np.float32
     np.testing.assert_allclose(x_hat, x + a * (1.5 * u), rtol=1e-6)
+
+
+def test_wgan_div_at_a_zero_gradient_raises_no_floating_point_error():
+    """‖g_i‖ = 0 with p < 2: ‖g‖^{p−2} is never evaluated at 0 (no division by zero, not even a
+    warning); the coefficient is 0 there."""
+    import minigan.nn as nn
+
+    critic = nn.Sequential(nn.Linear(2, 3, dtype=np.float64), nn.Tanh(), nn.Linear(3, 1, dtype=np.float64))
+    critic[2].weight.data[...] = 0
+    with np.errstate(all="raise"):
+        for p in (1.0, 1.5, 2.0, 6.0):
+            critic.zero_grad()
+            assert wgan_div_penalty(critic, np.ones((3, 2)), p=p) == 0.0
+            assert not any(q.grad.any() for q in critic.parameters())
+
+
+def test_penalty_cotangents_keep_the_critics_dtype():
+    """A float32 critic receives float32 cotangents from every penalty (its double backward and
+    kernels run in the critic's dtype)."""
+    import minigan.nn as nn
+
+    class Spy(nn.Linear):
+        seen = []
+
+        def double_backward(self, c):
+            Spy.seen.append(c.dtype)
+            return super().double_backward(c)
+
+    rng = np.random.default_rng(5)
+    critic = nn.Sequential(nn.Linear(2, 3, rng=rng), nn.Tanh(), Spy(3, 1, rng=rng))
+    x = rng.standard_normal((4, 2)).astype(np.float32)
+    for penalty in (lambda: gradient_penalty(critic, x), lambda: r1_penalty(critic, x),
+                    lambda: wgan_div_penalty(critic, x), lambda: dragan_penalty(critic, x)):
+        Spy.seen.clear()
+        penalty()
+        assert Spy.seen == [np.float32]
+    assert all(p.grad.dtype == np.float32 for p in critic.parameters())
