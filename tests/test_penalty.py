@@ -331,3 +331,18 @@ def test_penalties_pass_the_labels_on():
     assert gradient_penalty(critic, x, weight=2.0, one_sided=True, labels=labels) == pytest.approx(
         2 * np.mean(np.maximum(norms - 1, 0) ** 2))
     assert r1_penalty(critic, x, gamma=3.0, labels=labels) == pytest.approx(1.5 * np.mean(norms ** 2))
+
+
+def test_input_gradient_keeps_no_second_order_state_unless_asked():
+    """input_gradient alone (a gradient-norm metric, a logger) must not leave the critic holding
+    the second-order state; create_graph=True does."""
+    rng = np.random.default_rng(6)
+    critic = smooth_mlp_critic(rng)
+    x = rng.standard_normal((3, 2))
+    g = input_gradient(critic, x)
+    with pytest.raises(RuntimeError, match=r"^Linear: backward called before backward\(create_graph=True\)$"):
+        critic.double_backward(np.ones_like(g))
+    input_gradient(critic, x, create_graph=True)
+    critic.zero_grad()
+    critic.double_backward(np.ones_like(g))  # now it may
+    assert any(p.grad.any() for p in critic.parameters())
