@@ -1,5 +1,7 @@
 """WGAN-GP by hand: the penalty's parameter gradient (double backprop) against finite
 differences of the penalty itself, computed from the analytic input gradient."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -276,3 +278,71 @@ def test_interpolate_keeps_the_dtype():
     real, fake = (rng.standard_normal((3, 2)).astype(np.float32) for _ in range(2))
     x_hat, eps = interpolate(real, fake, rng)
     assert x_hat.dtype == np.float32 and eps.dtype == np.float32
+
+
+def _linear_critic(w, b=0.7):
+    critic = nn.Linear(len(w), 1, dtype=F64)
+    critic.weight.data[...] = [w]
+    critic.bias.data[...] = b
+    return critic
+
+
+def test_penalty_defaults_and_closed_ends():
+    """Defaults λ = 10 (two-sided), γ = 10; λ = 0 and γ = 0 are allowed (a zero penalty and no
+    gradient); the errors name the function and the value."""
+    x = np.random.default_rng(0).standard_normal((3, 2))
+    critic = _linear_critic([0.3, 0.4])  # ‖w‖ = 0.5 < 1: one-sided would be 0
+    assert gradient_penalty(critic, x) == pytest.approx(10 * 0.25, rel=1e-14)
+    assert r1_penalty(critic, x) == pytest.approx(5 * 0.25, rel=1e-14)
+    critic.zero_grad()
+    assert gradient_penalty(critic, x, weight=0.0) == 0.0
+    assert r1_penalty(critic, x, gamma=0.0) == 0.0
+    assert not critic.weight.grad.any() and not critic.bias.grad.any()
+    for call, message in ((lambda: gradient_penalty(critic, x, weight=-1.0),
+                           "gradient_penalty: weight (λ) must be >= 0, got -1.0"),
+                          (lambda: gradient_penalty(critic, x, weight=float("nan")),
+                           "gradient_penalty: weight (λ) must be >= 0, got nan"),
+                          (lambda: r1_penalty(critic, x, gamma=-0.5), "r1_penalty: gamma must be >= 0, got -0.5")):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            call()
+
+
+def test_input_gradient_and_interpolate_messages_in_full():
+    critic = nn.Sequential(nn.Linear(2, 3, dtype=F64))
+    with pytest.raises(ValueError, match=r"^input_gradient: the critic must output shape \(N, 1\) = \(4, 1\), "
+                                         r"got \(4, 3\)$"):
+        input_gradient(critic, np.ones((4, 2)))
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"^interpolate: real and fake batches differ in shape: "
+                                         r"\(3, 2\) vs \(2, 2\)$"):
+        interpolate(np.ones((3, 2)), np.ones((2, 2)), rng)
+
+
+def test_penalties_pass_the_labels_on():
+    """A conditional critic D(x, y): every penalty evaluates it with the given labels."""
+    rng = np.random.default_rng(9)
+    body = nn.Sequential(nn.Linear(4, 3, dtype=F64, rng=rng), nn.Tanh(), nn.Linear(3, 1, dtype=F64, rng=rng))
+    critic = nn.Conditional(body, 3, 2, dtype=F64, rng=rng)
+    x, labels = rng.standard_normal((4, 2)), np.array([0, 2, 1, 2])
+    norms = sample_norms(input_gradient(critic, x, labels))
+    other = sample_norms(input_gradient(critic, x, np.array([1, 1, 0, 0])))
+    assert not np.allclose(norms, other)  # the labels change ∇ₓD
+    assert gradient_penalty(critic, x, weight=2.0, labels=labels) == pytest.approx(2 * np.mean((norms - 1) ** 2))
+    assert gradient_penalty(critic, x, weight=2.0, one_sided=True, labels=labels) == pytest.approx(
+        2 * np.mean(np.maximum(norms - 1, 0) ** 2))
+    assert r1_penalty(critic, x, gamma=3.0, labels=labels) == pytest.approx(1.5 * np.mean(norms ** 2))
+
+
+def test_input_gradient_keeps_no_second_order_state_unless_asked():
+    """input_gradient alone (a gradient-norm metric, a logger) must not leave the critic holding
+    the second-order state; create_graph=True does."""
+    rng = np.random.default_rng(6)
+    critic = smooth_mlp_critic(rng)
+    x = rng.standard_normal((3, 2))
+    g = input_gradient(critic, x)
+    with pytest.raises(RuntimeError, match=r"^Linear: backward called before backward\(create_graph=True\)$"):
+        critic.double_backward(np.ones_like(g))
+    input_gradient(critic, x, create_graph=True)
+    critic.zero_grad()
+    critic.double_backward(np.ones_like(g))  # now it may
+    assert any(p.grad.any() for p in critic.parameters())

@@ -1,5 +1,7 @@
 """DRAGAN, R2 and WGAN-div: each penalty's parameter gradient (double backprop) against
 central differences of the penalty's value, through hypothesis-drawn critics and weights."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -108,3 +110,91 @@ def test_wgan_div_zero_gradient_gives_no_nan():
     for p in (1.0, 1.5, 6.0):
         assert wgan_div_penalty(critic, np.ones((3, 2)), p=p) == 0.0
         assert all(np.isfinite(q.grad).all() for q in critic.parameters())
+
+
+def _linear_critic(w, b=0.7):
+    import minigan.nn as nn
+    critic = nn.Linear(len(w), 1, dtype=np.float64)
+    critic.weight.data[...] = [w]
+    critic.bias.data[...] = b
+    return critic
+
+
+def test_zoo_defaults_closed_ends_and_messages():
+    """D(x) = w·x + b, ‖∇ₓD‖ = ‖w‖ = 0.5 everywhere: WGAN-div's defaults k = 2, p = 6, DRAGAN's
+    λ = 10, R2's γ = 10; k = 0 and p = 1 are allowed; the errors name the value in full."""
+    x = np.random.default_rng(0).standard_normal((3, 2))
+    critic = _linear_critic([0.3, 0.4])
+    assert wgan_div_penalty(critic, x) == pytest.approx(2 * 0.5 ** 6, rel=1e-14)
+    assert dragan_penalty(critic, x) == pytest.approx(10 * 0.25, rel=1e-14)
+    assert r2_penalty(critic, x) == pytest.approx(5 * 0.25, rel=1e-14)
+    critic.zero_grad()
+    assert wgan_div_penalty(critic, x, k=0.0) == 0.0
+    assert not critic.weight.grad.any()
+    # p = 1: k·mean ‖g‖, gradient k·w/‖w‖ (coefficient k·p/N·‖g‖^{p−2} per sample, N of them)
+    assert wgan_div_penalty(critic, x, k=3.0, p=1.0) == pytest.approx(1.5, rel=1e-14)
+    np.testing.assert_allclose(critic.weight.grad, [[3.0 * 0.6, 3.0 * 0.8]], rtol=1e-13)
+    for call, message in ((lambda: wgan_div_penalty(critic, x, k=-1.0), "wgan_div_penalty: k must be >= 0, got -1.0"),
+                          (lambda: wgan_div_penalty(critic, x, p=0.5), "wgan_div_penalty: p must be >= 1, got 0.5")):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            call()
+
+
+def test_zoo_penalties_pass_the_labels_on():
+    import minigan.nn as nn
+    rng = np.random.default_rng(9)
+    body = nn.Sequential(nn.Linear(4, 3, dtype=np.float64, rng=rng), nn.Tanh(), nn.Linear(3, 1, dtype=np.float64, rng=rng))
+    critic = nn.Conditional(body, 3, 2, dtype=np.float64, rng=rng)
+    x, labels = rng.standard_normal((4, 2)), np.array([0, 2, 1, 2])
+    norms = sample_norms(input_gradient(critic, x, labels))
+    assert not np.allclose(norms, sample_norms(input_gradient(critic, x, np.array([1, 1, 0, 0]))))
+    assert wgan_div_penalty(critic, x, k=1.5, p=3.0, labels=labels) == pytest.approx(1.5 * np.mean(norms ** 3))
+    assert dragan_penalty(critic, x, 4.0, labels=labels) == pytest.approx(4 * np.mean((norms - 1) ** 2))
+    assert r2_penalty(critic, x, 3.0, labels=labels) == pytest.approx(1.5 * np.mean(norms ** 2))
+
+
+def test_dragan_points_take_a_given_std():
+    """Data parallel: the std of the whole batch is passed in, not recomputed from this rank's part."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    u, a = rng.uniform(size=x.shape), rng.uniform(size=(4, 1))
+    x_hat = dragan_points(x, u, a, std=3.0)
+    assert x_hat.dtype == np.float32
+    np.testing.assert_allclose(x_hat, x + a * (1.5 * u), rtol=1e-6)
+
+
+def test_wgan_div_at_a_zero_gradient_raises_no_floating_point_error():
+    """‖g_i‖ = 0 with p < 2: ‖g‖^{p−2} is never evaluated at 0 (no division by zero, not even a
+    warning); the coefficient is 0 there."""
+    import minigan.nn as nn
+
+    critic = nn.Sequential(nn.Linear(2, 3, dtype=np.float64), nn.Tanh(), nn.Linear(3, 1, dtype=np.float64))
+    critic[2].weight.data[...] = 0
+    with np.errstate(all="raise"):
+        for p in (1.0, 1.5, 2.0, 6.0):
+            critic.zero_grad()
+            assert wgan_div_penalty(critic, np.ones((3, 2)), p=p) == 0.0
+            assert not any(q.grad.any() for q in critic.parameters())
+
+
+def test_penalty_cotangents_keep_the_critics_dtype():
+    """A float32 critic receives float32 cotangents from every penalty (its double backward and
+    kernels run in the critic's dtype)."""
+    import minigan.nn as nn
+
+    class Spy(nn.Linear):
+        seen = []
+
+        def double_backward(self, c):
+            Spy.seen.append(c.dtype)
+            return super().double_backward(c)
+
+    rng = np.random.default_rng(5)
+    critic = nn.Sequential(nn.Linear(2, 3, rng=rng), nn.Tanh(), Spy(3, 1, rng=rng))
+    x = rng.standard_normal((4, 2)).astype(np.float32)
+    for penalty in (lambda: gradient_penalty(critic, x), lambda: r1_penalty(critic, x),
+                    lambda: wgan_div_penalty(critic, x), lambda: dragan_penalty(critic, x)):
+        Spy.seen.clear()
+        penalty()
+        assert Spy.seen == [np.float32]
+    assert all(p.grad.dtype == np.float32 for p in critic.parameters())

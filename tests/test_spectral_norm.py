@@ -5,6 +5,7 @@ differences run in eval mode, where the stored u, v are used as they are: the di
 function is then exactly W ↦ L(W/uᵀW_m v) with the u, v of the training step.
 """
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -203,3 +204,139 @@ def test_gradient_penalty_through_an_sn_critic(seed, act, n):
 
     report = check_gradients(penalty, {k: p.data for k, p in params.items()}, grads, rng=rng)
     assert report.worst < 1e-6, str(report)
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: nn.spectral_norm(nn.Linear(2, 2), name="bias"), ValueError,
+     "spectral_norm: only the parameter 'weight' is supported, got 'bias'"),
+    (lambda: nn.spectral_norm(nn.Tanh()), TypeError,
+     "spectral_norm: expected a Linear, Conv2d or ConvTranspose2d layer, got Tanh"),
+    (lambda: nn.spectral_norm(nn.Linear(2, 2), n_power_iterations=0), ValueError,
+     "spectral_norm: n_power_iterations must be a positive integer, got 0"),
+    (lambda: nn.spectral_norm(nn.Linear(2, 2), n_power_iterations=1.0), ValueError,
+     "spectral_norm: n_power_iterations must be a positive integer, got 1.0"),
+    (lambda: nn.spectral_norm(nn.Linear(2, 2), eps=0.0), ValueError, "spectral_norm: eps must be > 0, got 0.0"),
+    (lambda: nn.spectral_norm(nn.Linear(3, 2), dim=2), ValueError,
+     "spectral_norm: dim 2 out of range for a weight of shape (2, 3)"),
+    (lambda: nn.spectral_norm(nn.Linear(3, 2), dim=-3), ValueError,
+     "spectral_norm: dim -3 out of range for a weight of shape (2, 3)"),
+])
+def test_spectral_norm_errors_in_full(make, error, message):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        make()
+
+
+def test_spectral_norm_defaults_dims_buffers_and_repr():
+    """PyTorch's defaults: one power iteration, ε = 1e-12, dim 0 (1 for a transposed conv, whose
+    weight is (in, out, kh, kw)); u, v unit vectors of W_m's sizes, in W's dtype; negative dims."""
+    rng = np.random.default_rng(6)
+    lin = nn.spectral_norm(nn.Linear(3, 2, rng=rng), rng=rng)
+    assert (lin.n_power_iterations, lin.eps, lin.dim) == (1, 1e-12, 0)
+    assert repr(lin) == ("SpectralNorm(Linear(in_features=3, out_features=2, bias=True), "
+                         "n_power_iterations=1, eps=1e-12, dim=0)")
+    assert lin.weight_u.shape == (2,) and lin.weight_v.shape == (3,)
+    assert lin.weight_u.dtype == lin.weight_v.dtype == np.float32
+    np.testing.assert_allclose([np.linalg.norm(lin.weight_u), np.linalg.norm(lin.weight_v)], 1.0, rtol=1e-6)
+    conv = nn.spectral_norm(nn.Conv2d(2, 4, 3, dtype=F64, rng=rng), rng=rng)
+    assert conv.dim == 0 and conv.weight_u.shape == (4,) and conv.weight_v.shape == (18,)
+    assert conv.weight_u.dtype == F64
+    convt = nn.spectral_norm(nn.ConvTranspose2d(2, 4, 3, dtype=F64, rng=rng), n_power_iterations=np.int64(2),
+                             eps=1e-6, rng=rng)
+    assert (convt.dim, convt.n_power_iterations, convt.eps) == (1, 2, 1e-6)
+    assert convt.weight_u.shape == (4,) and convt.weight_v.shape == (18,)
+    assert repr(convt).endswith("n_power_iterations=2, eps=1e-06, dim=1)")
+    last = nn.spectral_norm(nn.Linear(3, 2, dtype=F64, rng=rng), dim=-1, rng=rng)
+    assert last.dim == 1 and last.weight_u.shape == (3,) and last.weight_v.shape == (2,)
+    first = nn.spectral_norm(nn.Linear(3, 2, dtype=F64, rng=rng), dim=-2, rng=rng)
+    assert first.dim == 0
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_spectral_norm_along_another_dim(dim):
+    """W_m = W with ``dim`` moved first: the power iteration, σ and W̄ = W/σ follow the definition."""
+    rng = np.random.default_rng(dim)
+    layer = nn.spectral_norm(nn.Conv2d(2, 3, (3, 3), dtype=F64, rng=rng), dim=dim, n_power_iterations=2, rng=rng)
+    w = layer.weight_orig.data
+    wm = np.moveaxis(w, dim, 0).reshape(w.shape[dim], -1)
+    u, v = layer.weight_u.copy(), layer.weight_v.copy()
+    for _ in range(2):
+        v = wm.T @ u / np.linalg.norm(wm.T @ u)
+        u = wm @ v / np.linalg.norm(wm @ v)
+    x = rng.standard_normal((1, 2, 4, 4))
+    y = layer(x)
+    np.testing.assert_allclose(layer.weight_u, u, rtol=1e-12)
+    np.testing.assert_allclose(layer.weight_v, v, rtol=1e-12)
+    np.testing.assert_allclose(layer.module.weight.data, w / (u @ wm @ v), rtol=1e-12)
+    # and dW's rank-one term u vᵀ is mapped back to W's layout
+    dy = rng.standard_normal(y.shape)
+    layer.zero_grad()
+    layer.backward(dy)
+    inner = copy.deepcopy(layer.module)
+    inner.zero_grad()
+    inner(x)
+    inner.backward(dy)
+    G, sigma = inner.weight.grad, float(u @ wm @ v)
+    uv = np.moveaxis(np.outer(u, v).reshape((w.shape[dim],) + tuple(s for i, s in enumerate(w.shape) if i != dim)),
+                     0, dim)
+    np.testing.assert_allclose(layer.weight_orig.grad, G / sigma - (G * w).sum() / sigma ** 2 * uv, rtol=1e-10)
+
+
+def test_normalize_guards_a_zero_vector():
+    from minigan.nn.spectral_norm import _normalize
+    np.testing.assert_array_equal(_normalize(np, np.zeros(3), 1e-12), np.zeros(3))
+    np.testing.assert_allclose(_normalize(np, np.full(4, 1e-14), 1e-12), np.full(4, 1e-2))  # ‖a‖ < ε: a/ε
+    np.testing.assert_allclose(_normalize(np, np.array([3.0, 4.0]), 1e-12), [0.6, 0.8])
+
+
+def test_modes_caches_and_accumulate_reach_the_inner_layer():
+    rng = np.random.default_rng(8)
+    layer = nn.spectral_norm(nn.Linear(3, 2, dtype=F64, rng=rng), rng=rng)
+    layer.eval()
+    assert layer.module.training is False
+    layer.train()
+    assert layer.module.training is True
+    x, dy = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    layer(x)
+    before = {k: p.grad.copy() for k, p in layer.named_parameters()}
+    dx = layer.backward(dy, accumulate=False)
+    for k, p in layer.named_parameters():
+        np.testing.assert_array_equal(p.grad, before[k])
+    assert not layer.module.weight.grad.any()
+    np.testing.assert_allclose(dx, dy @ layer.module.weight.data, rtol=1e-12)
+    layer._clear_cache()
+    assert layer._cache_sigma is None
+    with pytest.raises(RuntimeError, match="^Linear: backward called before forward$"):
+        layer.module.backward(dy)
+    with pytest.raises(RuntimeError, match="^SpectralNorm: backward called before forward$"):
+        layer.backward(dy)
+    with pytest.raises(RuntimeError, match="^SpectralNorm: backward called before forward$"):
+        layer.double_backward(x)
+
+
+def test_backward_keeps_no_second_order_state_unless_asked_and_to_checks_the_device():
+    rng = np.random.default_rng(9)
+    layer = nn.spectral_norm(nn.Linear(3, 2, dtype=F64, rng=rng), rng=rng)
+    x = rng.standard_normal((4, 3))
+    layer(x)
+    layer.backward(np.ones((4, 2)))  # create_graph=False by default: nothing kept for the second order
+    with pytest.raises(RuntimeError, match=r"^Linear: backward called before backward\(create_graph=True\)$"):
+        layer.double_backward(x)
+    with pytest.raises(ValueError, match="^unknown device 'tpu': expected 'cpu' or 'cuda'$"):
+        layer.to(device="tpu")
+
+
+def test_the_class_has_the_same_defaults_and_both_take_the_rng():
+    """nn.SpectralNorm(layer) as nn.spectral_norm(layer); u, v are drawn from the given rng
+    (unit normal draws, normalised), so a seed reproduces them."""
+    rng = np.random.default_rng(10)
+    layer = nn.SpectralNorm(nn.Linear(3, 2, dtype=F64, rng=rng))
+    assert (layer.n_power_iterations, layer.eps, layer.dim) == (1, 1e-12, 0)
+    for wrap in (nn.SpectralNorm, nn.spectral_norm):
+        a = wrap(nn.Linear(3, 2, dtype=F64, rng=np.random.default_rng(1)), rng=np.random.default_rng(2))
+        draws = np.random.default_rng(2)
+        u, v = draws.standard_normal(2), draws.standard_normal(3)
+        np.testing.assert_array_equal(a.weight_u, u / np.linalg.norm(u))
+        np.testing.assert_array_equal(a.weight_v, v / np.linalg.norm(v))
+    fresh = nn.spectral_norm(nn.Linear(3, 2, dtype=F64, rng=rng), rng=rng)
+    with pytest.raises(RuntimeError, match="^SpectralNorm: backward called before forward$"):
+        fresh.backward(np.ones((4, 2)))
