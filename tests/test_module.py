@@ -492,6 +492,9 @@ def test_sequential_backward_keeps_nothing_for_the_second_order_by_default():
     (lambda: nn.Conv2d(0, 1, 3), ValueError, "Conv2d: in_channels must be a positive integer, got 0"),
     (lambda: nn.ConvTranspose2d(1, 0, 3), ValueError, "ConvTranspose2d: out_channels must be a positive integer, got 0"),
     (lambda: nn.Conv2d(1, 1, (3, 2)), ValueError, "Conv2d: kernel_size must be an int or a square pair (a, a), got (3, 2)"),
+    (lambda: nn.ConvTranspose2d(1, 1, (2, 3)), ValueError,
+     "ConvTranspose2d: kernel_size must be an int or a square pair (a, a), got (2, 3)"),
+    (lambda: nn.ConvTranspose2d(1, 1, 2.0), ValueError, "ConvTranspose2d: kernel_size must be an integer, got 2.0"),
     (lambda: nn.Conv2d(1, 1, (3, 3, 3)), ValueError,
      "Conv2d: kernel_size must be an int or a square pair (a, a), got (3, 3, 3)"),
     (lambda: nn.Conv2d(1, 1, [3]), ValueError, "Conv2d: kernel_size must be an int or a square pair (a, a), got [3]"),
@@ -547,6 +550,14 @@ def test_convolution_limits_repr_and_hyperparameter_forms():
     assert convt(np.zeros((1, 2, 1, 1), np.float32)).shape == (1, 3, 2, 2)   # 0·2 − 2 + 3 + 1
     assert repr(convt) == "ConvTranspose2d(2, 3, kernel_size=3, stride=2, padding=1, output_padding=1)"
     assert nn.ConvTranspose2d(1, 1, 1, padding=1)(np.zeros((1, 1, 3, 3), np.float32)).shape == (1, 1, 1, 1)
+    # the defaults: stride 1, padding 0, output_padding 0, a bias, float32
+    conv, convt = nn.Conv2d(1, 1, 3), nn.ConvTranspose2d(1, 1, 3)
+    assert repr(conv) == "Conv2d(1, 1, kernel_size=3, stride=1, padding=0)"
+    assert repr(convt) == "ConvTranspose2d(1, 1, kernel_size=3, stride=1, padding=0, output_padding=0)"
+    assert conv.bias.shape == convt.bias.shape == (1,)
+    assert conv.weight.dtype == convt.weight.dtype == conv.bias.dtype == convt.bias.dtype == np.float32
+    assert conv(np.zeros((1, 1, 4, 4), np.float32)).shape == (1, 1, 2, 2)
+    assert convt(np.zeros((1, 1, 2, 2), np.float32)).shape == (1, 1, 4, 4)
 
 
 def test_torch_default_init_draws_weight_then_bias_with_torchs_bound():
