@@ -611,3 +611,53 @@ def test_dcgan_init_draws_in_module_order_and_keeps_dtypes():
         for key, p in m.named_parameters():
             assert p.dtype == dtype, key
             np.testing.assert_array_equal(p.data, expected[key].astype(dtype), err_msg=key)
+
+
+def test_conv2d_backward_reuses_the_forwards_columns():
+    """The columns im2col built in forward serve the first backward (no second im2col); a second
+    backward after one forward rebuilds them once (tests/test_layers.py checks its values)."""
+    from minigan import functional
+
+    calls = []
+
+    def counting_im2col(x, *args):
+        calls.append(x.shape)
+        return functional.im2col(x, *args)
+
+    saved = dict(backend._FAST), set(backend._CPU_PULLED), backend.fast_kernels_enabled()
+    backend.register_fast_kernel("im2col", "numpy", counting_im2col)
+    for name in ("conv2d_forward", "conv2d_backward_weight", "conv2d_backward_input"):
+        backend.register_fast_kernel(name, "numpy", getattr(functional, name))   # the references
+    try:
+        backend.use_fast_kernels(True)
+        rng = np.random.default_rng(0)
+        layer = nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64, rng=rng)
+        x = rng.standard_normal((2, 2, 5, 5))
+        dy = rng.standard_normal(layer(x).shape)
+        assert len(calls) == 1
+        layer.backward(dy)
+        first = layer.weight.grad.copy()
+        assert len(calls) == 1
+        layer.backward(dy)
+        np.testing.assert_allclose(layer.weight.grad, 2 * first, rtol=1e-13)
+        assert len(calls) == 2
+    finally:
+        backend._FAST.clear()
+        backend._FAST.update(saved[0])
+        backend._CPU_PULLED.clear()
+        backend._CPU_PULLED.update(saved[1])
+        backend.use_fast_kernels(saved[2])
+
+
+def test_a_layer_without_bias_draws_only_its_weight():
+    """A layer built with bias=False takes only its weight's draws from the generator, as torch
+    draws no bias: the next layer built from the same generator gets the next numbers."""
+    for make in (lambda r: nn.Conv2d(2, 3, 3, bias=False, rng=r), lambda r: nn.Linear(4, 3, bias=False, rng=r),
+                 lambda r: nn.ConvTranspose2d(2, 3, 3, bias=False, rng=r)):
+        rng = np.random.default_rng(9)
+        layer = make(rng)
+        assert layer.bias is None
+        after = rng.standard_normal(3)
+        want = np.random.default_rng(9)
+        want.uniform(size=layer.weight.shape)
+        np.testing.assert_array_equal(after, want.standard_normal(3))
