@@ -2,6 +2,7 @@
 import re
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -292,32 +293,41 @@ def test_embedding_values_dtype_and_gradient():
     assert repr(nn.Linear(2, 3, bias=False)) == "Linear(in_features=2, out_features=3, bias=False)"
 
 
-def test_kernel_seam_dispatches_by_array_kind():
+@contextmanager
+def counted_im2col(*references):
+    """The seam with a counting im2col and the named reference kernels registered as the NumPy
+    fast kernels (fast kernels on); yields the list of im2col's input shapes; restores the seam."""
     from minigan import functional
 
     calls = []
 
-    def fake_im2col(x, *args):
+    def counting_im2col(x, *args):
         calls.append(x.shape)
         return functional.im2col(x, *args)
 
     saved = dict(backend._FAST), set(backend._CPU_PULLED), backend.fast_kernels_enabled()
-    backend.register_fast_kernel("im2col", "numpy", fake_im2col)
-    # the reference convolution, which reaches im2col through the seam
-    backend.register_fast_kernel("conv2d_forward", "numpy", functional.conv2d_forward)
+    backend.register_fast_kernel("im2col", "numpy", counting_im2col)
+    for name in references:
+        backend.register_fast_kernel(name, "numpy", getattr(functional, name))
     try:
         backend.use_fast_kernels(True)
-        nn.Conv2d(1, 1, 3)(np.zeros((1, 1, 4, 4), np.float32))
-        assert calls == [(1, 1, 4, 4)]
-        backend.use_fast_kernels(False)
-        nn.Conv2d(1, 1, 3)(np.zeros((1, 1, 4, 4), np.float32))
-        assert calls == [(1, 1, 4, 4)]  # the reference ran
+        yield calls
     finally:
         backend._FAST.clear()
         backend._FAST.update(saved[0])
         backend._CPU_PULLED.clear()
         backend._CPU_PULLED.update(saved[1])
         backend.use_fast_kernels(saved[2])
+
+
+def test_kernel_seam_dispatches_by_array_kind():
+    # the reference convolution, which reaches im2col through the seam
+    with counted_im2col("conv2d_forward") as calls:
+        nn.Conv2d(1, 1, 3)(np.zeros((1, 1, 4, 4), np.float32))
+        assert calls == [(1, 1, 4, 4)]
+        backend.use_fast_kernels(False)
+        nn.Conv2d(1, 1, 3)(np.zeros((1, 1, 4, 4), np.float32))
+        assert calls == [(1, 1, 4, 4)]  # the reference ran
 
 
 def test_an_input_without_dtype_or_shape_is_not_an_array():
@@ -616,20 +626,7 @@ def test_dcgan_init_draws_in_module_order_and_keeps_dtypes():
 def test_conv2d_backward_reuses_the_forwards_columns():
     """The columns im2col built in forward serve the first backward (no second im2col); a second
     backward after one forward rebuilds them once (tests/test_layers.py checks its values)."""
-    from minigan import functional
-
-    calls = []
-
-    def counting_im2col(x, *args):
-        calls.append(x.shape)
-        return functional.im2col(x, *args)
-
-    saved = dict(backend._FAST), set(backend._CPU_PULLED), backend.fast_kernels_enabled()
-    backend.register_fast_kernel("im2col", "numpy", counting_im2col)
-    for name in ("conv2d_forward", "conv2d_backward_weight", "conv2d_backward_input"):
-        backend.register_fast_kernel(name, "numpy", getattr(functional, name))   # the references
-    try:
-        backend.use_fast_kernels(True)
+    with counted_im2col("conv2d_forward", "conv2d_backward_weight", "conv2d_backward_input") as calls:
         rng = np.random.default_rng(0)
         layer = nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64, rng=rng)
         x = rng.standard_normal((2, 2, 5, 5))
@@ -641,12 +638,6 @@ def test_conv2d_backward_reuses_the_forwards_columns():
         layer.backward(dy)
         np.testing.assert_allclose(layer.weight.grad, 2 * first, rtol=1e-13)
         assert len(calls) == 2
-    finally:
-        backend._FAST.clear()
-        backend._FAST.update(saved[0])
-        backend._CPU_PULLED.clear()
-        backend._CPU_PULLED.update(saved[1])
-        backend.use_fast_kernels(saved[2])
 
 
 def test_a_layer_without_bias_draws_only_its_weight():
