@@ -280,3 +280,29 @@ def test_deep_sequential_mixing_layers(seed):
     x = rng.standard_normal((2, 2, 2, 2))
     assume(off_kinks(model, x))
     assert_gradients_match(model, x, rng=rng)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.Conv2d(2, 3, 3, stride=2, padding=1, dtype=F64, rng=np.random.default_rng(0)),
+    lambda: nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1, dtype=F64,
+                               rng=np.random.default_rng(0))])
+def test_convolution_backward_options(make):
+    """accumulate=False returns the same dx and leaves .grad alone; a plain backward keeps no g,
+    so double_backward says so; after backward(create_graph=True) it works."""
+    rng = np.random.default_rng(1)
+    layer = make()
+    x = rng.standard_normal((2, 2, 4, 4))
+    dy = rng.standard_normal(layer(x).shape)
+    for p in layer.parameters():
+        p.grad = rng.standard_normal(p.shape)
+    before = {k: p.grad.copy() for k, p in layer.named_parameters()}
+    dx = layer.backward(dy, accumulate=False)
+    for k, p in layer.named_parameters():
+        np.testing.assert_array_equal(p.grad, before[k], err_msg=k)
+    np.testing.assert_array_equal(layer.backward(dy), dx)
+    with pytest.raises(RuntimeError, match=rf"^{type(layer).__name__}: backward called before "
+                                           r"backward\(create_graph=True\)$"):
+        layer.double_backward(np.ones_like(x))
+    layer.backward(dy, create_graph=True)
+    jc, s = layer.double_backward(np.ones_like(x))
+    assert jc.shape == dy.shape and s is None

@@ -2,6 +2,7 @@
 import re
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -292,32 +293,41 @@ def test_embedding_values_dtype_and_gradient():
     assert repr(nn.Linear(2, 3, bias=False)) == "Linear(in_features=2, out_features=3, bias=False)"
 
 
-def test_kernel_seam_dispatches_by_array_kind():
+@contextmanager
+def counted_im2col(*references):
+    """The seam with a counting im2col and the named reference kernels registered as the NumPy
+    fast kernels (fast kernels on); yields the list of im2col's input shapes; restores the seam."""
     from minigan import functional
 
     calls = []
 
-    def fake_im2col(x, *args):
+    def counting_im2col(x, *args):
         calls.append(x.shape)
         return functional.im2col(x, *args)
 
     saved = dict(backend._FAST), set(backend._CPU_PULLED), backend.fast_kernels_enabled()
-    backend.register_fast_kernel("im2col", "numpy", fake_im2col)
-    # the reference convolution, which reaches im2col through the seam
-    backend.register_fast_kernel("conv2d_forward", "numpy", functional.conv2d_forward)
+    backend.register_fast_kernel("im2col", "numpy", counting_im2col)
+    for name in references:
+        backend.register_fast_kernel(name, "numpy", getattr(functional, name))
     try:
         backend.use_fast_kernels(True)
-        nn.Conv2d(1, 1, 3)(np.zeros((1, 1, 4, 4), np.float32))
-        assert calls == [(1, 1, 4, 4)]
-        backend.use_fast_kernels(False)
-        nn.Conv2d(1, 1, 3)(np.zeros((1, 1, 4, 4), np.float32))
-        assert calls == [(1, 1, 4, 4)]  # the reference ran
+        yield calls
     finally:
         backend._FAST.clear()
         backend._FAST.update(saved[0])
         backend._CPU_PULLED.clear()
         backend._CPU_PULLED.update(saved[1])
         backend.use_fast_kernels(saved[2])
+
+
+def test_kernel_seam_dispatches_by_array_kind():
+    # the reference convolution, which reaches im2col through the seam
+    with counted_im2col("conv2d_forward") as calls:
+        nn.Conv2d(1, 1, 3)(np.zeros((1, 1, 4, 4), np.float32))
+        assert calls == [(1, 1, 4, 4)]
+        backend.use_fast_kernels(False)
+        nn.Conv2d(1, 1, 3)(np.zeros((1, 1, 4, 4), np.float32))
+        assert calls == [(1, 1, 4, 4)]  # the reference ran
 
 
 def test_an_input_without_dtype_or_shape_is_not_an_array():
@@ -361,3 +371,284 @@ def test_nested_repr_is_pytorchs_layout():
         "  )\n"
         ")")
     assert repr(model[0].weight) == "Parameter(shape=(3, 2), dtype=float32)"
+
+
+def test_load_state_dict_names_every_problem_in_full():
+    """One ValueError lists every problem, in this order and in these words: missing keys,
+    unexpected keys, then each wrong shape (two here, joined by "; ")."""
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    sd = dict(model.state_dict())
+    sd["0.weight"], sd["1.bias"], sd["x"] = np.zeros((1, 1)), np.zeros(5), np.zeros(1)
+    del sd["1.running_var"]
+    message = ("Sequential.load_state_dict: missing keys ['1.running_var'], unexpected keys ['x'], "
+               "wrong shapes: 0.weight: expected shape (2, 3), got (1, 1); "
+               "1.bias: expected shape (2,), got (5,) (nothing was loaded)")
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        model.load_state_dict(sd)
+
+
+def test_load_state_dict_converts_to_the_models_dtype_and_copies():
+    """A float64 state dict (or nested lists) loaded into a float32 model: the values arrive,
+    parameters and floating buffers stay float32, the integer counter stays an integer, and
+    the model owns its arrays (changing the source afterwards changes nothing)."""
+    rng = np.random.default_rng(5)
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    sd = {k: rng.standard_normal(np.shape(v)) for k, v in model.state_dict().items()}
+    sd["1.num_batches_tracked"] = np.array(7)
+    sd["1.running_var"] = (rng.random(2) + 0.5).tolist()
+    model.load_state_dict(sd)
+    for key, value in model.state_dict().items():
+        assert value.dtype == (np.int64 if key == "1.num_batches_tracked" else np.float32), key
+        np.testing.assert_array_equal(value, np.asarray(sd[key]).astype(value.dtype), err_msg=key)
+    assert all(p.grad.dtype == np.float32 for p in model.parameters())
+    sd["0.weight"][...] = 0.0
+    sd["1.running_mean"][...] = 0.0
+    assert model[0].weight.data.any() and model[1].running_mean.any()
+
+
+def test_to_converts_both_ways_in_place_and_clears_caches():
+    """to(float32) of a float64 model gives float32 (not only the other way); an array already
+    right is kept, not copied (as PyTorch keeps a tensor that needs no conversion);
+    to(device="cpu") keeps the values; the layers' caches are cleared (a backward after to()
+    needs a new forward); a refused dtype is named with the class."""
+    rng = np.random.default_rng(2)
+    model = nn.Sequential(nn.Linear(3, 2, dtype=np.float64, rng=rng), nn.BatchNorm1d(2, dtype=np.float64))
+    model[1].running_mean[...] = rng.standard_normal(2)
+    model(rng.standard_normal((4, 3)))   # fills the caches (and updates the running statistics)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    assert model.to(dtype=np.float32) is model
+    for key, value in model.state_dict().items():
+        assert value.dtype == (np.int64 if "num_batches" in key else np.float32), key
+        np.testing.assert_array_equal(value, before[key].astype(value.dtype), err_msg=key)
+    assert all(p.grad.dtype == np.float32 and not p.grad.any() for p in model.parameters())
+    caches = {k: v for m in model.modules() for k, v in vars(m).items() if k.startswith("_cache")}
+    assert caches and all(v is None for v in caches.values()), caches
+    with pytest.raises(RuntimeError, match="^BatchNorm1d: backward called before forward$"):
+        model.backward(np.ones((4, 2), np.float32))
+    arrays = [p.data for p in model.parameters()] + [b for _, b in model.named_buffers()]
+    model.to(dtype=np.float32)
+    assert all(a is b for a, b in zip(arrays, [p.data for p in model.parameters()]
+                                      + [b for _, b in model.named_buffers()]))
+    model.to(device="cpu")
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key].astype(value.dtype), err_msg=key)
+    with pytest.raises(TypeError, match="^" + re.escape(
+            "Sequential.to: dtype must be a floating type (float32 or float64), got int32") + "$"):
+        model.to(dtype=np.int32)
+
+
+def test_traversal_names_with_and_without_a_prefix():
+    """named_children/children, named_modules, named_parameters and named_buffers give
+    PyTorch's dotted names, at the root (bare names for a bare layer) and under a prefix."""
+    inner = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    model = nn.Sequential(nn.Tanh(), inner)
+    assert [(n, m) for n, m in model.named_children()] == [("0", model[0]), ("1", inner)]
+    assert list(model.children()) == [model[0], inner]
+    assert [n for n, _ in model.named_modules()] == ["", "0", "1", "1.0", "1.1"]
+    assert [n for n, _ in model.named_modules("net")] == ["net", "net.0", "net.1", "net.1.0", "net.1.1"]
+    assert [n for n, _ in model.named_parameters()] == ["1.0.weight", "1.0.bias", "1.1.weight", "1.1.bias"]
+    assert [n for n, _ in model.named_parameters("net")] == [
+        "net.1.0.weight", "net.1.0.bias", "net.1.1.weight", "net.1.1.bias"]
+    buffers = ["1.1.running_mean", "1.1.running_var", "1.1.num_batches_tracked"]
+    assert [n for n, _ in model.named_buffers()] == buffers
+    assert [n for n, _ in model.named_buffers("net")] == ["net." + n for n in buffers]
+    assert [b for _, b in model.named_buffers()] == [inner[1].running_mean, inner[1].running_var,
+                                                     inner[1].num_batches_tracked]
+    bn = inner[1]
+    assert [n for n, _ in bn.named_parameters()] == ["weight", "bias"]
+    assert [n for n, _ in bn.named_buffers()] == ["running_mean", "running_var", "num_batches_tracked"]
+    assert list(bn.named_children()) == [] and repr(nn.Tanh()) == "Tanh()"
+
+
+def test_the_base_class_says_what_a_layer_lacks():
+    class Bare(nn.Module):
+        pass
+
+    layer = Bare()
+    for call, error, message in [
+        (lambda: layer(np.zeros(1)), NotImplementedError, "Bare has no forward"),
+        (lambda: layer.backward(np.zeros(1)), NotImplementedError, "Bare has no backward"),
+        (lambda: layer.double_backward(np.zeros(1)), nn.DoubleBackwardUnsupported,
+         "Bare has no second-order pass, so it cannot be part of a critic under the gradient penalty"),
+    ]:
+        with pytest.raises(error, match="^" + re.escape(message) + "$"):
+            call()
+
+
+def test_rank_error_lists_the_accepted_ranks():
+    with pytest.raises(ValueError, match="^" + re.escape(
+            "BatchNorm1d: expected a 2 or 3-D input, got shape (2, 2, 2, 2)") + "$"):
+        nn.BatchNorm1d(2)(np.zeros((2, 2, 2, 2), np.float32))
+
+
+def test_call_passes_keyword_arguments_on():
+    rng = np.random.default_rng(0)
+    model = nn.Conditional(nn.Linear(5, 1, dtype=np.float64, rng=rng), 3, 2, dtype=np.float64, rng=rng)
+    x, labels = rng.standard_normal((4, 3)), np.array([0, 2, 1, 2])
+    np.testing.assert_array_equal(model(x, labels=labels), model(x, labels))
+
+
+def test_sequential_backward_keeps_nothing_for_the_second_order_by_default():
+    """create_graph defaults to False: a plain backward leaves no g for double_backward, which
+    then says so (as each layer's own backward does)."""
+    model = nn.Sequential(nn.Linear(3, 2, dtype=np.float64), nn.Tanh())
+    model(np.ones((2, 3)))
+    model.backward(np.ones((2, 2)))
+    with pytest.raises(RuntimeError, match=r"^Linear: backward called before backward\(create_graph=True\)$"):
+        model.double_backward(np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: nn.Conv2d(0, 1, 3), ValueError, "Conv2d: in_channels must be a positive integer, got 0"),
+    (lambda: nn.ConvTranspose2d(1, 0, 3), ValueError, "ConvTranspose2d: out_channels must be a positive integer, got 0"),
+    (lambda: nn.Conv2d(1, 1, (3, 2)), ValueError, "Conv2d: kernel_size must be an int or a square pair (a, a), got (3, 2)"),
+    (lambda: nn.ConvTranspose2d(1, 1, (2, 3)), ValueError,
+     "ConvTranspose2d: kernel_size must be an int or a square pair (a, a), got (2, 3)"),
+    (lambda: nn.ConvTranspose2d(1, 1, 2.0), ValueError, "ConvTranspose2d: kernel_size must be an integer, got 2.0"),
+    (lambda: nn.Conv2d(1, 1, (3, 3, 3)), ValueError,
+     "Conv2d: kernel_size must be an int or a square pair (a, a), got (3, 3, 3)"),
+    (lambda: nn.Conv2d(1, 1, [3]), ValueError, "Conv2d: kernel_size must be an int or a square pair (a, a), got [3]"),
+    (lambda: nn.Conv2d(1, 1, 3.0), ValueError, "Conv2d: kernel_size must be an integer, got 3.0"),
+    (lambda: nn.Conv2d(1, 1, True), ValueError, "Conv2d: kernel_size must be an integer, got True"),
+    (lambda: nn.Conv2d(1, 1, 3, stride=(1, 2)), ValueError,
+     "Conv2d: stride must be an int or a square pair (a, a), got (1, 2)"),
+    (lambda: nn.Conv2d(1, 1, 3, padding=(1.0, 1.0)), ValueError, "Conv2d: padding must be an integer, got 1.0"),
+    (lambda: nn.Conv2d(1, 1, 0), ValueError,
+     "Conv2d: need kernel_size >= 1, stride >= 1 and padding >= 0, got 0, 1, 0"),
+    (lambda: nn.Conv2d(1, 1, 3, stride=0), ValueError,
+     "Conv2d: need kernel_size >= 1, stride >= 1 and padding >= 0, got 3, 0, 0"),
+    (lambda: nn.ConvTranspose2d(1, 1, 3, padding=-1), ValueError,
+     "ConvTranspose2d: need kernel_size >= 1, stride >= 1 and padding >= 0, got 3, 1, -1"),
+    (lambda: nn.ConvTranspose2d(1, 1, 3, stride=2, output_padding=2), ValueError,
+     "ConvTranspose2d: output_padding must satisfy 0 <= output_padding < stride (2), got 2"),
+    (lambda: nn.ConvTranspose2d(1, 1, 3, stride=2, output_padding=-1), ValueError,
+     "ConvTranspose2d: output_padding must satisfy 0 <= output_padding < stride (2), got -1"),
+    (lambda: nn.ConvTranspose2d(1, 1, 3, output_padding=(1, 0)), ValueError,
+     "ConvTranspose2d: output_padding must be an int or a square pair (a, a), got (1, 0)"),
+    (lambda: nn.ConvTranspose2d(1, 1, 3, dtype=np.int32), TypeError,
+     "ConvTranspose2d: dtype must be a floating type (float32 or float64), got int32"),
+    (lambda: nn.Conv2d(1, 2, 5, padding=1)(np.zeros((1, 1, 2, 3), np.float32)), ValueError,
+     "Conv2d: input of spatial size (2, 3) with padding 1 is smaller than the kernel (5x5)"),
+    (lambda: nn.Conv2d(1, 2, 5, padding=1)(np.zeros((1, 1, 3, 2), np.float32)), ValueError,
+     "Conv2d: input of spatial size (3, 2) with padding 1 is smaller than the kernel (5x5)"),
+    (lambda: nn.ConvTranspose2d(1, 2, 1, padding=1)(np.zeros((1, 1, 2, 3), np.float32)), ValueError,
+     "ConvTranspose2d: input of spatial size (2, 3) gives an empty output (0x1) with kernel 1, stride 1, padding 1"),
+    (lambda: nn.ConvTranspose2d(1, 2, 1, padding=1)(np.zeros((1, 1, 3, 2), np.float32)), ValueError,
+     "ConvTranspose2d: input of spatial size (3, 2) gives an empty output (1x0) with kernel 1, stride 1, padding 1"),
+    (lambda: nn.ConvTranspose2d(2, 2, 3)(np.zeros((1, 1, 3, 3), np.float32)), ValueError,
+     "ConvTranspose2d: expected 2 channels/features on axis 1 of the input, got shape (1, 1, 3, 3)"),
+    (lambda: nn.ConvTranspose2d(2, 2, 3)(np.zeros((1, 2, 3), np.float32)), ValueError,
+     "ConvTranspose2d: expected a 4-D input, got shape (1, 2, 3)"),
+])
+def test_convolution_errors_in_full(make, error, message):
+    with pytest.raises(error, match="^" + re.escape(message) + "$"):
+        make()
+
+
+def test_convolution_limits_repr_and_hyperparameter_forms():
+    """The smallest legal cases are accepted (kernel 1, an input exactly the padded kernel's
+    size, a 1-pixel transposed output, output_padding = stride − 1), pairs and NumPy integers
+    stand for ints, and the repr lists what torch's does (PyTorch's argument order)."""
+    conv = nn.Conv2d(1, 2, np.int64(5), stride=[2, 2], padding=(1, 1))
+    assert (conv.kernel_size, conv.stride, conv.padding) == (5, 2, 1)
+    assert all(type(v) is int for v in (conv.kernel_size, conv.stride, conv.padding))
+    assert conv(np.zeros((1, 1, 3, 3), np.float32)).shape == (1, 2, 1, 1)     # 3 + 2·1 == 5
+    assert repr(conv) == "Conv2d(1, 2, kernel_size=5, stride=2, padding=1)"
+    assert nn.Conv2d(1, 1, 1)(np.zeros((1, 1, 1, 1), np.float32)).shape == (1, 1, 1, 1)
+    convt = nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1, bias=False)
+    assert convt.output_padding == 1 and convt.bias is None
+    assert convt(np.zeros((1, 2, 1, 1), np.float32)).shape == (1, 3, 2, 2)   # 0·2 − 2 + 3 + 1
+    assert repr(convt) == "ConvTranspose2d(2, 3, kernel_size=3, stride=2, padding=1, output_padding=1)"
+    assert nn.ConvTranspose2d(1, 1, 1, padding=1)(np.zeros((1, 1, 3, 3), np.float32)).shape == (1, 1, 1, 1)
+    # the defaults: stride 1, padding 0, output_padding 0, a bias, float32
+    conv, convt = nn.Conv2d(1, 1, 3), nn.ConvTranspose2d(1, 1, 3)
+    assert repr(conv) == "Conv2d(1, 1, kernel_size=3, stride=1, padding=0)"
+    assert repr(convt) == "ConvTranspose2d(1, 1, kernel_size=3, stride=1, padding=0, output_padding=0)"
+    assert conv.bias.shape == convt.bias.shape == (1,)
+    assert conv.weight.dtype == convt.weight.dtype == conv.bias.dtype == convt.bias.dtype == np.float32
+    assert conv(np.zeros((1, 1, 4, 4), np.float32)).shape == (1, 1, 2, 2)
+    assert convt(np.zeros((1, 1, 2, 2), np.float32)).shape == (1, 1, 4, 4)
+
+
+def test_torch_default_init_draws_weight_then_bias_with_torchs_bound():
+    """U(−1/√fan_in, 1/√fan_in) for weight then bias, from the given generator in that order,
+    fan_in = weight.shape[1] · receptive field (out·k·k for a transposed convolution), in the
+    layer's dtype; fan_in = 1 (bound 1) included."""
+    for make, shape, fan in [
+        (lambda r, d: nn.Linear(3, 2, dtype=d, rng=r), (2, 3), 3),
+        (lambda r, d: nn.Linear(1, 4, dtype=d, rng=r), (4, 1), 1),
+        (lambda r, d: nn.Conv2d(2, 5, 3, dtype=d, rng=r), (5, 2, 3, 3), 18),
+        (lambda r, d: nn.ConvTranspose2d(2, 5, 3, dtype=d, rng=r), (2, 5, 3, 3), 45),
+    ]:
+        assert nn.init.fan_in(shape) == fan
+        for dtype in (np.float32, np.float64):
+            layer = make(np.random.default_rng(11), dtype)
+            want = np.random.default_rng(11)
+            bound = 1 / np.sqrt(fan)
+            w = want.uniform(-bound, bound, size=shape).astype(dtype)
+            b = want.uniform(-bound, bound, size=layer.bias.shape).astype(dtype)
+            assert layer.weight.dtype == dtype and layer.bias.dtype == dtype
+            np.testing.assert_array_equal(layer.weight.data, w)
+            np.testing.assert_array_equal(layer.bias.data, b)
+    assert nn.init.fan_in((6, 4, 2)) == 8
+    with pytest.raises(TypeError, match="^rng must be a numpy.random.Generator, got int$"):
+        nn.Linear(2, 2, rng=3)
+    a, b = nn.Linear(4, 4), nn.Linear(4, 4)     # no rng: a fresh generator each time
+    assert not np.array_equal(a.weight.data, b.weight.data)
+
+
+def test_dcgan_init_draws_in_module_order_and_keeps_dtypes():
+    """Weights of conv, transposed conv and linear layers ~ N(0, std), BatchNorm γ ~ N(1, std),
+    biases 0, drawn from the given generator in module order; a BatchNorm without affine
+    parameters is skipped; the dtype of each parameter is kept; std defaults to 0.02."""
+    def model(dtype):
+        rng = np.random.default_rng(1)
+        return nn.Sequential(nn.Conv2d(1, 2, 3, dtype=dtype, rng=rng), nn.BatchNorm2d(2, affine=False, dtype=dtype),
+                             nn.ConvTranspose2d(2, 2, 2, dtype=dtype, rng=rng), nn.BatchNorm2d(2, dtype=dtype),
+                             nn.Flatten(), nn.Linear(8, 3, dtype=dtype, rng=rng))
+    for dtype, std in ((np.float32, None), (np.float64, 0.5)):
+        m = model(dtype)
+        got = nn.dcgan_init(m, rng=np.random.default_rng(4)) if std is None else \
+            nn.dcgan_init(m, rng=np.random.default_rng(4), std=std)
+        assert got is m
+        s = 0.02 if std is None else std
+        want = np.random.default_rng(4)
+        expected = {"0.weight": want.normal(0.0, s, (2, 1, 3, 3)), "0.bias": np.zeros(2),
+                    "2.weight": want.normal(0.0, s, (2, 2, 2, 2)), "2.bias": np.zeros(2),
+                    "3.weight": want.normal(1.0, s, 2), "3.bias": np.zeros(2),
+                    "5.weight": want.normal(0.0, s, (3, 8)), "5.bias": np.zeros(3)}
+        assert [k for k, _ in m.named_parameters()] == list(expected)
+        for key, p in m.named_parameters():
+            assert p.dtype == dtype, key
+            np.testing.assert_array_equal(p.data, expected[key].astype(dtype), err_msg=key)
+
+
+def test_conv2d_backward_reuses_the_forwards_columns():
+    """The columns im2col built in forward serve the first backward (no second im2col); a second
+    backward after one forward rebuilds them once (tests/test_layers.py checks its values)."""
+    with counted_im2col("conv2d_forward", "conv2d_backward_weight", "conv2d_backward_input") as calls:
+        rng = np.random.default_rng(0)
+        layer = nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64, rng=rng)
+        x = rng.standard_normal((2, 2, 5, 5))
+        dy = rng.standard_normal(layer(x).shape)
+        assert len(calls) == 1
+        layer.backward(dy)
+        first = layer.weight.grad.copy()
+        assert len(calls) == 1
+        layer.backward(dy)
+        np.testing.assert_allclose(layer.weight.grad, 2 * first, rtol=1e-13)
+        assert len(calls) == 2
+
+
+def test_a_layer_without_bias_draws_only_its_weight():
+    """A layer built with bias=False takes only its weight's draws from the generator, as torch
+    draws no bias: the next layer built from the same generator gets the next numbers."""
+    for make in (lambda r: nn.Conv2d(2, 3, 3, bias=False, rng=r), lambda r: nn.Linear(4, 3, bias=False, rng=r),
+                 lambda r: nn.ConvTranspose2d(2, 3, 3, bias=False, rng=r)):
+        rng = np.random.default_rng(9)
+        layer = make(rng)
+        assert layer.bias is None
+        after = rng.standard_normal(3)
+        want = np.random.default_rng(9)
+        want.uniform(size=layer.weight.shape)
+        np.testing.assert_array_equal(after, want.standard_normal(3))
