@@ -373,6 +373,35 @@ def test_nested_repr_is_pytorchs_layout():
     assert repr(model[0].weight) == "Parameter(shape=(3, 2), dtype=float32)"
 
 
+def test_repr_puts_extra_repr_before_the_children_as_pytorch():
+    """PyTorch's Module.__repr__: the extra_repr lines first, then the children; one extra line
+    and no children on one line; several lines or children one per line, indented."""
+    class Block(nn.Module):
+        def __init__(self, extra, child=True):
+            super().__init__()
+            self.extra = extra
+            if child:
+                self.lin = nn.Linear(2, 3)
+
+        def extra_repr(self):
+            return self.extra
+
+    assert repr(Block("width=3")) == (
+        "Block(\n"
+        "  width=3\n"
+        "  (lin): Linear(in_features=2, out_features=3, bias=True)\n"
+        ")")
+    assert repr(nn.Sequential(Block("a=1\nb=2", child=False))) == (
+        "Sequential(\n"
+        "  (0): Block(\n"
+        "    a=1\n"
+        "    b=2\n"
+        "  )\n"
+        ")")
+    assert repr(Block("", child=False)) == "Block()"
+    assert repr(Block("width=3", child=False)) == "Block(width=3)"
+
+
 def test_load_state_dict_names_every_problem_in_full():
     """One ValueError lists every problem, in this order and in these words: missing keys,
     unexpected keys, then each wrong shape (two here, joined by "; ")."""

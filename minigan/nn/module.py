@@ -303,10 +303,15 @@ class Module:
         return ""
 
     def __repr__(self):
-        if not self._modules:
-            return f"{type(self).__name__}({self.extra_repr()})"
-        lines = [f"  ({n}): " + repr(m).replace("\n", "\n  ") for n, m in self._modules.items()]
-        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+        """PyTorch's layout: the extra_repr lines, then each child as "(name): repr" indented."""
+        extra = self.extra_repr()
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [f"({n}): " + repr(m).replace("\n", "\n  ") for n, m in self._modules.items()]
+        if len(extra_lines) == 1 and not child_lines:
+            return f"{type(self).__name__}({extra_lines[0]})"
+        lines = extra_lines + child_lines
+        body = "\n  " + "\n  ".join(lines) + "\n" if lines else ""
+        return f"{type(self).__name__}({body})"
 
 
 def _add(a, b):
