@@ -42,18 +42,21 @@ class RowColumns:
     more for the weight gradient.
     """
 
-    __slots__ = ("x_nhwc", "kh", "kw", "stride", "padding", "oh", "ow", "slab_bytes", "borrowed")
+    __slots__ = ("x_nhwc", "kh", "kw", "stride", "padding", "oh", "ow", "slab_bytes", "borrowed", "_whole")
 
     def __init__(self, x_nhwc, kh, kw, stride, padding, oh, ow, slab_bytes, borrowed=False):
         self.x_nhwc, self.kh, self.kw, self.stride, self.padding = x_nhwc, kh, kw, stride, padding
         self.oh, self.ow, self.slab_bytes = oh, ow, slab_bytes
         self.borrowed = borrowed   # x_nhwc is the caller's input itself (a channels-last x), not a copy
+        self._whole = None         # the whole rows matrix, once built, when it fits in one slab
 
     def copy(self):
-        """The same columns over a private copy of the input (for a caller that keeps them
-        while the input may be refilled)."""
-        return RowColumns(self.x_nhwc.copy(), self.kh, self.kw, self.stride, self.padding, self.oh,
-                          self.ow, self.slab_bytes)
+        """The same columns, independent of the input (for a caller that keeps them while the
+        input may be refilled): the rows already built, else a private copy of the input."""
+        kept = RowColumns(self.x_nhwc if self._whole is not None else self.x_nhwc.copy(), self.kh,
+                          self.kw, self.stride, self.padding, self.oh, self.ow, self.slab_bytes)
+        kept._whole = self._whole
+        return kept
 
     @property
     def dtype(self):
@@ -66,11 +69,23 @@ class RowColumns:
         return (n * self.oh * self.ow, self.kh * self.kw * c)
 
     def slabs(self):
-        """Yield (b0, b1, rows of samples b0..b1−1); the rows array is reused between slabs."""
+        """Yield (b0, b1, rows of samples b0..b1−1); the rows array is reused between slabs.
+
+        When the whole batch is one slab (at most ``slab_bytes``: small batches), the rows are
+        built once and kept, so the weight gradient's pass reuses the forward's rows instead of
+        rebuilding them (a DCGAN-32 step at batch 16 made 14 im2row passes, 5.4 ms)."""
         n = self.x_nhwc.shape[0]
+        if self._whole is not None:
+            yield 0, n, self._whole
+            return
         per_sample = self.shape[1] * self.oh * self.ow * self.dtype.itemsize
         step = max(1, min(n, self.slab_bytes // max(per_sample, 1)))
         buf = np.empty((step * self.oh * self.ow, self.shape[1]), dtype=self.dtype)
+        if step >= n:
+            self._whole = im2row(self.x_nhwc, self.kh, self.kw, self.stride, self.padding,
+                                 self.oh, self.ow, out=buf)
+            yield 0, n, self._whole
+            return
         for b0 in range(0, n, step):
             b1 = min(n, b0 + step)
             rows = buf[:(b1 - b0) * self.oh * self.ow]

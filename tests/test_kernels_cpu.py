@@ -675,6 +675,37 @@ def test_a_wide_layer_permutes_its_weight_once_per_forward_and_backward(transpos
     assert_close(layer.double_backward(x)[0], jc, factor=16 * 16)
 
 
+@pytest.mark.parametrize("one_slab", [True, False])
+def test_rows_that_fit_one_slab_are_built_once_for_forward_and_weight_gradient(one_slab):
+    """A batch whose rows fit in CHUNK_BYTES: im2row runs once, in the forward, and the weight
+    gradient reuses those rows (so it no longer reads the input: refilling it changes nothing);
+    in slabs of one sample (CHUNK_BYTES = 1) the rows are rebuilt, two slabs twice."""
+    from minigan.kernels import im2row as kim2row
+    rng = np.random.default_rng(5)
+    layer = nn.Conv2d(16, 8, 4, stride=2, padding=1, rng=rng)
+    x = channels_last(random(rng, (2, 16, 6, 6), np.float32))
+    dy = random(rng, (2, 8, 3, 3), np.float32)
+    backend.use_reference(True)
+    layer(x)
+    layer.backward(dy)
+    want = layer.weight.grad.copy()
+    backend.use_reference(False)
+    layer.zero_grad()
+    built = []
+    build = kim2row.im2row
+    kim2row.im2row = lambda xh, *args, **kw: built.append(xh.shape[0]) or build(xh, *args, **kw)
+    try:
+        with column_path("channels-last", None if one_slab else 1, channels_last_out=True):
+            layer(x)
+            layer.backward(dy)
+            x[...] = 7                                   # the caller refills its input
+            got = layer.weight.grad
+    finally:
+        kim2row.im2row = build
+    assert built == ([2] if one_slab else [1, 1, 1, 1])
+    assert_close(got, want, factor=2 * 9)
+
+
 # --- switching -----------------------------------------------------------------------------
 
 def test_the_seam_gives_the_kernels_by_default_and_the_reference_on_request():
