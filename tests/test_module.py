@@ -110,6 +110,36 @@ def test_a_deferred_gradient_is_added_when_read_in_order_and_dropped_by_zero_gra
     assert calls == [1.0, 2.0]
 
 
+def test_zero_grad_writes_no_zeros_and_keeps_the_first_contribution():
+    """After zero_grad, .grad reads as zeros (written when read); the first deferred
+    contribution becomes .grad itself (no zero pass, no add), later ones are added; a
+    contribution that cannot stand as the gradient (another dtype, not contiguous) is added
+    into zeros instead; assigning .grad ends the zeroed state."""
+    p = nn.Parameter(np.ones(3, np.float32))
+    p.grad[...] = 5.0
+    p.zero_grad()
+    np.testing.assert_array_equal(p.grad, 0.0)           # written on read
+    p.grad[...] = 5.0
+    p.zero_grad()
+    first = np.array([1.0, 2.0, 3.0], np.float32)
+    p.defer(lambda: first)
+    p.defer(lambda: np.full(3, 0.5, np.float32))
+    got = p.grad
+    assert got is first                                   # kept, not copied into the old array
+    np.testing.assert_array_equal(got, [1.5, 2.5, 3.5])
+    p.defer(lambda: np.ones(3, np.float32))              # not after a zero_grad: added
+    np.testing.assert_array_equal(p.grad, [2.5, 3.5, 4.5])
+    for odd in (np.arange(3, dtype=np.float64), np.arange(6, dtype=np.float32)[::2]):
+        p.zero_grad()
+        p.defer(lambda odd=odd: odd)
+        got = p.grad
+        assert got is not odd and got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, odd)
+    p.zero_grad()
+    p.grad = np.full(3, 7.0, np.float32)
+    np.testing.assert_array_equal(p.grad, 7.0)           # the assignment, not zeros
+
+
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("shape", [(3, 6, 6), (16, 4, 4)])   # im2col and channels-last / dense columns
 def test_a_convolutions_deferred_weight_gradient_is_what_it_was_given(transposed, shape):

@@ -38,10 +38,14 @@ class Parameter:
         self.data = data
         self._pending = []   # zero-argument callables, each returning an array to add into grad
         self._grad = backend.array_module(data).zeros_like(data)
+        self._zeroed = False  # zero_grad was called and _grad not yet written: it reads as zeros
 
     @property
     def grad(self):
         self.flush()
+        if self._zeroed:   # nothing came since zero_grad: the zeros are written now
+            self._grad[...] = 0
+            self._zeroed = False
         return self._grad
 
     def flush(self) -> None:
@@ -49,21 +53,40 @@ class Parameter:
         A convolution flushes its weight at its next forward: the arrays they hold (its
         columns and dy, as large as its input and output) are freed before the next pass
         makes its own, and a loop that clears the gradients before that forward (zero_grad
-        first, as PyTorch's loops do) still drops the unread ones without computing them."""
+        first, as PyTorch's loops do) still drops the unread ones without computing them.
+        The first contribution after :meth:`zero_grad` becomes ``grad`` itself (0 + c = c): no
+        pass writes the zeros and none adds them (a DCGAN step's conv weights: two passes over
+        each weight gradient fewer)."""
         if self._pending:
             pending, self._pending = self._pending, []
             for contribution in pending:
-                self._grad += contribution()
+                part = contribution()
+                if self._zeroed and self._may_keep(part):
+                    self._grad = part
+                else:
+                    if self._zeroed:
+                        self._grad[...] = 0
+                    self._grad += part
+                self._zeroed = False
+
+    def _may_keep(self, part) -> bool:
+        """Whether a contribution can stand as the gradient array itself: an array of the
+        gradient's kind, shape and dtype, writeable and C-contiguous (defer's contract: the
+        callable returns a new array of its own)."""
+        return (type(part) is type(self._grad) and part.shape == self._grad.shape
+                and part.dtype == self._grad.dtype and part.flags.c_contiguous and part.flags.writeable)
 
     @grad.setter
     def grad(self, value):
         self._pending = []
         self._grad = value
+        self._zeroed = False
 
     def defer(self, contribution) -> None:
         """Add ``contribution()`` into ``grad`` when ``grad`` is next read (dropped by
         :meth:`zero_grad`). The callable must hold its own copies of anything that may change
-        in between (the caller's arrays)."""
+        in between (the caller's arrays), and return a new array that nothing else holds: the
+        first contribution after zero_grad is kept as ``grad`` itself."""
         self._pending.append(contribution)
 
     @property
@@ -75,8 +98,10 @@ class Parameter:
         return self.data.dtype
 
     def zero_grad(self):
+        """Drop the pending contributions; ``grad`` reads as zeros (written when it is read,
+        or replaced by the next deferred contribution)."""
         self._pending = []
-        self._grad[...] = 0
+        self._zeroed = True
 
     def __repr__(self):
         return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
