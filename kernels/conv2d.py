@@ -51,7 +51,7 @@ from numba import njit, prange
 
 from .col2im import col2im
 from .cpu_common import (check_float, choose_threading_layer, contiguous, conv_output_size,
-                         empty_channels_last, is_channels_last, output)
+                         empty_channels_last, is_channels_last, nhwc_rows, output)
 from .im2col import im2col
 from .im2row import (RowColumns, channels_last_weight, row2im, swap_last_two, to_channels_first,
                      to_channels_last)
@@ -101,14 +101,6 @@ def channels_first(y, *, out=None):
         else:
             _to_channels_first(contiguous(y).reshape(n, o, p), flat)
     return flat
-
-
-def nhwc_rows(y):
-    """A channels-last (N, O, H, W) array as its (N·H·W, O) matrix (a view), else None."""
-    if not (is_channels_last(y) or y.transpose(0, 2, 3, 1).flags.c_contiguous):
-        return None
-    n, o, h, w = y.shape
-    return y.transpose(0, 2, 3, 1).reshape(n * h * w, o)
 
 
 # A convolution's y with at least this many channels, and the input gradient of a
@@ -208,8 +200,9 @@ def uses_rows(weight_shape) -> bool:
 
 
 def _rows_forward(x, weight, weight_rows, stride, padding, bias, y_out, cols_out, dtype):
-    """y = rows @ W'ᵀ a batch slab at a time, each slab moved to NCHW (+ b) in one transposing
-    pass; cols = the RowColumns that rebuild the rows for the weight gradient."""
+    """y = rows @ W'ᵀ a batch slab at a time (+ b), written channels-last (or, into a C-order
+    ``y_out`` or below CHANNELS_LAST_MIN channels, moved to NCHW by one transposing pass per
+    slab); cols = the RowColumns that give the rows again for the weight gradient."""
     if cols_out is not None:
         raise ValueError("conv2d_forward: out[1] (cols) is not supported for convolutions with "
                          f">= {ROW_MIN_CHANNELS} input channels (their columns are channels-last)")
@@ -289,14 +282,15 @@ def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int, *, out
     dtype = check_float("conv2d_backward_input", dy, weight)
     o, _, kh, kw = weight.shape
     n, c, h, w = x_shape
-    rows = uses_rows(weight.shape) and not covers_input(x_shape, weight.shape, padding)
+    dense = covers_input(x_shape, weight.shape, padding)
+    rows = uses_rows(weight.shape) and not dense
     if rows and out is None and channels_last_output(c):   # dx is made in NHWC memory (row2im)
         dx = empty_channels_last((n, c, h, w), dtype)
         dx_nhwc = dx.transpose(0, 2, 3, 1)
     else:
         dx = output(out, x_shape, dtype, "conv2d_backward_input")
         dx_nhwc = None
-    if covers_input(x_shape, weight.shape, padding):  # dx(N, C·kh·kw) = dy(N, O) @ W
+    if dense:  # dx(N, C·kh·kw) = dy(N, O) @ W
         np.matmul(to_channels_first(dy).reshape(n, o), contiguous(weight).reshape(o, -1),
                   out=dx.reshape(n, -1))
         return dx
@@ -338,15 +332,15 @@ def conv2d_backward_weight(dy, cols, weight_shape, *, out=None):
     dtype = check_float("conv2d_backward_weight", dy, cols.x_nhwc if channels_last else cols)
     dw = output(out, weight_shape, dtype, "conv2d_backward_weight")
     n, p = dy.shape[0], int(np.prod(dy.shape[2:], dtype=np.int64))
+    dy_rows = nhwc_rows(dy)   # (N·oh·ow, O), a view of a channels-last dy, or None
     if channels_last:  # dW'(O, kh·kw·C) = Σ_slabs dy(O, slab·oh·ow) @ rows, to (O, C, kh, kw)
-        dy_rows = nhwc_rows(dy)                                          # (N·oh·ow, O) or None
         dy_cf = channels_first(dy) if dy_rows is None else dy_rows.T     # (O, N·oh·ow)
         dw_rows = np.zeros((o, kh * kw * c), dtype=dtype)
         for b0, b1, rows in cols.slabs():
             dw_rows += dy_cf[:, b0 * p:b1 * p] @ rows
         swap_last_two(dw_rows.reshape(o, kh * kw, c), out=dw.reshape(o, c, kh * kw))
     elif is_channels_last(dy):  # dW = dy(O, N·P) @ colsᵀ, both read transposed in place
-        np.matmul(nhwc_rows(dy).T, cols.T, out=dw.reshape(o, -1))
+        np.matmul(dy_rows.T, cols.T, out=dw.reshape(o, -1))
     elif per_sample(p) and n:  # Σ_n dy[n](O, P) @ cols[:, n·P:(n+1)·P]ᵀ, from dy in NCHW
         dy_samples, blocks = contiguous(dy).reshape(n, o, p), sample_blocks(cols, n, p)
         step = max(1, CHUNK_BYTES // (o * c * kh * kw * dtype.itemsize))  # the (step, O, K) products

@@ -88,6 +88,12 @@ def is_channels_last(a) -> bool:
             and a.transpose(0, 2, 3, 1).flags.c_contiguous)
 
 
+def nhwc_rows(a):
+    """An (N, C, H, W) array whose memory is NHWC as its (N·H·W, C) rows (a view), else None."""
+    rows = a.transpose(0, 2, 3, 1)
+    return rows.reshape(-1, a.shape[1]) if rows.flags.c_contiguous else None
+
+
 def from_nhwc(a_nhwc):
     """The (N, C, H, W) view of an (N, H, W, C) array (no copy)."""
     return a_nhwc.transpose(0, 3, 1, 2)

@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from .cpu_common import (check_float, choose_threading_layer, contiguous, empty_channels_last,
-                         is_channels_last, output)
+                         is_channels_last, nhwc_rows, output)
 from .im2row import to_channels_first, to_channels_last
 
 choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
@@ -268,10 +268,6 @@ def _group_view(x):
     return to_channels_first(x).reshape(n, c, -1) if x.ndim == 4 else contiguous(x).reshape(n, c, -1)
 
 
-def _channel_rows(x):
-    """A channels-last (N, C, H, W) array as its (N·H·W, C) rows (a view)."""
-    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
-
 
 def _param(p, dtype):
     return np.empty(0, dtype=dtype) if p is None else contiguous(p.astype(dtype, copy=False)).reshape(-1)
@@ -287,8 +283,8 @@ def batch_norm_forward(x, weight, bias, eps: float, *, out=None):
     mean, var = np.empty(c, dtype=dtype), np.empty(c, dtype=dtype)
     if out is None and is_channels_last(x):   # y and x̂ channels-last as x (no transposes)
         y, xhat = empty_channels_last(x.shape, dtype), empty_channels_last(x.shape, dtype)
-        _bn_forward_rows(_channel_rows(x), _param(weight, dtype), _param(bias, dtype), float(eps),
-                         _channel_rows(y), _channel_rows(xhat), r.reshape(-1), mean, var)
+        _bn_forward_rows(nhwc_rows(x), _param(weight, dtype), _param(bias, dtype), float(eps),
+                         nhwc_rows(y), nhwc_rows(xhat), r.reshape(-1), mean, var)
         return y, xhat, r, mean, var
     y_out, xhat_out = out if out is not None else (None, None)
     y = output(y_out, x.shape, dtype, "batch_norm_forward", "out[0] (y)")
@@ -305,8 +301,8 @@ def batch_norm_backward(dy, xhat, r, weight, *, out=None):
     dgamma, dbeta = np.empty(c, dtype=dtype), np.empty(c, dtype=dtype)
     if out is None and is_channels_last(xhat):   # dx channels-last as x̂ (dy read in that order)
         dx = empty_channels_last(dy.shape, dtype)
-        _bn_backward_rows(to_channels_last(dy).reshape(-1, c), _channel_rows(xhat),
-                          contiguous(r).reshape(-1), _param(weight, dtype), _channel_rows(dx),
+        _bn_backward_rows(to_channels_last(dy).reshape(-1, c), nhwc_rows(xhat),
+                          contiguous(r).reshape(-1), _param(weight, dtype), nhwc_rows(dx),
                           dgamma, dbeta)
         return dx, dgamma, dbeta
     dx = output(out, dy.shape, dtype, "batch_norm_backward")
