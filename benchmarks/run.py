@@ -24,11 +24,15 @@ def _parse(argv=None):
                         "Numba kernels), torch")
     p.add_argument("--threads", type=int, default=2, help="threads for BLAS, Numba and PyTorch (default 2)")
     p.add_argument("--rounds", type=int, default=3,
-                   help="rounds: each runs every engine once, in its own fresh process (default 3)")
+                   help="rounds: each starts a fresh process per engine, and the engines take turns "
+                        "step by step (default 3)")
     p.add_argument("--reps", type=int, default=5, help="timed steps per engine per round (default 5)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first in each process (default 2)")
     p.add_argument("--slow-reps", type=int, default=2,
                    help="timed steps per round for case e, whose reference step takes seconds (default 2)")
+    p.add_argument("--gap-ms", type=float, default=50.0,
+                   help="pause between two engines' steps, so the last one's idle threads stop "
+                        "spinning before the next one times (default 50)")
     p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                    help="report peak RSS (measured in the first round's processes; default on)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
@@ -148,8 +152,10 @@ def _reset_peak() -> bool:
         return False
 
 
-def probe(case: str, engine: str, warmup: int, reps: int) -> dict:
-    """One engine in this (fresh) process: ``warmup`` untimed steps, then ``reps`` timed ones.
+def serve(case: str, engine: str, warmup: int) -> None:
+    """One engine in this (fresh) process, stepping when the parent says so (``time_case``):
+    ``warmup`` untimed steps, then "ready"; each "step" line on stdin runs one timed step and
+    answers "time <seconds>"; "end" answers "result <json>" with the memory and exits.
 
     Memory: the RSS just before the models are built (libraries imported, kernels compiled,
     the kernel's peak-RSS counter reset there, so import-time peaks do not count) and the
@@ -167,40 +173,82 @@ def probe(case: str, engine: str, warmup: int, reps: int) -> dict:
     step = build(case, engine)
     for _ in range(warmup):
         step()
-    times = []
-    for _ in range(reps):
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
         t = time.perf_counter()
         step()
-        times.append(time.perf_counter() - t)
+        print(f"time {time.perf_counter() - t!r}", flush=True)
     peak = _status_mib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return {"case": case, "engine": engine, "times_s": times, "baseline_mib": base, "peak_mib": peak,
-            "delta_mib": peak - base}
+    print("result " + json.dumps({"case": case, "engine": engine, "baseline_mib": base,
+                                  "peak_mib": peak, "delta_mib": peak - base}), flush=True)
 
 
-def run_probe(case: str, engine: str, warmup: int, reps: int) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.run", "--threads", str(ARGS.threads),
-           *(["--dc-batch", str(ARGS.dc_batch)] if ARGS.dc_batch else []), "--warmup", str(warmup),
-           "--reps", str(reps), "--probe", case, engine]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
-    if res.returncode != 0:
-        raise RuntimeError(f"benchmark process {case}/{engine} failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+class EngineProcess:
+    """A fresh ``--probe`` process serving one engine's steps (``serve``), started and warmed
+    up before it is returned."""
+
+    def __init__(self, case: str, engine: str, warmup: int):
+        import tempfile  # noqa: PLC0415
+
+        cmd = [sys.executable, "-m", "benchmarks.run", "--threads", str(ARGS.threads),
+               *(["--dc-batch", str(ARGS.dc_batch)] if ARGS.dc_batch else []), "--warmup", str(warmup),
+               "--probe", case, engine]
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.name, self.stderr = f"{case}/{engine}", tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, text=True, cwd=root)
+        self._expect("ready")
+
+    def _expect(self, tag: str) -> str:
+        """The rest of the next stdout line that starts with ``tag`` (other lines are skipped)."""
+        for line in self.proc.stdout:
+            if line.split(" ", 1)[0].strip() == tag:
+                return line[len(tag):].strip()
+        self.proc.wait()
+        self.stderr.seek(0)
+        raise RuntimeError(f"benchmark process {self.name} failed:\n{self.stderr.read()[-3000:]}")
+
+    def _send(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def step(self) -> float:
+        self._send("step")
+        return float(self._expect("time"))
+
+    def finish(self) -> dict:
+        self._send("end")
+        out = json.loads(self._expect("result"))
+        self.proc.wait()
+        self.stderr.close()
+        return out
 
 
 def time_case(case: str, engines, rounds: int, reps: int, warmup: int):
-    """Every engine runs in its own fresh process (no thread pool of one engine idles or spins
-    beside another's), and the engines take turns, round after round, so a change in the
-    machine's load hits every engine alike. Returns per-engine medians over all timed steps,
-    the raw times, the per-round medians and the first round's memory."""
+    """Every engine runs in its own fresh process (no engine's thread pools share a process
+    with another's), and the engines take turns step by step: each round starts one process
+    per engine, warms each up, then asks them for one step in turn (the order reversed every
+    other step), so a change in the machine's speed hits every engine alike — on a shared VM
+    it drifts by tens of percent within seconds. While one steps, the others wait on their
+    stdin, their pools asleep, and ``--gap-ms`` passes before each step (PyTorch's OpenMP
+    threads spin on after its last operation). Returns per-engine medians over all timed steps, the raw times,
+    the per-round medians and the first round's memory."""
     raw = {e: [] for e in engines}
     per_round = {e: [] for e in engines}
     memory = {}
     for r in range(rounds):
+        procs = {e: EngineProcess(case, e, warmup) for e in engines}
+        times = {e: [] for e in engines}
+        for i in range(reps):
+            for e in (engines if i % 2 == 0 else engines[::-1]):
+                time.sleep(ARGS.gap_ms / 1e3)
+                times[e].append(procs[e].step())
         for e in engines:
-            out = run_probe(case, e, warmup, reps)
-            raw[e] += out["times_s"]
-            per_round[e].append(statistics.median(out["times_s"]))
+            out = procs[e].finish()
+            raw[e] += times[e]
+            per_round[e].append(statistics.median(times[e]))
             if r == 0:
                 memory[e] = out["delta_mib"]
     return {e: statistics.median(v) for e, v in raw.items()}, raw, per_round, memory
@@ -218,7 +266,7 @@ def machine_info(threads: int) -> dict:
                     break
     except OSError:
         pass
-    info = {"cpu": cpu, "logical_cores": os.cpu_count(), "threads": threads,
+    info = {"cpu": cpu, "logical_cores": os.cpu_count(), "threads": threads, "gap_ms": ARGS.gap_ms,
             "python": platform.python_version(), "numpy": np.__version__}
     try:
         import numba  # noqa: PLC0415
@@ -310,7 +358,8 @@ def render(results, info, gemm_before, gemm_after, engines) -> str:
             lines.append(row + " |")
         lines.append("")
     lines += ["Median step times in ms, with the range of the per-round medians (each round: every "
-              "engine in its own fresh process, engines in turn):", ""]
+              f"engine in its own fresh process, the engines taking turns step by step, {ARGS.gap_ms:g} ms "
+              "between steps):", ""]
     for r in results:
         cells = [f"{e} {1e3 * r['median_s'][e]:.1f} ({1e3 * min(r['round_medians_s'][e]):.1f}–"
                  f"{1e3 * max(r['round_medians_s'][e]):.1f})" for e in engines]
@@ -321,8 +370,7 @@ def render(results, info, gemm_before, gemm_after, engines) -> str:
 
 def main():
     if ARGS.probe:
-        case, engine = ARGS.probe
-        print(json.dumps(probe(case, engine, ARGS.warmup, ARGS.reps)))
+        serve(*ARGS.probe, ARGS.warmup)
         return
     engines = [e.strip() for e in ARGS.engines.split(",") if e.strip()]
     if "torch" in engines and not torch_available():
