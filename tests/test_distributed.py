@@ -186,7 +186,27 @@ def test_local_communicator_is_the_identity():
 def test_two_ranks_equal_one_rank(tmp_path, case, config):
     out = tmp_path / f"{case}.npz"
     mpirun(CASES, case, out)
-    _compare(dict(np.load(out)), mpi_cases.state_arrays(mpi_cases.run_steps(config)))
+    got, ref = dict(np.load(out)), mpi_cases.state_arrays(mpi_cases.run_steps(config))
+    if config["loss"] == "ragan":
+        _check_shift_invariant_bias(got, ref, config)
+    _compare(got, ref)
+
+
+def _check_shift_invariant_bias(got: dict, ref: dict, config: dict):
+    """A relativistic loss sees the critic only through differences C(x) − E[C(x̃)], so the bias
+    of its last layer cancels: its gradient is 0 exactly, and each step's sum of terms that
+    cancel leaves rounding only (it moved 9e-8 in 6 SGD steps at lr 0.5, where every other array
+    moved by 0.04-0.7). Between one and two ranks that bias then differs by rounding noise, not by
+    a share of its own value (which is arbitrary and here 0.002: 1e-5 of it is 2e-8, and
+    the 2026-12-06 AVX-512 machine's rounding differed by 3e-8). So it is checked here against
+    its start in both runs — a relativistic loss whose bias does not cancel moves it by far
+    more than 1e-6 — and left out of the comparison relative to each array's scale."""
+    start = mpi_cases.state_arrays(mpi_cases.run_steps(config, steps=0))
+    last_bias = max((k for k in start if k.startswith("D.") and k.endswith(".bias")),
+                    key=lambda k: int(k.split(".")[1]))
+    for run in (got, ref):
+        np.testing.assert_allclose(run.pop(last_bias), start[last_bias], rtol=0, atol=1e-6,
+                                   err_msg=last_bias)
 
 
 @needs_mpi
