@@ -50,7 +50,9 @@ parallel kernels from several Python threads at once; set ``NUMBA_THREADING_LAYE
 ``tbb``) for that. The same applies the other way round: OpenBLAS's idle threads spin for
 2^28 cycles after each product by default, competing with the parallel kernels; starting
 Python with ``OPENBLAS_THREAD_TIMEOUT=20`` (about 0.3 ms of spinning) made the DCGAN steps
-about 1.3× faster and left the MLP steps unchanged. It must be set before NumPy loads
+about 1.3× faster and left the MLP steps unchanged, and 12 (about 2 µs) another 4-9% (DCGAN-32
+steps at batch 16 and 64, the two values alternating step by step in two processes, 2-core
+Xeon, 2026-12-06; the MLP steps unchanged within 1-3%). It must be set before NumPy loads
 OpenBLAS, so ``import minigan`` sets it (``os.environ.setdefault``) when NumPy is not imported
 yet, and so does the ``minigan`` command; see minigan.threads.
 

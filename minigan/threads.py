@@ -9,8 +9,8 @@ Numba's (the parallel CPU kernels). :func:`set_threads` sizes both at run time:
   (read when Numba loads, on the first kernel lookup).
 
 Idle spinning: OpenBLAS's idle threads spin for 2^28 cycles after each product unless
-``OPENBLAS_THREAD_TIMEOUT`` was set before OpenBLAS loaded; ``import minigan`` sets it to 20
-(2^20 cycles, ~0.3 ms) when NumPy is not imported yet (see minigan/__init__.py), which the
+``OPENBLAS_THREAD_TIMEOUT`` was set before OpenBLAS loaded; ``import minigan`` sets it to 12
+(2^12 cycles, ~2 µs) when NumPy is not imported yet (see minigan/__init__.py), which the
 ``minigan`` command always achieves. Numba's idle threads sleep (the workqueue layer, chosen
 in minigan.kernels.cpu). :func:`thread_report` says what was in force.
 """

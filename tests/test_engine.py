@@ -74,7 +74,7 @@ def test_the_retired_fast_kernels_flag_is_accepted_with_a_note(tmp_path, capsys)
 
 def test_import_sets_the_openblas_spin_timeout_only_while_it_can():
     code = "import os, sys, minigan; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
-    assert run_python(code, OPENBLAS_THREAD_TIMEOUT=None).stdout.strip() == "20"
+    assert run_python(code, OPENBLAS_THREAD_TIMEOUT=None).stdout.strip() == "12"
     assert run_python(code, OPENBLAS_THREAD_TIMEOUT="5").stdout.strip() == "5"   # the user's value stays
     late = "import numpy, minigan, os; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
     assert run_python(late, OPENBLAS_THREAD_TIMEOUT=None).stdout.strip() == "None"  # too late to matter
