@@ -31,12 +31,10 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from .cpu_common import check_float, choose_threading_layer, new_like, output
+from .cpu_common import PARALLEL_MIN, check_float, choose_threading_layer, new_like, output
 from .im2row import flat_like
 
 choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
-
-PARALLEL_MIN = 1 << 20   # elements from which the loops run on Numba's pool
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

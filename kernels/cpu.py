@@ -121,7 +121,8 @@ def warm_up(dtypes=("float32",)) -> None:
             cpu_kernel("activation_tangent")(a, a, 0.2)
         ones = np.ones(2, dt)
         x_last = np.ones((2, 4, 4, 2), dt).transpose(0, 3, 1, 2)   # channels-last: the (N·H·W, C) kernels
-        for a in (x, x_last):
+        x_last_big = np.ones((1, 1024, PARALLEL_MIN // 2048, 2), dt).transpose(0, 3, 1, 2)  # ... pooled
+        for a in (x, x_last, x_last_big):
             out = cpu_kernel("batch_norm_forward")(a, ones, ones, 1e-5)
             cpu_kernel("batch_norm_forward")(a, None, None, 1e-5)
             cpu_kernel("batch_norm_backward")(a, out[1], out[2], ones)

@@ -425,11 +425,34 @@ def test_batch_norm_kernels_match_reference(n, c, spatial, affine, dtype, seed):
 
 
 @given(n=st.integers(1, 4), c=st.integers(2, 20), hw=st.sampled_from([(1, 2), (2, 3), (4, 4), (5, 7)]),
-       affine=st.booleans(), dy_last=st.booleans(), dtype=DTYPES, seed=seeds())
-def test_batch_norm_kernels_keep_channels_last(n, c, hw, affine, dy_last, dtype, seed):
+       affine=st.booleans(), dy_last=st.booleans(), on_pool=st.booleans(), dtype=DTYPES, seed=seeds())
+def test_batch_norm_kernels_keep_channels_last(n, c, hw, affine, dy_last, on_pool, dtype, seed):
     """A channels-last x (and dy in either order): the channels-last kernels (the sums over
     N·H·W rows in _ROW_BLOCKS blocks, so up to 140 rows reach several blocks), the
-    reference's values, every element written, y, x̂ and dx channels-last."""
+    reference's values, every element written, y, x̂ and dx channels-last; the loops on
+    Numba's pool (``on_pool``: PARALLEL_MIN lowered to 0) or their one-thread twins."""
+    from minigan.kernels import norm as knorm
+    saved = knorm.PARALLEL_MIN
+    knorm.PARALLEL_MIN = 0 if on_pool else saved
+    try:
+        _check_batch_norm_channels_last(n, c, hw, affine, dy_last, dtype, seed)
+    finally:
+        knorm.PARALLEL_MIN = saved
+
+
+def test_batch_norm_runs_one_thread_below_parallel_min():
+    """Below PARALLEL_MIN elements the channels-last passes are the one-thread twins (waking
+    the pool costs more than such a loop); from it on, the parallel loops."""
+    from minigan.kernels import norm as knorm
+    assert knorm.bn_rows_kernels(knorm.PARALLEL_MIN - 1) == (knorm._bn_forward_rows_serial,
+                                                             knorm._bn_backward_rows_serial)
+    assert knorm.bn_rows_kernels(knorm.PARALLEL_MIN) == (knorm._bn_forward_rows, knorm._bn_backward_rows)
+    assert not knorm._bn_forward_rows_serial.targetoptions.get("parallel")
+    assert knorm._bn_forward_rows.targetoptions["parallel"]
+    assert knorm._bn_forward_rows_serial.py_func.__code__ is knorm._bn_forward_rows.py_func.__code__
+
+
+def _check_batch_norm_channels_last(n, c, hw, affine, dy_last, dtype, seed):
     rng = np.random.default_rng(seed)
     shape = (n, c) + hw
     x = random(rng, shape, dtype, scale=3.0) + dtype(1.5)
