@@ -31,22 +31,19 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from .cpu_common import PARALLEL_MIN, check_float, choose_threading_layer, new_like, output
+from .cpu_common import PARALLEL_MIN, check_float, choose_threading_layer, new_like, output, serial_twin
 from .im2row import flat_like
 
 choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _tangent(a, u, slope, out):  # pragma: no cover - compiled
-    for k in range(a.size):      # u = a: σ(a) itself (a if a > 0, slope·a otherwise)
-        out[k] = u[k] if a[k] > 0 else u[k] * slope
-
-
 @njit(parallel=True, cache=True, error_model="numpy")
 def _tangent_parallel(a, u, slope, out):  # pragma: no cover - compiled
-    for k in prange(a.size):
+    for k in prange(a.size):     # u = a: σ(a) itself (a if a > 0, slope·a otherwise)
         out[k] = u[k] if a[k] > 0 else u[k] * slope
+
+
+_tangent = serial_twin(_tangent_parallel)   # the same loop on one thread, below PARALLEL_MIN
 
 
 def leaky_relu(a, negative_slope: float = 0.0, *, out=None):
