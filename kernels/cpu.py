@@ -105,6 +105,7 @@ def warm_up(dtypes=("float32",)) -> None:
 
     from .bias_activation import PARALLEL_MIN  # noqa: PLC0415
     from .conv2d import ROW_MIN_CHANNELS  # noqa: PLC0415
+    from .im2row import swap_last_two  # noqa: PLC0415
 
     for dt in dtypes:
         dt = np.dtype(dt)
@@ -122,6 +123,7 @@ def warm_up(dtypes=("float32",)) -> None:
         ones = np.ones(2, dt)
         x_last = np.ones((2, 4, 4, 2), dt).transpose(0, 3, 1, 2)   # channels-last: the (N·H·W, C) kernels
         x_last_big = np.ones((1, 1024, PARALLEL_MIN // 2048, 2), dt).transpose(0, 3, 1, 2)  # ... pooled
+        swap_last_two(x_last_big.reshape(1, -1, 2))   # the layout swap on the pool (small ones: above)
         for a in (x, x_last, x_last_big):
             out = cpu_kernel("batch_norm_forward")(a, ones, ones, 1e-5)
             cpu_kernel("batch_norm_forward")(a, None, None, 1e-5)

@@ -281,14 +281,29 @@ def test_a_prepared_weight_gives_the_same_passes_and_is_permuted_once(path, cfg,
     assert reference("conv2d_weight")(weight) is weight
 
 
-@given(shape=array_shapes(min_dims=3, max_dims=3, max_side=9), bias=st.booleans(), dtype=DTYPES, seed=seeds())
-def test_swap_last_two_is_a_transpose_plus_bias(shape, bias, dtype, seed):
-    """Both loop orders (more rows than columns and fewer), with and without the bias."""
+@contextmanager
+def loops_on_pool(module, on_pool=True):
+    """The module's loops on Numba's pool whatever the size (its PARALLEL_MIN lowered to 0), or
+    as they choose by size (below PARALLEL_MIN: their one-thread twins); restored after."""
+    saved = module.PARALLEL_MIN
+    module.PARALLEL_MIN = 0 if on_pool else saved
+    try:
+        yield
+    finally:
+        module.PARALLEL_MIN = saved
+
+
+@given(shape=array_shapes(min_dims=3, max_dims=3, max_side=9), bias=st.booleans(), on_pool=st.booleans(),
+       dtype=DTYPES, seed=seeds())
+def test_swap_last_two_is_a_transpose_plus_bias(shape, bias, on_pool, dtype, seed):
+    """Both loop orders (more rows than columns and fewer), with and without the bias, on the
+    pool or on one thread (the size of these: below PARALLEL_MIN)."""
     from minigan.kernels import im2row as kim2row
     rng = np.random.default_rng(seed)
     a = random(rng, shape, dtype)
     b = random(rng, shape[2:], dtype) if bias else None
-    out = kim2row.swap_last_two(a, b, out=poisoned((shape[0], shape[2], shape[1]), dtype))
+    with loops_on_pool(kim2row, on_pool):
+        out = kim2row.swap_last_two(a, b, out=poisoned((shape[0], shape[2], shape[1]), dtype))
     want = a.transpose(0, 2, 1) + (0 if b is None else b.reshape(1, -1, 1))
     np.testing.assert_array_equal(out, want.astype(dtype))
 
@@ -432,18 +447,27 @@ def test_batch_norm_kernels_keep_channels_last(n, c, hw, affine, dy_last, on_poo
     reference's values, every element written, y, x̂ and dx channels-last; the loops on
     Numba's pool (``on_pool``: PARALLEL_MIN lowered to 0) or their one-thread twins."""
     from minigan.kernels import norm as knorm
-    saved = knorm.PARALLEL_MIN
-    knorm.PARALLEL_MIN = 0 if on_pool else saved
-    try:
+    with loops_on_pool(knorm, on_pool):
         _check_batch_norm_channels_last(n, c, hw, affine, dy_last, dtype, seed)
-    finally:
-        knorm.PARALLEL_MIN = saved
 
 
-def test_batch_norm_runs_one_thread_below_parallel_min():
-    """Below PARALLEL_MIN elements the channels-last passes are the one-thread twins (waking
-    the pool costs more than such a loop); from it on, the parallel loops."""
+def test_small_swaps_and_batch_norms_run_on_one_thread():
+    """Below PARALLEL_MIN elements the layout swaps and the channels-last batch-norm passes run
+    their one-thread twins (waking the pool costs more than such a loop); from it on, the
+    parallel loops."""
+    from minigan.kernels import im2row as kim2row
     from minigan.kernels import norm as knorm
+    calls = []
+    swaps = kim2row._swap_last_two, kim2row._swap_last_two_serial
+    kim2row._swap_last_two = lambda *args: calls.append("pool")
+    kim2row._swap_last_two_serial = lambda *args: calls.append("one thread")
+    try:
+        for size in (knorm.PARALLEL_MIN - 1, knorm.PARALLEL_MIN):
+            kim2row.swap_last_two(np.zeros((1, size, 1), np.float32))
+    finally:
+        kim2row._swap_last_two, kim2row._swap_last_two_serial = swaps
+    assert calls == ["one thread", "pool"]
+    assert kim2row.PARALLEL_MIN is knorm.PARALLEL_MIN
     assert knorm.bn_rows_kernels(knorm.PARALLEL_MIN - 1) == (knorm._bn_forward_rows_serial,
                                                              knorm._bn_backward_rows_serial)
     assert knorm.bn_rows_kernels(knorm.PARALLEL_MIN) == (knorm._bn_forward_rows, knorm._bn_backward_rows)
