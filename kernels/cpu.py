@@ -37,8 +37,9 @@ that a DCGAN's wide layers pass their activations on without transposing them (s
 kernels/cpu_common.py); the reference returns C-order arrays. Values and shapes are the same.
 
 Threads: Numba's own pool (``NUMBA_NUM_THREADS``, default: all cores) runs the parallel
-kernels (im2col, col2im, the channels-last columns, layer norm; the layout copies, batch
-norm and the activations from PARALLEL_MIN = 2^20 elements, below it their one-thread twins,
+kernels (im2col, col2im, the channels-last columns, layer norm, batch norm of C-order inputs;
+the layout copies, channels-last batch norm and the activations from PARALLEL_MIN = 2^20
+elements, below it their one-thread twins,
 ``cpu_common.serial_twin``); Adam and the penalty kernels are single-threaded (memory-bound,
 smaller than a pool wake-up is worth).
 OpenBLAS's pool (``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``, set before NumPy is imported)
