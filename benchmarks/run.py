@@ -233,8 +233,8 @@ def time_case(case: str, engines, rounds: int, reps: int, warmup: int):
     other step), so a change in the machine's speed hits every engine alike — on a shared VM
     it drifts by tens of percent within seconds. While one steps, the others wait on their
     stdin, their pools asleep, and ``--gap-ms`` passes before each step (PyTorch's OpenMP
-    threads spin on after its last operation). Returns per-engine medians over all timed steps, the raw times,
-    the per-round medians and the first round's memory."""
+    threads spin on after its last operation). Returns per-engine medians over all timed
+    steps, the raw times, the per-round medians and the first round's memory."""
     raw = {e: [] for e in engines}
     per_round = {e: [] for e in engines}
     memory = {}

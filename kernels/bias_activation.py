@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from .cpu_common import PARALLEL_MIN, check_float, choose_threading_layer, new_like, output, serial_twin
+from .cpu_common import SizedKernel, check_float, choose_threading_layer, new_like, output
 from .im2row import flat_like
 
 choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
@@ -43,7 +43,7 @@ def _tangent_parallel(a, u, slope, out):  # pragma: no cover - compiled
         out[k] = u[k] if a[k] > 0 else u[k] * slope
 
 
-_tangent = serial_twin(_tangent_parallel)   # the same loop on one thread, below PARALLEL_MIN
+_tangent = SizedKernel(_tangent_parallel)   # on one thread below PARALLEL_MIN elements
 
 
 def leaky_relu(a, negative_slope: float = 0.0, *, out=None):
@@ -53,7 +53,7 @@ def leaky_relu(a, negative_slope: float = 0.0, *, out=None):
     if y.size:
         # the slope is rounded to the array's dtype first, as the reference's mask is
         a_flat = flat_like(a, y)   # in y's memory order (a's own, unless out says otherwise)
-        loop = _tangent_parallel if y.size >= PARALLEL_MIN else _tangent
+        loop = _tangent.for_size(y.size)
         loop(a_flat, a_flat, a.dtype.type(negative_slope), flat_like(y, y))   # σ(a) = σ'(a)·a
     return y
 
@@ -65,6 +65,6 @@ def activation_tangent(a, u, negative_slope: float = 0.0, *, out=None):
         raise ValueError(f"activation_tangent: a and u differ in shape: {a.shape} vs {u.shape}")
     y = new_like(a) if out is None else output(out, a.shape, a.dtype, "activation_tangent")
     if y.size:
-        loop = _tangent_parallel if y.size >= PARALLEL_MIN else _tangent
+        loop = _tangent.for_size(y.size)
         loop(flat_like(a, y), flat_like(u, y), a.dtype.type(negative_slope), flat_like(y, y))
     return y

@@ -105,8 +105,8 @@ def warm_up(dtypes=("float32",)) -> None:
 
     choose_threading_layer()
 
-    from .bias_activation import PARALLEL_MIN  # noqa: PLC0415
     from .conv2d import ROW_MIN_CHANNELS  # noqa: PLC0415
+    from .cpu_common import PARALLEL_MIN  # noqa: PLC0415
     from .im2row import swap_last_two  # noqa: PLC0415
 
     for dt in dtypes:

@@ -36,9 +36,9 @@ def choose_threading_layer() -> None:
         numba.config.THREADING_LAYER = "workqueue"
 
 
-# Elements from which a memory-bound loop runs on Numba's pool; below, on one thread (the
-# activations' one-thread loop, batch norm's serial twins): see bias_activation.py for the
-# activations' measurements, serial_twin for batch norm's.
+# Elements from which a memory-bound loop runs on Numba's pool; below, on one thread
+# (SizedKernel: the activations, the layout swaps, channels-last batch norm; their files give
+# the measurements).
 PARALLEL_MIN = 1 << 20
 
 
@@ -62,6 +62,20 @@ def serial_twin(kernel):
     twin.__qualname__, twin.__module__, twin.__doc__ = py.__qualname__ + "_serial", py.__module__, py.__doc__
     options = {k: v for k, v in kernel.targetoptions.items() if k not in ("parallel", "nopython")}
     return njit(parallel=False, cache=True, nogil=True, **options)(twin)
+
+
+class SizedKernel:
+    """A ``parallel=True`` kernel and its one-thread twin (``serial_twin``), chosen by the
+    number of elements the call works on: ``for_size(n)`` is ``pool`` from PARALLEL_MIN on,
+    ``one_thread`` below."""
+
+    __slots__ = ("pool", "one_thread")
+
+    def __init__(self, kernel):
+        self.pool, self.one_thread = kernel, serial_twin(kernel)
+
+    def for_size(self, size: int):
+        return self.pool if size >= PARALLEL_MIN else self.one_thread
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
-from .cpu_common import PARALLEL_MIN, choose_threading_layer, contiguous, is_channels_last, serial_twin
+from .cpu_common import SizedKernel, choose_threading_layer, contiguous, is_channels_last
 
 choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
 
@@ -173,7 +173,7 @@ def _row2im(rows, kh, kw, stride, padding, oh, ow, out):  # pragma: no cover - c
 # batch 16 the pool's swaps took 217-744 µs each (2-3× their time alone: the pool wakes after a
 # product), and the step ran 2.5% faster on one thread (the two settings alternating; batch 64:
 # 0.96-1.00).
-_swap_last_two_serial = serial_twin(_swap_last_two)
+_swap_by_size = SizedKernel(_swap_last_two)
 
 
 def swap_last_two(a, bias=None, out=None):
@@ -183,8 +183,7 @@ def swap_last_two(a, bias=None, out=None):
         out = np.empty((a.shape[0], a.shape[2], a.shape[1]), dtype=a.dtype)
     b = np.empty(0, dtype=a.dtype) if bias is None else np.ascontiguousarray(bias, dtype=a.dtype)
     if out.size:
-        swap = _swap_last_two if out.size >= PARALLEL_MIN else _swap_last_two_serial
-        swap(np.ascontiguousarray(a), b, out)
+        _swap_by_size.for_size(out.size)(np.ascontiguousarray(a), b, out)
     return out
 
 

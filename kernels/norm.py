@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .cpu_common import (PARALLEL_MIN, check_float, choose_threading_layer, contiguous,
-                         empty_channels_last, is_channels_last, nhwc_rows, output, serial_twin)
+from .cpu_common import (SizedKernel, check_float, choose_threading_layer, contiguous,
+                         empty_channels_last, is_channels_last, nhwc_rows, output)
 from .im2row import to_channels_first, to_channels_last
 
 choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
@@ -278,15 +278,8 @@ def _param(p, dtype):
 # than the loop there (a (1024, 128) batch, a DCGAN-32 generator's at batch 16: forward 430-490
 # µs on the pool, 170-260 µs on one thread; backward 270-410 against 100-180; at (16384, 64),
 # 1,048,576 elements, the pool is faster: 1.5-2.1 ms against 2.2 ms).
-_bn_forward_rows_serial = serial_twin(_bn_forward_rows)
-_bn_backward_rows_serial = serial_twin(_bn_backward_rows)
-
-
-def bn_rows_kernels(size: int):
-    """(forward, backward) channels-last batch-norm loops for an input of ``size`` elements."""
-    if size >= PARALLEL_MIN:
-        return _bn_forward_rows, _bn_backward_rows
-    return _bn_forward_rows_serial, _bn_backward_rows_serial
+_bn_forward_by_size = SizedKernel(_bn_forward_rows)
+_bn_backward_by_size = SizedKernel(_bn_backward_rows)
 
 
 def batch_norm_forward(x, weight, bias, eps: float, *, out=None):
@@ -299,8 +292,9 @@ def batch_norm_forward(x, weight, bias, eps: float, *, out=None):
     mean, var = np.empty(c, dtype=dtype), np.empty(c, dtype=dtype)
     if out is None and is_channels_last(x):   # y and x̂ channels-last as x (no transposes)
         y, xhat = empty_channels_last(x.shape, dtype), empty_channels_last(x.shape, dtype)
-        bn_rows_kernels(x.size)[0](nhwc_rows(x), _param(weight, dtype), _param(bias, dtype),
-                                   float(eps), nhwc_rows(y), nhwc_rows(xhat), r.reshape(-1), mean, var)
+        _bn_forward_by_size.for_size(x.size)(nhwc_rows(x), _param(weight, dtype), _param(bias, dtype),
+                                             float(eps), nhwc_rows(y), nhwc_rows(xhat), r.reshape(-1),
+                                             mean, var)
         return y, xhat, r, mean, var
     y_out, xhat_out = out if out is not None else (None, None)
     y = output(y_out, x.shape, dtype, "batch_norm_forward", "out[0] (y)")
@@ -317,9 +311,9 @@ def batch_norm_backward(dy, xhat, r, weight, *, out=None):
     dgamma, dbeta = np.empty(c, dtype=dtype), np.empty(c, dtype=dtype)
     if out is None and is_channels_last(xhat):   # dx channels-last as x̂ (dy read in that order)
         dx = empty_channels_last(dy.shape, dtype)
-        bn_rows_kernels(dy.size)[1](to_channels_last(dy).reshape(-1, c), nhwc_rows(xhat),
-                                    contiguous(r).reshape(-1), _param(weight, dtype), nhwc_rows(dx),
-                                    dgamma, dbeta)
+        _bn_backward_by_size.for_size(dy.size)(to_channels_last(dy).reshape(-1, c), nhwc_rows(xhat),
+                                               contiguous(r).reshape(-1), _param(weight, dtype),
+                                               nhwc_rows(dx), dgamma, dbeta)
         return dx, dgamma, dbeta
     dx = output(out, dy.shape, dtype, "batch_norm_backward")
     _bn_backward(_group_view(dy), _group_view(xhat), contiguous(r).reshape(-1), _param(weight, dtype),

@@ -282,15 +282,16 @@ def test_a_prepared_weight_gives_the_same_passes_and_is_permuted_once(path, cfg,
 
 
 @contextmanager
-def loops_on_pool(module, on_pool=True):
-    """The module's loops on Numba's pool whatever the size (its PARALLEL_MIN lowered to 0), or
-    as they choose by size (below PARALLEL_MIN: their one-thread twins); restored after."""
-    saved = module.PARALLEL_MIN
-    module.PARALLEL_MIN = 0 if on_pool else saved
+def loops_on_pool(on_pool=True):
+    """The kernels' loops on Numba's pool whatever the size (PARALLEL_MIN lowered to 0), or as
+    they choose by size (below PARALLEL_MIN: their one-thread twins); restored after."""
+    from minigan.kernels import cpu_common
+    saved = cpu_common.PARALLEL_MIN
+    cpu_common.PARALLEL_MIN = 0 if on_pool else saved
     try:
         yield
     finally:
-        module.PARALLEL_MIN = saved
+        cpu_common.PARALLEL_MIN = saved
 
 
 @given(shape=array_shapes(min_dims=3, max_dims=3, max_side=9), bias=st.booleans(), on_pool=st.booleans(),
@@ -302,7 +303,7 @@ def test_swap_last_two_is_a_transpose_plus_bias(shape, bias, on_pool, dtype, see
     rng = np.random.default_rng(seed)
     a = random(rng, shape, dtype)
     b = random(rng, shape[2:], dtype) if bias else None
-    with loops_on_pool(kim2row, on_pool):
+    with loops_on_pool(on_pool):
         out = kim2row.swap_last_two(a, b, out=poisoned((shape[0], shape[2], shape[1]), dtype))
     want = a.transpose(0, 2, 1) + (0 if b is None else b.reshape(1, -1, 1))
     np.testing.assert_array_equal(out, want.astype(dtype))
@@ -405,7 +406,7 @@ def test_activation_kernels_keep_the_memory_order_of_a(shape, a_last, u_last, sl
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_activation_kernels_on_numbas_pool_match_reference_bit_for_bit(dtype):
     """From PARALLEL_MIN elements the loops run in parallel: same results."""
-    from minigan.kernels.bias_activation import PARALLEL_MIN
+    from minigan.kernels.cpu_common import PARALLEL_MIN
     rng = np.random.default_rng(3)
     shape = (PARALLEL_MIN + 7,)
     a, u = random(rng, shape, dtype), random(rng, shape, dtype)
@@ -446,34 +447,46 @@ def test_batch_norm_kernels_keep_channels_last(n, c, hw, affine, dy_last, on_poo
     N·H·W rows in _ROW_BLOCKS blocks, so up to 140 rows reach several blocks), the
     reference's values, every element written, y, x̂ and dx channels-last; the loops on
     Numba's pool (``on_pool``: PARALLEL_MIN lowered to 0) or their one-thread twins."""
-    from minigan.kernels import norm as knorm
-    with loops_on_pool(knorm, on_pool):
+    with loops_on_pool(on_pool):
         _check_batch_norm_channels_last(n, c, hw, affine, dy_last, dtype, seed)
 
 
-def test_small_swaps_and_batch_norms_run_on_one_thread():
-    """Below PARALLEL_MIN elements the layout swaps and the channels-last batch-norm passes run
-    their one-thread twins (waking the pool costs more than such a loop); from it on, the
-    parallel loops."""
+def test_small_swaps_batch_norms_and_activations_run_on_one_thread():
+    """Below PARALLEL_MIN elements the layout swaps, the channels-last batch-norm passes and the
+    activations run their one-thread twins (waking the pool costs more than such a loop; the
+    twin is the same source compiled without ``parallel``); from it on, the parallel loops.
+    Followed through each wrapper, with the loops replaced by recorders."""
+    from minigan.kernels import bias_activation as kact
     from minigan.kernels import im2row as kim2row
     from minigan.kernels import norm as knorm
-    calls = []
-    swaps = kim2row._swap_last_two, kim2row._swap_last_two_serial
-    kim2row._swap_last_two = lambda *args: calls.append("pool")
-    kim2row._swap_last_two_serial = lambda *args: calls.append("one thread")
-    try:
-        for size in (knorm.PARALLEL_MIN - 1, knorm.PARALLEL_MIN):
-            kim2row.swap_last_two(np.zeros((1, size, 1), np.float32))
-    finally:
-        kim2row._swap_last_two, kim2row._swap_last_two_serial = swaps
-    assert calls == ["one thread", "pool"]
-    assert kim2row.PARALLEL_MIN is knorm.PARALLEL_MIN
-    assert knorm.bn_rows_kernels(knorm.PARALLEL_MIN - 1) == (knorm._bn_forward_rows_serial,
-                                                             knorm._bn_backward_rows_serial)
-    assert knorm.bn_rows_kernels(knorm.PARALLEL_MIN) == (knorm._bn_forward_rows, knorm._bn_backward_rows)
-    assert not knorm._bn_forward_rows_serial.targetoptions.get("parallel")
-    assert knorm._bn_forward_rows.targetoptions["parallel"]
-    assert knorm._bn_forward_rows_serial.py_func.__code__ is knorm._bn_forward_rows.py_func.__code__
+    from minigan.kernels.cpu_common import PARALLEL_MIN
+    for sized in (kim2row._swap_by_size, knorm._bn_forward_by_size, knorm._bn_backward_by_size,
+                  kact._tangent):
+        assert sized.for_size(PARALLEL_MIN - 1) is sized.one_thread
+        assert sized.for_size(PARALLEL_MIN) is sized.pool
+        assert sized.pool.targetoptions["parallel"] and not sized.one_thread.targetoptions.get("parallel")
+        assert sized.one_thread.py_func.__code__ is sized.pool.py_func.__code__
+    def x_last(width):   # channels-last (1, 2, 1024, width): 2048·width elements
+        return np.zeros((1, 1024, width, 2), np.float32).transpose(0, 3, 1, 2)
+
+    small, large = x_last(PARALLEL_MIN // 2048 - 1), x_last(PARALLEL_MIN // 2048)
+    r = np.ones((1, 2, 1, 1), np.float32)
+    through_wrappers = [
+        (kim2row._swap_by_size, lambda x: kim2row.swap_last_two(x.reshape(1, -1, 1))),
+        (knorm._bn_forward_by_size, lambda x: knorm.batch_norm_forward(x, None, None, 1e-5)),
+        (knorm._bn_backward_by_size, lambda x: knorm.batch_norm_backward(x, x, r, None)),
+        (kact._tangent, lambda x: kact.leaky_relu(x, 0.2)),
+        (kact._tangent, lambda x: kact.activation_tangent(x, x, 0.2))]
+    for sized, call in through_wrappers:   # each wrapper asks for_size with its own size
+        calls = []
+        kernels = sized.pool, sized.one_thread
+        sized.pool, sized.one_thread = (lambda *a: calls.append("pool")), (lambda *a: calls.append("one thread"))
+        try:
+            call(small)
+            call(large)
+        finally:
+            sized.pool, sized.one_thread = kernels
+        assert calls == ["one thread", "pool"]
 
 
 def _check_batch_norm_channels_last(n, c, hw, affine, dy_last, dtype, seed):
