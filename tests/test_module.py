@@ -140,6 +140,61 @@ def test_zero_grad_writes_no_zeros_and_keeps_the_first_contribution():
     np.testing.assert_array_equal(p.grad, 7.0)           # the assignment, not zeros
 
 
+def test_accumulate_adds_after_the_deferred_ones_and_keeps_a_first_contribution():
+    """accumulate(part) is grad += part now: deferred contributions made before it are added
+    first (in order), the first contribution after zero_grad is kept as .grad itself, one
+    that cannot stand as the gradient is added into zeros, and one that is not first is added
+    (into the array that was kept: it is the gradient now)."""
+    p = nn.Parameter(np.ones(3, np.float32))
+    p.accumulate(np.full(3, 2.0, np.float32))          # never zeroed: added into the zeros
+    np.testing.assert_array_equal(p.grad, 2.0)
+    p.zero_grad()
+    first = np.array([1.0, 2.0, 3.0], np.float32)
+    p.accumulate(first)
+    assert p.grad is first
+    p.accumulate(np.full(3, 0.5, np.float32))
+    assert p.grad is first
+    np.testing.assert_array_equal(first, [1.5, 2.5, 3.5])
+    p.zero_grad()
+    order = []
+    p.defer(lambda: order.append("deferred") or np.full(3, 4.0, np.float32))
+    second = np.full(3, 1.0, np.float32)
+    p.accumulate(second)                                 # the deferred one is flushed first
+    assert order == ["deferred"] and p.grad is not second
+    np.testing.assert_array_equal(p.grad, 5.0)
+    for odd in (np.arange(3, dtype=np.float64), np.arange(6, dtype=np.float32)[::2]):
+        p.grad[...] = 9.0
+        p.zero_grad()
+        p.accumulate(odd)
+        got = p.grad
+        assert got is not odd and got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, odd)          # zeros written, then added
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_linear_gradients_over_zero_grad_and_second_order_sweeps(bias):
+    """Linear's dW = dyᵀx (+ gᵀc from the second-order sweep), db = Σ dy, accumulated
+    across passes and reset by zero_grad: the kept first contribution must not alias an array
+    the layer or the caller still writes (the next pass would change the gradient)."""
+    rng = np.random.default_rng(1)
+    layer = nn.Linear(3, 2, bias=bias, dtype=np.float64, rng=rng)
+    x, dy, c = (rng.standard_normal(s) for s in ((4, 3), (4, 2), (4, 3)))
+    layer(x)
+    for step in range(2):
+        layer.zero_grad()
+        layer.backward(dy, create_graph=True)
+        layer.double_backward(c)
+        layer.backward(2 * dy)
+        np.testing.assert_allclose(layer.weight.grad, 3 * dy.T @ x + dy.T @ c, rtol=1e-12)
+        if bias:
+            np.testing.assert_allclose(layer.bias.grad, 3 * dy.sum(axis=0), rtol=1e-12)
+        kept = layer.weight.grad
+        layer.zero_grad()
+        layer.backward(dy)
+        np.testing.assert_allclose(kept, 3 * dy.T @ x + dy.T @ c, rtol=1e-12)  # not reused
+        np.testing.assert_allclose(layer.weight.grad, dy.T @ x, rtol=1e-12)
+
+
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("shape", [(3, 6, 6), (16, 4, 4)])   # im2col and channels-last / dense columns
 def test_a_convolutions_deferred_weight_gradient_is_what_it_was_given(transposed, shape):

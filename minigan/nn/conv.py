@@ -101,7 +101,7 @@ class _ConvBase(Module):
 
     def _accumulate_bias(self, dy):
         if self.bias is not None:
-            self.bias.grad += dy.sum(axis=(0, 2, 3))
+            self.bias.accumulate(dy.sum(axis=(0, 2, 3)))
 
 
 class Conv2d(_ConvBase):
@@ -148,7 +148,7 @@ class Conv2d(_ConvBase):
         g = self._require(self._cache_g, "backward(create_graph=True)")
         w = self._cached_weight(keep=True)
         jc, c_cols = kernel("conv2d_forward", c)(c, w, self.stride, self.padding)
-        self.weight.grad += kernel("conv2d_backward_weight", g)(g, c_cols, self.weight.shape)
+        self.weight.accumulate(kernel("conv2d_backward_weight", g)(g, c_cols, self.weight.shape))
         return jc, None
 
 
@@ -199,5 +199,5 @@ class ConvTranspose2d(_ConvBase):
         self._require(self._cache_g, "backward(create_graph=True)")
         jc = kernel("conv2d_backward_input", c)(c, self._cached_weight(keep=True), self._cache_out_shape,
                                                 self.stride, self.padding)
-        self.weight.grad += kernel("conv2d_backward_weight", c)(c, self._cache_gcols, self.weight.shape)
+        self.weight.accumulate(kernel("conv2d_backward_weight", c)(c, self._cache_gcols, self.weight.shape))
         return jc, None

@@ -43,16 +43,16 @@ class Linear(Module):
     def backward(self, dy, accumulate=True, create_graph=False):
         x = self._require(self._cache_x)
         if accumulate:
-            self.weight.grad += dy.T @ x
+            self.weight.accumulate(dy.T @ x)
             if self.bias is not None:
-                self.bias.grad += dy.sum(axis=0)
+                self.bias.accumulate(dy.sum(axis=0))
         if create_graph:
             self._cache_g = dy
         return dy @ self.weight.data
 
     def double_backward(self, c):
         g = self._require(self._cache_g, "backward(create_graph=True)")
-        self.weight.grad += g.T @ c
+        self.weight.accumulate(g.T @ c)
         return c @ self.weight.data.T, None
 
 

@@ -32,6 +32,8 @@ class Parameter:
     critic's gradients cleared by its next ``zero_grad``) does not pay for the critic's weight
     gradients; whoever reads ``grad`` (an optimizer, a clipping or a check) gets exactly what
     the eager sum would have held, the contributions added in the order they were made.
+    Layers add their eager contributions with :meth:`accumulate` (Linear's weights), which
+    keeps the first one after :meth:`zero_grad` as ``grad`` itself, as a deferred one is kept.
     """
 
     def __init__(self, data):
@@ -60,14 +62,24 @@ class Parameter:
         if self._pending:
             pending, self._pending = self._pending, []
             for contribution in pending:
-                part = contribution()
-                if self._zeroed and self._may_keep(part):
-                    self._grad = part
-                else:
-                    if self._zeroed:
-                        self._grad[...] = 0
-                    self._grad += part
-                self._zeroed = False
+                self._add(contribution())
+
+    def accumulate(self, part) -> None:
+        """``grad += part`` now, after any deferred contributions. ``part`` must be a new
+        array that nothing else holds (a layer's fresh product or sum): the first
+        contribution after :meth:`zero_grad` becomes ``grad`` itself, so a step's first
+        gradient costs no pass that writes zeros and none that adds (Linear's weights)."""
+        self.flush()
+        self._add(part)
+
+    def _add(self, part) -> None:
+        if self._zeroed and self._may_keep(part):
+            self._grad = part
+        else:
+            if self._zeroed:
+                self._grad[...] = 0
+            self._grad += part
+        self._zeroed = False
 
     def _may_keep(self, part) -> bool:
         """Whether a contribution can stand as the gradient array itself: an array of the
