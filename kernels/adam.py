@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .cpu_common import check_float
+from .cpu_common import check_float, is_channels_last
+from .im2row import flat_like
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -57,10 +58,15 @@ def _adam(p, g, m, v, vmax, use_max, w, one_minus_w, beta2, one_minus_beta2, ste
             p[k] = p[k] - (step_size * mk) / (np.sqrt(vk) / bc2_sqrt + eps)
 
 
-def _flat(a, name):
-    if not a.flags.c_contiguous:
-        raise ValueError(f"adam_step: {name} must be C-contiguous (it is updated in place)")
-    return a.reshape(-1)
+def _flat(a, param, name):
+    """A flat view of a, in the memory order param has too (C order, or a convolution
+    weight's channels-last order): a is updated in place, so it is never copied."""
+    if a.flags.c_contiguous and param.flags.c_contiguous:
+        return a.reshape(-1)
+    if is_channels_last(a) and is_channels_last(param):
+        return a.transpose(0, 2, 3, 1).reshape(-1)
+    raise ValueError(f"adam_step: {name} must be C-contiguous or channels-last, in the "
+                     "parameter's memory order (it is updated in place)")
 
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, beta2, step_size,
@@ -73,8 +79,9 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, beta2, st
             raise ValueError(f"adam_step: {name} has shape {a.shape}, the parameter {param.shape}")
     c = param.dtype.type
     w = c(1 - beta1)
-    p, m, v = _flat(param, "param"), _flat(exp_avg, "exp_avg"), _flat(exp_avg_sq, "exp_avg_sq")
-    vmax = v if max_exp_avg_sq is None else _flat(max_exp_avg_sq, "max_exp_avg_sq")
-    g = np.ascontiguousarray(grad).reshape(-1)
+    p = _flat(param, param, "param")
+    m, v = _flat(exp_avg, param, "exp_avg"), _flat(exp_avg_sq, param, "exp_avg_sq")
+    vmax = v if max_exp_avg_sq is None else _flat(max_exp_avg_sq, param, "max_exp_avg_sq")
+    g = flat_like(grad, param)   # a view in the parameter's order, else one copy into it
     _adam(p, g, m, v, vmax, max_exp_avg_sq is not None, w, c(1) - w, c(beta2), c(1 - beta2),
           c(step_size), c(bias_correction2_sqrt), c(eps), c(weight_decay))

@@ -53,7 +53,7 @@ from .col2im import col2im
 from .cpu_common import (check_float, choose_threading_layer, contiguous, conv_output_size,
                          empty_channels_last, is_channels_last, nhwc_rows, output)
 from .im2col import im2col
-from .im2row import (RowColumns, channels_last_weight, row2im, swap_last_two, to_channels_first,
+from .im2row import (RowColumns, channels_last_weight, row2im, stored_rows, swap_last_two, to_channels_first,
                      to_channels_last)
 
 choose_threading_layer()   # before this file's parallel kernels can start Numba's pool
@@ -144,8 +144,19 @@ def covers_input(x_shape, weight_shape, padding: int) -> bool:
 
 
 def _dense_forward(x, weight, bias, y_out, cols_out, dtype):
-    """y(N, O, 1, 1) = x(N, C·kh·kw) @ W(O, C·kh·kw)ᵀ (+ b); cols = xᵀ."""
+    """y(N, O, 1, 1) = x(N, C·kh·kw) @ W(O, C·kh·kw)ᵀ (+ b); cols = xᵀ. A channels-last x and
+    weight are read in place, in (kh, kw, C) order: y = x(N, kh·kw·C) @ W'ᵀ, and cols are the
+    RowColumns of x (its rows are x itself, the weight gradient comes out channels-last)."""
     n, o = x.shape[0], weight.shape[0]
+    w_stored = stored_rows(weight)
+    if w_stored is not None and cols_out is None and is_channels_last(x):
+        x_nhwc = x.transpose(0, 2, 3, 1)
+        y = output(y_out, (n, o, 1, 1), dtype, "conv2d_forward", "out[0] (y)")
+        np.matmul(x_nhwc.reshape(n, -1), w_stored.T, out=y.reshape(n, o))
+        if bias is not None:
+            y += bias.astype(dtype, copy=False).reshape(1, o, 1, 1)
+        _, _, kh, kw = weight.shape
+        return y, RowColumns(x_nhwc, kh, kw, 1, 0, 1, 1, CHUNK_BYTES, borrowed=True)
     x_flat = to_channels_first(x).reshape(n, -1)
     cols = x_flat.T
     if cols_out is not None:
@@ -284,15 +295,19 @@ def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int, *, out
     n, c, h, w = x_shape
     dense = covers_input(x_shape, weight.shape, padding)
     rows = uses_rows(weight.shape) and not dense
-    if rows and out is None and channels_last_output(c):   # dx is made in NHWC memory (row2im)
-        dx = empty_channels_last((n, c, h, w), dtype)
+    w_stored = stored_rows(weight) if dense else None
+    if (rows or w_stored is not None) and out is None and channels_last_output(c):
+        dx = empty_channels_last((n, c, h, w), dtype)   # made in NHWC memory (row2im, or dy @ W')
         dx_nhwc = dx.transpose(0, 2, 3, 1)
     else:
         dx = output(out, x_shape, dtype, "conv2d_backward_input")
         dx_nhwc = None
-    if dense:  # dx(N, C·kh·kw) = dy(N, O) @ W
-        np.matmul(to_channels_first(dy).reshape(n, o), contiguous(weight).reshape(o, -1),
-                  out=dx.reshape(n, -1))
+    if dense:  # dx(N, C·kh·kw) = dy(N, O) @ W, or dx(N, kh·kw·C) = dy @ W' in NHWC memory
+        dy_flat = to_channels_first(dy).reshape(n, o)
+        if dx_nhwc is not None:
+            np.matmul(dy_flat, w_stored, out=dx_nhwc.reshape(n, -1))
+        else:
+            np.matmul(dy_flat, contiguous(weight).reshape(o, -1), out=dx.reshape(n, -1))
         return dx
     oh, ow = dy.shape[2:]
     w_mat = weight_rows() if rows else contiguous(weight).reshape(o, -1).T
@@ -326,20 +341,32 @@ def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int, *, out
 
 
 def conv2d_backward_weight(dy, cols, weight_shape, *, out=None):
-    """dW = dy(O, N·oh·ow) @ colsᵀ, reshaped to (O, C, kh, kw)."""
+    """dW = dy(O, N·oh·ow) @ colsᵀ, reshaped to (O, C, kh, kw): in C order, or (channels-last
+    columns, no ``out`` given) in channels-last memory, the order the layers store W in."""
     o, c, kh, kw = weight_shape
     channels_last = isinstance(cols, RowColumns)
     dtype = check_float("conv2d_backward_weight", dy, cols.x_nhwc if channels_last else cols)
-    dw = output(out, weight_shape, dtype, "conv2d_backward_weight")
+    dw = None if channels_last and out is None else output(out, weight_shape, dtype, "conv2d_backward_weight")
     n, p = dy.shape[0], int(np.prod(dy.shape[2:], dtype=np.int64))
     dy_rows = nhwc_rows(dy)   # (N·oh·ow, O), a view of a channels-last dy, or None
-    if channels_last:  # dW'(O, kh·kw·C) = Σ_slabs dy(O, slab·oh·ow) @ rows, to (O, C, kh, kw)
+    if channels_last:  # dW'(O, kh·kw·C) = Σ_slabs dy(O, slab·oh·ow) @ rows: dW in (O, kh, kw, C) memory
         dy_cf = channels_first(dy) if dy_rows is None else dy_rows.T     # (O, N·oh·ow)
-        dw_rows = np.zeros((o, kh * kw * c), dtype=dtype)
+        dw_cl = empty_channels_last((o, c, kh, kw), dtype)   # (O, C, kh, kw) in (O, kh, kw, C) memory
+        dw_rows = dw_cl.transpose(0, 2, 3, 1).reshape(o, -1)
+        first = True
         for b0, b1, rows in cols.slabs():
-            dw_rows += dy_cf[:, b0 * p:b1 * p] @ rows
+            if first:
+                np.matmul(dy_cf[:, b0 * p:b1 * p], rows, out=dw_rows)
+                first = False
+            else:
+                dw_rows += dy_cf[:, b0 * p:b1 * p] @ rows
+        if first:   # an empty batch
+            dw_rows[...] = 0
+        if dw is None:
+            return dw_cl
         swap_last_two(dw_rows.reshape(o, kh * kw, c), out=dw.reshape(o, c, kh * kw))
-    elif is_channels_last(dy):  # dW = dy(O, N·P) @ colsᵀ, both read transposed in place
+        return dw
+    if is_channels_last(dy):  # dW = dy(O, N·P) @ colsᵀ, both read transposed in place
         np.matmul(dy_rows.T, cols.T, out=dw.reshape(o, -1))
     elif per_sample(p) and n:  # Σ_n dy[n](O, P) @ cols[:, n·P:(n+1)·P]ᵀ, from dy in NCHW
         dy_samples, blocks = contiguous(dy).reshape(n, o, p), sample_blocks(cols, n, p)

@@ -74,9 +74,14 @@ class RowColumns:
         When the whole batch is one slab (at most ``slab_bytes``: small batches), the rows are
         built once and kept, so the weight gradient's pass reuses the forward's rows instead of
         rebuilding them (a DCGAN-32 step at batch 16 made 14 im2row passes, 5.4 ms)."""
-        n = self.x_nhwc.shape[0]
+        n, h, w, _ = self.x_nhwc.shape
+        if n == 0:   # no slab (a one-row buffer would give rows for a sample that is not there)
+            return
         if self._whole is not None:
             yield 0, n, self._whole
+            return
+        if self.padding == 0 and (self.kh, self.kw) == (h, w):   # the kernel covers x: rows = x
+            yield 0, n, self.x_nhwc.reshape(n, -1)
             return
         per_sample = self.shape[1] * self.oh * self.ow * self.dtype.itemsize
         step = max(1, min(n, self.slab_bytes // max(per_sample, 1)))
@@ -236,7 +241,18 @@ def row2im(rows, x_nhwc_shape, kh: int, kw: int, stride: int, padding: int, oh: 
 def channels_last_weight(weight):
     """W (O, C, kh, kw) -> W' (O, kh·kw·C) with W'[o, (i, j, c)] = W[o, c, i, j].
 
-    One parallel transposing pass per output channel's (C, kh·kw) block: NumPy's strided copy
-    of the same permutation took 0.5-1 ms for a DCGAN-32 weight (0.5-2 MiB), 16 times a step."""
+    A view of a weight stored channels-last (the layers store theirs so: minigan.nn.conv's
+    channels_last_memory); else one transposing pass per output channel's (C, kh·kw) block
+    (NumPy's strided copy of the same permutation took 0.5-1 ms for a DCGAN-32 weight)."""
+    stored = stored_rows(weight)
+    if stored is not None:
+        return stored
     o, c, kh, kw = weight.shape
     return swap_last_two(weight.reshape(o, c, kh * kw)).reshape(o, -1)
+
+
+def stored_rows(weight):
+    """W' (O, kh·kw·C) as a view of a weight stored channels-last (as the layers store theirs),
+    else None."""
+    w_nhwc = weight.transpose(0, 2, 3, 1)
+    return w_nhwc.reshape(weight.shape[0], -1) if w_nhwc.flags.c_contiguous else None

@@ -116,6 +116,16 @@ def to_numpy(x):
     return to_device(x, "cpu")
 
 
+def new_in_layout_of(template, values):
+    """``values`` in a new array with ``template``'s dtype and memory order (NumPy's and
+    CuPy's ``empty_like`` keep it): a convolution's channels-last weight stays channels-last when
+    it is re-initialised or loaded, so its fast passes keep reading it in place."""
+    xp = array_module(template)
+    new = xp.empty_like(template)
+    new[...] = xp.asarray(values, dtype=template.dtype)
+    return new
+
+
 def scatter_add(target, index, values):
     """target[index] += values with repeated indices accumulated (np.add.at on either backend)."""
     if is_cupy_array(target):

@@ -68,17 +68,14 @@ _STENCIL = ((2, -1.0), (1, 8.0), (-1, -8.0), (-2, 1.0))
 def numerical_gradient(f, array, eps: float = 1e-5):
     """Central-difference gradient of the scalar f() with respect to ``array`` (perturbed in place)."""
     grad = np.zeros(array.shape, dtype=np.float64)
-    flat = array.reshape(-1)  # a view: writing it perturbs ``array``
-    if not np.shares_memory(flat, array):
-        raise ValueError("numerical_gradient needs a contiguous array to perturb in place")
-    for i in range(flat.size):
-        old = flat[i]
+    for i in np.ndindex(array.shape):   # any memory order (a convolution weight is channels-last)
+        old = array[i]
         total = 0.0
         for offset, weight in _STENCIL:
-            flat[i] = old + offset * eps
+            array[i] = old + offset * eps
             total += weight * f()
-        flat[i] = old
-        grad.reshape(-1)[i] = total / (12 * eps)
+        array[i] = old
+        grad[i] = total / (12 * eps)
     return grad
 
 

@@ -69,7 +69,7 @@ import math
 
 import numpy as np
 
-from .backend import array_module, kernel, reference_kernel, to_numpy
+from .backend import array_module, kernel, new_in_layout_of, reference_kernel, to_numpy
 from .nn.module import Parameter
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam"]
@@ -269,8 +269,7 @@ class Optimizer:
                 if tuple(np.shape(arr)) != tuple(p.shape):
                     raise ValueError(f"{owner}: state '{name}' of parameter {key} has shape "
                                      f"{tuple(np.shape(arr))}, the parameter has {tuple(p.shape)}")
-                arr = to_numpy(arr) if xp is np else arr
-                entry[name] = xp.array(arr, dtype=p.dtype, copy=True)
+                entry[name] = new_in_layout_of(p.data, to_numpy(arr) if xp is np else arr)
             new_state[p] = entry
         # 4. install
         for group, new in zip(self.param_groups, new_groups):
@@ -417,7 +416,9 @@ class Adam(Optimizer):
         names = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
         for name in names:
             if state.get(name) is None:
-                state[name] = xp.zeros_like(p.data)
+                state[name] = xp.zeros_like(p.data)   # zeros_like keeps p's memory order
+            elif state[name].strides != p.data.strides:   # p.data replaced since: its order
+                state[name] = new_in_layout_of(p.data, state[name])
         beta1, beta2 = group["betas"]
         step = state["step"]
         # c₁ = 1 − β₁ᵗ and sqrt(c₂) = sqrt(1 − β₂ᵗ) in Python float64, as PyTorch computes them

@@ -43,10 +43,22 @@ def test_default_step_is_small():
     assert coarse.errors["a"] > 1e-5 and coarse.errors["direction 0"] > 1e-5
 
 
-def test_numerical_gradient_needs_a_contiguous_array():
-    x = np.zeros((3, 3))[:, :2]
-    with pytest.raises(ValueError, match="^numerical_gradient needs a contiguous array to perturb in place$"):
-        numerical_gradient(lambda: 0.0, x)
+@pytest.mark.parametrize("layout", ["slice", "channels-last"])
+def test_numerical_gradient_perturbs_arrays_of_any_memory_order_in_place(layout):
+    """A column slice and a channels-last (N, C, H, W) view (how convolutions store weights):
+    each entry perturbed where f reads it, the gradient in the array's own index order, and
+    every entry restored."""
+    rng = np.random.default_rng(3)
+    if layout == "slice":
+        base = rng.standard_normal((3, 4))
+        x = base[:, 1:3]
+    else:
+        base = rng.standard_normal((2, 3, 3, 4))   # (N, H, W, C) memory
+        x = base.transpose(0, 3, 1, 2)
+    before, weights = base.copy(), rng.standard_normal(x.shape)
+    grad = numerical_gradient(lambda: float((weights * x ** 3).sum()), x)
+    np.testing.assert_allclose(grad, 3 * weights * x ** 2, rtol=1e-8, atol=1e-9)
+    np.testing.assert_array_equal(base, before)
 
 
 class _FixedDirection:

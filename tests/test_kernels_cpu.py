@@ -331,7 +331,8 @@ def test_channels_last_forward_refuses_a_cols_buffer():
 @given(cfg=conv_configs(), dtype=DTYPES, seed=seeds())
 def test_channels_last_columns_are_the_permuted_reference_columns(cfg, dtype, seed):
     """rows[(n, oy, ox), (i, j, c)] = cols[(c, i, j), (n, oy, ox)], bit for bit, whole or in
-    one-sample slabs (RowColumns), every entry written (the buffer is poisoned first)."""
+    one-sample slabs (RowColumns), every entry written (the buffer is poisoned first); a kernel
+    that covers x (no padding): the rows are x itself, one slab, a view."""
     from minigan.kernels import im2row as kim2row
     n, c, _, k, s, p, _, h, w = cfg
     x = random(np.random.default_rng(seed), (n, c, h, w), dtype)
@@ -342,8 +343,11 @@ def test_channels_last_columns_are_the_permuted_reference_columns(cfg, dtype, se
     rows = kim2row.im2row(x_nhwc, k, k, s, p, oh, ow, out=poisoned(want.shape, dtype))
     np.testing.assert_array_equal(rows, want)
     lazy = kim2row.RowColumns(x_nhwc, k, k, s, p, oh, ow, slab_bytes=1)
+    covers = p == 0 and k == h == w
+    assert all(np.shares_memory(r, x_nhwc) == covers for _, _, r in lazy.slabs())
     slabs = [(b0, b1, r.copy()) for b0, b1, r in lazy.slabs()]
-    assert [(b0, b1) for b0, b1, _ in slabs] == [(b, b + 1) for b in range(n)] and lazy.shape == want.shape
+    assert [(b0, b1) for b0, b1, _ in slabs] == ([(0, n)] if covers else [(b, b + 1) for b in range(n)])
+    assert lazy.shape == want.shape
     np.testing.assert_array_equal(np.concatenate([r for _, _, r in slabs]), want)
 
 
@@ -567,6 +571,125 @@ def test_adam_step_matches_reference_bit_for_bit(shape, beta1, amsgrad, weight_d
         for want, got in zip(states["ref"], states["fast"]):
             if want is not None:
                 np.testing.assert_array_equal(got, want)
+
+
+def _stored_channels_last(a):
+    """a's values and shape in channels-last memory, as minigan.nn.conv stores a weight."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("grad_order", ["channels-last", "C"])
+def test_adam_updates_a_channels_last_weight_in_place_and_refuses_a_state_in_another_order(grad_order):
+    """A channels-last parameter and state, its gradient either way: the reference's bits, the
+    arrays updated in place (views, not copies); a state in C order beside a channels-last
+    parameter cannot be updated in place through one flat view: an error, not a lost update."""
+    rng = np.random.default_rng(4)
+    shape, args = (3, 5, 2, 2), (0.5, 0.99, 1e-3 / 0.5, 0.01 ** 0.5, 1e-8, 0.01)
+    p, m, v = (_stored_channels_last(random(rng, shape, np.float32)) for _ in range(3))
+    v = np.abs(v)
+    g = random(rng, shape, np.float32)
+    g = _stored_channels_last(g) if grad_order == "channels-last" else g
+    want = [a.copy() for a in (p, m, v)]
+    reference("adam_step")(want[0], g, want[1], want[2], None, *args)
+    fast("adam_step")(p, g, m, v, None, *args)
+    for got, w in zip((p, m, v), want):
+        assert not got.flags.c_contiguous
+        np.testing.assert_array_equal(got, w)
+    with pytest.raises(ValueError, match="exp_avg must be C-contiguous or channels-last, in the parameter's"):
+        fast("adam_step")(p, g, np.ascontiguousarray(m), v, None, *args)
+
+
+def test_adam_moves_its_state_into_a_replaced_parameters_memory_order():
+    """p.data replaced by a C-order array after Adam made its channels-last state (a user's
+    assignment): the state keeps its values in the new order, and the steps equal a C-order run's."""
+    from minigan.optim import Adam
+    rng = np.random.default_rng(5)
+    start = random(rng, (4, 3, 2, 2), np.float32)
+    grads = [random(rng, start.shape, np.float32) for _ in range(3)]
+    runs = {}
+    for order in ("C", "replaced"):
+        p = nn.Parameter(start.copy() if order == "C" else _stored_channels_last(start))
+        opt = Adam([p], lr=0.01, betas=(0.5, 0.9))
+        for t, g in enumerate(grads):
+            if order == "replaced" and t == 1:
+                p.data = np.ascontiguousarray(p.data)
+            p.grad = g.copy()
+            opt.step()
+        assert opt.state[p]["exp_avg"].strides == p.data.strides
+        runs[order] = p.data
+    np.testing.assert_array_equal(runs["replaced"], runs["C"])
+
+
+# (layer, in, out, input size): a channels-last path (im2row rows) and a dense one (the kernel
+# covers the input: a DCGAN critic's last layer, a generator's first), each way round
+STORED_LAYERS = [("Conv2d", 16, 24, 6), ("ConvTranspose2d", 24, 16, 3),
+                 ("Conv2d", 16, 3, 4), ("ConvTranspose2d", 20, 16, 1)]
+
+
+def _layer_passes(kind, cin, cout, size, fast_on):
+    """One forward, backward and second-order sweep of a float64 layer on channels-last x and
+    dy, with the fast kernels on or off: the layer and (y, dx, Jc, weight grad, bias grad)."""
+    backend.use_fast_kernels(fast_on, "numpy")
+    rng = np.random.default_rng(6)
+    stride, padding = (2, 1) if size > 4 else (1, 0)
+    layer = getattr(nn, kind)(cin, cout, 4, stride=stride, padding=padding, dtype=np.float64, rng=rng)
+    x = _stored_channels_last(rng.standard_normal((2, cin, size, size)))
+    y = layer(x)
+    dy = _stored_channels_last(rng.standard_normal(y.shape))
+    dx = layer.backward(dy, create_graph=True)
+    jc, _ = layer.double_backward(_stored_channels_last(rng.standard_normal(dx.shape)))
+    return layer, (y, dx, jc, layer.weight.grad, layer.bias.grad)
+
+
+@pytest.mark.parametrize("kind, cin, cout, size", STORED_LAYERS)
+def test_convolution_weights_are_stored_channels_last_and_read_in_place(kind, cin, cout, size):
+    """Conv2d and ConvTranspose2d keep W in (A, kh, kw, B) memory (PyTorch's shape, its
+    channels_last memory format): the fast passes read W' = that memory as a view, and the
+    weight gradient comes out in the same order, kept as .grad as it is; every value equals the
+    NumPy reference's, on the rows path and the dense one; re-initialising and loading a
+    state_dict keep the order."""
+    from minigan.kernels.im2row import channels_last_weight
+    layer, got = _layer_passes(kind, cin, cout, size, True)
+    _, want = _layer_passes(kind, cin, cout, size, False)
+    for g, w in zip(got, want):
+        assert_close(g, w, factor=4)
+    w = layer.weight.data
+    assert not w.flags.c_contiguous and w.transpose(0, 2, 3, 1).flags.c_contiguous
+    assert np.shares_memory(channels_last_weight(w), w)
+    assert layer.weight.grad.strides == w.strides
+    nn.dcgan_init(layer, np.random.default_rng(1))
+    values = {k: np.ascontiguousarray(v) + 1.0 for k, v in layer.state_dict().items()}
+    layer.load_state_dict(values)
+    assert layer.weight.data.strides == w.strides
+    np.testing.assert_array_equal(layer.weight.data, values["weight"])
+
+
+def test_dense_passes_read_a_channels_last_weight_and_input_in_place():
+    """The kernel covers the input (a critic's last layer, a generator's first): with W and x
+    channels-last, y = x(N, kh·kw·C) @ W'ᵀ and the columns are x's own rows (RowColumns, no
+    copy), the weight gradient from them comes out channels-last, and dx = dy @ W' is made
+    channels-last; all equal to the reference's."""
+    from minigan.kernels.im2row import RowColumns
+    rng = np.random.default_rng(7)
+    x = _stored_channels_last(rng.standard_normal((3, 16, 4, 4)))
+    w = _stored_channels_last(rng.standard_normal((5, 16, 4, 4)))
+    y, cols = fast("conv2d_forward")(x, w, 1, 0)
+    want_y, want_cols = reference("conv2d_forward")(x, w, 1, 0)
+    assert_close(y, want_y)
+    assert isinstance(cols, RowColumns) and all(np.shares_memory(r, x) for _, _, r in cols.slabs())
+    dy = rng.standard_normal(y.shape)
+    dw = fast("conv2d_backward_weight")(dy, cols, w.shape)
+    assert dw.strides == w.strides
+    assert_close(dw, reference("conv2d_backward_weight")(dy, want_cols, w.shape))
+    with poisoned_results():   # an empty batch: a weight gradient of zeros, every entry written
+        x0 = _stored_channels_last(rng.standard_normal((0, 16, 6, 6)))
+        y0, cols0 = fast("conv2d_forward")(x0, w, 2, 1)
+        np.testing.assert_array_equal(fast("conv2d_backward_weight")(np.zeros(y0.shape), cols0, w.shape), 0.0)
+    wt = _stored_channels_last(rng.standard_normal((5, 16, 4, 4)))   # a transposed layer's 5 -> 16
+    z = rng.standard_normal((3, 5, 1, 1))
+    dx = fast("conv2d_backward_input")(z, wt, (3, 16, 4, 4), 1, 0)
+    assert not dx.flags.c_contiguous and dx.transpose(0, 2, 3, 1).flags.c_contiguous
+    assert_close(dx, reference("conv2d_backward_input")(z, wt, (3, 16, 4, 4), 1, 0))
 
 
 def test_adam_with_fast_kernels_matches_reference_steps():

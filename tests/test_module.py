@@ -171,6 +171,25 @@ def test_accumulate_adds_after_the_deferred_ones_and_keeps_a_first_contribution(
         np.testing.assert_array_equal(got, odd)          # zeros written, then added
 
 
+def test_a_contribution_in_another_memory_order_is_added_into_the_gradients_own():
+    """A channels-last parameter (a convolution's weight) keeps a channels-last gradient: a
+    C-order contribution after zero_grad is added into it, not kept (the optimizer's kernel
+    reads parameter, gradient and state through one flat view of one memory order); a
+    channels-last one is kept."""
+    values = np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2)
+    channels_last = np.ascontiguousarray(values.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    p = nn.Parameter(channels_last.copy(order="K"))
+    p.zero_grad()
+    part = values.copy()
+    p.accumulate(part)
+    assert p.grad is not part and p.grad.strides == channels_last.strides
+    np.testing.assert_array_equal(p.grad, values)
+    p.zero_grad()
+    part = channels_last.copy(order="K")
+    p.accumulate(part)
+    assert p.grad is part
+
+
 @pytest.mark.parametrize("bias", [False, True])
 def test_linear_gradients_over_zero_grad_and_second_order_sweeps(bias):
     """Linear's dW = dyᵀx (+ gᵀc from the second-order sweep), db = Σ dy, accumulated

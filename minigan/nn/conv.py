@@ -40,6 +40,16 @@ def _pair_square(value, layer: str, name: str) -> int:
     return int(value)
 
 
+def channels_last_memory(w):
+    """A weight (A, B, kh, kw) with the same shape and values, its memory in (A, kh, kw, B)
+    order: PyTorch's channels_last memory format. The fast kernels' W' (A, kh·kw·B) is then a
+    view of the weight, not a permutation made at every forward, and their weight gradient is
+    made in this order, kept as ``.grad`` with no permutation back (DCGAN-32 at batch 16: 14
+    permutations of 0.5-2 MiB a step, 5.5 ms of 107). Shapes, names and state_dict values are
+    PyTorch's; only ``weight.data.flags.c_contiguous`` says otherwise."""
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
 class _ConvBase(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, bias, dtype, rng,
                  weight_shape):
@@ -56,7 +66,7 @@ class _ConvBase(Module):
         dtype = _check_float_dtype(dtype, name)
         self.in_channels, self.out_channels = in_channels, out_channels
         w, b = torch_default(make_rng(rng), weight_shape, (out_channels,) if bias else None, dtype)
-        self.weight = Parameter(w)
+        self.weight = Parameter(channels_last_memory(w))
         self.bias = Parameter(b) if bias else None
         self._cache_x = self._cache_cols = self._cache_g = self._cache_gcols = self._cache_w = None
 

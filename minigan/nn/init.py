@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ..backend import array_module
+from ..backend import new_in_layout_of
 
 
 def make_rng(rng):
@@ -59,4 +59,4 @@ def dcgan_init(module, rng=None, std: float = 0.02):
 
 
 def _fill(param, values):
-    param.data = array_module(param.data).asarray(values, dtype=param.data.dtype)
+    param.data = new_in_layout_of(param.data, values)

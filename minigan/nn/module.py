@@ -83,10 +83,13 @@ class Parameter:
 
     def _may_keep(self, part) -> bool:
         """Whether a contribution can stand as the gradient array itself: an array of the
-        gradient's kind, shape and dtype, writeable and C-contiguous (defer's contract: the
-        callable returns a new array of its own)."""
-        return (type(part) is type(self._grad) and part.shape == self._grad.shape
-                and part.dtype == self._grad.dtype and part.flags.c_contiguous and part.flags.writeable)
+        gradient's kind, shape and dtype, writeable, dense, and in the gradient's memory order
+        (C order, or a convolution weight's channels-last order: the optimizers' kernels read
+        parameter, gradient and state in one order) (defer's contract: the callable returns a
+        new array of its own)."""
+        grad = self._grad
+        return (type(part) is type(grad) and part.shape == grad.shape and part.dtype == grad.dtype
+                and part.flags.writeable and _is_dense(part) and _same_order(part, grad))
 
     @grad.setter
     def grad(self, value):
@@ -117,6 +120,16 @@ class Parameter:
 
     def __repr__(self):
         return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+
+
+def _is_dense(a) -> bool:
+    """a fills its memory without gaps in C order or, 4-d, in channels-last (N, H, W, C) order."""
+    return a.flags.c_contiguous or (a.ndim == 4 and a.transpose(0, 2, 3, 1).flags.c_contiguous)
+
+
+def _same_order(a, b) -> bool:
+    """Same strides on every axis longer than 1 (an axis of length 1 has no order)."""
+    return all(sa == sb for sa, sb, n in zip(a.strides, b.strides, a.shape) if n > 1)
 
 
 class DoubleBackwardUnsupported(NotImplementedError):
@@ -278,9 +291,9 @@ class Module:
             prefix = f"{mod_name}." if mod_name else ""
             for name, p in mod._parameters.items():
                 if prefix + name in state_dict:
-                    xp = backend.array_module(p.data)
-                    p.data = xp.asarray(backend.to_numpy(state_dict[prefix + name]) if xp is np
-                                        else state_dict[prefix + name], dtype=p.data.dtype).copy()
+                    value = state_dict[prefix + name]
+                    p.data = backend.new_in_layout_of(
+                        p.data, backend.to_numpy(value) if backend.array_module(p.data) is np else value)
             for name in mod._buffers:
                 if prefix + name in state_dict:
                     old = getattr(mod, name)
