@@ -146,7 +146,9 @@ def test_accumulate_adds_after_the_deferred_ones_and_keeps_a_first_contribution(
     that cannot stand as the gradient is added into zeros, and one that is not first is added
     (into the array that was kept: it is the gradient now)."""
     p = nn.Parameter(np.ones(3, np.float32))
-    p.accumulate(np.full(3, 2.0, np.float32))          # never zeroed: added into the zeros
+    part = np.full(3, 2.0, np.float32)
+    p.accumulate(part)                                   # never zeroed: added into its zeros
+    assert p.grad is not part
     np.testing.assert_array_equal(p.grad, 2.0)
     p.zero_grad()
     first = np.array([1.0, 2.0, 3.0], np.float32)
@@ -171,12 +173,14 @@ def test_accumulate_adds_after_the_deferred_ones_and_keeps_a_first_contribution(
         np.testing.assert_array_equal(got, odd)          # zeros written, then added
 
 
-def test_a_contribution_in_another_memory_order_is_added_into_the_gradients_own():
+@pytest.mark.parametrize("shape", [(2, 3, 2, 2), (3, 2, 2, 2)])   # the orders differ on a 3 / only on 2s
+def test_a_contribution_in_another_memory_order_is_added_into_the_gradients_own(shape):
     """A channels-last parameter (a convolution's weight) keeps a channels-last gradient: a
     C-order contribution after zero_grad is added into it, not kept (the optimizer's kernel
     reads parameter, gradient and state through one flat view of one memory order); a
-    channels-last one is kept."""
-    values = np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2)
+    channels-last one is kept, and so is a C-order one where one channel makes both orders
+    the same memory (strides differ only on an axis of length 1)."""
+    values = np.arange(24, dtype=np.float32).reshape(shape)
     channels_last = np.ascontiguousarray(values.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     p = nn.Parameter(channels_last.copy(order="K"))
     p.zero_grad()
@@ -188,6 +192,15 @@ def test_a_contribution_in_another_memory_order_is_added_into_the_gradients_own(
     part = channels_last.copy(order="K")
     p.accumulate(part)
     assert p.grad is part
+    one_channel = np.ascontiguousarray(values[:, :1].transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    q = nn.Parameter(one_channel)
+    q.grad = np.zeros_like(one_channel.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # NHWC strides
+    q.zero_grad()
+    part = one_channel + 1                               # NumPy's C strides
+    assert part.strides != q.grad.strides
+    q.zero_grad()
+    q.accumulate(part)
+    assert q.grad is part
 
 
 @pytest.mark.parametrize("bias", [False, True])
