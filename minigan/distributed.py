@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -180,6 +181,13 @@ def default_communicator(device: str = "cpu"):
     return _DEFAULT
 
 
+# Seconds between printing a rank's traceback and aborting the job: mpiexec forwards a rank's
+# stderr through its own process, and an abort right after the print tore the job down before
+# the traceback's later lines were forwarded (seen in CI, 2026-12-06: only "Traceback (most
+# recent call last):" reached the terminal, not the error).
+ABORT_GRACE_S = 0.5
+
+
 def _install_abort_hook(comm):
     """An uncaught exception on one rank prints its traceback and aborts the whole job, so the
     other ranks never wait forever in a collective."""
@@ -189,6 +197,8 @@ def _install_abort_hook(comm):
 
     def hook(kind, value, tb):
         previous(kind, value, tb)
+        sys.stderr.flush()
+        time.sleep(ABORT_GRACE_S)
         comm.abort(1)
 
     sys.excepthook = hook
