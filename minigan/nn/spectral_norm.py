@@ -55,7 +55,7 @@ class SpectralNorm(Module):
         if module.bias is not None:
             self.bias = module.bias  # the same Parameter: its gradient is the inner layer's
         self.weight_orig = module.weight  # W; the inner layer gets a fresh Parameter for W̄
-        module.weight = Parameter(w.copy())
+        module.weight = Parameter(w.copy(order="K"))   # in W's memory order (a conv's: channels-last)
         rng = make_rng(rng)
         xp = self.xp
         h, k = self._matrix(w).shape
