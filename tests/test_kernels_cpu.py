@@ -573,11 +573,6 @@ def test_adam_step_matches_reference_bit_for_bit(shape, beta1, amsgrad, weight_d
                 np.testing.assert_array_equal(got, want)
 
 
-def _stored_channels_last(a):
-    """a's values and shape in channels-last memory, as minigan.nn.conv stores a weight."""
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-
-
 @pytest.mark.parametrize("grad_order", ["channels-last", "C"])
 def test_adam_updates_a_channels_last_weight_in_place_and_refuses_a_state_in_another_order(grad_order):
     """A channels-last parameter and state, its gradient either way: the reference's bits, the
@@ -585,10 +580,10 @@ def test_adam_updates_a_channels_last_weight_in_place_and_refuses_a_state_in_ano
     parameter cannot be updated in place through one flat view: an error, not a lost update."""
     rng = np.random.default_rng(4)
     shape, args = (3, 5, 2, 2), (0.5, 0.99, 1e-3 / 0.5, 0.01 ** 0.5, 1e-8, 0.01)
-    p, m, v = (_stored_channels_last(random(rng, shape, np.float32)) for _ in range(3))
+    p, m, v = (channels_last(random(rng, shape, np.float32)) for _ in range(3))
     v = np.abs(v)
     g = random(rng, shape, np.float32)
-    g = _stored_channels_last(g) if grad_order == "channels-last" else g
+    g = channels_last(g) if grad_order == "channels-last" else g
     want = [a.copy() for a in (p, m, v)]
     reference("adam_step")(want[0], g, want[1], want[2], None, *args)
     fast("adam_step")(p, g, m, v, None, *args)
@@ -608,7 +603,7 @@ def test_adam_moves_its_state_into_a_replaced_parameters_memory_order():
     grads = [random(rng, start.shape, np.float32) for _ in range(3)]
     runs = {}
     for order in ("C", "replaced"):
-        p = nn.Parameter(start.copy() if order == "C" else _stored_channels_last(start))
+        p = nn.Parameter(start.copy() if order == "C" else channels_last(start))
         opt = Adam([p], lr=0.01, betas=(0.5, 0.9))
         for t, g in enumerate(grads):
             if order == "replaced" and t == 1:
@@ -633,11 +628,11 @@ def _layer_passes(kind, cin, cout, size, fast_on):
     rng = np.random.default_rng(6)
     stride, padding = (2, 1) if size > 4 else (1, 0)
     layer = getattr(nn, kind)(cin, cout, 4, stride=stride, padding=padding, dtype=np.float64, rng=rng)
-    x = _stored_channels_last(rng.standard_normal((2, cin, size, size)))
+    x = channels_last(rng.standard_normal((2, cin, size, size)))
     y = layer(x)
-    dy = _stored_channels_last(rng.standard_normal(y.shape))
+    dy = channels_last(rng.standard_normal(y.shape))
     dx = layer.backward(dy, create_graph=True)
-    jc, _ = layer.double_backward(_stored_channels_last(rng.standard_normal(dx.shape)))
+    jc, _ = layer.double_backward(channels_last(rng.standard_normal(dx.shape)))
     return layer, (y, dx, jc, layer.weight.grad, layer.bias.grad)
 
 
@@ -671,8 +666,8 @@ def test_dense_passes_read_a_channels_last_weight_and_input_in_place():
     channels-last; all equal to the reference's."""
     from minigan.kernels.im2row import RowColumns
     rng = np.random.default_rng(7)
-    x = _stored_channels_last(rng.standard_normal((3, 16, 4, 4)))
-    w = _stored_channels_last(rng.standard_normal((5, 16, 4, 4)))
+    x = channels_last(rng.standard_normal((3, 16, 4, 4)))
+    w = channels_last(rng.standard_normal((5, 16, 4, 4)))
     y, cols = fast("conv2d_forward")(x, w, 1, 0)
     want_y, want_cols = reference("conv2d_forward")(x, w, 1, 0)
     assert_close(y, want_y)
@@ -682,10 +677,10 @@ def test_dense_passes_read_a_channels_last_weight_and_input_in_place():
     assert dw.strides == w.strides
     assert_close(dw, reference("conv2d_backward_weight")(dy, want_cols, w.shape))
     with poisoned_results():   # an empty batch: a weight gradient of zeros, every entry written
-        x0 = _stored_channels_last(rng.standard_normal((0, 16, 6, 6)))
+        x0 = channels_last(rng.standard_normal((0, 16, 6, 6)))
         y0, cols0 = fast("conv2d_forward")(x0, w, 2, 1)
         np.testing.assert_array_equal(fast("conv2d_backward_weight")(np.zeros(y0.shape), cols0, w.shape), 0.0)
-    wt = _stored_channels_last(rng.standard_normal((5, 16, 4, 4)))   # a transposed layer's 5 -> 16
+    wt = channels_last(rng.standard_normal((5, 16, 4, 4)))   # a transposed layer's 5 -> 16
     z = rng.standard_normal((3, 5, 1, 1))
     dx = fast("conv2d_backward_input")(z, wt, (3, 16, 4, 4), 1, 0)
     assert not dx.flags.c_contiguous and dx.transpose(0, 2, 3, 1).flags.c_contiguous
