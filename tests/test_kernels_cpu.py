@@ -455,6 +455,30 @@ def test_batch_norm_kernels_keep_channels_last(n, c, hw, affine, dy_last, on_poo
         _check_batch_norm_channels_last(n, c, hw, affine, dy_last, dtype, seed)
 
 
+@pytest.mark.parametrize("dtype, mean", [(np.float32, 3e4), (np.float64, 3e9)])
+@pytest.mark.parametrize("layout", ["channels-first", "channels-last"])
+@pytest.mark.parametrize("on_pool", [False, True])
+def test_batch_norm_statistics_of_channels_far_from_zero(dtype, mean, layout, on_pool):
+    """μ ≫ σ: the kernels' one-pass sums are shifted by a value of each channel, so μ, var
+    and r still agree with float64 statistics of the same values to the dtype's rounding (the
+    unshifted Σx² − (Σx)²/n in float64 loses var here: 1e-4 relative at float32's 3e4 ± 0.01)."""
+    rng = np.random.default_rng(7)
+    x = (mean + 0.01 * rng.standard_normal((6, 3, 5, 4))).astype(dtype)
+    x[:, 1] = (-mean + 0.02 * rng.standard_normal((6, 5, 4))).astype(dtype)
+    # float64 truth from exact differences (Sterbenz: values within 2× of each other), since
+    # NumPy's own float64 var of 3e9 ± 0.01 is off by 1e-9 through its rounded mean
+    first = x[:1, :, :1, :1].astype(np.float64)
+    d = x.astype(np.float64) - first
+    mu, var = first.reshape(-1) + d.mean(axis=(0, 2, 3)), d.var(axis=(0, 2, 3))
+    with loops_on_pool(on_pool):
+        _, _, r, got_mu, got_var = fast("batch_norm_forward")(
+            channels_last(x) if layout == "channels-last" else x, None, None, 1e-9)
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(got_var, var, rtol=4 * eps)
+    np.testing.assert_allclose(got_mu, mu, rtol=eps)
+    np.testing.assert_allclose(r.reshape(-1), 1 / np.sqrt(var + 1e-9), rtol=4 * eps)
+
+
 def test_small_swaps_batch_norms_and_activations_run_on_one_thread():
     """Below PARALLEL_MIN elements the layout swaps, the channels-last batch-norm passes and the
     activations run their one-thread twins (waking the pool costs more than such a loop; the
