@@ -111,6 +111,19 @@ def _timed_call(fn, record):
     record.append(time.perf_counter() - t)
 
 
+def _take_turns(runs: dict, calls: int, gap_s: float) -> dict:
+    """Each of ``runs`` once untimed, then ``calls`` timed calls each, taking turns (the order
+    flipped every round) with ``gap_s`` before each call: {name: [seconds, ...]}."""
+    times = {key: [] for key in runs}
+    for fn in runs.values():
+        fn()
+    for i in range(calls):
+        for key in (list(runs) if i % 2 == 0 else list(runs)[::-1]):
+            time.sleep(gap_s)
+            _timed_call(runs[key], times[key])
+    return times
+
+
 def layer_table(case: str, calls: int, gap_s: float) -> str:
     """Each layer's forward + backward + weight gradient, minigan and PyTorch in turn."""
     if case not in ("c", "d", "e", "f", "g"):
@@ -145,13 +158,7 @@ def layer_table(case: str, calls: int, gap_s: float) -> str:
                     xt.grad = None
                     twin(xt).backward(dyt)
                 runs["torch"] = theirs
-            times = {k: [] for k in runs}
-            for fn in runs.values():
-                fn()
-            for c in range(calls):
-                for k in (list(runs) if c % 2 == 0 else list(runs)[::-1]):
-                    time.sleep(gap_s)
-                    _timed_call(runs[k], times[k])
+            times = _take_turns(runs, calls, gap_s)
             med = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
             best = {k: 1e3 * min(v) for k, v in times.items()}
             torch_cell = f"{med['torch']:9.2f}" if "torch" in med else f"{'—':>9s}"
@@ -219,13 +226,7 @@ def product_table(case: str, calls: int, gap_s: float) -> str:
         c = np.empty((m, nn), dtype=np.float32)
         ta, tb, tc = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(c)
         runs = {"numpy": lambda: np.matmul(a, b, out=c), "torch": lambda: torch.mm(ta, tb, out=tc)}
-        times = {key: [] for key in runs}
-        for fn in runs.values():
-            fn()
-        for i in range(calls):
-            for key in (list(runs) if i % 2 == 0 else list(runs)[::-1]):
-                time.sleep(gap_s)
-                _timed_call(runs[key], times[key])
+        times = _take_turns(runs, calls, gap_s)
         best = {key: min(v) for key, v in times.items()}   # the best: a product is one call, hiccups only add
         flops = 2.0 * m * k * nn
         for key in total:
