@@ -117,12 +117,13 @@ def to_numpy(x):
 
 
 def new_in_layout_of(template, values):
-    """``values`` in a new array with ``template``'s dtype and memory order (NumPy's and
-    CuPy's ``empty_like`` keep it): a convolution's channels-last weight stays channels-last when
-    it is re-initialised or loaded, so its fast passes keep reading it in place."""
+    """``values`` (NumPy or CuPy) in a new array on ``template``'s device, with its dtype and
+    memory order (NumPy's and CuPy's ``empty_like`` keep it): a convolution's channels-last
+    weight stays channels-last when it is re-initialised or loaded, so its fast passes keep
+    reading it in place."""
     xp = array_module(template)
     new = xp.empty_like(template)
-    new[...] = xp.asarray(values, dtype=template.dtype)
+    new[...] = xp.asarray(to_numpy(values) if xp is np else values, dtype=template.dtype)
     return new
 
 

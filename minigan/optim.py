@@ -261,7 +261,6 @@ class Optimizer:
                 raise ValueError(f"{owner}: state of parameter {key}: step must be a "
                                  f"non-negative integer, got {step!r}")
             entry = {"step": int(step)}
-            xp = array_module(p.data)
             for name in self._state_names:
                 if name not in s:
                     continue
@@ -269,7 +268,7 @@ class Optimizer:
                 if tuple(np.shape(arr)) != tuple(p.shape):
                     raise ValueError(f"{owner}: state '{name}' of parameter {key} has shape "
                                      f"{tuple(np.shape(arr))}, the parameter has {tuple(p.shape)}")
-                entry[name] = new_in_layout_of(p.data, to_numpy(arr) if xp is np else arr)
+                entry[name] = new_in_layout_of(p.data, arr)
             new_state[p] = entry
         # 4. install
         for group, new in zip(self.param_groups, new_groups):

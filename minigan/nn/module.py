@@ -291,9 +291,7 @@ class Module:
             prefix = f"{mod_name}." if mod_name else ""
             for name, p in mod._parameters.items():
                 if prefix + name in state_dict:
-                    value = state_dict[prefix + name]
-                    p.data = backend.new_in_layout_of(
-                        p.data, backend.to_numpy(value) if backend.array_module(p.data) is np else value)
+                    p.data = backend.new_in_layout_of(p.data, state_dict[prefix + name])
             for name in mod._buffers:
                 if prefix + name in state_dict:
                     old = getattr(mod, name)
