@@ -22,8 +22,7 @@ still NumPy's (OpenBLAS); what changes is everything around it:
   slab of at most CHUNK_BYTES at a time into one reused buffer, for the forward product and
   again for the weight gradient: the ``cols`` this path returns is a
   :class:`~kernels.im2row.RowColumns` (the channels-last input and the geometry), never the
-  whole matrix. DCGAN-32 step (case c of the benchmark): 281 → 193 ms; peak memory of the
-  DCGAN-64 step 489 → 399 MiB;
+  whole matrix, which would be the largest array of a training step;
 * a convolution below ROW_MIN_CHANNELS input channels keeps im2col's columns, and when a
   sample has at least PER_SAMPLE_MIN_PIXELS output pixels its passes run one product per
   sample on the columns' n-th block (y[n] = W @ cols_n, dcols_n = Wᵀ @ dy[n],
@@ -33,16 +32,14 @@ still NumPy's (OpenBLAS); what changes is everything around it:
   views of NHWC memory, and channels-last inputs are read in place (kernels/cpu_common.py):
   the channels-last path computes y_rows(N·oh·ow, O) and row2im's dx in NHWC anyway, so the
   transposes to NCHW and back into the next layer's NHWC input are gone, and the im2col path
-  gives its y as colsᵀ @ Wᵀ for the same reason. DCGAN-32 step (case c, one process, the
-  two settings alternating step by step, 20 steps each, loaded 2-core machine): batch 16
-  75.5 → 71.1 ms, batch 64 330 → 299 ms; case d 301 → 283 ms. The transposes left are the
+  gives its y as colsᵀ @ Wᵀ for the same reason. The transposes left are the
   weights' (W → W' and the weight gradient back) and the dense layers' inputs;
 * a kernel that covers the whole unpadded input (h = kh, w = kw, p = 0: the output is 1×1,
   as in a DCGAN critic's last layer and, transposed, a generator's first) is a dense layer on
   the flattened input: cols is xᵀ itself (a view, no copy), y = x(N, C·kh·kw) @ Wᵀ comes out
   in NCHW order, and dx = dy(N, O) @ W needs no col2im. im2col on these shapes is the worst
-  case of the general kernels (one tiny task per column entry): 4 ms for a (64, 256, 4, 4)
-  input, where the product takes 0.1 ms.
+  case of the general kernels: one tiny task per column entry, many times the cost of the
+  small product (N, C·kh·kw) @ (C·kh·kw, O) it would feed.
 """
 from __future__ import annotations
 
@@ -63,8 +60,8 @@ choose_threading_layer()   # before this file's parallel kernels can start Numba
 def _to_batch_first(ymat, bias, out):  # pragma: no cover - compiled
     """out[n, o, :] = ymat[o, n·P:(n+1)·P] (+ bias[o] if bias has O entries).
 
-    One task per channel, its N runs of P values in turn (a task per (n, o) run paid an
-    integer division and a task's overhead per run: 1.3-2.8× slower on DCGAN shapes)."""
+    One task per channel, its N runs of P values in turn: a task per (n, o) run would pay an
+    integer division and a task's overhead for every run of P values."""
     n, o, p = out.shape
     has_bias = bias.shape[0] == o
     for ch in prange(o):
@@ -106,7 +103,7 @@ def channels_first(y, *, out=None):
 # A convolution's y with at least this many channels, and the input gradient of a
 # channels-last pass with at least this many, are returned channels-last: (N, C, H, W) views
 # of NHWC memory (kernels/cpu_common.py), the layout the next channels-last pass reads in
-# place. 1 << 30: never (C order, as before 2026-11-30; the A/B switch of the measurements).
+# place. 1 << 30 turns the layout off (every result C order): the switch that compares the two.
 CHANNELS_LAST_MIN = 16
 
 # Convolutions with at least this many input channels build their columns channels-last
@@ -121,9 +118,9 @@ CHUNK_BYTES = 8 << 20
 
 
 # im2col-path passes run one product per sample (see the module docstring) from this many
-# output pixels per sample. Measured for a DCGAN critic's 1 → 64 first layer (batch 64, 32×32,
-# 2 threads): forward 2.6 → 1.4 ms, input gradient 1.6 → 0.9 ms, weight gradient 1.8 → 0.3 ms;
-# at 4×4 outputs (16 pixels) the overhead of many small products loses instead.
+# output pixels per sample: per sample, y and dy stay NCHW and neither layout copy is made, but
+# each product is one sample's; with few output pixels (4×4 = 16) the overhead of N small
+# products costs more than the copies it saves (docs/speed.md has the timings).
 PER_SAMPLE_MIN_PIXELS = 64
 
 
@@ -178,9 +175,8 @@ class PreparedWeight:
     """A convolution's weight for the passes of one forward and its backward (what
     ``conv2d_weight`` returns): the array, and its channels-last permutation W' (O, kh·kw·C)
     made on first use and kept, so that a channels-last layer's forward and backward (a
-    transposed layer's too) permute the weight once, not in each pass (DCGAN-32 step at batch
-    16: 16 permutations, 4.1 ms, became 8, 2.1 ms). The layer asks for a new one at every
-    forward."""
+    transposed layer's too) permute the weight once, not in each pass. The layer asks for a new
+    one at every forward."""
 
     __slots__ = ("array", "_rows")
 
@@ -233,8 +229,9 @@ def _rows_forward(x, weight, weight_rows, stride, padding, bias, y_out, cols_out
         return y, cols
     y = output(y_out, (n, o, oh, ow), dtype, "conv2d_forward", "out[0] (y)")
     for b0, b1, rows in cols.slabs():
-        # rows @ W'ᵀ, then a transpose into the caller's NCHW buffer: 10-18% faster than
-        # W' @ rowsᵀ, which would come out channels-first (measured with OpenBLAS on 2 cores)
+        # rows @ W'ᵀ, then a transpose into the caller's NCHW buffer, rather than W' @ rowsᵀ,
+        # which would come out channels-first: OpenBLAS runs this operand order faster (timings
+        # in docs/speed.md)
         y_rows = rows @ w_t                                              # (slab·oh·ow, O)
         swap_last_two(y_rows.reshape(b1 - b0, oh * ow, o), bias,
                       out=y[b0:b1].reshape(b1 - b0, o, oh * ow))

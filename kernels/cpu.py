@@ -46,17 +46,16 @@ OpenBLAS's pool (``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``, set before NumPy 
 runs the matrix products. The two pools take turns, step after step, so
 :func:`choose_threading_layer` selects Numba's ``workqueue`` threading layer, whose idle
 threads sleep, unless ``NUMBA_THREADING_LAYER`` says otherwise: with the OpenMP layer the
-idle Numba threads spin after every kernel and take the cores from the next BLAS call
-(measured: the WGAN-GP toy steps ran 1.7× slower). workqueue does not support calling
+idle Numba threads spin after every kernel and take the cores from the next BLAS call.
+workqueue does not support calling
 parallel kernels from several Python threads at once; set ``NUMBA_THREADING_LAYER=omp`` (or
 ``tbb``) for that. The same applies the other way round: OpenBLAS's idle threads spin for
-2^28 cycles after each product by default, competing with the parallel kernels; starting
-Python with ``OPENBLAS_THREAD_TIMEOUT=20`` (about 0.3 ms of spinning) made the DCGAN steps
-about 1.3× faster and left the MLP steps unchanged, and 12 (about 2 µs) another 4-9% (DCGAN-32
-steps at batch 16 and 64, the two values alternating step by step in two processes, 2-core
-Xeon, 2026-12-06; the MLP steps unchanged within 1-3%). It must be set before NumPy loads
+2^28 cycles after each product by default, competing with the parallel kernels;
+``OPENBLAS_THREAD_TIMEOUT=12`` (2^12 cycles, about 2 µs) lets them sleep almost at once, so the
+parallel kernel that follows a product has every core. It must be set before NumPy loads
 OpenBLAS, so ``import minigan`` sets it (``os.environ.setdefault``) when NumPy is not imported
-yet, and so does the ``minigan`` command; see minigan.threads.
+yet, and so does the ``minigan`` command; see minigan.threads. The timings behind both choices
+are in docs/speed.md, "Measurements behind the code's choices".
 
 With the kernels on, training matches the reference path to float32 rounding (the sums in
 the norm and penalty kernels are accumulated in float64, the reference's pairwise in the
@@ -98,9 +97,8 @@ def warm_up(dtypes=("float32",)) -> None:
     timed or latency-sensitive run does not pay for compilation on its first step.
 
     The threading layer is chosen first (the kernel files also choose it when imported): these
-    calls start Numba's pool, and a pool started here without the choice ran OpenMP's spinning
-    threads (the DCGAN-32 step of benchmarks/run took 2.1× as long as a user's, 609 against
-    288 ms)."""
+    calls start Numba's pool, and a pool started here without the choice would run OpenMP's
+    spinning threads for the rest of the process (see "Threads" in the module docstring)."""
     import numpy as np  # noqa: PLC0415
 
     choose_threading_layer()

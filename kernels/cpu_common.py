@@ -12,7 +12,7 @@ Conventions of every CPU kernel wrapper in ``kernels/``:
   each kernel compiles at most twice (``cache=True`` keeps the machine code on disk);
 * they are compiled with ``error_model="numpy"``: a division by zero gives inf/NaN as in
   NumPy instead of raising, so no zero test guards each division and LLVM can vectorise
-  loops that divide (Adam's update ran 7× faster for it).
+  loops that divide (a guarded division is a branch per element, which keeps the loop scalar).
 """
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ def choose_threading_layer() -> None:
     """workqueue (sleeping idle threads) unless the user chose a layer; a no-op once Numba's
     pool is running. Every file with parallel kernels calls it when it is imported, so the
     pool never starts with OpenMP's spinning threads, however the kernels are reached (the
-    seam, warm_up, or a direct import: a DCGAN-32 forward pass called straight from
-    minigan.kernels.conv2d took 15.7 ms against 3.1 ms with the seam's layer)."""
+    seam, warm_up, or a direct import of a kernel file such as minigan.kernels.conv2d)."""
     if "NUMBA_THREADING_LAYER" in os.environ:
         return
     import numba  # noqa: PLC0415
@@ -50,8 +49,7 @@ def serial_twin(kernel):
 
     Why: every ``prange`` loop wakes Numba's pool and joins it, tens of microseconds on a VM and
     more right after a matrix product; below a few hundred thousand elements that costs more
-    than the loop (batch norm's channels-last forward of a (1024, 128) batch: 430-490 µs on the
-    pool, 170-260 µs on one thread; 2-core Xeon, 2026-12-06)."""
+    than the loop itself (docs/speed.md has the timings)."""
     import types  # noqa: PLC0415
 
     from numba import njit  # noqa: PLC0415
@@ -121,8 +119,9 @@ def check_float(name: str, *arrays):
 # return their results as (N, C, H, W) *views* of that memory (strides of a transposed NHWC
 # array, as PyTorch's channels_last memory format) instead of transposing them to NCHW, and
 # take such views as input without a copy; the elementwise and batch-norm kernels keep the
-# layout they are given. Shapes, values and indexing are NCHW as before: only the memory order
-# differs. Measured on a DCGAN-32 step: the NCHW <-> NHWC transposes were 10-13% of it.
+# layout they are given. Shapes, values and indexing stay NCHW: only the memory order differs.
+# Why: each NCHW <-> NHWC transpose is a whole pass over an activation, and a channels-last
+# layer between NCHW neighbours would need two of them (in and out).
 
 def is_channels_last(a) -> bool:
     """a is 4-d, not C-contiguous, and its (N, H, W, C) transpose is: NHWC memory."""

@@ -14,9 +14,7 @@ permutation P of (c, i, j) to (i, j, c).
 Why: in NCHW the im2col run that one task copies is a strided row of oh·ow ≤ 64 values (8 in a
 DCGAN's third layer), so the copy costs per run, not per value; channels-last, every (i, j) tap
 of an output pixel is one contiguous run of C values, kw·C when the taps' columns are all
-inside the image (256 floats for C = 64, kw = 4), at memcpy speed. Measured on a DCGAN-32's
-64 → 128 layer (batch 64, 16×16, 2 threads): forward 10.8 → 7.9 ms, input gradient
-11.2 → 8.0 ms, products included.
+inside the image (256 floats for C = 64, kw = 4), at memcpy speed.
 
 row2im is the adjoint (the transposed convolution's scatter): every row adds its runs back
 into x_nhwc; one sample per task, so tasks write disjoint images (no atomics, no races).
@@ -38,8 +36,7 @@ class RowColumns:
     64 MiB for a 64-px critic's second layer): held from forward to backward it would be the
     largest thing in memory, and a fresh buffer that size costs page faults on every call.
     A slab of at most ``slab_bytes`` is rebuilt into one reused buffer instead (im2row runs at
-    memory speed, about 1 ms per 16 MiB on 2 cores), once for the forward product and once
-    more for the weight gradient.
+    memory speed), once for the forward product and once more for the weight gradient.
     """
 
     __slots__ = ("x_nhwc", "kh", "kw", "stride", "padding", "oh", "ow", "slab_bytes", "borrowed", "_whole")
@@ -73,7 +70,7 @@ class RowColumns:
 
         When the whole batch is one slab (at most ``slab_bytes``: small batches), the rows are
         built once and kept, so the weight gradient's pass reuses the forward's rows instead of
-        rebuilding them (a DCGAN-32 step at batch 16 made 14 im2row passes, 5.4 ms)."""
+        rebuilding them (one im2row pass less per layer and step)."""
         n, h, w, _ = self.x_nhwc.shape
         if n == 0:   # no slab (a one-row buffer would give rows for a sample that is not there)
             return
@@ -103,8 +100,8 @@ def _swap_last_two(a, bias, out):  # pragma: no cover - compiled
     """out[n, k, j] = a[n, j, k] (+ bias[k] if bias has as many entries as a's last axis).
 
     The inner loop runs along the longer of the two axes (contiguous writes when a has more
-    rows than columns, contiguous reads otherwise): measured on (64, 1024, 64), 1.9 ms against
-    8.8 ms the other way round, and on (64, 64, 1024), 2.8 against 6.4 ms."""
+    rows than columns, contiguous reads otherwise), so most accesses are sequential whichever
+    side is long."""
     n, rows, cols = a.shape
     has_bias = bias.shape[0] == cols
     for b in prange(n):
@@ -174,10 +171,9 @@ def _row2im(rows, kh, kw, stride, padding, oh, ow, out):  # pragma: no cover - c
 
 
 # Below PARALLEL_MIN elements (a DCGAN's weights, 0.5-2 MiB, permuted at every forward and
-# weight gradient; small activations) the swap runs on one thread: inside a DCGAN-32 step at
-# batch 16 the pool's swaps took 217-744 µs each (2-3× their time alone: the pool wakes after a
-# product), and the step ran 2.5% faster on one thread (the two settings alternating; batch 64:
-# 0.96-1.00).
+# weight gradient; small activations) the swap runs on one thread: a swap usually follows a
+# matrix product, after which Numba's pool must be woken again, and for arrays this small the
+# wake-up costs more than the copy (docs/speed.md has the timings).
 _swap_by_size = SizedKernel(_swap_last_two)
 
 
@@ -242,8 +238,8 @@ def channels_last_weight(weight):
     """W (O, C, kh, kw) -> W' (O, kh·kw·C) with W'[o, (i, j, c)] = W[o, c, i, j].
 
     A view of a weight stored channels-last (the layers store theirs so: minigan.nn.conv's
-    channels_last_memory); else one transposing pass per output channel's (C, kh·kw) block
-    (NumPy's strided copy of the same permutation took 0.5-1 ms for a DCGAN-32 weight)."""
+    channels_last_memory); else one transposing pass per output channel's (C, kh·kw) block,
+    a small contiguous transpose, instead of NumPy's strided copy of the whole permutation."""
     stored = stored_rows(weight)
     if stored is not None:
         return stored

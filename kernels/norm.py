@@ -11,12 +11,11 @@ eight whole-array passes with their temporaries. Sums are accumulated in float64
 reference sums pairwise in the array's dtype), so float32 results agree to float32 rounding;
 batch norm's forward takes Σ(x − K) and Σ(x − K)² in one pass, K a value of the channel
 (_moments), and its elementwise passes run in the array's dtype with μ, r and the
-backward's coefficients rounded to it (20-35% faster than float64 there on the DCGAN
-shapes, measured alone; the reference computes in the dtype too).
+backward's coefficients rounded to it (float32 moves half the bytes of float64 and fills
+twice the vector lanes; the reference computes in the dtype too).
 The loops are compiled with ``fastmath={"reassoc"}`` and nothing else: it lets LLVM split a
 sum over several vector accumulators (a strict left-to-right float64 sum runs at one add per
-four cycles, the adder's latency; 3.5× slower on a DCGAN layer's (64, 64, 16, 16) batch norm),
-and changes only the order of the float64 additions.
+four cycles, the adder's latency), and changes only the order of the float64 additions.
 
 Layouts: batch norm sees x as (N, C, S) with S the product of the spatial dims (1 for
 (N, C) inputs), or, when x is channels-last (NHWC memory, see kernels/cpu_common.py), as
@@ -271,10 +270,10 @@ def _param(p, dtype):
 
 
 # One-thread twins of the channels-last passes, for batches below PARALLEL_MIN elements: each
-# pass has two or three parallel loops, and waking and joining Numba's pool for each cost more
-# than the loop there (a (1024, 128) batch, a DCGAN-32 generator's at batch 16: forward 430-490
-# µs on the pool, 170-260 µs on one thread; backward 270-410 against 100-180; at (16384, 64),
-# 1,048,576 elements, the pool is faster: 1.5-2.1 ms against 2.2 ms).
+# pass has two or three parallel loops, and below that size waking and joining Numba's pool
+# for each costs more than the loop (a DCGAN-32 generator's (1024, 128) batch at batch 16 is
+# such a case; around PARALLEL_MIN elements the pool starts to win; docs/speed.md has the
+# timings).
 _bn_forward_by_size = SizedKernel(_bn_forward_rows)
 _bn_backward_by_size = SizedKernel(_bn_backward_rows)
 

@@ -9,10 +9,9 @@ import os as _os
 import sys as _sys
 
 # OpenBLAS's idle threads spin for 2^28 cycles after each product by default, taking the cores
-# from the Numba kernels and from any other process (the quick-start ran 11× slower beside a
-# busy process). 2^12 cycles (~2 µs): they sleep almost at once, so the parallel kernel that
-# follows a product has both cores (2^20, ~0.3 ms, until 2026-12-06: the DCGAN steps ran 4-9%
-# slower, the MLP steps the same). It is read once, when NumPy loads OpenBLAS, so it can only
+# from the Numba kernels and from any other process. 2^12 cycles (~2 µs): they sleep almost at
+# once, so the parallel kernel that follows a product has every core (docs/speed.md has the
+# timings behind the value). It is read once, when NumPy loads OpenBLAS, so it can only
 # be set here if NumPy is not loaded yet (``minigan`` the command sets it first thing too); a
 # value the user set is kept.
 if "numpy" not in _sys.modules:

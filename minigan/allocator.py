@@ -4,9 +4,8 @@ A step allocates the same few dozen arrays of 0.1-16 MiB every time (layer outpu
 convolutions' columns, gradients). glibc's malloc gives each of those above its mmap threshold
 (128 KiB, raised on the fly up to the largest block freed so far) pages of its own, returns
 them to the kernel on free, and trims the heap's free top beyond twice that threshold, so
-every step page-faults its working set back in: the DCGAN-32 step at batch 16 took about 8,000
-faults (30 MiB of zeroed pages) a step, 15-25% of its time (measured: 113-142 ms against
-96-101 ms with the thresholds below, 2 threads, chrt -f 10).
+every step page-faults its working set back in: the kernel maps and zeroes the same pages
+again at every step (docs/speed.md has what that cost a DCGAN step).
 
 :func:`keep_freed_pages` (called by ``import minigan``) serves blocks up to
 ``MMAP_THRESHOLD`` from the heap and keeps up to ``TRIM_THRESHOLD`` of freed memory there for

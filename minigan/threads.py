@@ -51,9 +51,8 @@ def default_threads() -> int:
 
     Why not simply every core: the two pools synchronise at every product and parallel kernel,
     and a thread that has to wait for a core at each of those points waits a scheduler time
-    slice. Measured on a 2-core machine at load ~13 (2026-11-30): the digits quick-start's
-    steps took 17-21x longer with 2 threads than with 1. The runnable count, not the 1-minute
-    load average, is used: the load average lags (it is still ~1 after a `pip install`)."""
+    slice, at every one of them (docs/speed.md has what that cost). The runnable count, not the
+    1-minute load average, is used: the load average lags (it is still ~1 after a `pip install`)."""
     cores = usable_cores()
     ranks = local_ranks()
     if ranks > 1:  # under mpiexec the machine's ranks split its cores (they would count each other as busy)

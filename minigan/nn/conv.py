@@ -44,9 +44,10 @@ def channels_last_memory(w):
     """A weight (A, B, kh, kw) with the same shape and values, its memory in (A, kh, kw, B)
     order: PyTorch's channels_last memory format. The fast kernels' W' (A, kh·kw·B) is then a
     view of the weight, not a permutation made at every forward, and their weight gradient is
-    made in this order, kept as ``.grad`` with no permutation back (DCGAN-32 at batch 16: 14
-    permutations of 0.5-2 MiB a step, 5.5 ms of 107). Shapes, names and state_dict values are
-    PyTorch's; only ``weight.data.flags.c_contiguous`` says otherwise."""
+    made in this order, kept as ``.grad`` with no permutation back (otherwise every wide layer
+    permutes 0.5-2 MiB of weight, for a DCGAN, at each forward and weight gradient). Shapes,
+    names and state_dict values are PyTorch's; only ``weight.data.flags.c_contiguous`` says
+    otherwise."""
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
