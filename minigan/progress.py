@@ -53,6 +53,16 @@ def faster_recipe(config, image_side: int) -> str | None:
     return "minigan train " + " ".join(shlex.quote(str(f)) for f in flags)
 
 
+def slow_default_note(config, image_side: int) -> str | None:
+    """The line printed after the time estimate of a run :func:`faster_recipe` finds slow."""
+    command = faster_recipe(config, image_side)
+    if command is None:
+        return None
+    return (f"minigan: note: WGAN-GP's default takes {config.n_critic} critic steps per generator step, each with "
+            f"the penalty's double backprop; a much faster recipe (SNGAN's: one critic step, no penalty) is: "
+            f"{command}")
+
+
 class Progress:
     """The reports of one training loop: call :meth:`update` after each step, :meth:`close` at
     the end. ``terminal``: a bar (True) or plain lines (False); None asks the stream."""

@@ -198,6 +198,7 @@ class Trainer:
         self.balance = getattr(self.loss, "balance", None)  # BEGAN's k_t
         self._stop_requested = False
         self.stop_signal = None  # the signal that asked this process to stop (SIGINT or SIGTERM)
+        self._saving, self._stop_now = False, None  # a second signal during a checkpoint write waits for it
         self._lock, self._resumed, self.resume_changes = None, False, {}
         self._checkpoint_step = None  # the step of the checkpoint on disk (None: none written)
 
@@ -593,12 +594,20 @@ class Trainer:
         self.step = int(state["step"])
 
     def save_checkpoint(self, path=None) -> Path:
-        if not self.is_root:  # the ranks' states are identical (per-rank BatchNorm: rank 0's statistics)
-            written = Path(path or self.out / CHECKPOINT_NAME)
-        else:
-            written = save_checkpoint(self.state_dict(), path or self.out / CHECKPOINT_NAME)
-        if path is None:  # after the write: a write cut short by a second signal keeps the old file
-            self._checkpoint_step = self.step
+        """Write the checkpoint (atomically). A second stop signal arriving meanwhile waits for
+        the write to end (_request_stop), so what it says was saved is what is on disk."""
+        self._saving = True
+        try:
+            if not self.is_root:  # the ranks' states are identical (per-rank BatchNorm: rank 0's statistics)
+                written = Path(path or self.out / CHECKPOINT_NAME)
+            else:
+                written = save_checkpoint(self.state_dict(), path or self.out / CHECKPOINT_NAME)
+            if path is None:
+                self._checkpoint_step = self.step
+        finally:
+            self._saving = False
+        if self._stop_now is not None:
+            raise Interrupted(self._stopped_now_message(self._stop_now), self._stop_now)
         return written
 
     @classmethod
@@ -661,14 +670,19 @@ class Trainer:
         (:class:`Interrupted`, saying what was and was not saved)."""
         signum = signal.SIGINT if signum is None else signal.Signals(signum)
         if self._stop_requested or self._stop_local:
+            if self._saving:  # save_checkpoint raises once the file is complete
+                self._stop_now = signum
+                return
             raise Interrupted(self._stopped_now_message(signum), signum)
         self.stop_signal = signum
         if self.comm.size > 1:  # every rank must stop after the same step: agreed in _reduce_metrics
             self._stop_local = True
         else:
             self._stop_requested = True
-        print(f"minigan: {signal_name(signum)} — finishing step {self.step}, then writing the checkpoint "
-              "(a second signal stops at once)", file=sys.stderr, flush=True)
+        which = (f"finishing step {self.step}" if self.comm.size == 1 else
+                 "every rank stops after the same step (the next one they all reach)")
+        print(f"minigan: {signal_name(signum)} — {which}, then writing the checkpoint (a second signal stops "
+              "at once)", file=sys.stderr, flush=True)
 
     def _stopped_now_message(self, signum) -> str:
         """What a second signal leaves: the checkpoint on disk and its step, or none."""
@@ -777,16 +791,10 @@ class Trainer:
         """The progress reports (minigan.progress): rank 0, when asked for."""
         if not self.progress or not self.is_root:
             return None
-        from .progress import Progress, faster_recipe
+        from .progress import Progress, slow_default_note
 
         c = self.config
-        hint = None
-        if not self.toy:
-            command = faster_recipe(c, int(self.sample_shape[-1]))
-            if command is not None:
-                hint = (f"minigan: note: WGAN-GP's default takes {c.n_critic} critic steps per generator step, "
-                        f"each with the penalty's double backprop; a much faster recipe (SNGAN's: one critic "
-                        f"step, no penalty) is: {command}")
+        hint = None if self.toy else slow_default_note(c, int(self.sample_shape[-1]))
         return Progress(c.steps, self.step, f"{c.loss} {c.model}", seconds=c.progress_seconds, hint=hint)
 
     def finish(self, interrupted: bool = False) -> dict:

@@ -108,6 +108,25 @@ def test_second_signal_stops_at_once_and_says_which_checkpoint_is_kept(tmp_path)
     assert not (run / "summary.json").exists()
 
 
+sys.path.insert(0, str(ROOT / "tests"))
+import test_distributed as mpi  # noqa: E402  (its helpers; a module name, so its tests are not collected twice)
+
+
+@mpi.needs_mpi
+def test_sigterm_to_mpiexec_stops_every_rank_after_the_same_step(tmp_path):
+    """mpiexec passes SIGTERM to every rank; they agree on the step (the flag rides on the
+    metrics allreduce), rank 0 writes one checkpoint, every rank exits 143."""
+    run = tmp_path / "run"
+    launcher = mpi._start_long_run(run)
+    launcher.send_signal(signal.SIGTERM)
+    out, err = mpi._finish(launcher, 60, "after SIGTERM to mpiexec")
+    assert launcher.returncode == 143, out + err
+    step, _ = mpi._states(run)
+    assert 3 < step < 100000 and _rows(run)[-1]["step"] == str(step)
+    assert err.count("minigan: SIGTERM — every rank stops after the same step") == 2
+    assert f"minigan: stopped by SIGTERM — checkpoint saved at step {step}; continue with --resume {run}" in err
+
+
 def _toy_trainer(tmp_path, **settings):
     values = dict(data="8gaussians", hidden=8, depth=1, batch_size=16, n_critic=1, eval_samples=100,
                   out=str(tmp_path / "run"))
@@ -132,19 +151,28 @@ def test_second_signal_message_names_what_was_saved(tmp_path):
     assert caught.value.exit_code == 143
 
 
-def test_a_checkpoint_cut_short_by_the_second_signal_is_not_claimed(tmp_path, monkeypatch):
+def test_a_second_signal_during_the_checkpoint_write_waits_for_it(tmp_path, monkeypatch):
+    """A write cut short would keep the old checkpoint while the step counter moved on; the
+    second signal is held until the file is complete and then says so."""
+    from minigan import train
+
     trainer = _toy_trainer(tmp_path)
     trainer.step = 2
     trainer.save_checkpoint()
     trainer.step = 4
+    trainer._request_stop(signal.SIGINT, None)
+    real_save = train.save_checkpoint
 
-    def interrupted_write(state, path):
-        raise Interrupted("second SIGTERM", signal.SIGTERM)
+    def signalled_while_writing(state, path):
+        trainer._request_stop(signal.SIGTERM, None)  # the second signal, mid-write
+        return real_save(state, path)
 
-    monkeypatch.setattr("minigan.train.save_checkpoint", interrupted_write)
-    with pytest.raises(Interrupted):
+    monkeypatch.setattr(train, "save_checkpoint", signalled_while_writing)
+    with pytest.raises(Interrupted) as caught:
         trainer.save_checkpoint()
-    assert trainer._checkpoint_step == 2
+    assert str(caught.value) == (f"second SIGTERM — stopped at step 4, whose checkpoint in {trainer.out} is saved; "
+                                 "the final samples and summary.json were not written")
+    assert caught.value.exit_code == 143 and load_checkpoint(trainer.out / "checkpoint.ckpt")["step"] == 4
 
 
 def test_second_signal_in_the_final_evaluation_keeps_the_checkpoint(tmp_path, monkeypatch):
@@ -392,3 +420,10 @@ def test_tensorboard_without_the_package_says_which_extra(tmp_path, monkeypatch,
     assert capsys.readouterr().err.splitlines() == [
         "minigan: error: --tensorboard needs the tensorboardX package: pip install 'minigan[tensorboard]'"]
     assert not run.exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_bad_progress_seconds_is_one_line(tmp_path, capsys, value):
+    assert main(["train", "--data", "8gaussians", "--progress-seconds", value, "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"minigan: error: progress_seconds must be a positive number, got {float(value)}"]
