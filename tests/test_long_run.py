@@ -82,7 +82,8 @@ def test_sigterm_finishes_the_step_saves_exits_143_and_resume_continues(tmp_path
 
 def test_second_signal_stops_at_once_and_says_which_checkpoint_is_kept(tmp_path):
     """SIGINT and SIGTERM delivered together to a stopped process: Python runs their handlers in
-    signal-number order, so SIGINT asks to stop and SIGTERM, the second, stops at once."""
+    signal-number order, so SIGINT asks to stop and SIGTERM, the second, stops at once (the
+    other order, were a thread to see them apart, is checked alike)."""
     run = tmp_path / "run"
     proc = _start(run, "--checkpoint-every", "7", "--no-progress", rows=20)
     proc.send_signal(signal.SIGSTOP)
@@ -92,19 +93,21 @@ def test_second_signal_stops_at_once_and_says_which_checkpoint_is_kept(tmp_path)
     finally:
         proc.send_signal(signal.SIGCONT)
     out, err = _finish(proc)
-    assert proc.returncode == 143, err
     kept = load_checkpoint(run / "checkpoint.ckpt")["step"]
     assert kept >= 14 and kept % 7 == 0
     last = err.strip().splitlines()[-1]
+    second = re.match(r"minigan: second (SIGINT|SIGTERM) — ", last).group(1)
+    first = {"SIGINT": "SIGTERM", "SIGTERM": "SIGINT"}[second]
+    assert proc.returncode == 128 + signal.Signals[second], err
     stopped = int(re.search(r"stopped at step (\d+)", last).group(1))
-    if stopped == kept:  # the signals came right after a periodic checkpoint
-        assert last == (f"minigan: second SIGTERM — stopped at step {kept}, whose checkpoint in {run} is saved; "
+    if stopped == kept:  # the signals came during or right after a periodic checkpoint's write
+        assert last == (f"minigan: second {second} — stopped at step {kept}, whose checkpoint in {run} is saved; "
                         "the final samples and summary.json were not written")
     else:
-        assert kept < stopped <= kept + 7  # at step kept + 7: during its step or its checkpoint write
-        assert last == (f"minigan: second SIGTERM — stopped at step {stopped} without a checkpoint; the "
+        assert kept < stopped <= kept + 7  # at kept + 7: during that step, before its checkpoint
+        assert last == (f"minigan: second {second} — stopped at step {stopped} without a checkpoint; the "
                         f"checkpoint of step {kept} in {run} is kept (continue with --resume {run})")
-    assert "minigan: SIGINT — finishing step" in err and "wrote" not in out
+    assert f"minigan: {first} — finishing step {stopped}" in err and "wrote" not in out
     assert not (run / "summary.json").exists()
 
 
@@ -178,6 +181,10 @@ def test_a_second_signal_during_the_checkpoint_write_waits_for_it(tmp_path, monk
 def test_second_signal_in_the_final_evaluation_keeps_the_checkpoint(tmp_path, monkeypatch):
     """Real signals to this process while finish() evaluates: the first is noted, the second
     stops with the run's last checkpoint saved; Python's handlers are back afterwards."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # no handler could be installed
+        pytest.skip("signals reach Python handlers in the main thread only")
     trainer = _toy_trainer(tmp_path, steps=3)
 
     def signalled_twice(n):
@@ -207,7 +214,7 @@ def _seconds(text: str) -> float:
 def test_plain_progress_lines_and_time_estimate_into_a_log_file(tmp_path):
     run, log = tmp_path / "run", tmp_path / "train.log"
     with open(log, "w") as err:
-        result = subprocess.run([sys.executable, *TOY, "--steps", "3000", "--progress-seconds", "0.1", "--out", str(run)],
+        result = subprocess.run([sys.executable, *TOY, "--steps", "600", "--progress-seconds", "0.05", "--out", str(run)],
                                 cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=err, text=True, timeout=120)
     text = log.read_text()
     assert result.returncode == 0, text
@@ -216,31 +223,31 @@ def test_plain_progress_lines_and_time_estimate_into_a_log_file(tmp_path):
     estimate = [line for line in text.splitlines() if " s a step " in line]
     assert len(estimate) == 1, text
     m = re.fullmatch(r"minigan: (\S+) s a step \(mean of steps (\d+)-(\d+); step 1, (\S+) s with first-use costs "
-                     r"such as compiling the kernels, left out\) — about (.+) for the (\d+) steps left of 3000",
+                     r"such as compiling the kernels, left out\) — about (.+) for the (\d+) steps left of 600",
                      estimate[0])
     assert m, estimate[0]
     per_step, first, last, step1, left_text, left = m.groups()
     first, last, left = int(first), int(last), int(left)
     measured = np.mean([float(rows[s]["seconds"]) for s in range(first, last + 1)])
-    assert first == 2 and last >= 4 and left == 3000 - last
+    assert first == 2 and last >= 4 and left == 600 - last
     assert float(per_step) == pytest.approx(measured, rel=6e-3)  # printed to 3 significant digits
     assert float(step1) == pytest.approx(float(rows[1]["seconds"]), rel=6e-3)
     assert _seconds(left_text) == pytest.approx(measured * left, rel=0.06, abs=0.06)
-    lines = [line for line in text.splitlines() if re.match(r"minigan: step \d+/3000 ", line)]
+    lines = [line for line in text.splitlines() if re.match(r"minigan: step \d+/600 ", line)]
     assert len(lines) >= 2, text
     steps = []
     for line in lines:
-        m = re.fullmatch(r"minigan: step (\d+)/3000 \((\d+)%\) loss_d (\S+) loss_g (\S+) — (\S+) steps/s, ETA (.+)",
+        m = re.fullmatch(r"minigan: step (\d+)/600 \((\d+)%\) loss_d (\S+) loss_g (\S+) — (\S+) steps/s, ETA (.+)",
                          line)
         assert m, line
         step = int(m.group(1))
         steps.append(step)
-        assert int(m.group(2)) == round(100 * step / 3000)
+        assert int(m.group(2)) == round(100 * step / 600)
         assert float(m.group(3)) == pytest.approx(float(rows[step]["loss_d"]), rel=1e-3)
         assert float(m.group(4)) == pytest.approx(float(rows[step]["loss_g"]), rel=1e-3)
         assert float(m.group(5)) > 0
-        assert _seconds(m.group(6)) == pytest.approx((3000 - step) / float(m.group(5)), rel=0.06, abs=0.06)
-    assert steps[0] == last and steps == sorted(set(steps))  # the first line comes with the estimate
+        assert _seconds(m.group(6)) == pytest.approx((600 - step) / float(m.group(5)), rel=0.06, abs=0.06)
+    assert last in steps and steps == sorted(set(steps))  # a line comes with the estimate
 
 
 class FakeClock:
