@@ -6,12 +6,15 @@ ends with one line on stderr and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tomllib
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
+
+from .stopping import Interrupted, exit_code, handling, raise_interrupted, signal_name
 
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 
@@ -59,7 +62,8 @@ def build_parser():
     train.add_argument("--resume", type=Path, metavar="DIR", help="continue the run saved in DIR")
     train.add_argument("--overwrite", action="store_true",
                        help="start afresh in a used --out folder, deleting the old run's files (others stay)")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--no-progress", action="store_true",
+                       help="no progress bar (or progress lines, when stderr is not a terminal) and no time estimate")
     # retired: the Numba kernels are the default now (--reference turns them off); still accepted
     train.add_argument("--fast-kernels", dest="retired_fast_kernels", action="store_true", help=argparse.SUPPRESS)
     _config_flags(train)
@@ -124,8 +128,9 @@ def cmd_train(args) -> int:
     else:
         trainer = Trainer(TrainConfig.from_dict(values), progress=not args.no_progress)
     summary = trainer.train(overwrite=args.overwrite)
+    stopped_by = trainer.stop_signal or signal.SIGINT  # under mpiexec: another rank's signal
     if not trainer.is_root:  # under mpiexec rank 0 reports
-        return EXIT_INTERRUPTED if summary["interrupted"] else 0
+        return exit_code(stopped_by) if summary["interrupted"] else 0
     out = trainer.out
     print(f"minigan: step {summary['step']} — wrote {out / 'samples.png'}, {out / 'losses.png'}, "
           f"{out / 'metrics.csv'}, {out / 'checkpoint.ckpt'}")
@@ -136,8 +141,10 @@ def cmd_train(args) -> int:
         print(f"minigan: FID {summary['fid']:.2f} (real-vs-real floor {summary['floor_fid']:.2f}), "
               f"precision {summary['precision']:.2f}, recall {summary['recall']:.2f}")
     if summary["interrupted"]:
-        print("minigan: interrupted — checkpoint saved; continue with --resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        how = "interrupted" if stopped_by == signal.SIGINT else f"stopped by {signal_name(stopped_by)}"
+        print(f"minigan: {how} — checkpoint saved at step {summary['step']}; continue with --resume {out}",
+              file=sys.stderr)
+        return exit_code(stopped_by)
     return 0
 
 
@@ -214,10 +221,11 @@ def main(argv=None) -> int:
     if args.command is None:  # `minigan` alone: the default training run
         args = parser.parse_args(["train"] + list(argv or []))
     try:
-        return COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        print("minigan: interrupted", file=sys.stderr)
-        return _end_ranks(EXIT_INTERRUPTED)
+        with handling(raise_interrupted, (signal.SIGTERM,)):  # SIGTERM ends a command as Ctrl-C does
+            return COMMANDS[args.command](args)
+    except KeyboardInterrupt as exc:  # Interrupted says what a run saved
+        print(f"minigan: {exc}" if str(exc) else "minigan: interrupted", file=sys.stderr)
+        return _end_ranks(exc.exit_code if isinstance(exc, Interrupted) else EXIT_INTERRUPTED)
     except (ValueError, RuntimeError, OSError) as exc:  # ConfigError, DataError, CheckpointError, TrainingDiverged ...
         print(f"minigan: error{_rank_tag()}: {exc}", file=sys.stderr)
         return _end_ranks(EXIT_ERROR)

@@ -153,6 +153,10 @@ class TrainConfig:
     log_every: int = setting(1, "write a metrics.csv row every this many steps")
     checkpoint_every: int = setting(500, "write checkpoint.ckpt every this many steps")
     eval_samples: int = setting(2000, "samples for the final toy metrics (modes, EMD)")
+    progress_seconds: float = setting(30.0, "seconds between the plain progress lines printed when stderr is "
+                                      "not a terminal (nohup, CI, a log file)")
+    tensorboard: bool = setting(False, "also write every logged metric and the sample snapshots for TensorBoard "
+                                "into RUN/tensorboard (needs pip install 'minigan[tensorboard]')")
     num_classes: int = setting(10, "classes of the conditional models")
     reference: bool = setting(False, "run the NumPy reference instead of the Numba CPU kernels (the "
                               "kernels' definition; slower)")
@@ -253,6 +257,8 @@ class TrainConfig:
         _positive("log_every", self.log_every)
         _positive("checkpoint_every", self.checkpoint_every)
         _positive("eval_samples", self.eval_samples)
+        if not (math.isfinite(self.progress_seconds) and self.progress_seconds > 0):
+            raise ConfigError(f"progress_seconds must be a positive number, got {self.progress_seconds}")
         _positive("sync_check_every", self.sync_check_every)
         if self.depth < 1:
             raise ConfigError(f"depth must be >= 1, got {self.depth}")

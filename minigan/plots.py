@@ -7,9 +7,11 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .atomic import write_atomically
+
 
 def plot_losses(metrics_csv, path, columns=("loss_d", "loss_g")) -> Path:
-    """The loss curves of a run's metrics.csv against the step."""
+    """The loss curves of a run's metrics.csv against the step, written atomically."""
     steps, series = [], {c: [] for c in columns}
     with open(metrics_csv, newline="") as f:
         for row in csv.DictReader(f):
@@ -25,6 +27,5 @@ def plot_losses(metrics_csv, path, columns=("loss_d", "loss_g")) -> Path:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    FigureCanvasAgg(fig).print_png(str(path))
-    return path
+    # atomically: refreshed at every sample snapshot, it is never seen half written
+    return write_atomically(path, FigureCanvasAgg(fig).print_png)

@@ -22,6 +22,8 @@ from pathlib import Path
 LOCK_NAME = ".minigan.lock"
 RUN_FILES = ("checkpoint.ckpt", "config.json", "metrics.csv", "summary.json", "samples.png", "losses.png")
 _SNAPSHOT = re.compile(r"samples_\d{6}\.png")
+EVENTS_FOLDER = "tensorboard"  # --tensorboard's event files (minigan.tensorboard)
+_EVENTS = re.compile(r"events\.out\.tfevents\..+")
 # temporary files of minigan.atomic.write_atomically left by a crash: ".NAME.<random>.tmp"
 _TEMP = re.compile(r"\.(.+)\.[^.]+\.tmp")
 
@@ -67,7 +69,19 @@ def check_new_run(folder, overwrite: bool = False) -> list[str]:
         if is_run_file(name) and path.is_file() and not path.is_symlink():
             path.unlink()
             deleted.append(name)
+        elif name == EVENTS_FOLDER and path.is_dir() and not path.is_symlink():
+            deleted += _delete_event_files(path)
     return deleted
+
+
+def _delete_event_files(folder: Path) -> list[str]:
+    """The old run's TensorBoard event files (the folder too once empty; other files stay)."""
+    names = sorted(e.name for e in folder.iterdir() if _EVENTS.fullmatch(e.name) and e.is_file() and not e.is_symlink())
+    for name in names:
+        (folder / name).unlink()
+    if not any(folder.iterdir()):
+        folder.rmdir()
+    return [f"{folder.name}/{name}" for name in names]
 
 
 class RunLock:

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from .config import ConfigError, TrainConfig
 from .optim import SGD, Adam, RMSprop
 from .recipes import LOSSES, PENALTIES, RECIPES, recipe_name
 from .runfolder import RunLock, check_new_run
+from .stopping import Interrupted, handling, signal_name
 
 CHECKPOINT_NAME = "checkpoint.ckpt"
 METRIC_COLUMNS = ("step", "loss_d", "loss_g", "d_real", "d_fake", "wasserstein", "gp", "k", "M", "seconds")
@@ -51,7 +53,7 @@ class TrainingDiverged(RuntimeError):
 # Settings a resumed run may change: they set how long and how fast it goes on, and what it
 # logs, never what it is (the networks, the loss, the data, the random streams).
 RESUMABLE = ("steps", "lr_d", "lr_g", "sample_every", "log_every", "checkpoint_every", "eval_samples",
-             "reference", "threads")
+             "reference", "threads", "progress_seconds", "tensorboard")
 
 
 def _finite_or_raise(value: float, step: int, name: str):
@@ -159,6 +161,10 @@ class Trainer:
         from .memory import check_memory
 
         check_memory(c)  # before any large array: a run that cannot fit is refused in one line
+        if c.tensorboard:  # a missing package is said before anything is built
+            from .tensorboard import require
+
+            require()
         self.progress = progress
         self._setup_distributed(comm)
         self.out = Path(c.out)
@@ -191,6 +197,8 @@ class Trainer:
         self.fixed_labels = np.arange(n_fixed) % c.num_classes if self.conditional else None
         self.balance = getattr(self.loss, "balance", None)  # BEGAN's k_t
         self._stop_requested = False
+        self.stop_signal = None  # the signal that asked this process to stop (SIGINT or SIGTERM)
+        self._saving, self._stop_now = False, None  # a second signal during a checkpoint write waits for it
         self._lock, self._resumed, self.resume_changes = None, False, {}
         self._checkpoint_step = None  # the step of the checkpoint on disk (None: none written)
 
@@ -586,11 +594,21 @@ class Trainer:
         self.step = int(state["step"])
 
     def save_checkpoint(self, path=None) -> Path:
-        if path is None:
-            self._checkpoint_step = self.step
-        if not self.is_root:  # the ranks' states are identical (per-rank BatchNorm: rank 0's statistics)
-            return Path(path or self.out / CHECKPOINT_NAME)
-        return save_checkpoint(self.state_dict(), path or self.out / CHECKPOINT_NAME)
+        """Write the checkpoint (atomically). A second stop signal arriving meanwhile waits for
+        the write to end (_request_stop), so what it says was saved is what is on disk."""
+        self._saving = True
+        try:
+            if not self.is_root:  # the ranks' states are identical (per-rank BatchNorm: rank 0's statistics)
+                written = Path(path or self.out / CHECKPOINT_NAME)
+            else:
+                written = save_checkpoint(self.state_dict(), path or self.out / CHECKPOINT_NAME)
+            if path is None:
+                self._checkpoint_step = self.step
+        finally:
+            self._saving = False
+        if self._stop_now is not None:
+            raise Interrupted(self._stopped_now_message(self._stop_now), self._stop_now)
+        return written
 
     @classmethod
     def resume(cls, out_dir, steps: int | None = None, progress: bool = False, overrides: dict | None = None,
@@ -647,12 +665,37 @@ class Trainer:
         return f, writer
 
     def _request_stop(self, signum, frame):
-        if self._stop_requested or self._stop_local:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
+        """The handler of SIGINT (Ctrl-C) and SIGTERM while the run trains and finishes: the
+        first asks to stop after the current step (with a checkpoint), a second stops at once
+        (:class:`Interrupted`, saying what was and was not saved)."""
+        signum = signal.SIGINT if signum is None else signal.Signals(signum)
+        if self._stop_requested or self._stop_local:
+            if self._saving:  # save_checkpoint raises once the file is complete
+                self._stop_now = signum
+                return
+            raise Interrupted(self._stopped_now_message(signum), signum)
+        self.stop_signal = signum
         if self.comm.size > 1:  # every rank must stop after the same step: agreed in _reduce_metrics
             self._stop_local = True
         else:
             self._stop_requested = True
+        which = (f"finishing step {self.step}" if self.comm.size == 1 else
+                 "every rank stops after the same step (the next one they all reach)")
+        print(f"minigan: {signal_name(signum)} — {which}, then writing the checkpoint (a second signal stops "
+              "at once)", file=sys.stderr, flush=True)
+
+    def _stopped_now_message(self, signum) -> str:
+        """What a second signal leaves: the checkpoint on disk and its step, or none."""
+        done = self._checkpoint_step
+        if done is not None and done == self.step:
+            kept = (f"stopped at step {done}, whose checkpoint in {self.out} is saved; the final samples and "
+                    "summary.json were not written")
+        elif done is not None:
+            kept = (f"stopped at step {self.step} without a checkpoint; the checkpoint of step {done} in "
+                    f"{self.out} is kept (continue with --resume {self.out})")
+        else:
+            kept = f"stopped at step {self.step}; no checkpoint was written yet"
+        return f"second {signal_name(signum)} — {kept}"
 
     def train(self, overwrite: bool = False) -> dict:
         """Run to ``config.steps``; returns the summary (also written to summary.json).
@@ -673,7 +716,8 @@ class Trainer:
             if self.resume_changes:  # the checkpoint first: config.json never says what it does not
                 self.save_checkpoint()
             try:
-                return self._train()
+                with handling(self._request_stop):  # SIGINT and SIGTERM, through the final evaluation
+                    return self._train()
             except TrainingDiverged as exc:
                 kept = (f"the checkpoint of step {self._checkpoint_step} in {self.out} is kept"
                         if self._checkpoint_step is not None else
@@ -698,44 +742,60 @@ class Trainer:
             config_text = json.dumps(c.to_dict(), indent=2).encode()
             write_atomically(self.out / "config.json", lambda file: file.write(config_text))
         f, writer = self._open_metrics()
-        previous = None
-        try:
-            previous = signal.signal(signal.SIGINT, self._request_stop)
-        except ValueError:  # not in the main thread: Ctrl-C handling stays Python's
-            pass
-        bar = self._progress_bar()
+        board = self._tensorboard()
+        progress = self._progress()
         try:
             while self.step < c.steps and not self._stop_requested:
                 metrics = self.train_step()
                 if self.step % c.log_every == 0 or self.step == c.steps:
                     writer.writerow(metrics)
                     f.flush()
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix({k: f"{metrics[k]:.3g}" for k in ("loss_d", "loss_g") if k in metrics},
-                                    refresh=False)
+                    if board is not None:
+                        board.scalars(metrics, self.step)
+                if progress is not None:
+                    progress.update(self.step, metrics)
                 if self.step % c.sample_every == 0:
-                    self.save_samples(f"samples_{self.step:06d}.png")
+                    self._snapshot(board)
                 if self.step % c.checkpoint_every == 0:
                     self.save_checkpoint()
             self.save_checkpoint()
         finally:
             f.close()
-            if bar is not None:
-                bar.close()
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            if progress is not None:
+                progress.close()
+            if board is not None:
+                board.close()
         interrupted = self._stop_requested
         return self.finish(interrupted)
 
-    def _progress_bar(self):
+    def _snapshot(self, board):
+        """A sample snapshot: samples_NNNNNN.png, losses.png brought up to date, and the picture
+        in TensorBoard."""
+        from .plots import plot_losses
+
+        path = self.save_samples(f"samples_{self.step:06d}.png")
+        if not self.is_root:
+            return
+        plot_losses(self.out / "metrics.csv", self.out / "losses.png")
+        if board is not None:
+            board.image("samples", path, self.step)
+
+    def _tensorboard(self):
+        if not self.config.tensorboard or not self.is_root:
+            return None
+        from .tensorboard import TensorBoard
+
+        return TensorBoard(self.out, resumed_at=self.step if self._resumed else None)
+
+    def _progress(self):
+        """The progress reports (minigan.progress): rank 0, when asked for."""
         if not self.progress or not self.is_root:
             return None
-        from tqdm import tqdm
+        from .progress import Progress, slow_default_note
 
-        # disable=None: no bar when stderr is not a terminal (logs stay readable)
-        return tqdm(total=self.config.steps, initial=self.step, desc=f"{self.config.loss} {self.config.model}",
-                    unit="step", dynamic_ncols=True, mininterval=0.5, disable=None)
+        c = self.config
+        hint = None if self.toy else slow_default_note(c, int(self.sample_shape[-1]))
+        return Progress(c.steps, self.step, f"{c.loss} {c.model}", seconds=c.progress_seconds, hint=hint)
 
     def finish(self, interrupted: bool = False) -> dict:
         """Final samples, the loss curve, quality metrics and summary.json."""
