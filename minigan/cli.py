@@ -234,6 +234,7 @@ def cmd_export(args) -> int:
 
     player = "critic" if args.critic else "generator"
     out = check_output_file(args.out or Path(f"{player}.safetensors"), args.overwrite)
+    _no_checkpoint_yet(_run_dir(args.checkpoint))
     export_run(_run_dir(args.checkpoint), out, player)
     print(f"minigan: wrote the {player} of {_run_dir(args.checkpoint)} to {out}")
     return 0

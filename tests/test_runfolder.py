@@ -140,3 +140,18 @@ def test_divergence_message_says_which_checkpoint_is_kept(tmp_path, monkeypatch,
         trainer.train()
     assert kept in str(info.value)
     assert (trainer.out / "checkpoint.ckpt").exists() == (checkpoint_every == 1)
+
+
+def test_resume_or_sample_of_a_run_before_its_first_checkpoint_says_in_use(tmp_path, capsys):
+    out = tmp_path / "run"
+    with RunLock(out):  # a run that trains there and has not checkpointed yet
+        for args in (["train", "--resume", str(out), "--no-progress"], ["sample", str(out)],
+                     ["export", str(out / "checkpoint.ckpt"), "--out", str(tmp_path / "g.safetensors")]):
+            assert main(args) == 2
+            err = _one_line_error(capsys)
+            assert f"{out} is in use by another minigan run (process {os.getpid()})" in err, err
+            assert "first checkpoint" in err and "does not exist" not in err
+    assert os.listdir(out) == [LOCK_NAME] and not (tmp_path / "g.safetensors").exists()
+    # the lock released: no run there, so the checkpoint is what is missing
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 2
+    assert "does not exist" in _one_line_error(capsys)
