@@ -154,6 +154,7 @@ def cmd_train(args) -> int:
                   file=sys.stderr)
     else:
         trainer = Trainer(TrainConfig.from_dict(values), progress=not args.no_progress)
+    _note_capped_threads(trainer)
     summary = trainer.train(overwrite=args.overwrite)
     if not trainer.is_root:  # under mpiexec rank 0 reports
         return EXIT_INTERRUPTED if summary["interrupted"] else 0
@@ -170,6 +171,15 @@ def cmd_train(args) -> int:
         print("minigan: interrupted — checkpoint saved; continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+def _note_capped_threads(trainer):
+    from .threads import usable_cores
+
+    asked, cores = trainer.config.threads, usable_cores()
+    if asked is not None and asked > cores and trainer.is_root:
+        print(f"minigan: note: --threads {asked} capped to {cores}, the cores this process may use",
+              file=sys.stderr)
 
 
 def _no_checkpoint_yet(run_dir: Path):
