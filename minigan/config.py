@@ -201,6 +201,9 @@ class TrainConfig:
         c = dataclasses.replace(self)
         c.check_types()
         c.apply_preset()
+        from .losses import divergence_name
+
+        c.divergence = divergence_name(c.divergence)  # "reverse_kl" of older runs: "reverse-kl"
         from .recipes import LOSSES as LOSS_REGISTRY, PENALTIES, default_penalty_weight
 
         loss = LOSS_REGISTRY.get(c.loss)  # each loss declares its paper's defaults (minigan.recipes)
