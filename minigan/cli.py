@@ -87,11 +87,12 @@ def build_parser():
     _output_flags(export, None, "the file to write (default: generator.safetensors, or critic.safetensors "
                   "with --critic)")
     export.add_argument("--critic", action="store_true", help="export the critic (discriminator) instead of G")
+    experiments = _experiments()
     experiment = sub.add_parser("experiment", help="run one of the papers' classic experiments (PNG + CSV)",
                                 description="Run one of the papers' classic experiments; it writes PNG "
-                                "figures and CSV tables.")
-    experiment.add_argument("name", help="; ".join(f"{name}: {_first_line(run.__doc__)}"
-                                                   for name, run in _experiments().items()))
+                                "figures and CSV tables.\n\n" + _experiment_list(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    experiment.add_argument("name", help=f"one of: {', '.join(experiments)}")
     experiment.add_argument("--quick", action="store_true", help="a seconds-long version (same outputs)")
     experiment.add_argument("--out", type=Path, default=None, help="output folder (default runs/experiments/NAME)")
     experiment.add_argument("--seed", type=int, default=0, help="seed of every random stream (default 0)")
@@ -111,10 +112,12 @@ def _experiments() -> dict:
     return EXPERIMENTS
 
 
-def _first_line(doc) -> str:
-    """A docstring's first sentence, without its closing period (for a help line)."""
-    text = " ".join((doc or "").split())
-    return text.split(". ")[0].rstrip(".").replace("%", "%%")
+def _experiment_list() -> str:
+    """The bullet list of minigan.experiments' docstring, one item per experiment, as help text."""
+    from . import experiments
+
+    doc = experiments.__doc__
+    return doc[doc.index("* ``"):].split("\n\n")[0].replace("``", "")
 
 
 def _run_dir(path: Path) -> Path:
