@@ -81,9 +81,9 @@ def _probe(busy: int, explicit: int = 0, **env) -> dict:
 def test_a_hand_written_loop_gets_managed_threads_at_its_first_kernel():
     cores = threads.usable_cores()
     busy = _probe(cores - 1)  # every other core busy: one thread for each pool
-    assert busy["before"] == [cores] and busy["blas"] == [1] and busy["numba"] == 1, busy
+    assert busy["before"][0] > 1 and busy["blas"] == [1] and busy["numba"] == 1, busy  # OpenBLAS: all cores
     quiet = _probe(0)  # nothing to lower
-    assert quiet["blas"] == quiet["before"] == [cores] and quiet["numba"] == quiet["numba_default"], quiet
+    assert quiet["blas"] == quiet["before"] and quiet["numba"] == quiet["numba_default"], quiet
 
 
 @pytest.mark.skipif(threads.usable_cores() < 2, reason="one core: nothing to lower")
