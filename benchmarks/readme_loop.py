@@ -67,7 +67,8 @@ def main(argv=None):
             print(f"round {round_ + 1} {tree}: {times[tree][-1]:.2f} s", flush=True)
     for tree in trees:
         print(f"{tree}: median {statistics.median(times[tree]):.2f} s for {args.iterations} iterations "
-              f"(width {args.width}) beside {args.busy} busy process(es); runs {', '.join(f'{t:.2f}' for t in times[tree])}")
+              f"(width {args.width}) beside {args.busy} busy process(es); "
+              f"runs {', '.join(f'{t:.2f}' for t in times[tree])}")
 
 
 if __name__ == "__main__":

@@ -100,4 +100,5 @@ def test_export_run_from_python_never_writes_a_run_file(tmp_path):
     assert (run / "checkpoint.ckpt").read_bytes() == before
     mine = tmp_path / "g.safetensors"
     mine.write_bytes(b"old")  # Python's export replaces a file of the user's, as open(..., "w") would
-    assert export_run(run, mine, "critic") == mine and set(_shapes(mine)) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    assert export_run(run, mine, "critic") == mine
+    assert set(_shapes(mine)) == {"0.weight", "0.bias", "2.weight", "2.bias"}

@@ -181,10 +181,12 @@ def test_divergence_names_take_hyphens_and_old_runs_with_underscores_still_resum
     capsys.readouterr()
     assert main(["sample", str(new), "--out", str(tmp_path / "s.png")]) == 0
     for steps, spelling in (("3", []), ("4", ["squared_hellinger"]), ("5", ["squared-hellinger"])):
-        args = ["train", "--resume", str(new), "--steps", steps, "--no-progress"] + (fgan + spelling if spelling else [])
+        args = ["train", "--resume", str(new), "--steps", steps, "--no-progress"]
+        args += fgan + spelling if spelling else []
         assert main(args) == 0, capsys.readouterr().err
         err = capsys.readouterr().err
-        assert f"with steps {int(steps) - 1} → {steps}\n" in err and "hellinger" not in err, err  # steps alone changed
+        # steps alone changed
+        assert f"with steps {int(steps) - 1} → {steps}\n" in err and "hellinger" not in err, err
         assert load_checkpoint(new / "checkpoint.ckpt")["config"]["divergence"] == "squared-hellinger"
     assert main(["train", "--resume", str(new), "--steps", "6", "--no-progress"] + fgan + ["total-variation"]) == 2
     assert "cannot change divergence (squared-hellinger → total-variation)" in _one_line_error(capsys)
