@@ -211,6 +211,9 @@ def _pull_cpu_kernel(name: str):
     if name not in cpu.KERNELS:
         return None
     cpu.choose_threading_layer()
+    from .threads import manage_by_default  # noqa: PLC0415
+
+    manage_by_default()  # a hand-written loop's threads, sized at its first kernel (once)
     _install_compile_notice()
     fn = cpu.cpu_kernel(name)
     _FAST[(name, "numpy")] = fn

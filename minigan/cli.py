@@ -67,28 +67,61 @@ def build_parser():
     # retired: the Numba kernels are the default now (--reference turns them off); still accepted
     train.add_argument("--fast-kernels", dest="retired_fast_kernels", action="store_true", help=argparse.SUPPRESS)
     _config_flags(train)
-    sample = sub.add_parser("sample", help="write a grid of samples from a checkpoint")
+    sample = sub.add_parser("sample", help="write a grid of samples from a checkpoint",
+                            description="Write a grid of samples drawn from a run's generator.",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sample.add_argument("checkpoint", type=Path, help="a run folder or its checkpoint.ckpt")
     sample.add_argument("-n", type=int, default=64, help="number of samples")
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--out", type=Path, default=Path("samples.png"))
-    interp = sub.add_parser("interpolate", help="write a latent walk between random points")
-    interp.add_argument("checkpoint", type=Path)
+    sample.add_argument("--seed", type=int, default=0, help="seed of the noise z the samples are drawn from")
+    _output_flags(sample, "samples.png", "the picture to write; its extension picks the format "
+                  "(.png, .jpg, .webp ...)")
+    interp = sub.add_parser("interpolate", help="write a latent walk between random points",
+                            description="Write a grid of latent walks: each row runs along a straight line "
+                            "between two random noise vectors.",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    interp.add_argument("checkpoint", type=Path, help="a run folder or its checkpoint.ckpt")
     interp.add_argument("--rows", type=int, default=8, help="number of walks (rows)")
-    interp.add_argument("--steps", type=int, default=10, help="points along each walk")
-    interp.add_argument("--seed", type=int, default=0)
-    interp.add_argument("--out", type=Path, default=Path("interpolation.png"))
-    export = sub.add_parser("export", help="write a run's generator (or critic) as a .safetensors file for PyTorch")
+    interp.add_argument("--steps", type=int, default=10, help="points along each walk (columns), at least 2")
+    interp.add_argument("--seed", type=int, default=0, help="seed of the walks' end points")
+    _output_flags(interp, "interpolation.png", "the picture to write; its extension picks the format")
+    export = sub.add_parser("export", help="write a run's generator (or critic) as a .safetensors file for PyTorch",
+                            description="Write a run's generator (or critic) as a .safetensors file with the "
+                            "keys and shapes of the equal torch.nn module.")
     export.add_argument("checkpoint", type=Path, help="a run folder or its checkpoint.ckpt")
-    export.add_argument("--out", type=Path, default=None,
-                        help="the file to write (default generator.safetensors, or critic.safetensors)")
+    _output_flags(export, None, "the file to write (default: generator.safetensors, or critic.safetensors "
+                  "with --critic)")
     export.add_argument("--critic", action="store_true", help="export the critic (discriminator) instead of G")
-    experiment = sub.add_parser("experiment", help="run one of the papers' classic experiments (PNG + CSV)")
-    experiment.add_argument("name", help="vanishing, modes, clipping or optimal-d")
+    experiments = _experiments()
+    experiment = sub.add_parser("experiment", help="run one of the papers' classic experiments (PNG + CSV)",
+                                description="Run one of the papers' classic experiments; it writes PNG "
+                                "figures and CSV tables.\n\n" + _experiment_list(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    experiment.add_argument("name", help=f"one of: {', '.join(experiments)}")
     experiment.add_argument("--quick", action="store_true", help="a seconds-long version (same outputs)")
     experiment.add_argument("--out", type=Path, default=None, help="output folder (default runs/experiments/NAME)")
-    experiment.add_argument("--seed", type=int, default=0)
+    experiment.add_argument("--seed", type=int, default=0, help="seed of every random stream (default 0)")
     return parser
+
+
+def _output_flags(parser, default, text):
+    """--out and --overwrite of a command that writes one file (see runfolder.check_output_file)."""
+    parser.add_argument("--out", type=Path, default=None if default is None else Path(default), help=text)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out if it exists (never a run's own files: checkpoint, metrics ...)")
+
+
+def _experiments() -> dict:
+    from .experiments import EXPERIMENTS
+
+    return EXPERIMENTS
+
+
+def _experiment_list() -> str:
+    """The bullet list of minigan.experiments' docstring, one item per experiment, as help text."""
+    from . import experiments
+
+    doc = experiments.__doc__
+    return doc[doc.index("* ``"):].split("\n\n")[0].replace("``", "")
 
 
 def _run_dir(path: Path) -> Path:
@@ -119,6 +152,7 @@ def cmd_train(args) -> int:
     if args.resume is not None:
         if args.overwrite:
             raise ValueError("--resume continues a run and --overwrite deletes one: give only one of them")
+        _no_checkpoint_yet(args.resume)
         # the file's keys and the flags alike: resumable ones applied, any other change refused
         trainer = Trainer.resume(args.resume, progress=not args.no_progress, overrides=values, lock=True)
         if trainer.resume_changes:
@@ -127,6 +161,7 @@ def cmd_train(args) -> int:
                   file=sys.stderr)
     else:
         trainer = Trainer(TrainConfig.from_dict(values), progress=not args.no_progress)
+    _note_capped_threads(trainer)
     summary = trainer.train(overwrite=args.overwrite)
     stopped_by = trainer.stop_signal or signal.SIGINT  # under mpiexec: another rank's signal
     if not trainer.is_root:  # under mpiexec rank 0 reports
@@ -148,17 +183,38 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _note_capped_threads(trainer):
+    from .threads import usable_cores
+
+    asked, cores = trainer.config.threads, usable_cores()
+    if asked is not None and asked > cores and trainer.is_root:
+        print(f"minigan: note: --threads {asked} capped to {cores}, the cores this process may use",
+              file=sys.stderr)
+
+
+def _no_checkpoint_yet(run_dir: Path):
+    """A folder without a checkpoint that a run holds is a run before its first checkpoint: say
+    it is in use rather than that the checkpoint does not exist."""
+    from .runfolder import check_not_in_use
+
+    if not (run_dir / "checkpoint.ckpt").is_file():
+        check_not_in_use(run_dir)
+
+
 def _load_trainer(path: Path):
     from .train import Trainer
 
+    _no_checkpoint_yet(_run_dir(path))
     return Trainer.resume(_run_dir(path))
 
 
 def cmd_sample(args) -> int:
     from .images import save_grid, save_points_png
+    from .runfolder import check_output_file
 
     if args.n < 1:
         raise ValueError(f"-n must be >= 1, got {args.n}")
+    check_output_file(args.out, args.overwrite)
     trainer = _load_trainer(args.checkpoint)
     rng = np.random.default_rng(args.seed)
     z = rng.standard_normal((args.n, trainer.latent_dim)).astype(np.float32)
@@ -174,12 +230,14 @@ def cmd_sample(args) -> int:
 
 def cmd_interpolate(args) -> int:
     from .images import save_grid
+    from .runfolder import check_output_file
 
+    if args.rows < 1 or args.steps < 2:
+        raise ValueError(f"need --rows >= 1 and --steps >= 2, got {args.rows} and {args.steps}")
+    check_output_file(args.out, args.overwrite)
     trainer = _load_trainer(args.checkpoint)
     if trainer.toy:
         raise ValueError("interpolate draws image grids; this checkpoint was trained on a toy 2-D set")
-    if args.rows < 1 or args.steps < 2:
-        raise ValueError(f"need --rows >= 1 and --steps >= 2, got {args.rows} and {args.steps}")
     rng = np.random.default_rng(args.seed)
     start, end = (rng.standard_normal((args.rows, 1, trainer.latent_dim)) for _ in range(2))
     t = np.linspace(0, 1, args.steps).reshape(1, -1, 1)
@@ -192,9 +250,11 @@ def cmd_interpolate(args) -> int:
 
 def cmd_export(args) -> int:
     from .export import export_run
+    from .runfolder import check_output_file
 
     player = "critic" if args.critic else "generator"
-    out = args.out or Path(f"{player}.safetensors")
+    out = check_output_file(args.out or Path(f"{player}.safetensors"), args.overwrite)
+    _no_checkpoint_yet(_run_dir(args.checkpoint))
     export_run(_run_dir(args.checkpoint), out, player)
     print(f"minigan: wrote the {player} of {_run_dir(args.checkpoint)} to {out}")
     return 0

@@ -160,7 +160,8 @@ class TrainConfig:
     num_classes: int = setting(10, "classes of the conditional models")
     reference: bool = setting(False, "run the NumPy reference instead of the Numba CPU kernels (the "
                               "kernels' definition; slower)")
-    threads: int | None = setting(None, "threads for the matrix products (BLAS) and the Numba kernels",
+    threads: int | None = setting(None, "threads for the matrix products (BLAS) and the Numba kernels; more than "
+                                  "the usable cores is capped to them, with a note",
                                   default_text="the usable cores not busy with other processes at start")
     device: str = setting("cpu", "where the models run (cuda: CuPy on an NVIDIA GPU; data and noise "
                           "drawn on the host)", choices=lambda: ("cpu", "cuda"))
@@ -204,6 +205,9 @@ class TrainConfig:
         c = dataclasses.replace(self)
         c.check_types()
         c.apply_preset()
+        from .losses import divergence_name
+
+        c.divergence = divergence_name(c.divergence)  # "reverse_kl" of older runs: "reverse-kl"
         from .recipes import LOSSES as LOSS_REGISTRY, PENALTIES, default_penalty_weight
 
         loss = LOSS_REGISTRY.get(c.loss)  # each loss declares its paper's defaults (minigan.recipes)

@@ -25,7 +25,9 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ TOY_NAMES = ("8gaussians", "25gaussians", "swissroll")
 IMAGE_NAMES = ("digits", "mnist5k", "emoji")
 DATASET_NAMES = TOY_NAMES + IMAGE_NAMES
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 class DataError(ValueError):
@@ -337,20 +339,37 @@ def _read_image(path: Path, size: int, channels: int) -> np.ndarray:
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
     """Image files under a folder, recursively, sorted (so the order is reproducible)."""
+    return _folder_files(folder)[0]
+
+
+def _folder_files(folder) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) under ``folder``, recursively, each sorted."""
     folder = Path(folder)
     if not folder.exists():
         raise DataError(f"image folder not found: {folder}")
     if not folder.is_dir():
         raise DataError(f"not a folder: {folder}")
-    return sorted(
-        path for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
-    )
+    files = sorted(path for path in folder.rglob("*") if path.is_file())
+    images = [path for path in files if path.suffix.lower() in IMAGE_EXTENSIONS]
+    return images, [path for path in files if path.suffix.lower() not in IMAGE_EXTENSIONS]
+
+
+def _skipped_line(folder, read: int, others: list[Path], broken: list[str]) -> str:
+    """One line counting what a folder's load left out: files that are not images (by
+    extension, the most common few shown) and unreadable ones (skip_broken)."""
+    parts = []
+    if others:
+        kinds = Counter(path.suffix.lower() or path.name for path in others).most_common()
+        shown = ", ".join(f"{kind} ×{count}" for kind, count in kinds[:4]) + (", …" if len(kinds) > 4 else "")
+        parts.append(f"{len(others)} file{'s' * (len(others) != 1)} that are not images ({shown})")
+    if broken:
+        parts.append(f"{len(broken)} unreadable image file{'s' * (len(broken) != 1)}")
+    return f"minigan: note: read {read} images from {folder}; skipped {' and '.join(parts)}"
 
 
 def load_image_folder(path: str | os.PathLike, size: int, channels: int = 3,
                       skip_broken: bool = False) -> np.ndarray:
-    """All PNG/JPEG/BMP/GIF images under ``path`` (recursively), as a training set.
+    """All PNG/JPEG/BMP/GIF/WebP/TIFF images under ``path`` (recursively), as a training set.
 
     Each image is converted to RGB (``channels=3``) or greyscale (``channels=1``),
     transparent parts composited onto white, centre-cropped to a square and resized
@@ -358,27 +377,33 @@ def load_image_folder(path: str | os.PathLike, size: int, channels: int = 3,
     Returns (N, channels, size, size) float32 in [-1, 1], files in sorted path order.
 
     A missing or empty folder raises ``DataError``; so does an unreadable file (the
-    message names it), unless ``skip_broken=True``, which skips it with a warning.
+    message names it), unless ``skip_broken=True``, which skips it with a warning. Files
+    skipped (not images by their extension, or unreadable) are counted in one line on stderr.
     """
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
     if size < 1:
         raise DataError(f"size must be positive, got {size}")
-    files = image_files(path)
+    files, others = _folder_files(path)
     if not files:
         raise DataError(
             f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in folder {path}"
+            + (f" ({len(others)} other file{'s' * (len(others) != 1)}, not "
+               f"{'images' if len(others) != 1 else 'an image'})" if others else "")
         )
-    images = []
+    images, broken = [], []
     for file in files:
         try:
             images.append(_read_image(file, size, channels))
         except DataError as err:
             if not skip_broken:
                 raise
+            broken.append(str(file))
             warnings.warn(f"skipping {err}", stacklevel=2)
     if not images:
         raise DataError(f"none of the {len(files)} image files in {path} could be read")
+    if others or broken:
+        print(_skipped_line(path, len(images), others, broken), file=sys.stderr)
     return np.stack(images)
 
 

@@ -62,11 +62,14 @@ def load_safetensors(module, path):
 
 
 def export_run(run_dir, out, player: str = "generator") -> Path:
-    """Write the generator (or the critic) of the run saved in ``run_dir`` to ``out``."""
+    """Write the generator (or the critic) of the run saved in ``run_dir`` to ``out``; never
+    over a run folder's own files (its checkpoint, metrics ...: :class:`RunFolderError`)."""
+    from .runfolder import check_output_file
     from .train import Trainer
 
     if player not in PLAYERS:
         raise ValueError(f"unknown player {player!r}; valid: {', '.join(PLAYERS)}")
+    check_output_file(out, overwrite=True)  # the CLI asks about an existing file; here: run files only
     trainer = Trainer.resume(run_dir)
     module = getattr(trainer, PLAYERS[player])
     return save_safetensors(module, out, metadata={"minigan_player": player, "minigan_step": str(trainer.step),

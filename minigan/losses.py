@@ -79,7 +79,7 @@ __all__ = [
     "critic_loss_wasserstein", "generator_loss_wasserstein",
     "discriminator_loss_lsgan", "generator_loss_lsgan", "LSGAN_CODINGS",
     "began_reconstruction_loss", "BeganBalance",
-    "FDivergence", "f_divergence", "F_DIVERGENCE_NAMES",
+    "FDivergence", "f_divergence", "F_DIVERGENCE_NAMES", "divergence_name",
     "discriminator_loss_fgan", "generator_loss_fgan",
     "discriminator_loss_hinge", "generator_loss_hinge",
     "relativistic_loss", "RELATIVISTIC_LINKS",
@@ -347,7 +347,7 @@ class ReverseKL(FDivergence):
     f*(t) = −1 − log(−t), (f*)' = −1/t, dom t < 0 (sup at u* = −1/t).
     Composite: f*(g_f(v)) = −1 − log(e^{−v}) = v − 1, derivative 1."""
 
-    name, domain = "reverse_kl", "t < 0"
+    name, domain = "reverse-kl", "t < 0"
     domain_interval = (-math.inf, 0.0)
 
     def f(self, u):
@@ -421,7 +421,7 @@ class SquaredHellinger(FDivergence):
     f*(t) = t/(1 − t), (f*)' = 1/(1 − t)², dom t < 1 (u* = 1/(1 − t)²).
     Composite: f*(g_f(v)) = (1 − e^v)/e^v = e^{−v} − 1, derivative −e^{−v}."""
 
-    name, domain = "squared_hellinger", "t < 1"
+    name, domain = "squared-hellinger", "t < 1"
     domain_interval = (-math.inf, 1.0)
 
     def f(self, u):
@@ -484,7 +484,7 @@ class JensenShannon(FDivergence):
     dom t < log 2. Composite: e^{g_f(v)} = 2σ(v), so f*(g_f(v)) = −log(2σ(−v)) =
     softplus(v) − log 2, derivative σ(v) — stable for any v."""
 
-    name, domain = "jensen_shannon", "t < log 2"
+    name, domain = "jensen-shannon", "t < log 2"
     domain_interval = (-math.inf, LOG2)
 
     def f(self, u):
@@ -510,14 +510,14 @@ class JensenShannonWeighted(FDivergence):
     """π-weighted Jensen–Shannon, 0 < π < 1: f = πu log u − (1 − π + πu) log(1 − π + πu),
     f' = π log(u/(1 − π + πu)); g_f(v) = −π log π − softplus(−v), g' = σ(−v);
     f*(t) = (1 − π) log((1 − π)/(1 − πe^{t/π})), (f*)' = (1 − π)e^{t/π}/(1 − πe^{t/π}),
-    dom t < −π log π. π = ½ gives half the "jensen_shannon" f."""
+    dom t < −π log π. π = ½ gives half the "jensen-shannon" f."""
 
     def __init__(self, pi=0.5):
         pi = float(pi)
         if not 0.0 < pi < 1.0:
-            raise ValueError(f"jensen_shannon_weighted needs 0 < pi < 1, got pi={pi}")
+            raise ValueError(f"jensen-shannon-weighted needs 0 < pi < 1, got pi={pi}")
         self.pi = pi
-        self.name = "jensen_shannon_weighted"
+        self.name = "jensen-shannon-weighted"
         self.domain = f"t < -pi log pi = {-pi * math.log(pi):.6g}"
         self.domain_interval = (-math.inf, -pi * math.log(pi))
 
@@ -539,7 +539,7 @@ class JensenShannonWeighted(FDivergence):
         return (1.0 - pi) * (math.log(1.0 - pi) - xp.log(d)), (1.0 - pi) * e / d
 
     def __repr__(self):
-        return f"f_divergence('jensen_shannon_weighted', pi={self.pi})"
+        return f"f_divergence('jensen-shannon-weighted', pi={self.pi})"
 
 
 class GANDivergence(FDivergence):
@@ -575,7 +575,7 @@ class TotalVariation(FDivergence):
     g_f(v) = ½ tanh v, g' = ½ sech² v = ½(1 − tanh² v); f*(t) = sup_{u≥0} tu − ½|u − 1| = max(t, −½) for
     t ≤ ½ (the paper's "t on |t| ≤ ½"; g_f maps into (−½, ½) where f* = t), (f*)' = 1 for t > −½."""
 
-    name, domain = "total_variation", "t <= 1/2 (f*(t) = t on |t| <= 1/2)"
+    name, domain = "total-variation", "t <= 1/2 (f*(t) = t on |t| <= 1/2)"
     domain_interval = (-math.inf, 0.5)
     domain_closed = (False, True)
 
@@ -617,7 +617,7 @@ class AlphaDivergence(FDivergence):
         if not math.isfinite(alpha) or alpha in (0.0, 1.0):
             raise ValueError(
                 f"the alpha-divergence needs a finite alpha not in {{0, 1}}, got alpha={alpha} "
-                "(its limits alpha -> 1 and alpha -> 0 are 'kl' and 'reverse_kl')")
+                "(its limits alpha -> 1 and alpha -> 0 are 'kl' and 'reverse-kl')")
         self.alpha = alpha
         self.name = "alpha"
         if alpha < 1.0:
@@ -662,25 +662,33 @@ class AlphaDivergence(FDivergence):
 
 
 _DIVERGENCES = {
-    "kl": KL, "reverse_kl": ReverseKL, "pearson": Pearson, "neyman": Neyman,
-    "squared_hellinger": SquaredHellinger, "jeffrey": Jeffrey, "jensen_shannon": JensenShannon,
-    "jensen_shannon_weighted": JensenShannonWeighted, "gan": GANDivergence,
-    "total_variation": TotalVariation, "alpha": AlphaDivergence,
+    "kl": KL, "reverse-kl": ReverseKL, "pearson": Pearson, "neyman": Neyman,
+    "squared-hellinger": SquaredHellinger, "jeffrey": Jeffrey, "jensen-shannon": JensenShannon,
+    "jensen-shannon-weighted": JensenShannonWeighted, "gan": GANDivergence,
+    "total-variation": TotalVariation, "alpha": AlphaDivergence,
 }
 F_DIVERGENCE_NAMES = tuple(_DIVERGENCES)
-_PARAMETERS = {"alpha": ("alpha",), "jensen_shannon_weighted": ("pi",)}
+
+
+def divergence_name(name: str) -> str:
+    """The registered spelling of a divergence name: hyphens, as every other choice of minigan;
+    the underscore spellings of older versions (``reverse_kl``: old config files and
+    checkpoints) are still accepted."""
+    return name.replace("_", "-") if isinstance(name, str) else name
+_PARAMETERS = {"alpha": ("alpha",), "jensen-shannon-weighted": ("pi",)}
 
 
 def f_divergence(name, **params):
     """The FDivergence called ``name``: one of F_DIVERGENCE_NAMES.
 
-    "alpha" needs ``alpha=`` (α ∉ {0, 1}); "jensen_shannon_weighted" takes ``pi=`` (default ½).
+    "alpha" needs ``alpha=`` (α ∉ {0, 1}); "jensen-shannon-weighted" takes ``pi=`` (default ½).
     An FDivergence instance is returned unchanged.
     """
     if isinstance(name, FDivergence):
         if params:
             raise TypeError("parameters can only be given with a divergence name")
         return name
+    name = divergence_name(name)
     if name not in _DIVERGENCES:
         raise ValueError(f"unknown f-divergence {name!r}; valid names: {', '.join(F_DIVERGENCE_NAMES)}")
     allowed = _PARAMETERS.get(name, ())

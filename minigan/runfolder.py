@@ -84,6 +84,30 @@ def _delete_event_files(folder: Path) -> list[str]:
     return [f"{folder.name}/{name}" for name in names]
 
 
+def is_run_folder(folder) -> bool:
+    """Whether ``folder`` is (or was) a minigan run's folder: it holds the lock file every run
+    creates (and never deletes) or a checkpoint."""
+    folder = Path(folder)
+    return (folder / LOCK_NAME).exists() or (folder / "checkpoint.ckpt").exists()
+
+
+def check_output_file(path, overwrite: bool = False) -> Path:
+    """Before ``sample``, ``interpolate`` or ``export`` writes ``path``: refuse a file of a run
+    folder's own (checkpoint, metrics, config, summary, pictures, lock; whether it exists yet or
+    not, and even with ``overwrite``: replacing one breaks the run or its --resume), and refuse an
+    existing file unless ``overwrite``. Returns ``path``; raises :class:`RunFolderError`."""
+    path = Path(path)
+    folder = path.parent
+    if (is_run_file(path.name) or path.name == LOCK_NAME) and is_run_folder(folder):
+        raise RunFolderError(f"refusing to write {path}: it is a file of the minigan run in {folder} "
+                             "(--overwrite does not apply to a run's own files); choose another --out")
+    if path.is_dir():
+        raise RunFolderError(f"cannot write {path}: it is a folder")
+    if path.exists() and not overwrite:
+        raise RunFolderError(f"{path} exists; add --overwrite to replace it, or choose another --out")
+    return path
+
+
 class RunLock:
     """An exclusive lock on a run folder, held until :meth:`release` or the process ends.
 
@@ -137,6 +161,25 @@ class RunLock:
 
     def __del__(self):
         self.release()
+
+
+def check_not_in_use(folder):
+    """Raise :class:`RunFolderError` when a run holds ``folder``'s lock now (say, a run that has
+    not written its first checkpoint yet, so "no checkpoint" would mislead); creates nothing.
+    The probe holds the lock for an instant when it is free."""
+    try:
+        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDWR)
+    except OSError:  # no lock file (never a run folder) or unreadable: nothing holds it
+        return
+    try:
+        _lock(fd)
+    except OSError:
+        holder = _read_pid(fd)
+        by = f" (process {holder})" if holder else ""
+        raise RunFolderError(f"{folder} is in use by another minigan run{by} that has not written its first "
+                             "checkpoint yet; wait for it (or for that run to finish)") from None
+    finally:
+        os.close(fd)  # closing releases the probe's lock
 
 
 def _read_pid(fd) -> str:

@@ -8,6 +8,13 @@ Numba's (the parallel CPU kernels). :func:`set_threads` sizes both at run time:
 * Numba through ``numba.set_num_threads`` when Numba is loaded, else ``NUMBA_NUM_THREADS``
   (read when Numba loads, on the first kernel lookup).
 
+A program that never calls :func:`set_threads` (a hand-written loop over the layers) gets the
+same default at its first Numba kernel (:func:`manage_by_default`, called by minigan.backend),
+which only lowers the pools and leaves alone what a user chose (set_threads, or
+``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``/... set before start). Not at ``import minigan``:
+measuring the load takes ~20 ms, and a program that imports minigan for its theory functions
+has no pools to size.
+
 Idle spinning: OpenBLAS's idle threads spin for 2^28 cycles after each product unless
 ``OPENBLAS_THREAD_TIMEOUT`` was set before OpenBLAS loaded; ``import minigan`` sets it to 12
 (2^12 cycles, ~2 µs) when NumPy is not imported yet (see minigan/__init__.py), which the
@@ -70,15 +77,55 @@ def local_ranks() -> int:
 
 
 _LIMITER = None   # the threadpoolctl limiter in force (kept so the limit is not released)
+_STATE = {"chosen": False, "defaulted": False}   # set_threads called; manage_by_default done
+# Set before start, these size the pools the user's way: minigan's default then leaves them alone.
+USER_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                         "NUMBA_NUM_THREADS")
+
+
+def manage_by_default():
+    """Size the pools of a program that never called :func:`set_threads` (a hand-written loop
+    over the layers): the first Numba kernel calls it (minigan.backend), once.
+
+    It only lowers, never raises: BLAS to :func:`default_threads` where its pool is larger, Numba
+    to the same where its count is still Numba's own default. It does nothing after
+    :func:`set_threads` (the trainer and the CLI call it), nor when one of
+    :data:`USER_THREAD_VARIABLES` is set. Why: on a busy 2-core machine the README's loop ran
+    100 iterations in 31 s with every core's threads, 11 s with the busy core left alone."""
+    if _STATE["chosen"] or _STATE["defaulted"]:
+        return
+    _STATE["defaulted"] = True
+    if any(name in os.environ for name in USER_THREAD_VARIABLES):
+        return
+    n = default_threads()
+    try:
+        from threadpoolctl import ThreadpoolController  # noqa: PLC0415
+
+        for library in ThreadpoolController().lib_controllers:
+            if library.user_api == "blas" and library.num_threads > n:
+                library.set_num_threads(n)
+    except ImportError:
+        pass
+    if "numba" in sys.modules:
+        import numba  # noqa: PLC0415
+
+        if numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS > n:
+            numba.set_num_threads(n)
 
 
 def set_threads(n: int | None = None) -> int:
     """Use ``n`` threads for BLAS and the Numba kernels (default: :func:`default_threads`, the
-    usable cores not kept busy by other processes right now); returns n."""
+    usable cores not kept busy by other processes right now); returns the number used.
+
+    More than :func:`usable_cores` is capped to them: the extra threads only wait for a core at
+    every synchronisation of the pools (``--threads 100`` on 2 cores: 9 s a step instead of
+    15 ms)."""
     global _LIMITER
     n = default_threads() if n is None else int(n)
     if n < 1:
         raise ValueError(f"threads must be at least 1, got {n}")
+    n = min(n, usable_cores())
+    _STATE["chosen"] = True
     try:
         from threadpoolctl import threadpool_limits  # noqa: PLC0415
 

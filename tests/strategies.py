@@ -80,7 +80,7 @@ def f_divergences():
     their special points: the f-GAN tests' list."""
     from minigan import losses as L
 
-    divs = [L.f_divergence(n) for n in L.F_DIVERGENCE_NAMES if n not in ("alpha", "jensen_shannon_weighted")]
+    divs = [L.f_divergence(n) for n in L.F_DIVERGENCE_NAMES if n not in ("alpha", "jensen-shannon-weighted")]
     divs += [L.f_divergence("alpha", alpha=a) for a in (-1.5, -0.5, 0.5, 2.0, 3.5)]
     divs += [L.f_divergence("jensen_shannon_weighted", pi=p) for p in (0.3, 0.5)]
     return divs

@@ -152,3 +152,47 @@ def test_train_help_names_every_choice_and_describes_every_flag(capsys, monkeypa
             assert name in names, (name, flag)
     for flag in ("--resume", "--config", "--overwrite", "--no-progress"):
         assert len(lines[flag]) > 10 and not lines[flag].startswith("--"), flag
+
+
+def _help_rows(capsys, monkeypatch, command) -> dict:
+    """option -> its help text, from `minigan COMMAND --help` (no wrapping)."""
+    monkeypatch.setenv("COLUMNS", "2000")
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    rows = {}
+    for line in capsys.readouterr().out.splitlines():
+        parts = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        if line.startswith("  ") and len(parts) == 2:
+            rows[parts[0].split()[0].rstrip(",")] = parts[1]
+    return rows
+
+
+def test_experiment_help_lists_every_experiment(capsys, monkeypatch):
+    from minigan.experiments import EXPERIMENTS
+
+    monkeypatch.setenv("COLUMNS", "2000")
+    with pytest.raises(SystemExit):
+        main(["experiment", "--help"])
+    text = capsys.readouterr().out
+    assert re.findall(r"^\* ([a-z-]+) — .{20,}", text, re.M) == list(EXPERIMENTS)  # each with what it shows
+    rows = _help_rows(capsys, monkeypatch, "experiment")
+    assert rows["name"] == "one of: " + ", ".join(EXPERIMENTS) and "small-data" in EXPERIMENTS
+    for flag in ("--quick", "--out", "--seed"):
+        assert len(rows[flag]) > 10, flag
+
+
+@pytest.mark.parametrize("command, defaults", [
+    ("sample", {"-n": "64", "--seed": "0", "--out": "samples.png", "--overwrite": "False"}),
+    ("interpolate", {"--rows": "8", "--steps": "10", "--seed": "0", "--out": "interpolation.png",
+                     "--overwrite": "False"}),
+    ("export", {"--out": "generator.safetensors", "--overwrite": None, "--critic": None}),
+])
+def test_sample_interpolate_export_help_describe_every_option(capsys, monkeypatch, command, defaults):
+    rows = _help_rows(capsys, monkeypatch, command)
+    assert set(defaults) | {"checkpoint", "-h"} == set(rows), rows
+    assert "run folder" in rows["checkpoint"]
+    for flag, default in defaults.items():
+        assert len(rows[flag]) > 15, (flag, rows[flag])
+        if default is not None:
+            assert default in rows[flag] and "default" in rows[flag], (flag, rows[flag])

@@ -425,3 +425,32 @@ def test_embedded_digits_equal_sklearns():
     x_ref, y_ref = data.load_digits_sklearn()
     np.testing.assert_array_equal(x, x_ref)
     np.testing.assert_array_equal(y, y_ref)
+
+
+def test_image_folder_reads_webp_and_tiff_and_counts_what_it_skips_in_one_line(tmp_path, capsys):
+    write_image(tmp_path / "a.png", (9, 9), "RGB", colour=(255, 0, 0))
+    write_image(tmp_path / "b.webp", (12, 10), "RGB", colour=(0, 255, 0), fmt="WEBP")
+    write_image(tmp_path / "sub" / "c.TIFF", (10, 10), "RGB", colour=(0, 0, 255), fmt="TIFF")
+    for name in ("notes.txt", "more.txt", ".DS_Store", "sub/meta.json"):
+        (tmp_path / name).write_text("not an image")
+    x = data.load_image_folder(tmp_path, size=4)
+    check_images(x, (3, 3, 4, 4))
+    np.testing.assert_allclose(x[:, :, 2, 2], [[1, -1, -1], [-1, 1, -1], [-1, -1, 1]], atol=0.05)  # webp: lossy
+    err = capsys.readouterr().err.strip()
+    assert err == (f"minigan: note: read 3 images from {tmp_path}; skipped 4 files that are not images "
+                   "(.txt ×2, .DS_Store ×1, .json ×1)"), err
+    # unreadable images skipped on request are counted in the same line
+    (tmp_path / "broken.webp").write_bytes(b"RIFF....WEBPjunk")
+    with pytest.warns(UserWarning, match="broken.webp"):
+        assert data.load_image_folder(tmp_path, size=4, skip_broken=True).shape == (3, 3, 4, 4)
+    assert capsys.readouterr().err.strip().endswith("skipped 4 files that are not images "
+                                                    "(.txt ×2, .DS_Store ×1, .json ×1) and 1 unreadable image file")
+    # nothing skipped: nothing said
+    clean = tmp_path / "sub"
+    (clean / "meta.json").unlink()
+    assert data.load_image_folder(clean, size=4).shape == (1, 3, 4, 4)
+    assert capsys.readouterr().err == ""
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "x.txt").write_text("")
+    with pytest.raises(DataError, match=r"no images .* found in folder .*none \(1 other file, not an image\)$"):
+        data.load_image_folder(tmp_path / "none", size=4)

@@ -85,3 +85,20 @@ def test_dcgan_generator_keys_are_torchs():
         expected.update({f"{index}.weight": (width,), f"{index}.bias": (width,), f"{index}.running_mean": (width,),
                          f"{index}.running_var": (width,), f"{index}.num_batches_tracked": ()})
     assert {k: tuple(v.shape) for k, v in g.state_dict().items()} == expected
+
+
+def test_export_run_from_python_never_writes_a_run_file(tmp_path):
+    from minigan.export import export_run
+    from minigan.runfolder import RunFolderError
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run)] + TINY) == 0
+    before = (run / "checkpoint.ckpt").read_bytes()
+    for name in ("checkpoint.ckpt", "metrics.csv", "config.json"):
+        with pytest.raises(RunFolderError, match="is a file of the minigan run"):
+            export_run(run, run / name)
+    assert (run / "checkpoint.ckpt").read_bytes() == before
+    mine = tmp_path / "g.safetensors"
+    mine.write_bytes(b"old")  # Python's export replaces a file of the user's, as open(..., "w") would
+    assert export_run(run, mine, "critic") == mine
+    assert set(_shapes(mine)) == {"0.weight", "0.bias", "2.weight", "2.bias"}

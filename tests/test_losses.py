@@ -296,7 +296,7 @@ def test_relativistic_batch_means_are_float64_for_float32_batches():
     assert L.relativistic_loss(r, f, batch_means=float32_means)[0] != value   # the data can tell them apart
 
 
-@pytest.mark.parametrize("name", ["kl", "pearson", "jeffrey", "gan", "total_variation"])
+@pytest.mark.parametrize("name", ["kl", "pearson", "jeffrey", "gan", "total-variation"])
 def test_conjugates_keep_float32(name):
     """f*(t) and its derivative in the input's dtype (Jeffrey's goes through scipy in float64)."""
     div = L._DIVERGENCES[name]()
@@ -342,14 +342,14 @@ def test_fgan_activation_and_conjugate_derivatives(div, data):
     elementwise_check(div.activation, v)
     t = div.activation(v)[0]
     # TV's f* = max(t, −½) has its corner at t = −½, which ½ tanh v only nears as v → −∞
-    elementwise_check(div.conjugate, away_from(t, [-0.5]) if div.name == "total_variation" else t)
+    elementwise_check(div.conjugate, away_from(t, [-0.5]) if div.name == "total-variation" else t)
     elementwise_check(div.conjugate_activation, v)
     value, dvalue = div.conjugate_activation(v)
     fstar, dfstar = div.conjugate(t)
     np.testing.assert_allclose(value, fstar, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dvalue, dfstar * div.activation(v)[1], rtol=1e-12, atol=1e-12)
     u = np.exp(v / 2)  # u in (0.13, 7.4), away from TV's kink at u = 1
-    u = away_from(u, [1.0]) if div.name == "total_variation" else u
+    u = away_from(u, [1.0]) if div.name == "total-variation" else u
     elementwise_check(lambda u: (div.f(u), div.f_prime(u)), u)
 
 
@@ -390,17 +390,17 @@ def test_conjugate_is_infinite_outside_its_domain():
 INF, LOG2 = math.inf, math.log(2.0)
 DOMAINS = [  # (name, params): name, domain text, domain_interval, domain_closed
     ("kl", {}, "R", (-INF, INF), (False, False)),
-    ("reverse_kl", {}, "t < 0", (-INF, 0.0), (False, False)),
+    ("reverse-kl", {}, "t < 0", (-INF, 0.0), (False, False)),
     ("pearson", {}, "R", (-INF, INF), (False, False)),
     ("neyman", {}, "t <= 1", (-INF, 1.0), (False, True)),
-    ("squared_hellinger", {}, "t < 1", (-INF, 1.0), (False, False)),
+    ("squared-hellinger", {}, "t < 1", (-INF, 1.0), (False, False)),
     ("jeffrey", {}, "R", (-INF, INF), (False, False)),
-    ("jensen_shannon", {}, "t < log 2", (-INF, LOG2), (False, False)),
-    ("jensen_shannon_weighted", {}, "t < -pi log pi = 0.346574", (-INF, 0.5 * LOG2), (False, False)),
-    ("jensen_shannon_weighted", {"pi": 0.3}, "t < -pi log pi = 0.361192", (-INF, -0.3 * math.log(0.3)),
+    ("jensen-shannon", {}, "t < log 2", (-INF, LOG2), (False, False)),
+    ("jensen-shannon-weighted", {}, "t < -pi log pi = 0.346574", (-INF, 0.5 * LOG2), (False, False)),
+    ("jensen-shannon-weighted", {"pi": 0.3}, "t < -pi log pi = 0.361192", (-INF, -0.3 * math.log(0.3)),
      (False, False)),
     ("gan", {}, "t < 0", (-INF, 0.0), (False, False)),
-    ("total_variation", {}, "t <= 1/2 (f*(t) = t on |t| <= 1/2)", (-INF, 0.5), (False, True)),
+    ("total-variation", {}, "t <= 1/2 (f*(t) = t on |t| <= 1/2)", (-INF, 0.5), (False, True)),
     ("alpha", {"alpha": -1.5}, "t <= 1/(1 - alpha) = 0.4", (-INF, 0.4), (False, True)),
     ("alpha", {"alpha": 0.5}, "t < 1/(1 - alpha) = 2", (-INF, 2.0), (False, False)),
     ("alpha", {"alpha": 1.5}, "R", (-INF, INF), (False, False)),
@@ -412,7 +412,9 @@ DOMAINS = [  # (name, params): name, domain text, domain_interval, domain_closed
 def test_divergence_names_and_domains(name, params, text, interval, closed):
     """dom f* as attributes and as behaviour: +inf just outside, finite inside and at a closed end."""
     div = L.f_divergence(name, **params)
-    assert div.name == name and div.domain == text
+    assert div.name == name and div.domain == text and "_" not in name
+    old_spelling = L.f_divergence(name.replace("-", "_"), **params)  # older versions' names still work
+    assert type(old_spelling) is type(div) and old_spelling.name == name and repr(old_spelling) == repr(div)
     assert div.domain_interval == pytest.approx(interval, rel=1e-15) and div.domain_closed == closed
     lo, hi = interval
     inside = [-50.0] + ([hi - 1e-3] if hi < INF else [50.0]) + ([hi] if closed[1] else [])
@@ -420,14 +422,14 @@ def test_divergence_names_and_domains(name, params, text, interval, closed):
     if hi < INF:
         value, dvalue = div.conjugate(np.array([hi + 1e-9, hi + 1.0]))
         assert np.all(value == np.inf) and np.all(np.isnan(dvalue))
-    if name == "jensen_shannon_weighted":
+    if name == "jensen-shannon-weighted":
         assert div.pi == params.get("pi", 0.5)
 
 
 def test_total_variation_conjugate_below_minus_half():
     """f*(t) = max(t, −½): the flat piece (t ≤ −½, derivative 0, also at the corner), which
     g_f = ½ tanh never reaches, and float32 in, float32 out."""
-    tv = L.f_divergence("total_variation")
+    tv = L.f_divergence("total-variation")
     t = np.array([-3.0, -1.0, -0.5, -0.25, 0.5], dtype=np.float32)
     value, dvalue = tv.conjugate(t)
     np.testing.assert_array_equal(value, [-0.5, -0.5, -0.5, -0.25, 0.5])
@@ -449,13 +451,13 @@ def test_base_divergence_says_what_it_lacks():
 
 
 def test_f_divergence_rejects_bad_names_and_parameters():
-    with pytest.raises(ValueError, match="valid names: kl, reverse_kl, pearson") as err:
+    with pytest.raises(ValueError, match="valid names: kl, reverse-kl, pearson") as err:
         L.f_divergence("wasserstein")
-    for name in ("neyman", "squared_hellinger", "jeffrey", "jensen_shannon", "gan", "total_variation"):
+    for name in ("neyman", "squared-hellinger", "jeffrey", "jensen-shannon", "gan", "total-variation"):
         assert name in str(err.value)
     for alpha in (0.0, 1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match=r"alpha not in \{0, 1\}, got alpha=.* \(its limits alpha -> 1 "
-                                             r"and alpha -> 0 are 'kl' and 'reverse_kl'\)$"):
+                                             r"and alpha -> 0 are 'kl' and 'reverse-kl'\)$"):
             L.f_divergence("alpha", alpha=alpha)
     with pytest.raises(ValueError, match="needs its parameter"):
         L.f_divergence("alpha")

@@ -86,3 +86,33 @@ def test_readme_block_runs(tmp_path, monkeypatch, capsys, index):
         assert status == 0, f"minigan {' '.join(args)} exited {status}: {err}"
         ran += 1
     assert ran > 0 or not HAVE_DATA
+
+
+TWO_COMMANDS = """python3 -m venv .venv && . .venv/bin/activate && pip install -e . && minigan train
+python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test,data,mpi]" && python -m pytest
+"""
+
+
+def _sections(text: str) -> dict:
+    """'## Title' -> the section's text (up to the next '## ' heading); '' -> what comes before."""
+    parts = ("\n" + text).split("\n## ")
+    return {"": parts[0], **{part.split("\n", 1)[0]: part.split("\n", 1)[1] for part in parts[1:]}}
+
+
+def test_the_readme_is_a_first_page():
+    text = README.read_text()
+    assert text.startswith("# minigan\n\n```bash\n" + TWO_COMMANDS + "```\n")  # CI runs the second command
+    sections = _sections(text)
+    intro = sections[""]
+    assert "**minigan**" in intro and "docs/images/demo_samples.png" in intro and "runs/default/samples.png" in intro
+    assert len(intro.splitlines()) <= 35, "the first page: what it is, what the two commands produce"
+    assert list(sections)[1] == "Training"  # then the command line and the Python example
+    assert "```bash\nminigan train" in sections["Training"] and "```python\nimport minigan" in sections["Training"]
+    speed = sections["Speed"].strip()
+    assert "(docs/speed.md)" in speed and len(speed.splitlines()) <= 8 and "|" not in speed, speed
+    features = sections["Features"]
+    assert features.count("\n| ") <= 14 and max(map(len, features.splitlines())) <= 300
+    moved = (README.parent / "docs" / "speed.md").read_text()
+    for kept in ("| machine, date, code | batch |", "python -m benchmarks.quickstart", "OPENBLAS_THREAD_TIMEOUT",
+                 "python -m benchmarks.readme_loop"):
+        assert kept in moved, kept

@@ -140,3 +140,53 @@ def test_divergence_message_says_which_checkpoint_is_kept(tmp_path, monkeypatch,
         trainer.train()
     assert kept in str(info.value)
     assert (trainer.out / "checkpoint.ckpt").exists() == (checkpoint_every == 1)
+
+
+def test_resume_or_sample_of_a_run_before_its_first_checkpoint_says_in_use(tmp_path, capsys):
+    out = tmp_path / "run"
+    with RunLock(out):  # a run that trains there and has not checkpointed yet
+        for args in (["train", "--resume", str(out), "--no-progress"], ["sample", str(out)],
+                     ["export", str(out / "checkpoint.ckpt"), "--out", str(tmp_path / "g.safetensors")]):
+            assert main(args) == 2
+            err = _one_line_error(capsys)
+            assert f"{out} is in use by another minigan run (process {os.getpid()})" in err, err
+            assert "first checkpoint" in err and "does not exist" not in err
+    assert os.listdir(out) == [LOCK_NAME] and not (tmp_path / "g.safetensors").exists()
+    # the lock released: no run there, so the checkpoint is what is missing
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 2
+    assert "does not exist" in _one_line_error(capsys)
+
+
+def test_divergence_names_take_hyphens_and_old_runs_with_underscores_still_resume(tmp_path, capsys):
+    import json
+
+    from minigan.checkpoint import save_checkpoint
+
+    fgan = ["--loss", "fgan", "--divergence"]
+    new = tmp_path / "new"
+    assert main(["train", "--out", str(new)] + fgan + ["squared-hellinger"] + TINY) == 0
+    assert json.loads((new / "config.json").read_text())["divergence"] == "squared-hellinger"
+    # the old spelling, from a flag or a config file, is the same divergence under its new name
+    old_flag = tmp_path / "old_flag"
+    assert main(["train", "--out", str(old_flag)] + fgan + ["squared_hellinger"] + TINY) == 0
+    assert json.loads((old_flag / "config.json").read_text())["divergence"] == "squared-hellinger"
+    assert (old_flag / "samples.png").read_bytes() == (new / "samples.png").read_bytes()  # the same training
+    # a run saved by an older version: "squared_hellinger" in its checkpoint and config.json
+    state = load_checkpoint(new / "checkpoint.ckpt")
+    assert state["config"]["divergence"] == "squared-hellinger"
+    state["config"]["divergence"] = "squared_hellinger"
+    save_checkpoint(state, new / "checkpoint.ckpt")
+    saved = json.loads((new / "config.json").read_text())
+    (new / "config.json").write_text(json.dumps({**saved, "divergence": "squared_hellinger"}))
+    capsys.readouterr()
+    assert main(["sample", str(new), "--out", str(tmp_path / "s.png")]) == 0
+    for steps, spelling in (("3", []), ("4", ["squared_hellinger"]), ("5", ["squared-hellinger"])):
+        args = ["train", "--resume", str(new), "--steps", steps, "--no-progress"]
+        args += fgan + spelling if spelling else []
+        assert main(args) == 0, capsys.readouterr().err
+        err = capsys.readouterr().err
+        # steps alone changed
+        assert f"with steps {int(steps) - 1} → {steps}\n" in err and "hellinger" not in err, err
+        assert load_checkpoint(new / "checkpoint.ckpt")["config"]["divergence"] == "squared-hellinger"
+    assert main(["train", "--resume", str(new), "--steps", "6", "--no-progress"] + fgan + ["total-variation"]) == 2
+    assert "cannot change divergence (squared-hellinger → total-variation)" in _one_line_error(capsys)

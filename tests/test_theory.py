@@ -143,13 +143,13 @@ def test_fenchel_young(div):
     """f(u) + f*(t) ≥ u·t on a grid of u ≥ 0 and t = g_f(v) ∈ dom f*, with equality at t = f'(u)
     and (f*)'(f'(u)) = u."""
     u = np.array([0.05, 0.3, 1.0, 1.7, 6.0])
-    if div.name == "total_variation":
+    if div.name == "total-variation":
         u = u[u != 1.0]  # f' jumps at u = 1
     t = div.activation(np.linspace(-6.0, 6.0, 25))[0]
     with np.errstate(all="ignore"):
         f0_finite = np.isfinite(div.f(np.array([0.0]))[0])
     check_conjugate_pair(div.f, div.conjugate, div.f_prime, np.concatenate([[0.0], u]) if f0_finite else u, t,
-                         strictly_convex=div.name != "total_variation")
+                         strictly_convex=div.name != "total-variation")
 
 
 @pytest.mark.parametrize("div", DIVERGENCES, ids=repr)
