@@ -231,6 +231,11 @@ def _compare(sets: list, pairs: list[tuple[int, int]], seed: int, min_size: int,
     return out
 
 
+def _mean(levels: dict) -> float:
+    """The reported SWD: the plain mean over the pyramid levels (ProGAN's SWDx1e3_avg)."""
+    return float(np.mean(list(levels.values())))
+
+
 def _check_alike(a: np.ndarray, b: np.ndarray):
     if a.shape[1:] != b.shape[1:]:
         raise ValueError(f"the two sets of images differ in shape: {a.shape[1:]} vs {b.shape[1:]} (C, H, W)")
@@ -251,7 +256,7 @@ def swd(images_a, images_b, seed: int = 0, min_size: int = MIN_SIZE, directions:
     pick = np.random.default_rng([seed, 2])
     levels = _compare([_subset(a, n, pick), _subset(b, n, pick)], [(0, 1)], seed, min_size, directions,
                       patches_per_image, max_patches)[0]
-    return {"swd": float(np.mean(list(levels.values()))), "swd_levels": levels}
+    return {"swd": _mean(levels), "swd_levels": levels}
 
 
 def swd_with_floor(real, fake, n: int | None = None, seed: int = 0, min_size: int = MIN_SIZE,
@@ -274,6 +279,6 @@ def swd_with_floor(real, fake, n: int | None = None, seed: int = 0, min_size: in
     half_a, half_b = real[np.sort(order[:n])], real[np.sort(order[n:2 * n])]
     fake_levels, floor_levels = _compare([half_a, _subset(fake, n, pick), half_b], [(0, 1), (0, 2)], seed,
                                          min_size, directions, patches_per_image, max_patches)
-    return {"swd": float(np.mean(list(fake_levels.values()))), "swd_levels": fake_levels,
-            "floor_swd": float(np.mean(list(floor_levels.values()))), "floor_swd_levels": floor_levels,
+    return {"swd": _mean(fake_levels), "swd_levels": fake_levels,
+            "floor_swd": _mean(floor_levels), "floor_swd_levels": floor_levels,
             "swd_images": n}

@@ -175,7 +175,7 @@ def test_descriptors_follow_the_pyramid_and_do_not_depend_on_chunking(monkeypatc
         places = S.patch_positions(7, shape, 5, draw)
         by_hand = S.normalise(S.patch_descriptors(pyramid[k], *places))
         np.testing.assert_allclose(whole[k], by_hand, atol=1e-6)
-    monkeypatch.setattr(S, "_IMAGE_CHUNK", 3)  # pyramids built 3 images at a time
+    monkeypatch.setattr(S, "_IMAGE_CHUNK", 4)  # pyramids built 4 images at a time: 4 + 3
     for a, b in zip(whole, S.descriptors(images, seed=3, patches_per_image=5)):
         np.testing.assert_array_equal(a, b)
 
@@ -231,6 +231,7 @@ def test_per_image_brightness_changes_only_the_coarsest_level():
     offsets = rng.choice([-0.6, 0.6], size=(100, 1, 1, 1)).astype(np.float32)
     shifted = S.swd(images, images + offsets, **FAST)["swd_levels"]
     assert shifted["32"] < 0.01 and shifted["16"] > 50
+    assert S.swd(images, images + offsets, **FAST)["swd"] == pytest.approx((shifted["32"] + shifted["16"]) / 2)
     # and against another draw of the same distribution: the finest level as before, the coarsest worse
     other = discs(100, rng)
     base, moved = S.swd(other, images, **FAST)["swd_levels"], S.swd(other, images + offsets, **FAST)["swd_levels"]
@@ -274,10 +275,13 @@ def test_floor_is_reached_by_a_same_distribution_set_and_far_below_a_different_o
     worse = S.swd_with_floor(real, blurred, **FAST)
     assert worse["floor_swd_levels"] == result["floor_swd_levels"]  # the floor is the real set's alone
     assert worse["swd"] > 3 * worse["floor_swd"]
-    # fakes that are real images themselves (the floor's first half): exactly 0
+    # by hand: the seed's permutation splits the real images into two disjoint halves A and B;
+    # the fakes are compared with A, the floor is A against B
     order = np.random.default_rng([0, 2]).permutation(400)
-    copies = real[np.sort(order[:200])]
-    assert S.swd_with_floor(real, copies, **FAST)["swd"] == 0.0
+    half_a, half_b = real[np.sort(order[:200])], real[np.sort(order[200:])]
+    assert S.swd(half_a, same, **FAST) == {"swd": result["swd"], "swd_levels": result["swd_levels"]}
+    assert S.swd(half_a, half_b, **FAST) == {"swd": result["floor_swd"], "swd_levels": result["floor_swd_levels"]}
+    assert S.swd_with_floor(real, half_a, **FAST)["swd"] == 0.0  # fakes that are A itself
 
 
 def test_results_are_reproducible_and_follow_the_seed():
