@@ -135,10 +135,21 @@ def cmd_train(args) -> int:
     if "fid" in summary:
         print(f"minigan: FID {summary['fid']:.2f} (real-vs-real floor {summary['floor_fid']:.2f}), "
               f"precision {summary['precision']:.2f}, recall {summary['recall']:.2f}")
+    if "swd" in summary or "swd_error" in summary:
+        print(_swd_line(summary))
     if summary["interrupted"]:
         print("minigan: interrupted — checkpoint saved; continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+def _swd_line(summary: dict) -> str:
+    """The sliced Wasserstein distance ×10³ (minigan.swd), its floor and its levels, in one line."""
+    if "swd_error" in summary:
+        return f"minigan: SWD not computed: {summary['swd_error']}"
+    levels = ", ".join(f"{name} px {value:.1f}" for name, value in summary["swd_levels"].items())
+    return (f"minigan: SWD×1e3 {summary['swd']:.1f} (real-vs-real floor {summary['floor_swd']:.1f}; "
+            f"per level {levels}; {summary['swd_images']} images)")
 
 
 def _load_trainer(path: Path):

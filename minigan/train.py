@@ -750,6 +750,8 @@ class Trainer:
             summary.update(self.toy_quality(self.config.eval_samples))
         elif not self.toy and self.config.data in ("digits", "mnist5k") and self.config.model != "cogan":
             summary.update(self.image_quality())
+        if not self.toy:  # any image data, a user's folder included
+            summary.update(self.swd_quality())
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
@@ -767,6 +769,25 @@ class Trainer:
             return image_quality(self.samples(z, labels), c.data, rng=np.random.default_rng([c.seed, 5]))
         except (FileNotFoundError, DataError) as err:  # weights file or mnist5k data missing
             return {"image_metrics_error": str(err)}
+
+    def swd_quality(self) -> dict:
+        """Sliced Wasserstein distance on Laplacian-pyramid patches (minigan.swd) between n generated
+        and n real training images, with the real-vs-real floor (two disjoint halves of the data);
+        n = min(eval_samples, half the data). Own RNG streams, as image_quality."""
+        from .swd import swd_with_floor
+
+        c = self.config
+        real = backend.to_numpy(self.sampler.data).reshape((-1,) + tuple(self.image_shape))
+        n = max(1, min(c.eval_samples, len(real) // 2))
+        z = np.random.default_rng([c.seed, 6]).standard_normal((n, self.latent_dim)).astype(np.float32)
+        labels = np.arange(n) % c.num_classes if self.conditional else None
+        fake = np.concatenate([self.samples(z[i:i + 256], None if labels is None else labels[i:i + 256])
+                               for i in range(0, n, 256)])  # G's activations for 256 images at a time
+        fake = fake[..., :real.shape[-1]]  # CoGAN: the first domain (the data itself)
+        try:
+            return swd_with_floor(real, fake, seed=c.seed)
+        except ValueError as err:  # fewer than 2 images, or smaller than a 7×7 neighbourhood
+            return {"swd_error": str(err)}
 
     def toy_quality(self, n: int = 2000) -> dict:
         from .metrics import emd, mode_statistics

@@ -1,11 +1,12 @@
 """The minigan command: train/sample/interpolate, and one-line errors with non-zero exits."""
+import json
 import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from minigan.cli import main
+from minigan.cli import _swd_line, main
 
 TINY = ["--steps", "2", "--batch-size", "8", "--hidden", "8", "--depth", "1", "--no-progress"]
 
@@ -15,6 +16,10 @@ def test_train_sample_interpolate(tmp_path, capsys):
     assert main(["train", "--out", str(out), "--seed", "1"] + TINY) == 0
     for name in ("samples.png", "losses.png", "metrics.csv", "checkpoint.ckpt"):
         assert (out / name).exists(), name
+    summary = json.loads((out / "summary.json").read_text())  # the last line: SWD, floor, levels, count
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"minigan: SWD×1e3 {summary['swd']:.1f} (real-vs-real floor {summary['floor_swd']:.1f}; "
+        f"per level 8 px {summary['swd_levels']['8']:.1f}; 898 images)")
     grid = tmp_path / "grid.png"
     assert main(["sample", str(out / "checkpoint.ckpt"), "-n", "16", "--out", str(grid)]) == 0
     assert Image.open(grid).size[0] > 8 * 4
@@ -23,6 +28,13 @@ def test_train_sample_interpolate(tmp_path, capsys):
     assert Image.open(walk).size[0] > Image.open(walk).size[1]
     assert main(["train", "--resume", str(out), "--steps", "3", "--no-progress"]) == 0
     assert "step 3" in capsys.readouterr().out
+
+
+def test_swd_line_says_why_it_is_missing():
+    assert _swd_line({"swd_error": "images of 6×6 px are smaller than one 7×7 neighbourhood"}) == (
+        "minigan: SWD not computed: images of 6×6 px are smaller than one 7×7 neighbourhood")
+    line = _swd_line({"swd": 12.34, "floor_swd": 3.21, "swd_levels": {"32": 20.0, "16": 4.68}, "swd_images": 50})
+    assert line == "minigan: SWD×1e3 12.3 (real-vs-real floor 3.2; per level 32 px 20.0, 16 px 4.7; 50 images)"
 
 
 def test_config_file_and_flags(tmp_path):
