@@ -79,6 +79,14 @@ def build_parser():
     export.add_argument("--out", type=Path, default=None,
                         help="the file to write (default generator.safetensors, or critic.safetensors)")
     export.add_argument("--critic", action="store_true", help="export the critic (discriminator) instead of G")
+    swd = sub.add_parser("swd", help="the sliced Wasserstein distance between two sets of images, with its floor")
+    swd.add_argument("first", type=Path, help="a folder of images, or a run folder (its generator's samples)")
+    swd.add_argument("second", help="the real images: a folder of images or an image set (digits, mnist5k, emoji)")
+    swd.add_argument("-n", type=int, default=2000, help="images compared, at most (default: 2000)")
+    swd.add_argument("--size", type=int, default=None,
+                     help="side in px both sets are resized to (default: the run's, else 64; digits 8, mnist5k 28)")
+    swd.add_argument("--seed", type=int, default=0,
+                     help="seed of the images, patches and directions drawn (a run folder: the run's own; default: 0)")
     experiment = sub.add_parser("experiment", help="run one of the papers' classic experiments (PNG + CSV)")
     experiment.add_argument("name", help="vanishing, modes, clipping or optimal-d")
     experiment.add_argument("--quick", action="store_true", help="a seconds-long version (same outputs)")
@@ -204,6 +212,33 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_swd(args) -> int:
+    """SWD×10³ of FIRST's images (or a run's samples) against SECOND's, beside SECOND's own floor."""
+    from .data import TOY_NAMES, load_dataset
+    from .swd import swd_with_floor
+
+    if args.n < 1:
+        raise ValueError(f"-n must be >= 1, got {args.n}")
+    if args.second in TOY_NAMES:
+        raise ValueError(f"{args.second} is a toy 2-D set; swd compares images")
+    if (args.first / "checkpoint.ckpt").is_file():
+        trainer = _load_trainer(args.first)
+        if trainer.toy:
+            raise ValueError(f"{args.first} was trained on a toy 2-D set; swd compares images")
+        real = load_dataset(args.second, size=trainer.image_shape[-1], rng=np.random.default_rng(args.seed))[0]
+        result = trainer.swd_quality(real, n=args.n)
+        if "swd_error" in result:
+            raise ValueError(result["swd_error"])
+    else:
+        if not args.first.is_dir():
+            raise ValueError(f"{args.first} is neither a folder of images nor a run folder")
+        real, fake = (load_dataset(str(name), size=args.size, rng=np.random.default_rng(args.seed))[0]
+                      for name in (args.second, args.first))
+        result = swd_with_floor(real, fake, n=min(args.n, len(fake), len(real) // 2), seed=args.seed)
+    print(_swd_line(result))
+    return 0
+
+
 def cmd_experiment(args) -> int:
     from .experiments import EXPERIMENTS, run_experiment
 
@@ -216,7 +251,7 @@ def cmd_experiment(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "interpolate": cmd_interpolate,
-            "experiment": cmd_experiment, "export": cmd_export}
+            "experiment": cmd_experiment, "export": cmd_export, "swd": cmd_swd}
 
 
 def main(argv=None) -> int:
