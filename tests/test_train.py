@@ -11,8 +11,9 @@ from minigan.config import LOSSES, ConfigError, TrainConfig
 from minigan.models import cogan_mlp
 from minigan.train import Trainer, TrainingDiverged
 
+# eval_samples: the final metrics' sample count (toy modes and EMD, images' SWD); small keeps each run cheap
 TINY = dict(steps=2, batch_size=8, hidden=8, depth=1, base_width=4, sample_every=1, checkpoint_every=1,
-            eval_samples=200)
+            eval_samples=20)
 MODEL_DATA = {"mlp-toy": ("mlp", "8gaussians"), "mlp": ("mlp", "digits"), "dcgan": ("dcgan", "digits"),
               "cmlp": ("cmlp", "digits"), "cdcgan": ("cdcgan", "digits"), "cogan": ("cogan", "digits")}
 UNSUPPORTED = {("cmlp", "began"), ("cdcgan", "began"), ("cogan", "began"), ("cogan", "wgan-gp")}
