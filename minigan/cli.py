@@ -84,7 +84,8 @@ def build_parser():
     swd.add_argument("second", help="the real images: a folder of images or an image set (digits, mnist5k, emoji)")
     swd.add_argument("-n", type=int, default=2000, help="images compared, at most (default: 2000)")
     swd.add_argument("--size", type=int, default=None,
-                     help="side in px both sets are resized to (default: the run's, else 64; digits 8, mnist5k 28)")
+                     help="side in px both sets are resized to (default: SECOND's own: 64 for folders and emoji, "
+                          "8 digits, 28 mnist5k; a run folder: the run's)")
     swd.add_argument("--seed", type=int, default=0,
                      help="seed of the images, patches and directions drawn (a run folder: the run's own; default: 0)")
     experiment = sub.add_parser("experiment", help="run one of the papers' classic experiments (PNG + CSV)")
@@ -232,8 +233,8 @@ def cmd_swd(args) -> int:
     else:
         if not args.first.is_dir():
             raise ValueError(f"{args.first} is neither a folder of images nor a run folder")
-        real, fake = (load_dataset(str(name), size=args.size, rng=np.random.default_rng(args.seed))[0]
-                      for name in (args.second, args.first))
+        real = load_dataset(args.second, size=args.size, rng=np.random.default_rng(args.seed))[0]
+        fake = load_dataset(str(args.first), size=real.shape[-1], rng=np.random.default_rng(args.seed))[0]
         result = swd_with_floor(real, fake, n=min(args.n, len(fake), len(real) // 2), seed=args.seed)
     print(_swd_line(result))
     return 0

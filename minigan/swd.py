@@ -137,7 +137,11 @@ def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """W₁ between the empirical distributions of a[..., :] and b[..., :] (the same number of values
     each): the optimal 1-D plan matches the i-th smallest with the i-th smallest, so
     W₁ = (1/P) Σ_i |a_(i) − b_(i)|. Computed along the last axis."""
-    a, b = np.sort(a, axis=-1), np.sort(b, axis=-1)
+    return _w1_sorted(np.sort(a, axis=-1), np.sort(b, axis=-1))
+
+
+def _w1_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """W₁ of equally many values already sorted along the last axis: (1/P) Σ_i |a_(i) − b_(i)|."""
     return np.abs(a - b).mean(axis=-1, dtype=np.float64)
 
 
@@ -169,7 +173,7 @@ def _sliced_pairs(sets: list[np.ndarray], pairs: list[tuple[int, int]], directio
         block = directions[:, start:start + _DIRECTION_BLOCK]
         sorted_sets = [_sorted_projections(s, block) for s in sets]
         for k, (i, j) in enumerate(pairs):
-            totals[k] += np.abs(sorted_sets[i] - sorted_sets[j]).mean(axis=-1, dtype=np.float64).sum()
+            totals[k] += _w1_sorted(sorted_sets[i], sorted_sets[j]).sum()
     return list(totals / directions.shape[1])
 
 
@@ -236,9 +240,9 @@ def _mean(levels: dict) -> float:
     return float(np.mean(list(levels.values())))
 
 
-def _check_alike(a: np.ndarray, b: np.ndarray):
+def _check_alike(a: np.ndarray, b: np.ndarray, names: tuple[str, str]):
     if a.shape[1:] != b.shape[1:]:
-        raise ValueError(f"the two sets of images differ in shape: {a.shape[1:]} vs {b.shape[1:]} (C, H, W)")
+        raise ValueError(f"the images differ in shape (C, H, W): {names[0]} {a.shape[1:]}, {names[1]} {b.shape[1:]}")
 
 
 def _subset(images: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -251,7 +255,7 @@ def swd(images_a, images_b, seed: int = 0, min_size: int = MIN_SIZE, directions:
     "swd_levels": {level: value}} (levels named by their side in px, finest first). The larger
     set is cut to a random subset as large as the other (equal descriptor counts)."""
     a, b = _as_images(images_a, "the first images"), _as_images(images_b, "the second images")
-    _check_alike(a, b)
+    _check_alike(a, b, ("the first", "the second"))
     n = min(len(a), len(b))
     pick = np.random.default_rng([seed, 2])
     levels = _compare([_subset(a, n, pick), _subset(b, n, pick)], [(0, 1)], seed, min_size, directions,
@@ -267,7 +271,7 @@ def swd_with_floor(real, fake, n: int | None = None, seed: int = 0, min_size: in
     scores at this n). n defaults to min(len(fake), len(real) // 2). Returns swd, swd_levels,
     floor_swd, floor_swd_levels and swd_images (n)."""
     real, fake = _as_images(real, "the real images"), _as_images(fake, "the generated images")
-    _check_alike(real, fake)
+    _check_alike(real, fake, ("the real ones", "the generated ones"))
     most = min(len(fake), len(real) // 2)
     if most < 1:
         raise ValueError(f"the real-vs-real floor needs at least 2 real images, got {len(real)}")

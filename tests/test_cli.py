@@ -73,8 +73,11 @@ def test_swd_command_compares_folders_and_a_run_with_its_data(tmp_path, capsys):
     (["swd", "{tmp}/missing", "digits"], "neither a folder of images nor a run folder"),
     (["swd", "{tmp}", "8gaussians"], "toy 2-D set; swd compares images"),
     (["swd", "{tmp}", "digits", "-n", "0"], "-n must be >= 1, got 0"),
+    # the folder is read at digits' own size, in colour: the shapes name the mismatch
+    (["swd", "{tmp}/colour", "digits"], "differ in shape (C, H, W): the real ones (1, 8, 8), the generated ones (3, 8, 8)"),
 ])
 def test_swd_command_errors_are_one_line(tmp_path, capsys, args, message):
+    _folder(tmp_path / "colour", np.zeros((2, 20, 20, 3), np.uint8))
     assert main([a.format(tmp=tmp_path) for a in args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1

@@ -304,7 +304,10 @@ def test_grey_images_given_as_n_h_w_and_small_images():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: S.swd(np.zeros((4, 1, 16, 16)), np.zeros((4, 3, 16, 16))), "differ in shape"),
+    (lambda: S.swd(np.zeros((4, 1, 16, 16)), np.zeros((4, 3, 16, 16))),
+     r"differ in shape \(C, H, W\): the first \(1, 16, 16\), the second \(3, 16, 16\)"),
+    (lambda: S.swd_with_floor(np.zeros((4, 1, 16, 16)), np.zeros((4, 1, 16, 17))),
+     r"the real ones \(1, 16, 16\), the generated ones \(1, 16, 17\)"),
     (lambda: S.swd(np.zeros((4, 1, 6, 6)), np.zeros((4, 1, 6, 6))), "smaller than one 7×7"),
     (lambda: S.swd(np.zeros((0, 1, 16, 16)), np.zeros((4, 1, 16, 16))), "non-empty"),
     (lambda: S.swd(np.zeros((4, 16)), np.zeros((4, 16))), r"\(N, C, H, W\)"),
