@@ -810,6 +810,8 @@ class Trainer:
             summary.update(self.toy_quality(self.config.eval_samples))
         elif not self.toy and self.config.data in ("digits", "mnist5k") and self.config.model != "cogan":
             summary.update(self.image_quality())
+        if not self.toy:  # any image data, a user's folder included
+            summary.update(self.swd_quality())
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
@@ -827,6 +829,27 @@ class Trainer:
             return image_quality(self.samples(z, labels), c.data, rng=np.random.default_rng([c.seed, 5]))
         except (FileNotFoundError, DataError) as err:  # weights file or mnist5k data missing
             return {"image_metrics_error": str(err)}
+
+    def swd_quality(self, real=None, n: int | None = None) -> dict:
+        """Sliced Wasserstein distance on Laplacian-pyramid patches (minigan.swd) between n generated
+        images and n real ones (the training data, or ``real``), with the real-vs-real floor (two
+        disjoint halves of the real images); n = min(eval_samples or the n given, half the real
+        images). Own RNG streams, as image_quality."""
+        from .swd import swd_with_floor
+
+        c = self.config
+        if real is None:  # the training data (an MLP's rows as images)
+            real = backend.to_numpy(self.sampler.data).reshape((-1,) + tuple(self.image_shape))
+        n = max(1, min(n or c.eval_samples, len(real) // 2))
+        z = np.random.default_rng([c.seed, 6]).standard_normal((n, self.latent_dim)).astype(np.float32)
+        labels = np.arange(n) % c.num_classes if self.conditional else None
+        fake = np.concatenate([self.samples(z[i:i + 256], None if labels is None else labels[i:i + 256])
+                               for i in range(0, n, 256)])  # G's activations for 256 images at a time
+        fake = fake[..., :real.shape[-1]]  # CoGAN: the first domain (the data itself)
+        try:
+            return swd_with_floor(real, fake, seed=c.seed)
+        except ValueError as err:  # fewer than 2 images, images of other shapes or below 7×7 px
+            return {"swd_error": str(err)}
 
     def toy_quality(self, n: int = 2000) -> dict:
         from .metrics import emd, mode_statistics

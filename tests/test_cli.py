@@ -1,11 +1,12 @@
 """The minigan command: train/sample/interpolate, and one-line errors with non-zero exits."""
+import json
 import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from minigan.cli import main
+from minigan.cli import _swd_line, main
 
 TINY = ["--steps", "2", "--batch-size", "8", "--hidden", "8", "--depth", "1", "--no-progress"]
 
@@ -15,6 +16,10 @@ def test_train_sample_interpolate(tmp_path, capsys):
     assert main(["train", "--out", str(out), "--seed", "1"] + TINY) == 0
     for name in ("samples.png", "losses.png", "metrics.csv", "checkpoint.ckpt"):
         assert (out / name).exists(), name
+    summary = json.loads((out / "summary.json").read_text())  # the last line: SWD, floor, levels, count
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"minigan: SWD×1e3 {summary['swd']:.1f} (real-vs-real floor {summary['floor_swd']:.1f}; "
+        f"per level 8 px {summary['swd_levels']['8']:.1f}; 898 images)")
     grid = tmp_path / "grid.png"
     assert main(["sample", str(out / "checkpoint.ckpt"), "-n", "16", "--out", str(grid)]) == 0
     assert Image.open(grid).size[0] > 8 * 4
@@ -23,6 +28,59 @@ def test_train_sample_interpolate(tmp_path, capsys):
     assert Image.open(walk).size[0] > Image.open(walk).size[1]
     assert main(["train", "--resume", str(out), "--steps", "3", "--no-progress"]) == 0
     assert "step 3" in capsys.readouterr().out
+
+
+def test_swd_line_says_why_it_is_missing():
+    assert _swd_line({"swd_error": "images of 6×6 px are smaller than one 7×7 neighbourhood"}) == (
+        "minigan: SWD not computed: images of 6×6 px are smaller than one 7×7 neighbourhood")
+    line = _swd_line({"swd": 12.34, "floor_swd": 3.21, "swd_levels": {"32": 20.0, "16": 4.68}, "swd_images": 50})
+    assert line == "minigan: SWD×1e3 12.3 (real-vs-real floor 3.2; per level 32 px 20.0, 16 px 4.7; 50 images)"
+
+
+def _folder(path, images):
+    path.mkdir()
+    for i, pixels in enumerate(images):
+        Image.fromarray(pixels).save(path / f"{i}.png")
+    return str(path)
+
+
+def test_swd_command_compares_folders_and_a_run_with_its_data(tmp_path, capsys):
+    from minigan.data import load_dataset
+    from minigan.swd import swd_with_floor
+
+    rng = np.random.default_rng(0)
+    smooth = lambda n: np.repeat(np.repeat(rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8), 4, 1), 4, 2)
+    real, alike = _folder(tmp_path / "real", smooth(80)), _folder(tmp_path / "alike", smooth(40))
+    noise = _folder(tmp_path / "noise", rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8))
+    values = []
+    for fake in (alike, noise):
+        assert main(["swd", fake, real, "--size", "16", "-n", "60", "--seed", "3"]) == 0  # n: 40 at most
+        line = capsys.readouterr().out.strip()
+        expected = swd_with_floor(load_dataset(real, size=16)[0], load_dataset(fake, size=16)[0], n=40, seed=3)
+        assert line == _swd_line(expected) and line.endswith("per level 16 px " f"{expected['swd']:.1f}; 40 images)")
+        values.append(expected)
+    # 4 px blocks upscaled, like the real ones: at the floor; 16 px noise: well above it
+    assert values[0]["swd"] < 1.2 * values[0]["floor_swd"] and values[1]["swd"] > 1.5 * values[1]["floor_swd"]
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--eval-samples", "40"] + TINY) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    capsys.readouterr()
+    assert main(["swd", str(run), "digits", "-n", "40"]) == 0  # the run's own data: its summary's numbers
+    assert capsys.readouterr().out.strip() == _swd_line(summary)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["swd", "{tmp}/missing", "digits"], "neither a folder of images nor a run folder"),
+    (["swd", "{tmp}", "8gaussians"], "toy 2-D set; swd compares images"),
+    (["swd", "{tmp}", "digits", "-n", "0"], "-n must be >= 1, got 0"),
+    # the folder is read at digits' own size, in colour: the shapes name the mismatch
+    (["swd", "{tmp}/colour", "digits"], "differ in shape (C, H, W): the real ones (1, 8, 8), the generated ones (3, 8, 8)"),
+])
+def test_swd_command_errors_are_one_line(tmp_path, capsys, args, message):
+    _folder(tmp_path / "colour", np.zeros((2, 20, 20, 3), np.uint8))
+    assert main([a.format(tmp=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
 
 
 def test_config_file_and_flags(tmp_path):

@@ -1,16 +1,19 @@
 """Training runs of every loss/model pair on tiny shapes, resume, CoGAN sharing, reliability."""
 import csv
+import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from minigan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minigan.config import LOSSES, ConfigError, TrainConfig
 from minigan.models import cogan_mlp
 from minigan.train import Trainer, TrainingDiverged
 
+# eval_samples: the final metrics' sample count (toy modes and EMD, images' SWD); small keeps each run cheap
 TINY = dict(steps=2, batch_size=8, hidden=8, depth=1, base_width=4, sample_every=1, checkpoint_every=1,
-            eval_samples=200)
+            eval_samples=20)
 MODEL_DATA = {"mlp-toy": ("mlp", "8gaussians"), "mlp": ("mlp", "digits"), "dcgan": ("dcgan", "digits"),
               "cmlp": ("cmlp", "digits"), "cdcgan": ("cdcgan", "digits"), "cogan": ("cogan", "digits")}
 UNSUPPORTED = {("cmlp", "began"), ("cdcgan", "began"), ("cogan", "began"), ("cogan", "wgan-gp")}
@@ -130,6 +133,49 @@ def test_same_seed_same_run_and_other_seed_differs(tmp_path):
     p = [params_of(t) for t in runs]
     assert all(np.array_equal(p[0][k], p[1][k]) for k in p[0])
     assert not all(np.array_equal(p[0][k], p[2][k]) for k in p[0])
+
+
+def _folder_of_squares(folder, n, rng):
+    folder.mkdir()
+    for i in range(n):
+        pixels = np.full((24, 24, 3), rng.integers(0, 256, 3), np.uint8)
+        top, left = rng.integers(0, 16, 2)
+        pixels[top:top + 8, left:left + 8] = rng.integers(0, 256, 3)
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.mark.parametrize("model, data, size, levels", [("mlp", "folder", 32, ["32", "16"]),
+                                                        ("cogan", "digits", None, ["8"]),
+                                                        ("cdcgan", "digits", 28, ["28"])])
+def test_image_runs_report_swd_and_its_floor(tmp_path, model, data, size, levels):
+    """summary.json holds the SWD of min(eval_samples, half the data) generated images (G on the
+    [seed, 6] noise; CoGAN's first domain; cDCGAN's labels cycling) against as many real ones, with
+    the floor of two disjoint real halves: recomputed here from the trainer's own samples."""
+    from minigan.swd import swd_with_floor
+
+    if data == "folder":
+        data = str(_folder_of_squares(tmp_path / "squares", 30, np.random.default_rng(0)))
+    loss = "lsgan" if model != "cogan" else "nonsaturating"
+    trainer = Trainer(tiny_config(tmp_path, loss, model, data, image_size=size, seed=7, eval_samples=20))
+    summary = trainer.train()
+    real = trainer.sampler.data.reshape((-1,) + tuple(trainer.image_shape))
+    n = min(20, len(real) // 2)
+    z = np.random.default_rng([7, 6]).standard_normal((n, trainer.latent_dim)).astype(np.float32)
+    labels = np.arange(n) % 10 if model == "cdcgan" else None
+    fake = trainer.samples(z, labels)[..., :real.shape[-1]]
+    expected = swd_with_floor(real, fake, seed=7)
+    assert {key: summary[key] for key in expected} == expected
+    assert list(summary["swd_levels"]) == levels and summary["swd_images"] == n
+    assert summary["swd"] > summary["floor_swd"] > 0  # two steps of training: far from the data
+    assert json.loads((trainer.out / "summary.json").read_text())["swd_levels"] == expected["swd_levels"]
+
+
+def test_toy_runs_have_no_swd_and_too_small_images_say_why(tmp_path):
+    toy = Trainer(tiny_config(tmp_path / "toy", "lsgan", "mlp", "8gaussians")).train()
+    assert not any(key.startswith("swd") or key.endswith("swd") for key in toy)
+    small = Trainer(tiny_config(tmp_path / "small", "lsgan", "mlp", "digits", image_size=6)).train()
+    assert "swd" not in small and "smaller than one 7×7 neighbourhood" in small["swd_error"]
 
 
 def test_cogan_shared_weights_get_both_branches_gradients():
