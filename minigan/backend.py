@@ -11,6 +11,8 @@ CuPy or a GPU being absent is never an import error: :func:`cupy_module` raises 
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 _CUPY = None          # the cupy module once it has been found usable
@@ -43,27 +45,38 @@ def cupy_module():
 
 _CUDA_REASON: str | None = "no GPU has been asked for yet"
 _CUDA_REGISTERED = False
+_CUDA_FAILED = False   # registration was tried on a GPU and failed: not tried (nor said) again
 
 
 def _register_cuda_kernels():
-    """The numba.cuda twins of minigan.kernels.cuda, pulled in once a GPU is known to be usable."""
-    global _CUDA_REASON, _CUDA_REGISTERED
-    if _CUDA_REGISTERED:
-        return True
+    """The numba.cuda twins of minigan.kernels.cuda, pulled in (every variant compiled) once a
+    GPU is known to be usable. When that fails, CuPy arrays keep the CuPy reference kernels and
+    one line on stderr says why (once per process)."""
+    global _CUDA_REASON, _CUDA_REGISTERED, _CUDA_FAILED
+    if _CUDA_REGISTERED or _CUDA_FAILED:
+        return _CUDA_REGISTERED
     try:
         from .kernels.cuda import cuda_kernels  # noqa: PLC0415 - only with a GPU
     except ImportError as exc:  # minigan used without its kernels package: the CuPy reference runs
-        _CUDA_REASON = f"the kernels package is missing: {exc}"
-        return False
+        return _cuda_fallback(f"the kernels package is missing: {exc}")
+    if COMPILE_NOTICE:
+        print("minigan: compiling the CUDA kernels for this GPU ...", file=sys.stderr, flush=True)
     try:
         table = cuda_kernels()
     except RuntimeError as exc:
-        _CUDA_REASON = str(exc)
-        return False
+        return _cuda_fallback(str(exc))
     for name, fn in table.items():
         register_fast_kernel(name, "cupy", fn)
     _CUDA_REGISTERED, _CUDA_REASON = True, None
     return True
+
+
+def _cuda_fallback(reason: str) -> bool:
+    global _CUDA_REASON, _CUDA_FAILED
+    _CUDA_REASON, _CUDA_FAILED = reason, True
+    print(f"minigan: the CUDA kernels are not used, CuPy arrays get the CuPy reference kernels: {reason}",
+          file=sys.stderr, flush=True)
+    return False
 
 
 def register_cuda_kernels() -> bool:
@@ -238,8 +251,6 @@ def _install_compile_notice() -> None:
             fn = getattr(ev.data.get("dispatcher"), "py_func", None)
             if getattr(fn, "__module__", "").startswith(__package__ + ".kernels"):
                 _notice["shown"] = True
-                import sys  # noqa: PLC0415
-
                 print("minigan: compiling the Numba CPU kernels (first use on this machine or for a "
                       "new dtype; cached for later runs) ...", file=sys.stderr, flush=True)
 
