@@ -69,18 +69,17 @@ def cuda_kernels() -> dict:
 
 
 def _check_numba_cuda():
-    try:
-        from numba import config  # noqa: PLC0415 - imported only when a GPU is there
+    from numba import config  # noqa: PLC0415 - imported only when a GPU is there
 
-        if config.ENABLE_CUDASIM:
-            raise RuntimeError("numba's CUDA simulator is on (NUMBA_ENABLE_CUDASIM=1); it runs kernels on "
-                               "NumPy arrays, so the kernels are not registered for CuPy arrays")
-        if not load_numba_cuda().is_available():
-            raise RuntimeError("numba.cuda sees no CUDA device (numba.cuda.is_available() is False)")
-    except RuntimeError:
-        raise
-    except Exception as exc:  # a broken numba-cuda install, driver errors ...
+    if config.ENABLE_CUDASIM:
+        raise RuntimeError("numba's CUDA simulator is on (NUMBA_ENABLE_CUDASIM=1); it runs kernels on "
+                           "NumPy arrays, so the kernels are not registered for CuPy arrays")
+    try:
+        available = load_numba_cuda().is_available()
+    except Exception as exc:  # a broken numba-cuda install, a missing CUDA library, driver errors ...
         raise RuntimeError(f"numba.cuda is unusable: {_one_line(exc)}") from exc
+    if not available:
+        raise RuntimeError("numba.cuda sees no CUDA device (numba.cuda.is_available() is False)")
 
 
 def load_numba_cuda():

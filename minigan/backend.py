@@ -37,10 +37,21 @@ def cupy_module():
             return cupy
         except Exception as exc:  # ImportError, CUDA driver errors ...
             _CUPY_ERROR = f"{type(exc).__name__}: {exc}"
-    raise RuntimeError(
-        "the GPU path (device='cuda') is unavailable: " + _CUPY_ERROR
-        + ". Install the GPU extra (pip install -e '.[gpu]') on a machine with an NVIDIA GPU."
-    )
+            if isinstance(exc, ImportError):
+                _CUPY_ERROR += (". Install the GPU extra on a machine with an NVIDIA GPU: pip install -e "
+                                "'.[gpu]' (CUDA 12 builds, any driver >= 525) or '.[gpu-cuda13]' (CUDA 13 "
+                                "builds, driver >= 580)")
+    raise RuntimeError("the GPU path (device='cuda') is unavailable: " + _CUPY_ERROR)
+
+
+def gpu_extra() -> str:
+    """The pip extra that matches the CUDA version of the installed CuPy's wheel: 'gpu-cuda13'
+    for CUDA 13 (cupy-cuda13x), else 'gpu' (cupy-cuda12x)."""
+    try:
+        major = int(_CUPY.cuda.runtime.runtimeGetVersion()) // 1000
+    except Exception:  # noqa: BLE001 - no CuPy or no answer: the default extra
+        return "gpu"
+    return "gpu-cuda13" if major >= 13 else "gpu"
 
 
 _CUDA_REASON: str | None = "no GPU has been asked for yet"
@@ -64,7 +75,13 @@ def _register_cuda_kernels():
     try:
         table = cuda_kernels()
     except RuntimeError as exc:
-        return _cuda_fallback(str(exc))
+        from .kernels.cuda import library_missing  # noqa: PLC0415
+
+        reason = str(exc)
+        if library_missing(exc):  # no NVVM / NVRTC / libdevice, or no numba-cuda's bindings
+            reason += (f"; the kernels compile with numba-cuda and CUDA's compiler libraries: "
+                       f"pip install -e '.[{gpu_extra()}]'")
+        return _cuda_fallback(reason)
     for name, fn in table.items():
         register_fast_kernel(name, "cupy", fn)
     _CUDA_REGISTERED, _CUDA_REASON = True, None
@@ -73,8 +90,8 @@ def _register_cuda_kernels():
 
 def _cuda_fallback(reason: str) -> bool:
     global _CUDA_REASON, _CUDA_FAILED
-    _CUDA_REASON, _CUDA_FAILED = reason, True
-    print(f"minigan: the CUDA kernels are not used, CuPy arrays get the CuPy reference kernels: {reason}",
+    _CUDA_REASON, _CUDA_FAILED = " ".join(reason.split()), True
+    print(f"minigan: the CUDA kernels are not used, CuPy arrays get the CuPy reference kernels: {_CUDA_REASON}",
           file=sys.stderr, flush=True)
     return False
 

@@ -130,7 +130,7 @@ class NCCLCommunicator:
             from cupy.cuda import nccl
         except ImportError:
             raise DistributedError("device cuda with several ranks needs CuPy with NCCL "
-                                   "(pip install 'minigan[gpu]')") from None
+                                   "(pip install 'minigan[gpu]', or 'minigan[gpu-cuda13]' for CUDA 13 builds)") from None
         if not getattr(nccl, "available", True):  # CuPy >= 14 imports the module without NCCL
             raise DistributedError("NCCL unavailable: CuPy did not find the NCCL library (cupy.cuda.nccl."
                                    "available is False), which device cuda with several ranks needs; "

@@ -51,7 +51,11 @@ def test_importing_the_cuda_code_needs_no_gpu():
 
 PTX_CHECK = """
 import sys
+import warnings
 import numpy as np
+# pyproject's filterwarnings, which a child interpreter does not get from pytest
+for module in (r"minigan(\\.|$)", r"kernels(\\.|$)", r"numba\\.(cuda\\.)?np(\\.|$)"):
+    warnings.filterwarnings("error", category=DeprecationWarning, module=module)
 import numba.np.arrayobj  # numba's own CPU array module, guarded by NumPy's version (kept as is)
 from numba import types
 from minigan.kernels.cuda import compile_kernels, library_missing, load_numba_cuda
@@ -338,3 +342,74 @@ def test_registration_compiles_every_variant_before_registering(fresh_registrati
     assert backend.kernel("penalty_cotangent", x) is cuda_penalty.penalty_cotangent
     assert backend.kernel("activation_tangent", x) is cuda_penalty.activation_tangent
     assert "CUDA kernels are not used" not in capsys.readouterr().err
+
+
+# --- NumPy's deprecations -------------------------------------------------------------------
+
+def _uses_row_stack_from(module_name):
+    """A function whose warnings are attributed to module ``module_name`` (its globals' name),
+    calling np.row_stack: deprecated in NumPy 2.x, removed in 2.5."""
+    namespace = {"__name__": module_name, "np": np}
+    exec("def use():\n    return np.row_stack([np.ones(2), np.ones(2)])\n", namespace)
+    return namespace["use"]
+
+
+@pytest.mark.skipif("row_stack" not in np.__dict__, reason="this NumPy has no row_stack to deprecate (2.5 and later)")
+def test_numpy_deprecations_are_errors_in_our_code_and_where_numba_compiles_it():
+    """pyproject's filterwarnings: a deprecated NumPy name used from minigan (or the kernels, or
+    numba's NumPy support that compiles them) fails the test; from another library it stays a
+    warning."""
+    import warnings
+
+    for name in ("minigan.nn.linear", "minigan.kernels.cuda", "kernels.cuda", "minigan",
+                 "numba.np.arrayobj", "numba.cuda.np.arrayobj"):
+        with pytest.raises(DeprecationWarning, match="row_stack"):
+            _uses_row_stack_from(name)()
+    for name in ("scipy.optimize", "numba.core.typing", "miniganx", "numba.cuda.dispatcher"):
+        with warnings.catch_warnings(record=True) as caught:
+            assert _uses_row_stack_from(name)().shape == (2, 2)
+        assert [type(w.message) for w in caught] == [DeprecationWarning], name
+
+
+# --- the gpu extras, named where something is missing ----------------------------------------
+
+def _cupy_of_cuda(version):
+    import types
+
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(runtimeGetVersion=lambda: version)))
+
+
+def test_the_extra_named_is_the_installed_cupys_cuda_version(monkeypatch):
+    for version, extra in ((13000, "gpu-cuda13"), (13010, "gpu-cuda13"), (12080, "gpu"), (12000, "gpu")):
+        monkeypatch.setattr(backend, "_CUPY", _cupy_of_cuda(version))
+        assert backend.gpu_extra() == extra
+    monkeypatch.setattr(backend, "_CUPY", None)
+    assert backend.gpu_extra() == "gpu"
+
+
+@pytest.mark.parametrize("version, extra", [(13000, "gpu-cuda13"), (12080, "gpu")])
+def test_a_missing_compiler_library_names_the_extra_that_brings_it(fresh_registration, monkeypatch, capsys,
+                                                                   version, extra):
+    from numba.cuda.cudadrv.error import NvvmSupportError
+
+    monkeypatch.setattr(backend, "_CUPY", _cupy_of_cuda(version))
+    bad = _FakeDispatcher(NvvmSupportError("libNVVM cannot be found. Do `conda install\ncudatoolkit`"))
+    monkeypatch.setattr(fresh_registration, "kernel_variants", lambda: iter([("im2col float32", bad, ())]))
+    assert backend._register_cuda_kernels() is False
+    reason = backend.cuda_unavailable_reason()
+    assert reason.startswith("the CUDA kernel im2col float32 did not compile: NvvmSupportError: libNVVM cannot")
+    assert reason.endswith(f"; the kernels compile with numba-cuda and CUDA's compiler libraries: "
+                           f"pip install -e '.[{extra}]'") and "\n" not in reason
+    assert capsys.readouterr().err.count("\n") == 2   # the compile notice and the one fallback line
+
+
+def test_without_cupy_the_message_names_both_gpu_extras(monkeypatch):
+    monkeypatch.setattr(backend, "_CUPY", None)
+    monkeypatch.setattr(backend, "_CUPY_ERROR", None)
+    monkeypatch.setitem(sys.modules, "cupy", None)   # import cupy raises ImportError
+    with pytest.raises(RuntimeError) as info:
+        backend.cupy_module()
+    message = str(info.value)
+    assert message.startswith("the GPU path (device='cuda') is unavailable: ") and "\n" not in message
+    assert "pip install -e '.[gpu]' (CUDA 12 builds" in message and "'.[gpu-cuda13]' (CUDA 13 builds" in message
