@@ -413,3 +413,51 @@ def test_without_cupy_the_message_names_both_gpu_extras(monkeypatch):
     message = str(info.value)
     assert message.startswith("the GPU path (device='cuda') is unavailable: ") and "\n" not in message
     assert "pip install -e '.[gpu]' (CUDA 12 builds" in message and "'.[gpu-cuda13]' (CUDA 13 builds" in message
+
+
+# --- benchmarks/gpu_check.sh and gpu.py's verdict, on the CPU ---------------------------------
+
+GPU_CHECK = ROOT / "benchmarks" / "gpu_check.sh"
+
+
+def test_gpu_check_script_parses():
+    proc = subprocess.run(["bash", "-n", str(GPU_CHECK)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.skipif(backend.gpu_available(), reason="a GPU is present: the script would run its GPU parts")
+def test_gpu_check_without_a_gpu_skips_the_gpu_parts_and_exits_2(tmp_path):
+    """Without a GPU: the parts that need none run (versions here), each GPU part says "no GPU"
+    and why, the summary says nothing on a GPU was checked, exit status 2. A used OUTDIR and an
+    unknown part are refused in one line, before anything runs."""
+    env = dict(os.environ, PYTHON=sys.executable)
+    out = tmp_path / "check"
+    proc = subprocess.run(["bash", str(GPU_CHECK), str(out), "versions", "tests", "train-toy"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    summary = (out / "summary.txt").read_text().splitlines()
+    assert summary[0].startswith("versions: PASSED in ")
+    assert summary[1].startswith("tests: SKIPPED, no GPU: ") and summary[2].startswith("train-toy: SKIPPED, no GPU: ")
+    assert summary[3] == "gpu_check: no GPU here, the GPU parts were skipped: nothing on a GPU was checked"
+    versions = (out / "versions.txt").read_text()
+    assert f"NumPy: {np.__version__}\n" in versions and "numba.cuda: " in versions and "CuPy: " in versions
+    assert not (out / "tests.log").exists() and not (out / "train-toy").exists()
+    for args, message in (([str(out)], "exists and is not an empty folder"),
+                          ([str(tmp_path / "new"), "versions", "tset"], "unknown part 'tset'")):
+        proc = subprocess.run(["bash", str(GPU_CHECK), *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert (out / "versions.txt").read_text() == versions and not (tmp_path / "new").exists()
+
+
+def test_gpu_benchmark_fails_on_a_correctness_number_over_its_bound():
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import gpu
+    finally:
+        sys.path.remove(str(ROOT))
+    bounds = gpu.CORRECTNESS_BOUNDS
+    assert set(bounds) == {"fused penalty vs gradient_penalty", "col2im gather vs reference"}
+    assert gpu.correctness_over({name: bound for name, bound in bounds.items()}) == []
+    over = gpu.correctness_over({"fused penalty vs gradient_penalty": 3e-4, "col2im gather vs reference": float("nan")})
+    assert over == ["fused penalty vs gradient_penalty 3.0e-04 > 1e-04", "col2im gather vs reference nan > 1e-05"]
