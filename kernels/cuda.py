@@ -50,18 +50,25 @@ KERNEL_DTYPES = ("float32", "float64")
 ROW_STACK_MODULES = ("numba.cuda.np.arrayobj",)
 
 
-def cuda_kernels() -> dict:
-    """The CUDA kernels for CuPy arrays, name -> function (the names of the table above), every
-    variant compiled (:func:`compile_kernels`) so that no compile happens in a training step.
+class SimulatorOn(RuntimeError):
+    """numba's CUDA simulator is on: the kernels run on NumPy arrays only, by design."""
 
-    Raises RuntimeError saying why in one line when numba.cuda cannot see a device, under
-    numba's CUDA simulator (which runs kernels on NumPy arrays, never on CuPy's; the simulator
-    tests call the wrappers directly), or when a kernel does not compile. The caller
-    (minigan.backend) has checked CuPy and the GPU first.
+
+def cuda_kernels(on_compile=None) -> dict:
+    """The CUDA kernels for CuPy arrays, name -> function (the names of the table above), every
+    variant compiled (:func:`compile_kernels`) so that no compile happens in a training step;
+    ``on_compile()`` is called just before the compiles start.
+
+    Raises RuntimeError saying why in one line when numba.cuda cannot see a device or when a
+    kernel does not compile, and SimulatorOn under numba's CUDA simulator (which runs kernels
+    on NumPy arrays, never on CuPy's; the simulator tests call the wrappers directly). The
+    caller (minigan.backend) has checked CuPy and the GPU first.
     """
     _check_numba_cuda()
     from . import cuda_col2im, cuda_im2col, cuda_penalty  # noqa: PLC0415
 
+    if on_compile is not None:
+        on_compile()
     compile_kernels()
     return {"im2col": cuda_im2col.im2col, "col2im": cuda_col2im.col2im,
             "penalty_cotangent": cuda_penalty.penalty_cotangent,
@@ -72,7 +79,7 @@ def _check_numba_cuda():
     from numba import config  # noqa: PLC0415 - imported only when a GPU is there
 
     if config.ENABLE_CUDASIM:
-        raise RuntimeError("numba's CUDA simulator is on (NUMBA_ENABLE_CUDASIM=1); it runs kernels on "
+        raise SimulatorOn("numba's CUDA simulator is on (NUMBA_ENABLE_CUDASIM=1); it runs kernels on "
                            "NumPy arrays, so the kernels are not registered for CuPy arrays")
     try:
         available = load_numba_cuda().is_available()

@@ -67,16 +67,15 @@ def _register_cuda_kernels():
     if _CUDA_REGISTERED or _CUDA_FAILED:
         return _CUDA_REGISTERED
     try:
-        from .kernels.cuda import cuda_kernels  # noqa: PLC0415 - only with a GPU
+        from .kernels.cuda import SimulatorOn, cuda_kernels, library_missing  # noqa: PLC0415 - only with a GPU
     except ImportError as exc:  # minigan used without its kernels package: the CuPy reference runs
         return _cuda_fallback(f"the kernels package is missing: {exc}")
-    if COMPILE_NOTICE:
-        print("minigan: compiling the CUDA kernels for this GPU ...", file=sys.stderr, flush=True)
     try:
-        table = cuda_kernels()
+        table = cuda_kernels(on_compile=_cuda_compile_notice)
+    except SimulatorOn as exc:  # a test set-up, not a failure: said by cuda_unavailable_reason only
+        _CUDA_REASON = str(exc)
+        return False
     except RuntimeError as exc:
-        from .kernels.cuda import library_missing  # noqa: PLC0415
-
         reason = str(exc)
         if library_missing(exc):  # no NVVM / NVRTC / libdevice, or no numba-cuda's bindings
             reason += (f"; the kernels compile with numba-cuda and CUDA's compiler libraries: "
@@ -86,6 +85,11 @@ def _register_cuda_kernels():
         register_fast_kernel(name, "cupy", fn)
     _CUDA_REGISTERED, _CUDA_REASON = True, None
     return True
+
+
+def _cuda_compile_notice():
+    if COMPILE_NOTICE:
+        print("minigan: compiling the CUDA kernels for this GPU ...", file=sys.stderr, flush=True)
 
 
 def _cuda_fallback(reason: str) -> bool:

@@ -461,3 +461,23 @@ def test_gpu_benchmark_fails_on_a_correctness_number_over_its_bound():
     assert gpu.correctness_over({name: bound for name, bound in bounds.items()}) == []
     over = gpu.correctness_over({"fused penalty vs gradient_penalty": 3e-4, "col2im gather vs reference": float("nan")})
     assert over == ["fused penalty vs gradient_penalty 3.0e-04 > 1e-04", "col2im gather vs reference nan > 1e-05"]
+
+
+def test_under_the_simulator_registration_is_refused_quietly(monkeypatch, capsys):
+    """Numba's CUDA simulator (a test set-up) is no failure: nothing compiled, nothing printed,
+    the reason kept, and registration tried again later."""
+    from numba import config
+
+    from minigan.kernels import cuda as kcuda
+
+    def compiled():
+        raise AssertionError("nothing is compiled under the simulator")
+
+    for name, value in (("_CUDA_REGISTERED", False), ("_CUDA_FAILED", False), ("_CUDA_REASON", None),
+                        ("_FAST", dict(backend._FAST))):
+        monkeypatch.setattr(backend, name, value)
+    monkeypatch.setattr(config, "ENABLE_CUDASIM", True)
+    monkeypatch.setattr(kcuda, "kernel_variants", compiled)
+    assert backend._register_cuda_kernels() is False
+    assert backend.cuda_unavailable_reason().startswith("numba's CUDA simulator is on")
+    assert capsys.readouterr().err == "" and backend._CUDA_FAILED is False
