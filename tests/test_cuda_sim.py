@@ -31,7 +31,7 @@ CASES = ROOT / "tests" / "cuda_sim_cases.py"
 def test_kernels_under_the_cuda_simulator():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(CASES), "-p", "no:cacheprovider", "-rs"],
+        [sys.executable, "-m", "pytest", str(CASES), "-p", "no:cacheprovider", "-rs", "-o", "addopts="],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     report = proc.stdout[-6000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, f"simulator cases failed (exit {proc.returncode}):\n{report}"
@@ -63,6 +63,7 @@ from minigan.kernels.cuda import compile_kernels, library_missing, load_numba_cu
 # take it away here too, so the check runs against what the GPU machines have
 if hasattr(np, "row_stack"):
     del np.row_stack
+    np.__all__ = [name for name in np.__all__ if name != "row_stack"]  # for `from numpy import *`
 cuda = load_numba_cuda()
 try:
     cuda.compile_ptx(lambda a: None, (types.float32[:],), cc=(9, 0))
