@@ -3,6 +3,12 @@
     python benchmarks/gpu.py              # writes benchmarks/results/gpu-<date>.md
     python benchmarks/gpu.py --quick      # fewer repetitions, for a smoke run
     python benchmarks/gpu.py --no-torch   # minigan only
+    python benchmarks/gpu.py --quick --out DIR/gpu-benchmark.md   # as benchmarks/gpu_check.sh runs it
+
+The report is written after each section (a run cut short keeps the sections it finished); a
+section that raises is reported as such and the others still run. Exit status: 0, or 1 when
+a section failed or a correctness number is over its bound (CORRECTNESS_BOUNDS), or 2 without
+a GPU.
 
 Needs CuPy and an NVIDIA GPU (exits with a clear message otherwise); PyTorch with CUDA is
 optional (its columns are left out when it is missing). Everything is float32, TF32 off on
@@ -44,6 +50,7 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +63,12 @@ from benchmarks import cases  # noqa: E402
 from minigan import backend  # noqa: E402
 
 B, WIDTH, LAMBDA = cases.TOY_BATCH, cases.TOY_WIDTH, cases.WGAN_LAMBDA
+
+# Bounds on the correctness numbers (float32, ε = 1.2e-7), each far below what a wrong formula
+# gives (order 1): the fused penalty sums the same products as gradient_penalty, possibly in
+# another order (dot products of up to 512 terms, sums over the batch of 256): 1e-4; the col2im
+# gather adds at most (k/s)² = 4 terms per output in another order than the reference: 1e-5.
+CORRECTNESS_BOUNDS = {"fused penalty vs gradient_penalty": 1e-4, "col2im gather vs reference": 1e-5}
 
 
 def gpu_unavailable_reason() -> str | None:
@@ -184,7 +197,7 @@ def check_fused_penalty_agrees(seed: int = 0) -> float:
     D = _to_gpu_model(cases._mlp(nn, [2, WIDTH, WIDTH, WIDTH, 1], rng=rng))
     x = cp.asarray(cases.toy_real(rng, B))
     D.zero_grad()
-    v1 = gradient_penalty(D, x, LAMBDA)
+    v1 = float(gradient_penalty(D, x, LAMBDA))
     want = [p.grad.copy() for p in D.parameters()]
     D.zero_grad()
     v2 = float(fused_gradient_penalty(D, x, LAMBDA))
@@ -289,7 +302,7 @@ def transposed_conv_section(args, torch):
     note = (f"N={n}, C_in={ci}, C_out={co}, k={k}, s={s}, p={p}, {h}×{h} → {ho}×{ho}; "
             f"{flops / 1e9:.1f} GFLOP; cols {cols.shape[0]}×{cols.shape[1]} ({cols.nbytes / 2**20:.0f} MiB); "
             f"gather vs reference max rel. diff {err:.1e}")
-    return rows, note
+    return rows, note, err
 
 
 def launch_overhead_section(args):
@@ -361,65 +374,93 @@ def main(argv=None) -> int:
     t = lambda fn: timed(fn, cupy_sync, args.warmup, args.steps, args.reps)  # noqa: E731
     tt = lambda fn: timed(fn, torch.cuda.synchronize, args.warmup, args.steps, args.reps)  # noqa: E731
     flops_a, flops_b = cases.case_flops("a"), cases.case_flops("b")
+    out = args.out or ROOT / "benchmarks" / "results" / f"gpu-{_dt.date.today().isoformat()}.md"
     report = [f"# GPU benchmark, {_dt.date.today().isoformat()}", "", *device_lines(torch),
               f"- timing: {args.steps} calls per block, median of {args.reps} blocks, {args.warmup} warm-up calls; "
               "wall clock to a device synchronisation; float32, TF32 off", ""]
+    checks, failed = {}, []
 
-    # 1. case (a)
-    print("case (a): WGAN-GP toy critic step ...", file=sys.stderr)
-    rows = []
-    for variant in ("engine", "fused", "sync-free"):
-        step, _ = build_minigan_toy(variant)
+    def case_a():
+        rows = []
+        for variant in ("engine", "fused", "sync-free"):
+            step, _ = build_minigan_toy(variant)
+            med, best = t(step)
+            rows.append((f"minigan CuPy, {variant}", med, best, ""))
+        graph_note = "left out (--no-graph)"
+        if not args.no_graph:
+            step, _ = build_minigan_toy("sync-free")
+            captured, why = capture_graph(step)
+            if captured is None:
+                graph_note = f"capture failed: {why}"
+            else:
+                replay, sync = captured
+                med, best = timed(replay, sync, args.warmup, args.steps, args.reps)
+                rows.append(("minigan CuPy, sync-free step replayed as a CUDA graph", med, best, ""))
+                graph_note = "captured and replayed (timing only: Adam's bias corrections are frozen at capture)"
+        if torch is not None:
+            med, best = tt(cases.build_torch("a", device="cuda"))
+            rows.append(("PyTorch CUDA eager", med, best, ""))
+        agree = checks["fused penalty vs gradient_penalty"] = check_fused_penalty_agrees()
+        return [table(rows, flops_a), "",
+                f"FLOPs per step (matrix products, benchmarks/cases.py): {flops_a / 1e9:.3f} GFLOP. "
+                f"Fused penalty vs gradient_penalty, max rel. diff of value and gradients: {agree:.1e}. "
+                f"CUDA graph: {graph_note}."]
+
+    def case_b():
+        rows = []
+        step, _ = build_minigan_toy("gen")
         med, best = t(step)
-        rows.append((f"minigan CuPy, {variant}", med, best, ""))
-    graph_note = "left out (--no-graph)"
-    if not args.no_graph:
-        step, _ = build_minigan_toy("sync-free")
-        captured, why = capture_graph(step)
-        if captured is None:
-            graph_note = f"capture failed: {why}"
-        else:
-            replay, sync = captured
-            med, best = timed(replay, sync, args.warmup, args.steps, args.reps)
-            rows.append(("minigan CuPy, sync-free step replayed as a CUDA graph", med, best, ""))
-            graph_note = "captured and replayed (timing only: Adam's bias corrections are frozen at capture)"
-    if torch is not None:
-        med, best = tt(cases.build_torch("a", device="cuda"))
-        rows.append(("PyTorch CUDA eager", med, best, ""))
-    agree = check_fused_penalty_agrees()
-    report += ["## (a) WGAN-GP toy critic step (MLP 2→512×3→1, batch 256, penalty, Adam)", "",
-               table(rows, flops_a), "",
-               f"FLOPs per step (matrix products, benchmarks/cases.py): {flops_a / 1e9:.3f} GFLOP. "
-               f"Fused penalty vs gradient_penalty, max rel. diff of value and gradients: {agree:.1e}. "
-               f"CUDA graph: {graph_note}.", ""]
+        rows.append(("minigan CuPy, engine", med, best, ""))
+        if torch is not None:
+            med, best = tt(cases.build_torch("b", device="cuda"))
+            rows.append(("PyTorch CUDA eager", med, best, ""))
+        return [table(rows, flops_b), "", f"FLOPs per step: {flops_b / 1e9:.3f} GFLOP."]
 
-    # 2. case (b)
-    print("case (b): generator step ...", file=sys.stderr)
-    rows = []
-    step, _ = build_minigan_toy("gen")
-    med, best = t(step)
-    rows.append(("minigan CuPy, engine", med, best, ""))
-    if torch is not None:
-        med, best = tt(cases.build_torch("b", device="cuda"))
-        rows.append(("PyTorch CUDA eager", med, best, ""))
-    report += ["## (b) its generator step", "", table(rows, flops_b), "",
-               f"FLOPs per step: {flops_b / 1e9:.3f} GFLOP.", ""]
+    def transposed_conv():
+        rows, note, checks["col2im gather vs reference"] = transposed_conv_section(args, torch)
+        return [note, "", table(rows)]
 
-    # 3. transposed convolution
-    print("transposed convolution ...", file=sys.stderr)
-    rows, note = transposed_conv_section(args, torch)
-    report += ["## Transposed convolution at a size that fills the GPU", "", note, "", table(rows), ""]
+    sections = [("(a) WGAN-GP toy critic step (MLP 2→512×3→1, batch 256, penalty, Adam)", case_a),
+                ("(b) its generator step", case_b),
+                ("Transposed convolution at a size that fills the GPU", transposed_conv),
+                ("Launch overhead (host time per call, tiny arrays)",
+                 lambda: [table(launch_overhead_section(args))])]
+    for title, section in sections:
+        print(f"{title} ...", file=sys.stderr, flush=True)
+        try:
+            body = section()
+        except Exception as exc:  # noqa: BLE001 - reported, and the other sections still run
+            failed.append(title)
+            body = [f"FAILED: {type(exc).__name__}: {exc}"]
+            traceback.print_exc()
+        report += [f"## {title}", "", *body, ""]
+        _write(out, report)
 
-    # 4. launch overhead
-    print("launch overhead ...", file=sys.stderr)
-    report += ["## Launch overhead (host time per call, tiny arrays)", "", table(launch_overhead_section(args)), ""]
-
-    out = args.out or ROOT / "benchmarks" / "results" / f"gpu-{_dt.date.today().isoformat()}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(report))
+    over = correctness_over(checks)
+    report += ["## Correctness", ""] + [f"- {name}: {value:.1e} (bound {CORRECTNESS_BOUNDS[name]:.0e})"
+                                        for name, value in checks.items()] + [""]
+    _write(out, report)
     print("\n".join(report))
     print(f"\nwritten to {out}", file=sys.stderr)
-    return 0
+    if over:
+        print("benchmarks/gpu.py: correctness over its bound: " + "; ".join(over), file=sys.stderr)
+    if failed:
+        print("benchmarks/gpu.py: sections failed: " + "; ".join(failed), file=sys.stderr)
+    return 1 if over or failed else 0
+
+
+def correctness_over(checks: dict) -> list:
+    """'name value > bound' for each correctness number over its bound (NaN is over)."""
+    return [f"{name} {value:.1e} > {CORRECTNESS_BOUNDS[name]:.0e}" for name, value in checks.items()
+            if not value <= CORRECTNESS_BOUNDS[name]]
+
+
+def _write(path: Path, lines) -> None:
+    """The report so far, replacing the file in one step (a reader never sees half of it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

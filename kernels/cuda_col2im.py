@@ -16,14 +16,15 @@ j inner, starting from 0) in the array's own dtype.
 
 Launch: a 1-D grid-stride loop over the N·C·H·W outputs, 256 threads a block, ⌈size/256⌉
 blocks (capped). Consecutive threads own consecutive x and read consecutive ox (for s = 1).
-Compiled on first use per dtype (the accumulator has the array's dtype).
+One variant per dtype (the accumulator has the array's dtype), compiled when the kernels are
+registered (kernels/cuda.py) or else on first use.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .cpu_common import conv_output_size
-from .cuda import array_module, DEFAULT_THREADS, check_out, grid_1d, launch_args
+from .cuda import array_module, DEFAULT_THREADS, load_numba_cuda, check_out, grid_1d, launch_args
 
 _KERNELS: dict = {}
 
@@ -35,9 +36,7 @@ cuda = None
 def _load_cuda():
     global cuda
     if cuda is None:
-        from numba import cuda as numba_cuda  # noqa: PLC0415
-
-        cuda = numba_cuda
+        cuda = load_numba_cuda()
 
 
 def _kernel(dtype):

@@ -9,13 +9,14 @@ Launch: a 1-D grid-stride loop over the C·kh·kw·N·oh·ow elements, 256 threa
 ⌈size/256⌉ blocks (capped; each thread then takes several elements). Consecutive threads
 write consecutive q (the ox index), so the writes are coalesced.
 
-The kernel is compiled on first use (numba.cuda imported then, never at import of this file).
+The kernel is compiled when the kernels are registered (kernels/cuda.py) or else on first use
+(numba.cuda imported then, never at import of this file).
 Under ``NUMBA_ENABLE_CUDASIM=1`` the wrapper runs on NumPy arrays in the simulator.
 """
 from __future__ import annotations
 
 from .cpu_common import conv_output_size
-from .cuda import array_module, DEFAULT_THREADS, check_out, grid_1d, launch_args
+from .cuda import array_module, DEFAULT_THREADS, load_numba_cuda, check_out, grid_1d, launch_args
 
 _KERNEL = None
 
@@ -27,9 +28,7 @@ cuda = None
 def _load_cuda():
     global cuda
     if cuda is None:
-        from numba import cuda as numba_cuda  # noqa: PLC0415
-
-        cuda = numba_cuda
+        cuda = load_numba_cuda()
 
 
 def _kernel():

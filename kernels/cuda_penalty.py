@@ -35,7 +35,8 @@ Launch configurations:
     activation_tangent  1-D grid-stride loop over the elements, 256 threads a block,
                         ⌈size/256⌉ blocks (capped).
 
-Kernels compile on first use (per dtype, and per block size for the reduction); numba.cuda is
+Kernels compile when they are registered (kernels/cuda.py: per dtype, and per block size for
+the reduction) or else on first use; numba.cuda is
 imported then, never at import of this file. Under ``NUMBA_ENABLE_CUDASIM=1`` the wrappers
 run on NumPy arrays in the simulator.
 """
@@ -45,7 +46,7 @@ import math
 
 import numpy as np
 
-from .cuda import array_module, DEFAULT_THREADS, check_out, grid_1d, launch_args, next_pow2
+from .cuda import array_module, DEFAULT_THREADS, load_numba_cuda, check_out, grid_1d, launch_args, next_pow2
 
 MAX_SAMPLE_BLOCKS = 65535
 
@@ -60,9 +61,7 @@ cuda = None
 def _load_cuda():
     global cuda
     if cuda is None:
-        from numba import cuda as numba_cuda  # noqa: PLC0415
-
-        cuda = numba_cuda
+        cuda = load_numba_cuda()
 
 
 def _norm_kernel(dtype, tpb: int):

@@ -11,6 +11,8 @@ CuPy or a GPU being absent is never an import error: :func:`cupy_module` raises 
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 _CUPY = None          # the cupy module once it has been found usable
@@ -35,35 +37,67 @@ def cupy_module():
             return cupy
         except Exception as exc:  # ImportError, CUDA driver errors ...
             _CUPY_ERROR = f"{type(exc).__name__}: {exc}"
-    raise RuntimeError(
-        "the GPU path (device='cuda') is unavailable: " + _CUPY_ERROR
-        + ". Install the GPU extra (pip install -e '.[gpu]') on a machine with an NVIDIA GPU."
-    )
+            if isinstance(exc, ImportError):
+                _CUPY_ERROR += (". Install the GPU extra on a machine with an NVIDIA GPU: pip install -e "
+                                "'.[gpu]' (CUDA 12 builds, any driver >= 525) or '.[gpu-cuda13]' (CUDA 13 "
+                                "builds, driver >= 580)")
+    raise RuntimeError("the GPU path (device='cuda') is unavailable: " + _CUPY_ERROR)
+
+
+def gpu_extra() -> str:
+    """The pip extra that matches the CUDA version of the installed CuPy's wheel: 'gpu-cuda13'
+    for CUDA 13 (cupy-cuda13x), else 'gpu' (cupy-cuda12x)."""
+    try:
+        major = int(_CUPY.cuda.runtime.runtimeGetVersion()) // 1000
+    except Exception:  # noqa: BLE001 - no CuPy or no answer: the default extra
+        return "gpu"
+    return "gpu-cuda13" if major >= 13 else "gpu"
 
 
 _CUDA_REASON: str | None = "no GPU has been asked for yet"
 _CUDA_REGISTERED = False
+_CUDA_FAILED = False   # registration was tried on a GPU and failed: not tried (nor said) again
 
 
 def _register_cuda_kernels():
-    """The numba.cuda twins of minigan.kernels.cuda, pulled in once a GPU is known to be usable."""
-    global _CUDA_REASON, _CUDA_REGISTERED
-    if _CUDA_REGISTERED:
-        return True
+    """The numba.cuda twins of minigan.kernels.cuda, pulled in (every variant compiled) once a
+    GPU is known to be usable. When that fails, CuPy arrays keep the CuPy reference kernels and
+    one line on stderr says why (once per process)."""
+    global _CUDA_REASON, _CUDA_REGISTERED, _CUDA_FAILED
+    if _CUDA_REGISTERED or _CUDA_FAILED:
+        return _CUDA_REGISTERED
     try:
-        from .kernels.cuda import cuda_kernels  # noqa: PLC0415 - only with a GPU
+        from .kernels.cuda import SimulatorOn, cuda_kernels, library_missing  # noqa: PLC0415 - only with a GPU
     except ImportError as exc:  # minigan used without its kernels package: the CuPy reference runs
-        _CUDA_REASON = f"the kernels package is missing: {exc}"
-        return False
+        return _cuda_fallback(f"the kernels package is missing: {exc}")
     try:
-        table = cuda_kernels()
-    except RuntimeError as exc:
+        table = cuda_kernels(on_compile=_cuda_compile_notice)
+    except SimulatorOn as exc:  # a test set-up, not a failure: said by cuda_unavailable_reason only
         _CUDA_REASON = str(exc)
         return False
+    except RuntimeError as exc:
+        reason = str(exc)
+        if library_missing(exc):  # no NVVM / NVRTC / libdevice, or no numba-cuda's bindings
+            reason += (f"; the kernels compile with numba-cuda and CUDA's compiler libraries: "
+                       f"pip install -e '.[{gpu_extra()}]'")
+        return _cuda_fallback(reason)
     for name, fn in table.items():
         register_fast_kernel(name, "cupy", fn)
     _CUDA_REGISTERED, _CUDA_REASON = True, None
     return True
+
+
+def _cuda_compile_notice():
+    if COMPILE_NOTICE:
+        print("minigan: compiling the CUDA kernels for this GPU ...", file=sys.stderr, flush=True)
+
+
+def _cuda_fallback(reason: str) -> bool:
+    global _CUDA_REASON, _CUDA_FAILED
+    _CUDA_REASON, _CUDA_FAILED = " ".join(reason.split()), True
+    print(f"minigan: the CUDA kernels are not used, CuPy arrays get the CuPy reference kernels: {_CUDA_REASON}",
+          file=sys.stderr, flush=True)
+    return False
 
 
 def register_cuda_kernels() -> bool:
@@ -241,8 +275,6 @@ def _install_compile_notice() -> None:
             fn = getattr(ev.data.get("dispatcher"), "py_func", None)
             if getattr(fn, "__module__", "").startswith(__package__ + ".kernels"):
                 _notice["shown"] = True
-                import sys  # noqa: PLC0415
-
                 print("minigan: compiling the Numba CPU kernels (first use on this machine or for a "
                       "new dtype; cached for later runs) ...", file=sys.stderr, flush=True)
 

@@ -112,12 +112,16 @@ class MPICommunicator:
         self.comm.Abort(code)
 
 
+NCCL_UNIQUE_ID_BYTES = 128   # sizeof(ncclUniqueId)
+
+
 class NCCLCommunicator:
     """NCCL through CuPy (``cupy.cuda.nccl``), one GPU per rank, for CuPy arrays.
 
     MPI starts the processes and broadcasts NCCL's unique id; the collectives run on the
     GPUs. Host (NumPy) arrays (logged metrics, flags) go over MPI. Not testable on the
-    CPU-only machines: written against CuPy's documented API, import-guarded.
+    CPU-only machines: written against CuPy's API (the unique id's two forms and
+    ``nccl.available`` are tested with stand-in modules), import-guarded.
     """
 
     def __init__(self, mpi: MPICommunicator):
@@ -126,14 +130,16 @@ class NCCLCommunicator:
             from cupy.cuda import nccl
         except ImportError:
             raise DistributedError("device cuda with several ranks needs CuPy with NCCL "
-                                   "(pip install 'minigan[gpu]')") from None
+                                   "(pip install 'minigan[gpu]', or 'minigan[gpu-cuda13]' for CUDA 13 builds)") from None
+        if not getattr(nccl, "available", True):  # CuPy >= 14 imports the module without NCCL
+            raise DistributedError("NCCL unavailable: CuPy did not find the NCCL library (cupy.cuda.nccl."
+                                   "available is False), which device cuda with several ranks needs; "
+                                   "install NCCL for this CUDA version (CuPy's installation guide, "
+                                   "'Additional CUDA Libraries')")
         self._cupy, self._nccl, self.mpi = cupy, nccl, mpi
         self.size, self.rank = mpi.size, mpi.rank
         cupy.cuda.Device(local_rank() % cupy.cuda.runtime.getDeviceCount()).use()
-        # the unique id is a tuple of 128 C chars (signed); rank 0 makes it, MPI carries it
-        uid = np.array(nccl.get_unique_id() if mpi.rank == 0 else (0,) * 128, dtype=np.int8)
-        mpi.broadcast(uid)
-        self.comm = nccl.NcclCommunicator(self.size, tuple(int(b) for b in uid), self.rank)
+        self.comm = nccl.NcclCommunicator(self.size, _broadcast_unique_id(nccl, mpi), self.rank)
         self._ops = {"sum": nccl.NCCL_SUM, "max": nccl.NCCL_MAX, "min": nccl.NCCL_MIN}
         self._types = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64,
                        np.dtype(np.int64): nccl.NCCL_INT64}
@@ -160,6 +166,22 @@ class NCCLCommunicator:
 
     def abort(self, code: int = 1):
         self.mpi.abort(code)
+
+
+def _broadcast_unique_id(nccl, mpi):
+    """NCCL's unique id, made on rank 0 and sent to every rank over MPI, in the form this
+    CuPy's NcclCommunicator takes: bytes since CuPy 14, a tuple of 128 signed chars before.
+    MPI carries one byte for the form (1: bytes) and the id's 128 bytes."""
+    wire = np.zeros(1 + NCCL_UNIQUE_ID_BYTES, dtype=np.uint8)
+    if mpi.rank == 0:
+        uid = nccl.get_unique_id()
+        raw = np.frombuffer(uid, np.uint8) if isinstance(uid, bytes) else np.array(uid, np.int8).view(np.uint8)
+        if raw.size != NCCL_UNIQUE_ID_BYTES:
+            raise DistributedError(f"NCCL's unique id has {raw.size} bytes, expected {NCCL_UNIQUE_ID_BYTES}")
+        wire[0], wire[1:] = isinstance(uid, bytes), raw
+    mpi.broadcast(wire)
+    raw = wire[1:]
+    return raw.tobytes() if wire[0] else tuple(int(b) for b in raw.view(np.int8))
 
 
 _DEFAULT = None

@@ -20,7 +20,9 @@ The estimate, in bytes of float32 (4 B a number), counts:
 It is an estimate, meant to tell a run that fits from one a hundred times too big, not to
 predict the last megabyte; Python, NumPy and the libraries' own ~200 MB are left out.
 Available memory: ``MemAvailable`` of /proc/meminfo, or the cgroup's limit minus its usage
-when a container sets a smaller one (cgroup v2, then v1).
+when a container sets a smaller one (cgroup v2, then v1). With ``--device cuda`` the models'
+parts (parameters, activations) are checked against the GPU's free memory instead, and the
+data and the evaluation against the host's.
 """
 from __future__ import annotations
 
@@ -188,16 +190,49 @@ def _culprit(config, part: str) -> str:
     return f"lower --{name.replace('_', '-')} ({name} is {getattr(c, name)})"
 
 
-def check_memory(config, available: int | None = None):
-    """Refuse (ConfigError, one line) a run whose estimate exceeds the available memory."""
-    available = available_memory() if available is None else available
-    if available is None:
-        return
+def gpu_free_memory() -> int | None:
+    """Bytes the GPU can still give this process: the driver's free memory (cudaMemGetInfo)
+    plus what CuPy's memory pool holds unused; None without CuPy or a GPU (the run then
+    stops on the GPU path's own message)."""
+    from . import backend
+
+    try:
+        cp = backend.cupy_module()
+    except RuntimeError:
+        return None
+    free, _total = cp.cuda.runtime.memGetInfo()
+    return int(free) + int(cp.get_default_memory_pool().free_bytes())
+
+
+# Where each part of the estimate lives with --device cuda: the models, their gradients,
+# optimizer state and activations on the GPU; the data set and the final evaluation (the
+# exact EMD's cost matrix) on the host.
+GPU_PARTS = ("parameters", "activations")
+HOST_PARTS_WITH_GPU = ("data", "evaluation")
+
+
+def check_memory(config, available: int | None = None, gpu_free: int | None = None):
+    """Refuse (ConfigError, one line) a run whose estimate exceeds the available memory: host
+    RAM on the CPU; for ``device="cuda"`` the GPU's free memory for what lives there (see
+    GPU_PARTS) and host RAM for the rest."""
     parts = estimate(config)
-    if parts["total"] <= available:
+    if config.device == "cuda":
+        gpu_free = gpu_free_memory() if gpu_free is None else gpu_free
+        if gpu_free is not None:
+            _refuse_if_over(config, parts, GPU_PARTS, gpu_free, "GPU memory", "the GPU has {} free")
+        host_parts = HOST_PARTS_WITH_GPU
+    else:
+        host_parts = ("parameters", "activations", "data", "evaluation")
+    available = available_memory() if available is None else available
+    if available is not None:
+        _refuse_if_over(config, parts, host_parts, available, "memory", "{} is available")
+
+
+def _refuse_if_over(config, parts, names, available, what, have):
+    total = sum(parts[k] for k in names)
+    if total <= available:
         return
-    biggest = max(("parameters", "activations", "data", "evaluation"), key=parts.get)
-    shown = ", ".join(f"{k} {human(parts[k])}" for k in ("parameters", "activations", "data", "evaluation")
-                      if parts[k] >= 0.01 * parts["total"])
-    raise ConfigError(f"this run needs about {human(parts['total'])} of memory ({shown}) but "
-                      f"{human(available)} is available; {_culprit(config, biggest)}")
+    biggest = max(names, key=parts.get)
+    shown = ", ".join(f"{k} {human(parts[k])}" for k in names if parts[k] >= 0.01 * total)
+    raise ConfigError(f"this run needs about {human(total)} of {what} ({shown}) but "
+                      f"{have.format(human(available))}; {_culprit(config, biggest)}")

@@ -353,3 +353,85 @@ def test_an_uncaught_exception_on_one_rank_aborts_the_job():
     out, err = _finish(launcher, 30, "rank 1 raised but the job")
     assert launcher.returncode != 0
     assert "rank 1 fails on purpose" in err and "the allreduce returned" not in out
+
+
+# --- NCCL through CuPy, with stand-in cupy modules (no GPU here) ----------------------------
+
+class _FakeNccl:
+    """cupy.cuda.nccl: CuPy >= 14 makes the unique id as bytes, older CuPy as a tuple of 128
+    signed chars; NcclCommunicator takes the same form back."""
+    NCCL_SUM, NCCL_MAX, NCCL_MIN, NCCL_FLOAT32, NCCL_FLOAT64, NCCL_INT64 = range(6)
+
+    def __init__(self, as_bytes, available=True):
+        self.available, self.as_bytes, self.made = available, as_bytes, []
+        raw = (np.arange(128) * 37 + 5) % 256            # every byte value class, 128..255 included
+        self.uid = bytes(raw.astype(np.uint8)) if as_bytes else tuple(int(b) for b in raw.astype(np.uint8).view(np.int8))
+        nccl = self
+
+        class NcclCommunicator:
+            def __init__(self, ndev, commId, rank):
+                assert type(commId) is type(nccl.uid), f"{type(commId).__name__} id for a {type(nccl.uid).__name__} CuPy"
+                nccl.made.append((ndev, commId, rank))
+
+        self.NcclCommunicator = NcclCommunicator
+
+    def get_unique_id(self):
+        return self.uid
+
+
+class _FakeMPI:
+    """Rank ``rank`` of ``size``: a broadcast from rank 0 puts its buffer on the shared wire, the
+    others' take it from there (the ranks built one after the other)."""
+
+    def __init__(self, rank, size, wire):
+        self.rank, self.size, self.wire = rank, size, wire
+
+    def broadcast(self, array, root=0):
+        assert isinstance(array, np.ndarray) and array.flags.c_contiguous  # what MPI's Bcast takes
+        if self.rank == root:
+            self.wire.append(array.copy())
+        else:
+            array[...] = self.wire[-1]
+        return array
+
+
+def _install_fake_cupy(monkeypatch, nccl):
+    import types
+
+    devices = []
+    cuda = types.SimpleNamespace(nccl=nccl, runtime=types.SimpleNamespace(getDeviceCount=lambda: 2),
+                                 Device=lambda i: types.SimpleNamespace(use=lambda: devices.append(i)))
+    cupy = types.ModuleType("cupy")
+    cupy.cuda = cuda
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setitem(sys.modules, "cupy.cuda", cuda)
+    monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", nccl)
+    return devices
+
+
+@pytest.mark.parametrize("as_bytes", [True, False], ids=["cupy14-bytes-id", "older-cupy-tuple-id"])
+def test_nccl_unique_id_reaches_every_rank_in_the_form_cupy_takes(monkeypatch, as_bytes):
+    nccl = _FakeNccl(as_bytes)
+    devices = _install_fake_cupy(monkeypatch, nccl)
+    monkeypatch.setenv("MPI_LOCALRANKID", "1")
+    wire = []
+    comms = [distributed.NCCLCommunicator(_FakeMPI(rank, 3, wire)) for rank in range(3)]
+    assert [(n, uid, r) for n, uid, r in nccl.made] == [(3, nccl.uid, 0), (3, nccl.uid, 1), (3, nccl.uid, 2)]
+    assert [(c.rank, c.size) for c in comms] == [(0, 3), (1, 3), (2, 3)] and devices == [1, 1, 1]
+    assert len(wire) == 1  # one broadcast
+
+
+def test_nccl_unavailable_is_one_clear_error(monkeypatch):
+    _install_fake_cupy(monkeypatch, _FakeNccl(True, available=False))
+    with pytest.raises(distributed.DistributedError) as info:
+        distributed.NCCLCommunicator(_FakeMPI(0, 2, []))
+    message = str(info.value)
+    assert message.startswith("NCCL unavailable: ") and "\n" not in message
+
+
+def test_a_unique_id_of_the_wrong_size_is_refused(monkeypatch):
+    nccl = _FakeNccl(True)
+    nccl.uid = nccl.uid[:100]
+    _install_fake_cupy(monkeypatch, nccl)
+    with pytest.raises(distributed.DistributedError, match="unique id has 100 bytes, expected 128"):
+        distributed.NCCLCommunicator(_FakeMPI(0, 2, []))

@@ -9,6 +9,8 @@ the file is harmless on CPU machines. On a GPU machine it checks
 * that models moved with ``.to(device="cuda")`` give the CPU's forward, backward, gradient
   penalty and optimizer step (float64, tight tolerances), with the CUDA kernels on and off.
 """
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 import minigan.nn as nn
 from minigan import backend, functional
 from minigan import penalty_kernels as ref
+from minigan.nn.norm import _BatchNorm
 from minigan.optim import Adam
 from minigan.penalty import gradient_penalty, input_gradient
 
@@ -30,8 +33,6 @@ def _gpu_reason():
 
 
 GPU_REASON = _gpu_reason()
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(GPU_REASON is not None, reason=f"needs CuPy and an NVIDIA GPU: {GPU_REASON}")]
 
 DTYPES = st.sampled_from([np.float32, np.float64])
 GPU_EXAMPLES = settings(max_examples=max(50, settings.default.max_examples))
@@ -39,8 +40,12 @@ GPU_EXAMPLES = settings(max_examples=max(50, settings.default.max_examples))
 
 @pytest.fixture(scope="module")
 def cp():
+    """CuPy with the CUDA kernels registered; every test that takes it (marked ``gpu``) skips,
+    with the reason, where CuPy or a GPU is missing."""
     from minigan.backend import cuda_unavailable_reason, register_cuda_kernels
 
+    if GPU_REASON is not None:
+        pytest.skip(f"needs CuPy and an NVIDIA GPU: {GPU_REASON}")
     if not register_cuda_kernels():
         pytest.fail(f"CuPy sees a GPU but the CUDA kernels did not register: {cuda_unavailable_reason()}")
     return backend.cupy_module()
@@ -70,6 +75,7 @@ def conv_geometry(draw):
     return shape, k, stride, padding
 
 
+@pytest.mark.gpu
 def test_registration_routes_cupy_arrays_to_the_cuda_kernels(cp):
     from minigan.kernels import cuda_col2im, cuda_im2col, cuda_penalty
 
@@ -81,6 +87,30 @@ def test_registration_routes_cupy_arrays_to_the_cuda_kernels(cp):
     assert backend.kernel("col2im", np.zeros(1)) is not cuda_col2im.col2im
 
 
+@pytest.mark.gpu
+def test_launches_find_the_variants_compiled_at_registration(cp):
+    """Registration compiled every variant (kernels.cuda.kernel_variants): launches on CuPy
+    arrays of both dtypes, strided inputs, small and large feature counts compile nothing more."""
+    from minigan.kernels import cuda_col2im, cuda_im2col, cuda_penalty
+    from minigan.kernels.cuda import kernel_variants
+
+    dispatchers = {id(d): d for _, d, _ in kernel_variants()}
+    before = {k: len(d.overloads) for k, d in dispatchers.items()}
+    assert all(n >= 1 for n in before.values()), before
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        x = cp.asarray(rng.standard_normal((2, 3, 5, 4)).astype(dtype))
+        cols = cuda_im2col.im2col(x.transpose(0, 1, 3, 2), 3, 3, 2, 1)
+        cuda_col2im.col2im(cp.asfortranarray(cols), (2, 3, 4, 5), 3, 3, 2, 1)
+        for d in (1, 3, 300):
+            g = cp.asarray(rng.standard_normal((3, d)).astype(dtype))
+            cuda_penalty.penalty_cotangent(g[:, ::-1], 10.0, one_sided=d == 3)
+            cuda_penalty.activation_tangent(g, g, 0.2)
+    cp.cuda.get_current_stream().synchronize()
+    assert {k: len(d.overloads) for k, d in dispatchers.items()} == before
+
+
+@pytest.mark.gpu
 @GPU_EXAMPLES
 @given(geom=conv_geometry(), dtype=DTYPES, seed=st.integers(0, 2**32 - 1))
 def test_im2col_col2im_on_cupy_match_reference(cp, geom, dtype, seed):
@@ -109,6 +139,7 @@ def test_im2col_col2im_on_cupy_match_reference(cp, geom, dtype, seed):
 @given(dtype=DTYPES, n=st.integers(1, 64), sample=st.sampled_from([(1,), (2,), (37,), (3, 16, 16), (1, 33, 31)]),
        zero_rows=st.integers(0, 2), weight=st.sampled_from([1.0, 10.0]), one_sided=st.booleans(),
        seed=st.integers(0, 2**32 - 1))
+@pytest.mark.gpu
 def test_penalty_kernels_on_cupy_match_reference(cp, dtype, n, sample, zero_rows, weight, one_sided, seed):
     from minigan.kernels import cuda_penalty
 
@@ -149,35 +180,118 @@ def _twins(build, seed=0):
     return cpu, gpu
 
 
-def _check_step(cpu, gpu, x, penalty=True, labels=None, steps=2):
-    cp = backend.cupy_module()
-    x_gpu = cp.asarray(x)
-    call = (lambda m, v: m(v)) if labels is None else (lambda m, v: m(v, labels if m is cpu else cp.asarray(labels)))
+def _check_step(cpu, gpu, x, penalty=True, labels=None, steps=2, put=None, engine=contextlib.nullcontext):
+    """``steps`` training steps of both twins with Adam, compared after every pass. ``put``
+    moves a host array to the second twin's device (default: onto the GPU), and the second
+    twin's passes run inside ``engine()`` (the CPU check below runs them on the Numba kernels)."""
+    put = put or backend.cupy_module().asarray
+    x_gpu = put(x)
+    lab_gpu = None if labels is None else put(labels)
+    call = (lambda m, v, lab: m(v)) if labels is None else (lambda m, v, lab: m(v, lab))
     opt_cpu, opt_gpu = Adam(cpu.parameters(), lr=1e-3), Adam(gpu.parameters(), lr=1e-3)
+    cancelling = _biases_into_batchnorm(cpu)
     for _ in range(steps):
         cpu.zero_grad()
         gpu.zero_grad()
-        y_cpu, y_gpu = call(cpu, x), call(gpu, x_gpu)
+        y_cpu = call(cpu, x, labels)
+        with engine():
+            y_gpu = call(gpu, x_gpu, lab_gpu)
         _compare(y_gpu, y_cpu)
         dy = np.linspace(-1, 1, y_cpu.size).reshape(y_cpu.shape)
-        _compare(gpu.backward(cp.asarray(dy)), cpu.backward(dy))
+        dx_cpu = cpu.backward(dy)
+        with engine():
+            dx_gpu = gpu.backward(put(dy))
+        _compare(dx_gpu, dx_cpu)
         if penalty:
-            lab_gpu = None if labels is None else cp.asarray(labels)
             p_cpu = gradient_penalty(cpu, x, 10.0, labels=labels)
-            p_gpu = gradient_penalty(gpu, x_gpu, 10.0, labels=lab_gpu)
+            with engine():
+                p_gpu = gradient_penalty(gpu, x_gpu, 10.0, labels=lab_gpu)
+                g_gpu = input_gradient(gpu, x_gpu, lab_gpu)
             assert isinstance(p_gpu, float)
             np.testing.assert_allclose(p_gpu, p_cpu, rtol=1e-10)
-            _compare(input_gradient(gpu, x_gpu, lab_gpu), input_gradient(cpu, x, labels))
+            _compare(g_gpu, input_gradient(cpu, x, labels))
         for (name, p), (_, q) in zip(cpu.named_parameters(), gpu.named_parameters()):
             _compare(q.grad, p.grad)
+        for model in (cpu, gpu):
+            _take_the_exact_zero(model, cancelling)
         opt_cpu.step()
-        opt_gpu.step()
+        with engine():
+            opt_gpu.step()
         # Adam divides by sqrt(v) + 1e-8: a gradient that is 0 on one side and ~1e-17 (rounding)
         # on the other moves a parameter by up to lr·1e-9, hence the absolute tolerance here
         for (name, p), (_, q) in zip(cpu.named_parameters(), gpu.named_parameters()):
             _compare(q.data, p.data, rtol=1e-10, atol=1e-10)
 
 
+def _biases_into_batchnorm(model) -> list:
+    """Names of the biases whose true gradient is 0: a Linear's or convolution's bias right
+    before a BatchNorm (training mode) over the same features adds one constant per feature,
+    which the normalisation's mean subtracts again (DCGAN's generator has them)."""
+    if not isinstance(model, nn.Sequential):
+        return []
+    layers = list(model)
+    return [f"{i}.bias" for i, (layer, nxt) in enumerate(zip(layers, layers[1:]))
+            if isinstance(nxt, _BatchNorm) and nxt.training and getattr(layer, "bias", None) is not None]
+
+
+def _take_the_exact_zero(model, names):
+    """Check that each of ``names`` (:func:`_biases_into_batchnorm`) holds rounding noise only
+    (|g| <= 1e-12 of the largest gradient; a bias the mean does not cancel has a gradient of
+    the order of the others), then give it its true gradient, 0. Adam's first step on a
+    gradient g is lr·g/(|g| + 1e-8), a function of the noise itself, up to lr: two devices'
+    noise gives that bias steps differing by up to 2·lr, which no tolerance on the parameters
+    can tell from an error."""
+    grads = dict(model.named_parameters())
+    scale = max(float(np.abs(backend.to_numpy(p.grad)).max()) for p in grads.values())
+    for name in names:
+        noise = float(np.abs(backend.to_numpy(grads[name].grad)).max())
+        assert noise <= 1e-12 * scale, f"{name}: gradient {noise:.3g} is not rounding noise of the scale {scale:.3g}"
+        grads[name].grad[...] = 0
+
+
+def _generator_with_batchnorm(rng):
+    return nn.Sequential(
+        nn.Linear(8, 16 * 4 * 4, rng=rng), nn.Reshape(16, 4, 4), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.ConvTranspose2d(16, 8, 4, 2, 1, rng=rng), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.ConvTranspose2d(8, 3, 3, 2, 1, output_padding=1, rng=rng), nn.Tanh())
+
+
+def test_the_comparison_gives_a_bias_before_batchnorm_its_true_zero_gradient():
+    """The comparison of the GPU tests, run on the CPU between the NumPy reference and the Numba
+    kernels (whose sums round differently, as a GPU's do): the transposed-convolution generator's
+    ConvTranspose2d bias before BatchNorm2d(8) has a gradient of rounding noise (~1e-14 against
+    ~15), and compared raw it moved 3.5e-9 apart in 2 Adam steps (atol 1e-10). The Linear bias
+    before Reshape and BatchNorm2d(16) varies within a channel: not cancelled, compared raw."""
+    model = _generator_with_batchnorm(np.random.default_rng(0))
+    assert _biases_into_batchnorm(model) == ["4.bias"]
+
+    def twins():
+        return (_generator_with_batchnorm(np.random.default_rng(0)).to(dtype=np.float64),
+                _generator_with_batchnorm(np.random.default_rng(0)).to(dtype=np.float64))
+
+    @contextlib.contextmanager
+    def numba_kernels():
+        backend.use_reference(False)
+        try:
+            yield
+        finally:
+            backend.use_reference(True)
+
+    z = np.random.default_rng(4).standard_normal((5, 8))
+    backend.use_reference(True)
+    try:
+        _check_step(*twins(), z, penalty=False, put=np.asarray, engine=numba_kernels)
+        reference = twins()[0]
+        reference.zero_grad()
+        reference.backward(np.ones_like(reference(z)))
+        reference[4].bias.grad += 1e-6           # a bias gradient the mean would not cancel
+        with pytest.raises(AssertionError, match="4.bias: gradient .* is not rounding noise"):
+            _take_the_exact_zero(reference, ["4.bias"])
+    finally:
+        backend.use_reference(False)
+
+
+@pytest.mark.gpu
 def test_mlp_critic_on_the_gpu_matches_the_cpu(kernels_on):
     cpu, gpu = _twins(lambda rng: nn.Sequential(
         nn.Linear(2, 64, rng=rng), nn.ReLU(), nn.Linear(64, 64, rng=rng), nn.LeakyReLU(0.2),
@@ -186,6 +300,7 @@ def test_mlp_critic_on_the_gpu_matches_the_cpu(kernels_on):
     _check_step(cpu, gpu, x)
 
 
+@pytest.mark.gpu
 def test_smooth_critic_with_layernorm_on_the_gpu_matches_the_cpu(kernels_on):
     cpu, gpu = _twins(lambda rng: nn.Sequential(
         nn.Linear(3, 32, rng=rng), nn.LayerNorm(32), nn.Softplus(), nn.Linear(32, 32, rng=rng),
@@ -194,6 +309,7 @@ def test_smooth_critic_with_layernorm_on_the_gpu_matches_the_cpu(kernels_on):
     _check_step(cpu, gpu, x)
 
 
+@pytest.mark.gpu
 def test_conv_critic_on_the_gpu_matches_the_cpu(kernels_on):
     cpu, gpu = _twins(lambda rng: nn.Sequential(
         nn.Conv2d(3, 8, 4, 2, 1, rng=rng), nn.LeakyReLU(0.2),
@@ -203,17 +319,16 @@ def test_conv_critic_on_the_gpu_matches_the_cpu(kernels_on):
     _check_step(cpu, gpu, x)
 
 
+@pytest.mark.gpu
 def test_transposed_conv_generator_on_the_gpu_matches_the_cpu(kernels_on):
-    cpu, gpu = _twins(lambda rng: nn.Sequential(
-        nn.Linear(8, 16 * 4 * 4, rng=rng), nn.Reshape(16, 4, 4), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.ConvTranspose2d(16, 8, 4, 2, 1, rng=rng), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.ConvTranspose2d(8, 3, 3, 2, 1, output_padding=1, rng=rng), nn.Tanh()))
+    cpu, gpu = _twins(_generator_with_batchnorm)
     z = np.random.default_rng(4).standard_normal((5, 8))
     _check_step(cpu, gpu, z, penalty=False)
     for (name, a), (_, b) in zip(cpu.named_buffers(), gpu.named_buffers()):
         _compare(b, a)
 
 
+@pytest.mark.gpu
 def test_conditional_critic_on_the_gpu_matches_the_cpu(kernels_on):
     cpu, gpu = _twins(lambda rng: nn.Conditional(
         nn.Sequential(nn.Linear(2 + 3, 32, rng=rng), nn.Tanh(), nn.Linear(32, 1, rng=rng)), 4, 3, rng=rng))
@@ -222,6 +337,7 @@ def test_conditional_critic_on_the_gpu_matches_the_cpu(kernels_on):
     _check_step(cpu, gpu, x, labels=labels)
 
 
+@pytest.mark.gpu
 def test_state_dict_round_trip_between_devices(cp):
     cpu, gpu = _twins(lambda rng: nn.Sequential(nn.Linear(2, 4, rng=rng), nn.BatchNorm1d(4)))
     sd = gpu.state_dict()
@@ -234,6 +350,7 @@ def test_state_dict_round_trip_between_devices(cp):
     assert not any(backend.is_cupy_array(v) for v in back.state_dict().values())
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("loss, model, data", [("wgan-gp", "mlp", "8gaussians"), ("nonsaturating", "dcgan", "digits")])
 def test_training_on_the_gpu_follows_the_cpu(cp, tmp_path, loss, model, data):
     """The same 3 steps on both devices (data and noise are drawn on the host either way):

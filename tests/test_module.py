@@ -798,3 +798,41 @@ def test_a_layer_without_bias_draws_only_its_weight():
         want = np.random.default_rng(9)
         want.uniform(size=layer.weight.shape)
         np.testing.assert_array_equal(after, want.standard_normal(3))
+
+
+class _FlagsWithoutWriteable:
+    """CuPy 14's ``ndarray.flags``: c_contiguous, f_contiguous and owndata, no ``writeable``."""
+
+    def __init__(self, flags):
+        self.c_contiguous, self.f_contiguous, self.owndata = flags.c_contiguous, flags.f_contiguous, flags.owndata
+
+
+class _CupyLikeArray(np.ndarray):
+    """An array type whose flags lack ``writeable``, as CuPy's (whose arrays are all writeable)."""
+
+    @property
+    def flags(self):
+        return _FlagsWithoutWriteable(np.ndarray.flags.__get__(self))
+
+
+def test_a_contribution_whose_flags_lack_writeable_is_kept_as_cupy_arrays_are():
+    """CuPy arrays are always writeable and their flags have no ``writeable``: a first
+    contribution of that kind is kept as the gradient (not an AttributeError), a strided one is
+    still added into zeros; a read-only NumPy array is still never kept."""
+    p = nn.Parameter(np.zeros((2, 3), np.float32).view(_CupyLikeArray))
+    p.zero_grad()
+    part = np.arange(6, dtype=np.float32).reshape(2, 3).view(_CupyLikeArray)
+    p.accumulate(part)
+    assert p.grad is part
+    p.zero_grad()
+    strided = np.arange(12, dtype=np.float32).reshape(2, 6)[:, ::2].view(_CupyLikeArray)
+    p.accumulate(strided)
+    assert p.grad is not strided and type(p.grad) is _CupyLikeArray
+    np.testing.assert_array_equal(p.grad, np.arange(12, dtype=np.float32).reshape(2, 6)[:, ::2])
+    q = nn.Parameter(np.zeros(3, np.float32))
+    q.zero_grad()
+    frozen = np.ones(3, np.float32)
+    frozen.flags.writeable = False
+    q.accumulate(frozen)
+    assert q.grad is not frozen and q.grad.flags.writeable
+    np.testing.assert_array_equal(q.grad, 1.0)

@@ -86,10 +86,11 @@ class Parameter:
         gradient's kind, shape and dtype, writeable, dense, and in the gradient's memory order
         (C order, or a convolution weight's channels-last order: the optimizers' kernels read
         parameter, gradient and state in one order) (defer's contract: the callable returns a
-        new array of its own)."""
+        new array of its own). CuPy's arrays are always writeable, and its flags (CuPy 14) have
+        no ``writeable``: a missing flag reads as writeable."""
         grad = self._grad
         return (type(part) is type(grad) and part.shape == grad.shape and part.dtype == grad.dtype
-                and part.flags.writeable and _is_dense(part) and _same_order(part, grad))
+                and getattr(part.flags, "writeable", True) and _is_dense(part) and _same_order(part, grad))
 
     @grad.setter
     def grad(self, value):
