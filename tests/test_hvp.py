@@ -1,0 +1,270 @@
+"""Forward-mode tangents (Pearlmutter's R-operator) and exact Hessian-vector products.
+
+Every layer's tangent passes against central differences of its first-order passes
+(minigan.gradcheck.check_tangent: ẏ, R{dx}, R{dθ}, and the first-order part tangent_backward
+also returns), with every parameter drawn away from its default; then whole-network HVPs
+against central differences of the exact gradient, their symmetry ⟨u, Hv⟩ = ⟨Hu, v⟩, and
+hand-broken tangent passes that the checker must flag. docs/tangents.md has the derivations.
+"""
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import minigan.nn as nn
+from minigan.gradcheck import check_tangent, directional_derivative_arrays, relative_error
+from minigan.hvp import hvp, parameter_vector, set_parameter_vector, size_of
+from strategies import away_from_kinks, off_kinks, seeds
+
+F64 = np.float64
+TOL = 1e-7
+
+
+def assert_tangent(module, x, **kwargs):
+    report = check_tangent(module, x, **kwargs)
+    assert report.worst < TOL, str(report)
+    return report
+
+
+def randomize_parameters(module, rng):
+    """Every parameter away from its initial value (γ = 1 and β = 0 in particular)."""
+    for _, p in module.named_parameters():
+        p.data[...] = rng.uniform(0.5, 2.0, p.shape) * rng.choice([-1.0, 1.0], p.shape)
+
+
+# --- layers ---------------------------------------------------------------------------------
+
+@given(n=st.integers(1, 4), fin=st.integers(1, 5), fout=st.integers(1, 5), bias=st.booleans(), seed=seeds())
+def test_linear(n, fin, fout, bias, seed):
+    rng = np.random.default_rng(seed)
+    layer = nn.Linear(fin, fout, bias=bias, dtype=F64, rng=rng)
+    randomize_parameters(layer, rng)
+    report = assert_tangent(layer, rng.standard_normal((n, fin)), rng=rng)
+    assert set(report.errors) == {"y", "dx", "R{weight}", "weight value", "dx value"} | (
+        {"R{bias}", "bias value"} if bias else set())
+
+
+ACTIVATIONS = {
+    "relu": nn.ReLU, "leaky": lambda: nn.LeakyReLU(0.3), "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+    "softplus": lambda: nn.Softplus(1.7), "elu": lambda: nn.ELU(0.6),
+}
+
+
+@given(name=st.sampled_from(sorted(ACTIVATIONS)), shape=st.sampled_from([(4,), (2, 5), (2, 2, 2, 2)]),
+       scale=st.sampled_from([0.5, 3.0]), seed=seeds())
+def test_activations(name, shape, scale, seed):
+    """Both branches of ReLU/LeakyReLU/ELU on purpose: half the entries negative, half positive."""
+    rng = np.random.default_rng(seed)
+    x = np.abs(rng.standard_normal(shape)) * scale
+    x.reshape(-1)[::2] *= -1
+    assert_tangent(ACTIVATIONS[name](), away_from_kinks(x), rng=rng)
+
+
+@given(seed=seeds())
+def test_shape_layers_and_sequential(seed):
+    rng = np.random.default_rng(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 6, dtype=F64, rng=rng), nn.Unflatten(1, (2, 3)),
+                          nn.Tanh(), nn.Reshape(6), nn.Linear(6, 4, dtype=F64, rng=rng), nn.Softplus(0.7),
+                          nn.Linear(4, 1, dtype=F64, rng=rng))
+    randomize_parameters(model, rng)
+    assert_tangent(model, rng.standard_normal((2, 3, 2, 2)), rng=rng)
+
+
+# --- whole-network Hessian-vector products ---------------------------------------------------
+
+def softplus_loss(y, y_dot):
+    """L = Σ w·softplus(y) + ½Σ y² (a loss with a non-constant Hessian ∇²_y L = w σ'(y) + 1)."""
+    w = np.linspace(-1.0, 2.0, y.size).reshape(y.shape)
+    s = 1 / (1 + np.exp(-y))
+    return float(np.sum(w * np.logaddexp(0, y) + 0.5 * y * y)), w * s + y, (w * s * (1 - s) + 1) * y_dot
+
+
+def smooth_mlp(rng):
+    return nn.Sequential(nn.Linear(3, 5, dtype=F64, rng=rng), nn.Tanh(), nn.Linear(5, 4, dtype=F64, rng=rng),
+                         nn.ELU(0.8), nn.Linear(4, 2, dtype=F64, rng=rng), nn.Sigmoid(),
+                         nn.Linear(2, 2, dtype=F64, rng=rng))
+
+
+def fd_hvp(model, x, v, loss, args=(), x_dot=None, eps=1e-5):
+    """d/dt of the exact gradient (parameters and input) at θ + tv, x + tẋ: the reference."""
+    params = list(model.parameters())
+    theta = parameter_vector(params)
+    flat = theta.copy()
+    arrays = [flat] + ([] if x_dot is None else [x])
+    dirs = [v] + ([] if x_dot is None else [x_dot])
+
+    def grad():
+        set_parameter_vector(params, flat)
+        r = hvp(model, x, np.zeros_like(v), loss, args)
+        return [r.grad, r.dx]
+
+    try:
+        return directional_derivative_arrays(grad, arrays, dirs, eps)
+    finally:
+        set_parameter_vector(params, theta)
+
+
+def check_hvp(model, x, loss, rng, args=(), with_input=True, tol=TOL):
+    params = list(model.parameters())
+    v = rng.standard_normal(size_of(params))
+    x_dot = rng.standard_normal(x.shape) if with_input else None
+    got = hvp(model, x, v, loss, args, x_dot=x_dot)
+    want_hv, want_dx_dot = fd_hvp(model, x, v, loss, args, x_dot)
+    assert relative_error(got.hv, want_hv) < tol
+    if with_input:
+        assert relative_error(got.dx_dot, want_dx_dot) < tol
+    return got
+
+
+@given(seed=seeds())
+def test_hvp_matches_differences_of_the_gradient(seed):
+    rng = np.random.default_rng(seed)
+    model = smooth_mlp(rng)
+    check_hvp(model, rng.standard_normal((4, 3)), softplus_loss, rng)
+
+
+@given(seed=seeds())
+def test_hvp_is_symmetric(seed):
+    """⟨u, Hv⟩ = ⟨Hu, v⟩ over parameters and input together (H is a Hessian)."""
+    rng = np.random.default_rng(seed)
+    model = smooth_mlp(rng)
+    x = rng.standard_normal((3, 3))
+    n = size_of(list(model.parameters()))
+    u, v = rng.standard_normal(n), rng.standard_normal(n)
+    ux, vx = rng.standard_normal(x.shape), rng.standard_normal(x.shape)
+    hu = hvp(model, x, u, softplus_loss, x_dot=ux)
+    hv = hvp(model, x, v, softplus_loss, x_dot=vx)
+    left = u @ hv.hv + np.sum(ux * hv.dx_dot)
+    right = hu.hv @ v + np.sum(hu.dx_dot * vx)
+    assert abs(left - right) <= 1e-10 * (abs(left) + abs(right) + 1)
+
+
+def test_hvp_returns_the_gradient_and_leaves_no_tangent_behind():
+    rng = np.random.default_rng(3)
+    model = smooth_mlp(rng)
+    x = rng.standard_normal((3, 3))
+    r = hvp(model, x, rng.standard_normal(size_of(list(model.parameters()))), softplus_loss)
+    y = model(x)
+    model.zero_grad()
+    model.backward(softplus_loss(y, y)[1])
+    grad = np.concatenate([p.grad.ravel() for p in model.parameters()])
+    assert relative_error(r.grad, grad) < 1e-14 and r.value == pytest.approx(softplus_loss(y, y)[0])
+    assert all(p.tangent is None and p.tangent_grad is None for p in model.parameters())
+
+
+def test_hvp_rejects_a_vector_of_the_wrong_size():
+    rng = np.random.default_rng(0)
+    model = smooth_mlp(rng)
+    with pytest.raises(ValueError, match="needs 60 entries, got 3"):
+        hvp(model, rng.standard_normal((2, 3)), np.zeros(3), softplus_loss)
+
+
+# --- the checker can fail: deliberately wrong tangent passes (hand mutants) -----------------
+
+class _LinearWithoutWeightTangent(nn.Linear):
+    """ẏ forgets x Ẇᵀ."""
+
+    def tangent_forward(self, x_dot):
+        self._keep_tangent(self._cache_x, x_dot)
+        return x_dot @ self.weight.data.T + self.bias.tangent_or_zeros()
+
+
+class _LinearWithoutDyWdot(nn.Linear):
+    """R{dx} forgets dy Ẇ."""
+
+    def tangent_backward(self, dy, dy_dot):
+        dx, _ = super().tangent_backward(dy, dy_dot)
+        return dx, dy_dot @ self.weight.data
+
+
+class _LinearWithoutDyXdot(nn.Linear):
+    """R{dW} forgets dyᵀ ẋ."""
+
+    def tangent_backward(self, dy, dy_dot):
+        dx, dx_dot = super().tangent_backward(dy, dy_dot)
+        self.weight.tangent_grad -= dy.T @ self._kept_tangent(self._cache_x)
+        return dx, dx_dot
+
+
+class _LinearOverwritingTangentGrad(nn.Linear):
+    def tangent_backward(self, dy, dy_dot):
+        self.weight.tangent_grad = None
+        return super().tangent_backward(dy, dy_dot)
+
+
+class _TanhWithoutSecondDerivative(nn.Tanh):
+    """R{dx} forgets σ''(a)·ȧ·dy."""
+
+    def d2(self, a, y):
+        return None
+
+
+class _SoftplusWrongSecondDerivative(nn.Softplus):
+    """σ'' without its factor β."""
+
+    def d2(self, a, y):
+        p = self.d1(a, y)
+        return p * (1 - p)
+
+
+class _LinearForgettingGrad(nn.Linear):
+    """tangent_backward that does not add dθ into .grad."""
+
+    def tangent_backward(self, dy, dy_dot):
+        x_dot = self._kept_tangent(self._cache_x)
+        self.weight.accumulate_tangent(dy_dot.T @ self._cache_x + dy.T @ x_dot)
+        self.bias.accumulate_tangent(dy_dot.sum(axis=0))
+        return dy @ self.weight.data, dy_dot @ self.weight.data + dy @ self.weight.tangent
+
+
+MUTANTS = {
+    "linear-no-x-wdot": (lambda rng: _LinearWithoutWeightTangent(3, 2, dtype=F64, rng=rng), (2, 3), "y"),
+    "linear-no-dy-wdot": (lambda rng: _LinearWithoutDyWdot(3, 2, dtype=F64, rng=rng), (2, 3), "dx"),
+    "linear-no-dy-xdot": (lambda rng: _LinearWithoutDyXdot(3, 2, dtype=F64, rng=rng), (2, 3), "R{weight}"),
+    "linear-overwrites": (lambda rng: _LinearOverwritingTangentGrad(3, 2, dtype=F64, rng=rng), (2, 3),
+                          "R{weight}"),
+    "linear-no-grad": (lambda rng: _LinearForgettingGrad(3, 2, dtype=F64, rng=rng), (2, 3), "weight value"),
+    "tanh-no-sigma2": (lambda rng: _TanhWithoutSecondDerivative(), (2, 3), "dx"),
+    "softplus-no-beta": (lambda rng: _SoftplusWrongSecondDerivative(2.5), (2, 3), "dx"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_check_tangent_flags_wrong_tangent_passes(name):
+    make, shape, where = MUTANTS[name]
+    rng = np.random.default_rng(0)
+    layer = make(rng)
+    randomize_parameters(layer, rng)
+    report = check_tangent(layer, rng.standard_normal(shape), rng=rng)
+    assert report.errors[where] > 1e-3, str(report)
+    assert report.worst_name == where or report.errors[where] == report.worst, str(report)
+
+
+class _NoTangent(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+    def backward(self, dy, accumulate=True, create_graph=False):
+        return 2 * dy
+
+
+def test_a_layer_without_tangent_pass_says_so():
+    model = nn.Sequential(nn.Linear(2, 2, dtype=F64), _NoTangent())
+    with pytest.raises(nn.TangentUnsupported, match="_NoTangent has no tangent pass"):
+        hvp(model, np.ones((1, 2)), np.zeros(6), softplus_loss)
+
+
+def test_check_tangent_needs_float64():
+    with pytest.raises(TypeError, match="float64"):
+        check_tangent(nn.Linear(2, 2), np.ones((1, 2), np.float32))
+
+
+def test_tangent_backward_before_tangent_forward_says_so():
+    layer = nn.Linear(2, 2, dtype=F64)
+    layer(np.ones((1, 2)))
+    with pytest.raises(RuntimeError, match="before tangent_forward"):
+        layer.tangent_backward(np.ones((1, 2)), np.ones((1, 2)))
+    layer.tangent_forward(np.ones((1, 2)))
+    layer(np.ones((1, 2)))   # a new forward: the old tangent belongs to the old input
+    with pytest.raises(RuntimeError, match="before tangent_forward"):
+        layer.tangent_backward(np.ones((1, 2)), np.ones((1, 2)))
