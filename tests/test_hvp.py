@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import minigan.nn as nn
 from minigan.gradcheck import check_tangent, directional_derivative_arrays, relative_error
 from minigan.hvp import hvp, parameter_vector, set_parameter_vector, size_of
-from strategies import away_from_kinks, off_kinks, seeds
+from strategies import away_from_kinks, conv_configs, off_kinks, seeds
 
 F64 = np.float64
 TOL = 1e-7
@@ -68,6 +68,73 @@ def test_shape_layers_and_sequential(seed):
                           nn.Linear(4, 1, dtype=F64, rng=rng))
     randomize_parameters(model, rng)
     assert_tangent(model, rng.standard_normal((2, 3, 2, 2)), rng=rng)
+
+
+@settings(max_examples=10)
+@given(cfg=conv_configs(), bias=st.booleans(), seed=seeds())
+def test_conv2d(cfg, bias, seed):
+    n, cin, cout, k, s, p, _, h, w = cfg
+    rng = np.random.default_rng(seed)
+    layer = nn.Conv2d(cin, cout, k, stride=s, padding=p, bias=bias, dtype=F64, rng=rng)
+    assert_tangent(layer, rng.standard_normal((n, cin, h, w)), rng=rng)
+
+
+@settings(max_examples=10)
+@given(cfg=conv_configs(transposed=True), bias=st.booleans(), seed=seeds())
+def test_conv_transpose2d(cfg, bias, seed):
+    n, cin, cout, k, s, p, op, h, w = cfg
+    rng = np.random.default_rng(seed)
+    layer = nn.ConvTranspose2d(cin, cout, k, stride=s, padding=p, output_padding=op, bias=bias, dtype=F64,
+                               rng=rng)
+    assert_tangent(layer, rng.standard_normal((n, cin, h, w)), rng=rng)
+
+
+def test_conv_transpose2d_with_output_padding_and_stride():
+    rng = np.random.default_rng(5)
+    layer = nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1, dtype=F64, rng=rng)
+    assert_tangent(layer, rng.standard_normal((2, 2, 3, 3)), rng=rng)
+
+
+@given(n=st.integers(2, 4), c=st.integers(1, 3), spatial=st.sampled_from([(), (3,), (2, 3)]),
+       affine=st.booleans(), training=st.booleans(), seed=seeds())
+def test_batchnorm(n, c, spatial, affine, training, seed):
+    """Training mode: the batch statistics are functions of the batch, differentiated exactly;
+    eval mode: the running statistics (drawn away from 0 and 1) are constants."""
+    rng = np.random.default_rng(seed)
+    layer = (nn.BatchNorm2d if len(spatial) == 2 else nn.BatchNorm1d)(c, affine=affine, eps=0.1, dtype=F64)
+    randomize_parameters(layer, rng)
+    layer.running_mean[...] = rng.standard_normal(c)
+    layer.running_var[...] = rng.uniform(0.2, 3.0, c)
+    layer.train(training)
+    before = layer.running_mean.copy()
+    assert_tangent(layer, rng.standard_normal((n, c) + spatial) * 2 + 0.5, rng=rng)
+    assert np.array_equal(layer.running_mean, before)
+
+
+@given(batch=st.sampled_from([(1,), (3,), (2, 2)]), norm_shape=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+       affine=st.sampled_from(["none", "weight", "weight+bias"]), seed=seeds())
+def test_layernorm(batch, norm_shape, affine, seed):
+    if np.prod(norm_shape) < 3:  # one or two elements normalise to 0 or ±1: degenerate
+        norm_shape = norm_shape + [3]
+    rng = np.random.default_rng(seed)
+    layer = nn.LayerNorm(tuple(norm_shape), elementwise_affine=affine != "none", bias=affine == "weight+bias",
+                         dtype=F64)
+    randomize_parameters(layer, rng)
+    assert_tangent(layer, rng.standard_normal(batch + tuple(norm_shape)) * 2 + 0.5, rng=rng)
+
+
+def test_synchronised_batchnorm_has_no_tangent():
+    class TwoRanks:
+        size = 2
+
+        def allreduce(self, a):
+            a *= 2
+            return a
+
+    layer = nn.BatchNorm1d(2, dtype=F64, comm=TwoRanks())
+    layer(np.random.default_rng(0).standard_normal((3, 2)))
+    with pytest.raises(nn.TangentUnsupported, match="synchronised BatchNorm"):
+        layer.tangent_forward(np.zeros((3, 2)))
 
 
 # --- whole-network Hessian-vector products ---------------------------------------------------
@@ -217,6 +284,46 @@ class _LinearForgettingGrad(nn.Linear):
         return dy @ self.weight.data, dy_dot @ self.weight.data + dy @ self.weight.tangent
 
 
+class _ConvWithoutInputColumnsTerm(nn.Conv2d):
+    """R{dW} forgets dy @ im2col(ẋ)ᵀ."""
+
+    def tangent_forward(self, x_dot):
+        y_dot = super().tangent_forward(x_dot)
+        x = self._cache_x
+        self._keep_tangent(x, (x_dot, 0 * self._kept_tangent(x)[1]))
+        return y_dot
+
+
+class _ConvTransposeWithoutWdot(nn.ConvTranspose2d):
+    """ẏ forgets convᵀ(x, Ẇ)."""
+
+    def tangent_forward(self, x_dot):
+        tangent, self.weight.tangent = self.weight.tangent, None
+        try:
+            return super().tangent_forward(x_dot)
+        finally:
+            self.weight.tangent = tangent
+
+
+class _BatchNormWithoutRdot(nn.BatchNorm1d):
+    """Training-mode R{dx} with r treated as a constant (the ṙ·P(v) term dropped)."""
+
+    def tangent_backward(self, dy, dy_dot):
+        dx, dx_dot = super().tangent_backward(dy, dy_dot)
+        xhat, r, _ = self._cache
+        x_dot, _ = self._kept_tangent(self._cache)
+        return dx, dx_dot + r * (xhat * x_dot).mean(axis=0, keepdims=True) * dx
+
+
+class _LayerNormWithoutProjection(nn.LayerNorm):
+    """x̂̇ = r·ẋ (the statistics' own tangents dropped)."""
+
+    def tangent_forward(self, x_dot):
+        xhat, r = self._cache
+        self._keep_tangent(self._cache, (x_dot, r * x_dot))
+        return self.weight.data * r * x_dot + self.weight.tangent * xhat + self.bias.tangent
+
+
 MUTANTS = {
     "linear-no-x-wdot": (lambda rng: _LinearWithoutWeightTangent(3, 2, dtype=F64, rng=rng), (2, 3), "y"),
     "linear-no-dy-wdot": (lambda rng: _LinearWithoutDyWdot(3, 2, dtype=F64, rng=rng), (2, 3), "dx"),
@@ -225,6 +332,12 @@ MUTANTS = {
                           "R{weight}"),
     "linear-no-grad": (lambda rng: _LinearForgettingGrad(3, 2, dtype=F64, rng=rng), (2, 3), "weight value"),
     "tanh-no-sigma2": (lambda rng: _TanhWithoutSecondDerivative(), (2, 3), "dx"),
+    "conv-no-dy-xdot-cols": (lambda rng: _ConvWithoutInputColumnsTerm(2, 3, 2, dtype=F64, rng=rng), (2, 2, 3, 3),
+                             "R{weight}"),
+    "convT-no-wdot": (lambda rng: _ConvTransposeWithoutWdot(2, 3, 2, stride=2, dtype=F64, rng=rng), (2, 2, 2, 2),
+                      "y"),
+    "batchnorm-no-rdot": (lambda rng: _BatchNormWithoutRdot(3, dtype=F64), (4, 3), "dx"),
+    "layernorm-no-projection": (lambda rng: _LayerNormWithoutProjection(4, dtype=F64), (3, 4), "y"),
     "softplus-no-beta": (lambda rng: _SoftplusWrongSecondDerivative(2.5), (2, 3), "dx"),
 }
 
