@@ -12,6 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import minigan.nn as nn
+from minigan.losses import f_divergence
 from minigan.gradcheck import check_tangent, directional_derivative_arrays, relative_error
 from minigan.hvp import hvp, parameter_vector, set_parameter_vector, size_of
 from strategies import away_from_kinks, conditional_critic, conv_configs, off_kinks, seeds
@@ -492,3 +493,61 @@ def test_tangent_backward_before_tangent_forward_says_so():
     layer(np.ones((1, 2)))   # a new forward: the old tangent belongs to the old input
     with pytest.raises(RuntimeError, match="before tangent_forward"):
         layer.tangent_backward(np.ones((1, 2)), np.ones((1, 2)))
+
+
+# --- losses: R{d} = ∇²_o L·ȯ against differences of each loss's own gradient ------------------
+
+def registry_loss(name, **settings):
+    from minigan.game import make_loss
+    return make_loss(name, **settings)
+
+
+LOSS_CASES = [("minimax", {}), ("nonsaturating", {}), ("wgan", {}), ("wgan-gp", {}), ("hinge", {}),
+              ("lsgan", {"lsgan_coding": "abc"}), ("lsgan", {"lsgan_coding": "01"}),
+              ("rsgan", {}), ("ragan", {}), ("ralsgan", {}), ("rahinge", {})]
+LOSS_CASES += [("fgan", {"divergence": d}) for d in
+               ("kl", "reverse_kl", "pearson", "neyman", "squared_hellinger", "jeffrey", "jensen_shannon",
+                "gan", "total_variation")]
+LOSS_CASES += [("fgan", {"divergence": f_divergence("jensen_shannon_weighted", pi=0.3)})]
+LOSS_CASES += [("fgan", {"divergence": "alpha", "fgan_alpha": a}) for a in (-0.7, 0.4, 1.6, 3.0)]
+KINKS = [-2.0, -1.0, 1.0, -1 / 0.6, -1 / 2.0, 0.0]   # Pearson, hinge, α = 1.6 and 3 (s = 0), relu links
+
+
+def _loss_id(case):
+    name, settings = case
+    return name + "".join(f"-{getattr(v, 'name', v)}" for v in settings.values())
+
+
+@pytest.mark.parametrize("case", LOSS_CASES, ids=[_loss_id(c) for c in LOSS_CASES])
+@settings(max_examples=8)
+@given(n=st.integers(1, 4), m=st.integers(1, 4), seed=seeds())
+def test_loss_tangents_match_differences_of_the_gradient(case, n, m, seed):
+    """Outputs drawn over [−3, 3] (both sides of every kink: hinge ±1, Pearson's −2, the α > 1
+    conjugates' s = 0), away from the kinks themselves; D's and G's gradients both."""
+    from minigan import loss_tangents
+
+    name, settings_ = case
+    loss = registry_loss(name, **settings_)
+    rng = np.random.default_rng(seed)
+    if name == "rsgan":
+        m = n
+    r, f = rng.uniform(-3, 3, (n, 1)), rng.uniform(-3, 3, (m, 1))
+    r_dot, f_dot = rng.standard_normal((n, 1)), rng.standard_normal((m, 1))
+    points = np.concatenate([r.ravel(), f.ravel(), (r - f.mean()).ravel(), (f - r.mean()).ravel()])
+    if name == "rsgan":
+        points = np.concatenate([points, (r - f).ravel()])
+    assume(np.min(np.abs(points[:, None] - np.array(KINKS)[None, :])) > 1e-3)
+    _, _, (t_r, t_f) = loss_tangents.discriminator(loss, r, f, r_dot, f_dot)
+    _, _, g_f = loss_tangents.generator(loss, f, f_dot, r, r_dot)
+
+    def grads():
+        _, (d_r, d_f) = loss.discriminator(r, f)
+        _, gd_f = loss.generator(f, r)
+        return [d_r, d_f, gd_f]
+
+    want = directional_derivative_arrays(grads, [r, f], [r_dot, f_dot])
+    # rounding in the quotient: ~1e-16·|d|/ε ≈ 1e-11·|d| (the floor when the Hessian is 0)
+    scale = max(np.linalg.norm(w) for w in want)
+    noise = 1e-9 * max(np.linalg.norm(d) for d in grads())
+    for got, ref in zip((t_r, t_f, g_f), want):
+        assert np.linalg.norm(got - ref) <= 1e-7 * scale + noise, (got, ref)
