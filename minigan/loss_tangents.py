@@ -196,3 +196,16 @@ def generator(loss, out_fake, dot_fake, out_real=None, dot_real=None):
     else:
         t_f = _separable_g(loss, out_fake) * dot_fake
     return value, d_f, t_f.astype(d_f.dtype, copy=False)
+
+
+def generator_real_part(loss, out_fake, dot_fake, out_real, dot_real):
+    """∂L_G/∂D(x) and its tangent: zero for separable losses (L_G does not read D(x)); for the
+    relativistic ones the swapped loss's second gradient. The trainer never needs it (x does not
+    depend on G), but ∇²L_G over D's parameters does (Game.vjp)."""
+    from .recipes import Relativistic
+
+    if not isinstance(loss, Relativistic):
+        return None, None
+    _, (_, d_r) = L.relativistic_loss(out_fake, out_real, loss.link, loss.average)
+    _, t_r = _relativistic_tangent(loss, out_fake, out_real, dot_fake, dot_real)
+    return d_r, t_r.astype(d_r.dtype, copy=False)

@@ -540,14 +540,22 @@ def test_loss_tangents_match_differences_of_the_gradient(case, n, m, seed):
     _, _, (t_r, t_f) = loss_tangents.discriminator(loss, r, f, r_dot, f_dot)
     _, _, g_f = loss_tangents.generator(loss, f, f_dot, r, r_dot)
 
+    relativistic = name in ("rsgan", "ragan", "ralsgan", "rahinge")
+    g_r = loss_tangents.generator_real_part(loss, f, f_dot, r, r_dot)[1] if relativistic else None
+
     def grads():
+        from minigan.losses import relativistic_loss
+
         _, (d_r, d_f) = loss.discriminator(r, f)
         _, gd_f = loss.generator(f, r)
-        return [d_r, d_f, gd_f]
+        if not relativistic:
+            return [d_r, d_f, gd_f]
+        return [d_r, d_f, gd_f, relativistic_loss(f, r, loss.link, loss.average)[1][1]]
 
     want = directional_derivative_arrays(grads, [r, f], [r_dot, f_dot])
     # rounding in the quotient: ~1e-16·|d|/ε ≈ 1e-11·|d| (the floor when the Hessian is 0)
     scale = max(np.linalg.norm(w) for w in want)
     noise = 1e-9 * max(np.linalg.norm(d) for d in grads())
-    for got, ref in zip((t_r, t_f, g_f), want):
+    for got, ref in zip((t_r, t_f, g_f, g_r), want):
         assert np.linalg.norm(got - ref) <= 1e-7 * scale + noise, (got, ref)
+    assert loss_tangents.generator_real_part(loss, f, f_dot, r, r_dot)[0] is None or relativistic
