@@ -152,6 +152,37 @@ def test_vjp_is_the_transpose_of_the_dense_jacobian():
     assert relative_error(game.vjp(z, x, u), J.T @ u) < 1e-12
 
 
+@settings(max_examples=4)
+@given(seed=seeds())
+def test_conditional_game(seed):
+    """G a conditional-BatchNorm MLP (labels through ConditionalSequential), D a projection
+    critic with a spectrally normalised head; labels passed to both."""
+    rng = np.random.default_rng(seed)
+    G = nn.ConditionalSequential(nn.Linear(2, 3, dtype=F64, rng=rng), nn.ConditionalBatchNorm1d(3, 2, dtype=F64, rng=rng),
+                                 nn.Tanh(), nn.Linear(3, 2, dtype=F64, rng=rng))
+    features = nn.Sequential(nn.Linear(2, 3, dtype=F64, rng=rng), nn.Softplus())
+    D = nn.ProjectionCritic(features, 3, 2, dtype=F64, rng=rng,
+                            linear=nn.spectral_norm(nn.Linear(3, 1, dtype=F64, rng=rng), rng=rng))
+    for p in list(G.parameters()) + list(D.parameters()):
+        p.data[...] = rng.uniform(-1.2, 1.2, p.shape)
+    game = Game(G, D, "ragan")
+    z, x, labels = rng.standard_normal((4, 2)), rng.standard_normal((4, 2)), np.array([0, 1, 1, 0])
+    v, u = rng.standard_normal(game.size), rng.standard_normal(game.size)
+    params = game.params_G + game.params_D
+    w = parameter_vector(params)
+    flat = w.copy()
+
+    def field():
+        set_parameter_vector(params, flat)
+        return [game.field(z, x, labels)]
+
+    want = directional_derivative_arrays(field, [flat], [v])[0]
+    set_parameter_vector(params, w)
+    assert relative_error(game.jvp(z, x, v, labels), want) < 1e-7
+    left, right = u @ game.jvp(z, x, v, labels), game.vjp(z, x, u, labels) @ v
+    assert abs(left - right) <= 1e-11 * (abs(left) + abs(right) + 1)
+
+
 def test_penalty_jvp_error_is_measured():
     """With a penalty J·v is the central difference of the exact field: against the exact J·v of
     the same game with the penalty's weight 0 (same code path), and against differences of the

@@ -273,6 +273,40 @@ def test_hvp_is_symmetric(seed):
     assert abs(left - right) <= 1e-10 * (abs(left) + abs(right) + 1)
 
 
+@settings(max_examples=4)
+@given(seed=seeds())
+def test_hvp_through_every_layer_kind(seed):
+    """Conv2d, BatchNorm in training mode, ELU, ConvTranspose2d with output padding, LayerNorm,
+    LeakyReLU, spectral norm, Sigmoid: the whole network's H·v (parameters and input) against
+    differences of its exact gradient, along random directions."""
+    rng = np.random.default_rng(seed)
+    model = nn.Sequential(
+        nn.Conv2d(2, 3, 3, stride=2, padding=1, dtype=F64, rng=rng), nn.BatchNorm2d(3, dtype=F64), nn.ELU(0.7),
+        nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1, dtype=F64, rng=rng),
+        nn.LayerNorm((2, 4, 4), dtype=F64), nn.LeakyReLU(0.2), nn.Flatten(),
+        nn.spectral_norm(nn.Linear(32, 3, dtype=F64, rng=rng), rng=rng), nn.Sigmoid(),
+        nn.Linear(3, 1, dtype=F64, rng=rng))
+    randomize_parameters(model, rng)
+    x = rng.standard_normal((3, 2, 4, 4))
+    model(x)
+    model[7].eval()   # spectral norm's u, v constants from here on
+    assume(off_kinks(model, x))
+    check_hvp(model, x, softplus_loss, rng, tol=1e-6)
+
+
+@settings(max_examples=4)
+@given(seed=seeds())
+def test_hvp_of_conditional_models(seed):
+    """A conditional-BatchNorm generator body and a projection critic, labels fixed."""
+    rng = np.random.default_rng(seed)
+    features = nn.Sequential(nn.Linear(2, 4, dtype=F64, rng=rng), nn.Tanh())
+    model = nn.ConditionalSequential(
+        nn.Linear(3, 2, dtype=F64, rng=rng), nn.ConditionalBatchNorm1d(2, 3, dtype=F64, rng=rng), nn.Softplus(),
+        nn.ProjectionCritic(features, 4, 3, dtype=F64, rng=rng))
+    randomize_parameters(model, rng)
+    check_hvp(model, rng.standard_normal((4, 3)), softplus_loss, rng, args=(np.array([2, 0, 2, 1]),))
+
+
 def test_hvp_returns_the_gradient_and_leaves_no_tangent_behind():
     rng = np.random.default_rng(3)
     model = smooth_mlp(rng)
