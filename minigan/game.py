@@ -31,7 +31,10 @@ What J means here, precisely:
   running statistics are not part of ξ and are restored after every evaluation;
 * spectral norm's u, v are constants (as its backward treats them): no power iteration runs
   during an evaluation, the stored u, v serve every forward;
-* hinge and ReLU kinks: the derivative a.e. (the kinks are measure zero).
+* hinge and ReLU kinks: the derivative a.e. (the kinks are measure zero);
+* BEGAN (an auto-encoder D): L_D = L(x) − k·L(G(z)), L_G = L(G(z)) with L(v) = mean|v − D(v)|
+  and k the balance's current k_t (a constant of the step); the L1 loss's second derivative is
+  0 away from the ties recon = v, so J is the networks' curvature through it.
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ import types
 
 import numpy as np
 
-from . import loss_tangents
+from . import loss_tangents, losses
 from .backend import array_module
 from .hvp import clear_tangents, gradients, parameter_vector, saved_buffers, set_parameter_vector
 from .hvp import set_tangents, size_of, tangent_grads
@@ -113,9 +116,9 @@ class Game:
 
         self.G, self.D = G, D
         self.loss = make_loss(loss) if not isinstance(loss, Loss) else loss
-        if getattr(self.loss, "autoencoder_critic", False):
-            raise TangentUnsupported(f"Game: the {self.loss.name} loss's auto-encoder critic is not a game "
-                                     "of this form (D's output is a reconstruction, not a score)")
+        self.autoencoder = bool(getattr(self.loss, "autoencoder_critic", False))
+        if self.autoencoder and penalty is not None:
+            raise ValueError("Game: the began loss takes no penalty")
         if isinstance(penalty, str):
             penalty = None if penalty == "none" else make_penalty(penalty)
         if penalty is not None and not isinstance(penalty, Penalty):
@@ -192,8 +195,36 @@ class Game:
         if self.penalty is not None:
             self.penalty.apply(self.D, x, fake, self._draw(), labels)
 
-    def _run(self, sweep, v, *args):
-        """One sweep with tangents v over (θ, ψ); returns (gradient, R{gradient}) over both."""
+    # --- BEGAN: D an auto-encoder, L(v) = mean|v − D(v)|, L_D = L(x) − k·L(G(z)), L_G = L(G(z)) ---
+    def _reconstruct(self, v, v_dot, weight, labels):
+        """D on v with its tangent, then back through D from weight·∂L(v)/∂recon; returns
+        (∂(weight·L)/∂v, its tangent): D's backward plus the direct path −weight·∂L/∂recon.
+        ∂L/∂recon = sign(recon − v)/size is piecewise constant: its tangent is 0 (the ties
+        recon = v are measure zero)."""
+        recon, _ = self._score(v, labels, v_dot)
+        _, d_recon, d_direct = losses.began_reconstruction_loss(v, recon)
+        zero = _zeros_like(d_recon)
+        dv, dv_dot = self.D.tangent_backward(weight * d_recon, zero)
+        return dv + weight * d_direct, dv_dot
+
+    def _sweep_G_began(self, z, x, labels, through_real=False):
+        fake, fake_dot = self._generate(z, labels)
+        d_fake, d_fake_dot = self._reconstruct(fake, fake_dot, 1.0, labels)
+        self.G.tangent_backward(d_fake, d_fake_dot)
+
+    def _sweep_D_began(self, z, x, labels, into_generator):
+        fake, fake_dot = self._generate(z, labels)
+        d_fake, d_fake_dot = self._reconstruct(fake, fake_dot, -self.loss.balance.k, labels)
+        if into_generator:
+            self.G.tangent_backward(d_fake, d_fake_dot)
+        self._reconstruct(x, _zeros_like(x), 1.0, labels)
+
+    def _run(self, player, v, *args):
+        """One sweep of ``player``'s loss ("G" or "D") with tangents v over (θ, ψ); returns
+        (gradient, R{gradient}) over both players' parameters."""
+        sweeps = {"G": self._sweep_G_began, "D": self._sweep_D_began} if self.autoencoder else \
+            {"G": self._sweep_G, "D": self._sweep_D}
+        sweep = sweeps[player]
         params = self.params_G + self.params_D
         with saved_buffers(self.G, self.D), _FixedSpectralNorm(self.G, self.D):
             self.G.zero_grad()
@@ -210,8 +241,8 @@ class Game:
     def field(self, z, x, labels=None):
         """ξ = (∇_θ L_G, ∇_ψ L_D) (with the penalty's gradient in ψ's part, if any)."""
         zero = np.zeros(self.size)
-        grad_G, _ = self._run(self._sweep_G, zero, z, x, labels)
-        grad_D, _ = self._run(self._sweep_D, zero, z, x, labels, False)
+        grad_G, _ = self._run("G", zero, z, x, labels)
+        grad_D, _ = self._run("D", zero, z, x, labels, False)
         return np.concatenate([grad_G[:self.n_G], grad_D[self.n_G:]])
 
     def jvp(self, z, x, v, labels=None):
@@ -220,8 +251,8 @@ class Game:
         v = np.asarray(v, dtype=np.float64).reshape(-1)
         if not self.exact:
             return self._central_difference(z, x, v, labels)
-        _, r_G = self._run(self._sweep_G, v, z, x, labels)
-        _, r_D = self._run(self._sweep_D, v, z, x, labels, False)
+        _, r_G = self._run("G", v, z, x, labels)
+        _, r_D = self._run("D", v, z, x, labels, False)
         return np.concatenate([r_G[:self.n_G], r_D[self.n_G:]])
 
     def vjp(self, z, x, u, labels=None):
@@ -233,8 +264,8 @@ class Game:
                 raise TangentUnsupported(f"Game.vjp with a penalty needs the dense J (at most {self.DENSE_LIMIT} "
                                          f"parameters, this game has {self.size})")
             return self.jacobian(z, x, labels).T @ np.asarray(u, dtype=np.float64).reshape(-1)
-        _, r_G = self._run(self._sweep_G, np.concatenate([u_G, np.zeros(self.n_D)]), z, x, labels, True)
-        _, r_D = self._run(self._sweep_D, np.concatenate([np.zeros(self.n_G), u_D]), z, x, labels, True)
+        _, r_G = self._run("G", np.concatenate([u_G, np.zeros(self.n_D)]), z, x, labels, True)
+        _, r_D = self._run("D", np.concatenate([np.zeros(self.n_G), u_D]), z, x, labels, True)
         return r_G + r_D
 
     def _central_difference(self, z, x, v, labels):

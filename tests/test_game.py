@@ -15,7 +15,6 @@ from minigan.game import Game, make_loss, make_penalty
 from minigan.gradcheck import directional_derivative_arrays, relative_error
 from minigan.hvp import parameter_vector, set_parameter_vector
 from minigan.losses import f_divergence
-from minigan.nn.module import TangentUnsupported
 from strategies import seeds
 
 F64 = np.float64
@@ -183,6 +182,36 @@ def test_conditional_game(seed):
     assert abs(left - right) <= 1e-11 * (abs(left) + abs(right) + 1)
 
 
+@settings(max_examples=4)
+@given(k=st.sampled_from([0.0, 0.35]), seed=seeds())
+def test_began_game(k, seed):
+    """D an auto-encoder (smooth activations), L_D = L(x) − k·L(G(z)), L_G = L(G(z)), L the mean
+    L1 reconstruction error: J·v against differences of the field and Jᵀu its adjoint."""
+    rng = np.random.default_rng(seed)
+    G = nn.Sequential(nn.Linear(2, 3, dtype=F64, rng=rng), nn.Tanh(), nn.Linear(3, 2, dtype=F64, rng=rng))
+    D = nn.Sequential(nn.Linear(2, 3, dtype=F64, rng=rng), nn.Softplus(), nn.Linear(3, 2, dtype=F64, rng=rng))
+    loss = make_loss("began")
+    loss.balance.k = k
+    game = Game(G, D, loss)
+    z, x = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
+    v, u = rng.standard_normal(game.size), rng.standard_normal(game.size)
+    assert relative_error(game.jvp(z, x, v), fd_jvp(game, z, x, v)) < 1e-7
+    left, right = u @ game.jvp(z, x, v), game.vjp(z, x, u) @ v
+    assert abs(left - right) <= 1e-11 * (abs(left) + abs(right) + 1)
+    xi = game.field(z, x)
+    G.zero_grad()
+    D.zero_grad()
+    from minigan.losses import began_reconstruction_loss
+    fake = G(z)
+    _, d_rec, d_x = began_reconstruction_loss(fake, D(fake))
+    G.backward(d_x + D.backward(d_rec, accumulate=False))
+    D.zero_grad()
+    D.backward(began_reconstruction_loss(x, D(x))[1])
+    D.backward(-k * began_reconstruction_loss(fake, D(fake))[1])
+    want = np.concatenate([p.grad.ravel() for p in list(G.parameters()) + list(D.parameters())])
+    assert relative_error(xi, want) < 1e-13
+
+
 def test_penalty_jvp_error_is_measured():
     """With a penalty J·v is the central difference of the exact field: against the exact J·v of
     the same game with the penalty's weight 0 (same code path), and against differences of the
@@ -263,7 +292,7 @@ def test_refusals_say_what_is_wrong():
         game.jvp(z, x, np.zeros(3))
     with pytest.raises(ValueError, match="which must be one of"):
         game.eigenvalues(z, x, which="XX")
-    with pytest.raises(TangentUnsupported, match="auto-encoder"):
-        Game(game.G, game.D, "began")
+    with pytest.raises(ValueError, match="began loss takes no penalty"):
+        Game(game.G, game.D, "began", penalty="r1")
     with pytest.raises(ValueError, match="unknown settings"):
         make_loss("lsgan", coding="abc")
