@@ -328,7 +328,9 @@ def check_tangent(module, x, args=(), x_dot=None, dy=None, dy_dot=None, eps: flo
     ``module`` and ``x`` must be float64 (an integer ``x``, such as Embedding's labels, gets no
     tangent); ``args`` are further forward inputs (labels). ``.grad`` and ``tangent_grad`` start
     from random values, so a pass that overwrites instead of adding fails. Buffers and the
-    parameters' ``tangent``/``tangent_grad`` are restored. The error of an array is
+    parameters' ``tangent``/``tangent_grad`` are restored. A layer whose training forward changes
+    what its passes treat as constant (spectral norm's power iteration) is checked in eval mode
+    after one training forward. The error of an array is
     ‖a − n‖/max(‖a‖, ‖n‖, 1e-6·scale) with scale the norm of all analytic tangents together.
     """
     rng = np.random.default_rng(0) if rng is None else rng
