@@ -77,6 +77,18 @@ def test_conv_transpose2d(cfg, bias, seed):
     assert_tangent(layer, rng.standard_normal((n, cin, h, w)), rng=rng)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_wide_convolutions_take_the_channels_last_kernels(transposed):
+    """16 or more channels along the weight's second axis: the Numba kernels' channels-last
+    passes (kernels/conv2d.py, ROW_MIN_CHANNELS) run the tangents' products too."""
+    rng = np.random.default_rng(8)
+    if transposed:
+        layer, shape = nn.ConvTranspose2d(3, 16, 3, stride=2, padding=1, output_padding=1, dtype=F64, rng=rng), (2, 3, 3, 3)
+    else:
+        layer, shape = nn.Conv2d(16, 3, 3, stride=2, padding=1, dtype=F64, rng=rng), (2, 16, 5, 5)
+    assert_tangent(layer, rng.standard_normal(shape), rng=rng)
+
+
 def test_conv_transpose2d_with_output_padding_and_stride():
     rng = np.random.default_rng(5)
     layer = nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1, dtype=F64, rng=rng)
