@@ -156,14 +156,23 @@ class Game:
         rng = np.random.default_rng(self.seed)
         return lambda shape: rng.uniform(size=shape)
 
+    # A sweep runs with tangents (J·v, Jᵀ·u) or, for the field alone, as the plain first-order
+    # passes (``self._tangents`` False): then the tangents read as zeros and nothing computes them.
+    _tangents = True
+
     def _generate(self, z, labels):
         fake = _call(self.G, z, labels)
         fake = array_module(fake).array(fake, copy=True)
-        return fake, self.G.tangent_forward(_zeros_like(z))
+        return fake, (self.G.tangent_forward(_zeros_like(z)) if self._tangents else _zeros_like(fake))
 
     def _score(self, x, labels, x_dot):
         out = _call(self.D, x, labels)
-        return array_module(out).array(out, copy=True), self.D.tangent_forward(x_dot)
+        out = array_module(out).array(out, copy=True)
+        return out, (self.D.tangent_forward(x_dot) if self._tangents else _zeros_like(out))
+
+    def _back(self, module, dy, dy_dot):
+        """(dx, R{dx}) by the tangent pass, or (dx, None) by the plain backward."""
+        return module.tangent_backward(dy, dy_dot) if self._tangents else (module.backward(dy), None)
 
     def _sweep_G(self, z, x, labels, through_real=False):
         """∇L_G's tangent sweep: z → G → D → L_G → D → G; with ``through_real`` also back through
@@ -174,12 +183,12 @@ class Game:
             out_r, r_dot = self._score(x, labels, _zeros_like(x))
         out_f, f_dot = self._score(fake, labels, fake_dot)
         _, d_f, t_f = loss_tangents.generator(self.loss, out_f, f_dot, out_r, r_dot)
-        d_fake, d_fake_dot = self.D.tangent_backward(d_f, t_f)
-        self.G.tangent_backward(d_fake, d_fake_dot)
+        d_fake, d_fake_dot = self._back(self.D, d_f, t_f)
+        self._back(self.G, d_fake, d_fake_dot)
         if through_real and out_r is not None:
             d_r, t_r = loss_tangents.generator_real_part(self.loss, out_f, f_dot, out_r, r_dot)
             self._score(x, labels, _zeros_like(x))   # D's caches for the real batch again
-            self.D.tangent_backward(d_r, t_r)
+            self._back(self.D, d_r, t_r)
 
     def _sweep_D(self, z, x, labels, into_generator):
         """∇L_D's tangent sweep: D(x) and D(G(z)), L_D, back through D (and G if asked)."""
@@ -187,11 +196,11 @@ class Game:
         out_r, r_dot = self._score(x, labels, _zeros_like(x))
         out_f, f_dot = self._score(fake, labels, fake_dot)
         _, (d_r, d_f), (t_r, t_f) = loss_tangents.discriminator(self.loss, out_r, out_f, r_dot, f_dot)
-        d_fake, d_fake_dot = self.D.tangent_backward(d_f, t_f)
+        d_fake, d_fake_dot = self._back(self.D, d_f, t_f)
         if into_generator:
-            self.G.tangent_backward(d_fake, d_fake_dot)
+            self._back(self.G, d_fake, d_fake_dot)
         self._score(x, labels, _zeros_like(x))   # D's caches for the real batch again
-        self.D.tangent_backward(d_r, t_r)
+        self._back(self.D, d_r, t_r)
         if self.penalty is not None:
             self.penalty.apply(self.D, x, fake, self._draw(), labels)
 
@@ -204,24 +213,24 @@ class Game:
         recon, _ = self._score(v, labels, v_dot)
         _, d_recon, d_direct = losses.began_reconstruction_loss(v, recon)
         zero = _zeros_like(d_recon)
-        dv, dv_dot = self.D.tangent_backward(weight * d_recon, zero)
+        dv, dv_dot = self._back(self.D, weight * d_recon, zero)
         return dv + weight * d_direct, dv_dot
 
     def _sweep_G_began(self, z, x, labels, through_real=False):
         fake, fake_dot = self._generate(z, labels)
         d_fake, d_fake_dot = self._reconstruct(fake, fake_dot, 1.0, labels)
-        self.G.tangent_backward(d_fake, d_fake_dot)
+        self._back(self.G, d_fake, d_fake_dot)
 
     def _sweep_D_began(self, z, x, labels, into_generator):
         fake, fake_dot = self._generate(z, labels)
         d_fake, d_fake_dot = self._reconstruct(fake, fake_dot, -self.loss.balance.k, labels)
         if into_generator:
-            self.G.tangent_backward(d_fake, d_fake_dot)
+            self._back(self.G, d_fake, d_fake_dot)
         self._reconstruct(x, _zeros_like(x), 1.0, labels)
 
     def _run(self, player, v, *args):
-        """One sweep of ``player``'s loss ("G" or "D") with tangents v over (θ, ψ); returns
-        (gradient, R{gradient}) over both players' parameters."""
+        """One sweep of ``player``'s loss ("G" or "D") with tangents v over (θ, ψ) (None: the
+        first-order passes alone); returns (gradient, R{gradient}) over both players' parameters."""
         sweeps = {"G": self._sweep_G_began, "D": self._sweep_D_began} if self.autoencoder else \
             {"G": self._sweep_G, "D": self._sweep_D}
         sweep = sweeps[player]
@@ -231,18 +240,19 @@ class Game:
             self.D.zero_grad()
             clear_tangents(params)
             set_tangents(params, v)
+            self._tangents = v is not None
             try:
                 sweep(*args)
                 return gradients(params), tangent_grads(params)
             finally:
                 clear_tangents(params)
+                self._tangents = True
 
     # --- the public products ----------------------------------------------------------------
     def field(self, z, x, labels=None):
         """ξ = (∇_θ L_G, ∇_ψ L_D) (with the penalty's gradient in ψ's part, if any)."""
-        zero = np.zeros(self.size)
-        grad_G, _ = self._run("G", zero, z, x, labels)
-        grad_D, _ = self._run("D", zero, z, x, labels, False)
+        grad_G, _ = self._run("G", None, z, x, labels)
+        grad_D, _ = self._run("D", None, z, x, labels, False)
         return np.concatenate([grad_G[:self.n_G], grad_D[self.n_G:]])
 
     def jvp(self, z, x, v, labels=None):
