@@ -171,8 +171,11 @@ class Game:
         return out, (self.D.tangent_forward(x_dot) if self._tangents else _zeros_like(out))
 
     def _back(self, module, dy, dy_dot):
-        """(dx, R{dx}) by the tangent pass, or (dx, None) by the plain backward."""
-        return module.tangent_backward(dy, dy_dot) if self._tangents else (module.backward(dy), None)
+        """(dx, R{dx}) by the tangent pass (J·v and Jᵀ·u need no gradients: none accumulated),
+        or (dx, None) by the plain backward (the field)."""
+        if self._tangents:
+            return module.tangent_backward(dy, dy_dot, accumulate=False)
+        return module.backward(dy), None
 
     def _sweep_G(self, z, x, labels, through_real=False):
         """∇L_G's tangent sweep: z → G → D → L_G → D → G; with ``through_real`` also back through
@@ -229,8 +232,8 @@ class Game:
         self._reconstruct(x, _zeros_like(x), 1.0, labels)
 
     def _run(self, player, v, *args):
-        """One sweep of ``player``'s loss ("G" or "D") with tangents v over (θ, ψ) (None: the
-        first-order passes alone); returns (gradient, R{gradient}) over both players' parameters."""
+        """One sweep of ``player``'s loss ("G" or "D"): with tangents v over (θ, ψ), R{gradient}
+        over both players' parameters; with v None (the first-order passes alone), the gradient."""
         sweeps = {"G": self._sweep_G_began, "D": self._sweep_D_began} if self.autoencoder else \
             {"G": self._sweep_G, "D": self._sweep_D}
         sweep = sweeps[player]
@@ -243,7 +246,7 @@ class Game:
             self._tangents = v is not None
             try:
                 sweep(*args)
-                return gradients(params), tangent_grads(params)
+                return tangent_grads(params) if self._tangents else gradients(params)
             finally:
                 clear_tangents(params)
                 self._tangents = True
@@ -251,8 +254,8 @@ class Game:
     # --- the public products ----------------------------------------------------------------
     def field(self, z, x, labels=None):
         """ξ = (∇_θ L_G, ∇_ψ L_D) (with the penalty's gradient in ψ's part, if any)."""
-        grad_G, _ = self._run("G", None, z, x, labels)
-        grad_D, _ = self._run("D", None, z, x, labels, False)
+        grad_G = self._run("G", None, z, x, labels)
+        grad_D = self._run("D", None, z, x, labels, False)
         return np.concatenate([grad_G[:self.n_G], grad_D[self.n_G:]])
 
     def jvp(self, z, x, v, labels=None):
@@ -261,8 +264,8 @@ class Game:
         v = np.asarray(v, dtype=np.float64).reshape(-1)
         if not self.exact:
             return self._central_difference(z, x, v, labels)
-        _, r_G = self._run("G", v, z, x, labels)
-        _, r_D = self._run("D", v, z, x, labels, False)
+        r_G = self._run("G", v, z, x, labels)
+        r_D = self._run("D", v, z, x, labels, False)
         return np.concatenate([r_G[:self.n_G], r_D[self.n_G:]])
 
     def vjp(self, z, x, u, labels=None):
@@ -274,8 +277,8 @@ class Game:
                 raise TangentUnsupported(f"Game.vjp with a penalty needs the dense J (at most {self.DENSE_LIMIT} "
                                          f"parameters, this game has {self.size})")
             return self.jacobian(z, x, labels).T @ np.asarray(u, dtype=np.float64).reshape(-1)
-        _, r_G = self._run("G", np.concatenate([u_G, np.zeros(self.n_D)]), z, x, labels, True)
-        _, r_D = self._run("D", np.concatenate([np.zeros(self.n_G), u_D]), z, x, labels, True)
+        r_G = self._run("G", np.concatenate([u_G, np.zeros(self.n_D)]), z, x, labels, True)
+        r_D = self._run("D", np.concatenate([np.zeros(self.n_G), u_D]), z, x, labels, True)
         return r_G + r_D
 
     def _central_difference(self, z, x, v, labels):

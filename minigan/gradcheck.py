@@ -311,6 +311,21 @@ def directional_derivative_arrays(f, arrays, directions, eps: float = 1e-5):
     return [None if t is None else t / (12 * eps) for t in total]
 
 
+def _tangents_alone(module, x, args, x_dot, dy, dy_dot, params):
+    """The tangent pass again with ``accumulate=False``: its R{dx}, R{dθ}, and how much it moved
+    .grad (relative to .grad's norm; 0 is right)."""
+    before = {k: p.grad.copy() for k, p in params.items()}
+    module(x, *args)
+    module.tangent_forward(x_dot)
+    for p in params.values():
+        p.tangent_grad = None
+    _, dx_dot = module.tangent_backward(dy, dy_dot, accumulate=False)
+    tangents = [dx_dot] + [p.tangent_grad for p in params.values()]
+    moved = sum(float(np.sum((p.grad - before[k]) ** 2)) for k, p in params.items()) ** 0.5
+    scale = sum(float(np.sum(b ** 2)) for b in before.values()) ** 0.5
+    return {"tangents": tangents, "grad change": moved / max(scale, 1e-300)}
+
+
 def check_tangent(module, x, args=(), x_dot=None, dy=None, dy_dot=None, eps: float = 1e-5,
                   rng=None) -> GradcheckReport:
     """Check a module's tangent passes (``tangent_forward``, ``tangent_backward``) by central
@@ -323,7 +338,8 @@ def check_tangent(module, x, args=(), x_dot=None, dy=None, dy_dot=None, eps: flo
         tangent_backward's R{dx}                   must equal dx'(0)   ("dx"),
         what it adds to each ``tangent_grad``       must equal dθ'(0)   ("R{0.weight}", ...),
         its dx and what it adds to each ``.grad``   must equal backward's dx, dθ  ("dx value",
-                                                    "0.weight value": the first-order part).
+                                                    "0.weight value": the first-order part),
+        with ``accumulate=False``                   the same tangents, ``.grad`` untouched.
 
     ``module`` and ``x`` must be float64 (an integer ``x``, such as Embedding's labels, gets no
     tangent); ``args`` are further forward inputs (labels). ``.grad`` and ``tangent_grad`` start
@@ -360,6 +376,7 @@ def check_tangent(module, x, args=(), x_dot=None, dy=None, dy_dot=None, eps: flo
         analytic = [y_dot, dx_dot] + [p.tangent_grad - tangents_before[k] for k, p in params.items()]
         firsts = {"dx value": dx}
         firsts.update({f"{k} value": p.grad - grads_before[k] for k, p in params.items()})
+        alone = _tangents_alone(module, x, args, x_dot if differentiable else None, dy, dy_dot, params)
 
         def first_order():
             out = module(x, *args)
@@ -383,6 +400,12 @@ def check_tangent(module, x, args=(), x_dot=None, dy=None, dy_dot=None, eps: flo
             if a is None and ref is None:
                 continue
             report.errors[name] = relative_error(0 if a is None else a, 0 if ref is None else ref)
+        # accumulate=False: the same tangents, and .grad untouched
+        for name, a, b in zip(names[1:], analytic[1:], alone["tangents"]):
+            if a is not None or b is not None:
+                report.errors[f"{name} (accumulate=False)"] = relative_error(
+                    0 if b is None else b, 0 if a is None else a, atol)
+        report.errors[".grad kept (accumulate=False)"] = alone["grad change"]
         return report
     finally:
         for k, p in params.items():

@@ -109,8 +109,8 @@ class saved_buffers:
 
 @dataclass
 class HVPResult:
-    """value: L; grad: ∇_θ L; hv: H·v over the parameters; dx: ∇_x L; dx_dot: the input rows
-    of H·v (None for integer inputs)."""
+    """value: L; grad: ∇_θ L (None unless asked for); hv: H·v over the parameters; dx: ∇_x L;
+    dx_dot: the input rows of H·v (None for integer inputs)."""
 
     value: float
     grad: np.ndarray
@@ -119,14 +119,15 @@ class HVPResult:
     dx_dot: object
 
 
-def hvp(module, x, v, loss, args=(), x_dot=None) -> HVPResult:
+def hvp(module, x, v, loss, args=(), x_dot=None, gradient: bool = False) -> HVPResult:
     """The exact Hessian-vector product of ``loss(module(x, *args))`` with respect to the
     module's parameters (and its input x) along ``v`` (flat, over ``parameters()``) and
     ``x_dot`` (same shape as x; default zero).
 
     ``loss(y, y_dot) -> (value, dy, dy_dot)`` gives L, ∇_y L and ∇²_y L·ẏ
-    (:mod:`minigan.loss_tangents` has them for every loss of the registry). The module's
-    ``.grad`` are cleared and then hold ∇_θ L; buffers are left as they were.
+    (:mod:`minigan.loss_tangents` has them for every loss of the registry). With ``gradient``
+    the same sweep also accumulates ∇_θ L (into the cleared ``.grad``, and returned): one more
+    product per weight; without it ``.grad`` is not touched. Buffers are left as they were.
     """
     params = list(module.parameters())
     xp = array_module(x)
@@ -134,14 +135,15 @@ def hvp(module, x, v, loss, args=(), x_dot=None) -> HVPResult:
     if x_dot is None and differentiable:
         x_dot = xp.zeros_like(x)
     with saved_buffers(module):
-        module.zero_grad()
+        if gradient:
+            module.zero_grad()
         clear_tangents(params)
         set_tangents(params, v)
         try:
             y = module(x, *args)
             y_dot = module.tangent_forward(x_dot)
             value, dy, dy_dot = loss(y, y_dot)
-            dx, dx_dot = module.tangent_backward(dy, dy_dot)
-            return HVPResult(float(value), gradients(params), tangent_grads(params), dx, dx_dot)
+            dx, dx_dot = module.tangent_backward(dy, dy_dot, accumulate=gradient)
+            return HVPResult(float(value), gradients(params) if gradient else None, tangent_grads(params), dx, dx_dot)
         finally:
             clear_tangents(params)

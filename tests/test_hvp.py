@@ -36,8 +36,9 @@ def test_linear(n, fin, fout, bias, seed):
     layer = nn.Linear(fin, fout, bias=bias, dtype=F64, rng=rng)
     randomize_parameters(layer, rng)
     report = assert_tangent(layer, rng.standard_normal((n, fin)), rng=rng)
-    assert set(report.errors) == {"y", "dx", "R{weight}", "weight value", "dx value"} | (
-        {"R{bias}", "bias value"} if bias else set())
+    names = {"dx", "R{weight}"} | ({"R{bias}"} if bias else set())
+    assert set(report.errors) == ({"y", "weight value", "dx value", ".grad kept (accumulate=False)"} | names
+                                  | {f"{n} (accumulate=False)" for n in names} | ({"bias value"} if bias else set()))
 
 
 ACTIVATIONS = activation_layers()
@@ -136,7 +137,8 @@ def test_embedding(n, classes, dim, seed):
     layer = nn.Embedding(classes, dim, dtype=F64, rng=rng)
     labels = rng.integers(0, classes, n)
     report = assert_tangent(layer, labels, rng=rng)
-    assert set(report.errors) == {"y", "R{weight}", "weight value"}
+    assert set(report.errors) == {"y", "R{weight}", "weight value", "R{weight} (accumulate=False)",
+                                  ".grad kept (accumulate=False)"}
 
 
 @settings(max_examples=10)
@@ -220,7 +222,7 @@ def fd_hvp(model, x, v, loss, args=(), x_dot=None, eps=1e-5):
 
     def grad():
         set_parameter_vector(params, flat)
-        r = hvp(model, x, np.zeros_like(v), loss, args)
+        r = hvp(model, x, np.zeros_like(v), loss, args, gradient=True)
         return [r.grad, r.dx]
 
     try:
@@ -302,13 +304,17 @@ def test_hvp_returns_the_gradient_and_leaves_no_tangent_behind():
     rng = np.random.default_rng(3)
     model = smooth_mlp(rng)
     x = rng.standard_normal((3, 3))
-    r = hvp(model, x, rng.standard_normal(size_of(list(model.parameters()))), softplus_loss)
+    v = rng.standard_normal(size_of(list(model.parameters())))
+    r = hvp(model, x, v, softplus_loss, gradient=True)
     y = model(x)
     model.zero_grad()
     model.backward(softplus_loss(y, y)[1])
     grad = np.concatenate([p.grad.ravel() for p in model.parameters()])
     assert relative_error(r.grad, grad) < 1e-14 and r.value == pytest.approx(softplus_loss(y, y)[0])
     assert all(p.tangent is None and p.tangent_grad is None for p in model.parameters())
+    alone = hvp(model, x, v, softplus_loss)   # H·v alone: the same numbers, .grad untouched
+    assert alone.grad is None and np.array_equal(alone.hv, r.hv)
+    assert relative_error(np.concatenate([p.grad.ravel() for p in model.parameters()]), grad) == 0
 
 
 def test_hvp_rejects_a_vector_of_the_wrong_size():
@@ -331,24 +337,24 @@ class _LinearWithoutWeightTangent(nn.Linear):
 class _LinearWithoutDyWdot(nn.Linear):
     """R{dx} forgets dy Ẇ."""
 
-    def tangent_backward(self, dy, dy_dot):
-        dx, _ = super().tangent_backward(dy, dy_dot)
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        dx, _ = super().tangent_backward(dy, dy_dot, accumulate)
         return dx, dy_dot @ self.weight.data
 
 
 class _LinearWithoutDyXdot(nn.Linear):
     """R{dW} forgets dyᵀ ẋ."""
 
-    def tangent_backward(self, dy, dy_dot):
-        dx, dx_dot = super().tangent_backward(dy, dy_dot)
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        dx, dx_dot = super().tangent_backward(dy, dy_dot, accumulate)
         self.weight.tangent_grad -= dy.T @ self._kept_tangent(self._cache_x)
         return dx, dx_dot
 
 
 class _LinearOverwritingTangentGrad(nn.Linear):
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         self.weight.tangent_grad = None
-        return super().tangent_backward(dy, dy_dot)
+        return super().tangent_backward(dy, dy_dot, accumulate)
 
 
 class _TanhWithoutSecondDerivative(nn.Tanh):
@@ -369,7 +375,7 @@ class _SoftplusWrongSecondDerivative(nn.Softplus):
 class _LinearForgettingGrad(nn.Linear):
     """tangent_backward that does not add dθ into .grad."""
 
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         x_dot = self._kept_tangent(self._cache_x)
         self.weight.accumulate_tangent(dy_dot.T @ self._cache_x + dy.T @ x_dot)
         self.bias.accumulate_tangent(dy_dot.sum(axis=0))
@@ -400,8 +406,8 @@ class _ConvTransposeWithoutWdot(nn.ConvTranspose2d):
 class _BatchNormWithoutRdot(nn.BatchNorm1d):
     """Training-mode R{dx} with r treated as a constant (the ṙ·P(v) term dropped)."""
 
-    def tangent_backward(self, dy, dy_dot):
-        dx, dx_dot = super().tangent_backward(dy, dy_dot)
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        dx, dx_dot = super().tangent_backward(dy, dy_dot, accumulate)
         xhat, r, _ = self._cache
         x_dot, _ = self._kept_tangent(self._cache)
         return dx, dx_dot + r * (xhat * x_dot).mean(axis=0, keepdims=True) * dx
@@ -428,19 +434,19 @@ class _SpectralNormWithoutSigmaDot(nn.SpectralNorm):
 class _ProjectionWithoutEmbeddingTangent(nn.ProjectionCritic):
     """R{dh} forgets g·ė."""
 
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         h_dot, e_dot = self._kept_tangent(self._cache)
         self._keep_tangent(self._cache, (h_dot, 0 * e_dot))
-        return super().tangent_backward(dy, dy_dot)
+        return super().tangent_backward(dy, dy_dot, accumulate)
 
 
 class _ConditionalBatchNormWithoutXhatDot(nn.ConditionalBatchNorm1d):
     """R{dE} forgets dy·x̂̇."""
 
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         xhat_dot, gamma_dot = self._kept_tangent(self._cache)
         self._keep_tangent(self._cache, (0 * xhat_dot, gamma_dot))
-        return super().tangent_backward(dy, dy_dot)
+        return super().tangent_backward(dy, dy_dot, accumulate)
 
 
 def _labelled(module, labels):
@@ -457,12 +463,21 @@ def _spectral_mutant(rng):
     return layer
 
 
+class _LinearAlwaysAccumulating(nn.Linear):
+    """tangent_backward that adds dθ into .grad even with accumulate=False."""
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        return super().tangent_backward(dy, dy_dot, True)
+
+
 MUTANTS = {
     "linear-no-x-wdot": (lambda rng: _LinearWithoutWeightTangent(3, 2, dtype=F64, rng=rng), (2, 3), "y"),
     "linear-no-dy-wdot": (lambda rng: _LinearWithoutDyWdot(3, 2, dtype=F64, rng=rng), (2, 3), "dx"),
     "linear-no-dy-xdot": (lambda rng: _LinearWithoutDyXdot(3, 2, dtype=F64, rng=rng), (2, 3), "R{weight}"),
     "linear-overwrites": (lambda rng: _LinearOverwritingTangentGrad(3, 2, dtype=F64, rng=rng), (2, 3),
                           "R{weight}"),
+    "linear-always-accumulates": (lambda rng: _LinearAlwaysAccumulating(3, 2, dtype=F64, rng=rng), (2, 3),
+                                  ".grad kept (accumulate=False)"),
     "linear-no-grad": (lambda rng: _LinearForgettingGrad(3, 2, dtype=F64, rng=rng), (2, 3), "weight value"),
     "tanh-no-sigma2": (lambda rng: _TanhWithoutSecondDerivative(), (2, 3), "dx"),
     "conv-no-dy-xdot-cols": (lambda rng: _ConvWithoutInputColumnsTerm(2, 3, 2, dtype=F64, rng=rng), (2, 2, 3, 3),

@@ -65,14 +65,14 @@ class _Elementwise(Module):
         self._keep_tangent(a, a_dot)
         return self.d1_times(a, self._cache_y, a_dot)
 
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         a, y = self._require(self._cache_a), self._cache_y
         a_dot = self._kept_tangent(a)
         dx_dot = self.d1_times(a, y, dy_dot)
         d2 = self.d2(a, y)
         if d2 is not None:
             dx_dot += d2 * a_dot * dy
-        return self.backward(dy), dx_dot
+        return self.backward(dy, accumulate=accumulate), dx_dot
 
 
 class _PiecewiseLinear(_Elementwise):

@@ -68,9 +68,9 @@ class Conditional(Module):
             e_dot = xp.broadcast_to(e_dot[:, :, None, None], (x_dot.shape[0], e_dot.shape[1]) + x_dot.shape[2:])
         return self.body.tangent_forward(xp.concatenate([x_dot, e_dot.astype(x_dot.dtype, copy=False)], axis=1))
 
-    def tangent_backward(self, dy, dy_dot):
-        dh, dh_dot = self.body.tangent_backward(dy, dy_dot)
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        dh, dh_dot = self.body.tangent_backward(dy, dy_dot, accumulate)
         dx, de = self._split(dh)
         dx_dot, de_dot = self._split(dh_dot)
-        self.embedding.tangent_backward(de, de_dot)
+        self.embedding.tangent_backward(de, de_dot, accumulate)
         return dx, dx_dot

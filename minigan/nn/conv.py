@@ -188,7 +188,7 @@ class Conv2d(_ConvBase):
         self._keep_tangent(x, (x_dot, x_dot_cols))
         return self._bias_tangent(y_dot)
 
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         x = self._require(self._cache_x)
         _, x_dot_cols = self._kept_tangent(x)
         s, p, shape = self.stride, self.padding, self.weight.shape
@@ -201,7 +201,7 @@ class Conv2d(_ConvBase):
         back = kernel("conv2d_backward_input", dy)
         dx_dot = back(dy_dot, self._cached_weight(keep=True), x.shape, s, p)
         dx_dot += back(dy, self.weight.tangent_or_zeros(), x.shape, s, p)
-        return self.backward(dy), dx_dot
+        return self.backward(dy, accumulate=accumulate), dx_dot
 
 
 class ConvTranspose2d(_ConvBase):
@@ -263,7 +263,7 @@ class ConvTranspose2d(_ConvBase):
         self._keep_tangent(x, x_dot)
         return self._bias_tangent(y_dot)
 
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         x = self._require(self._cache_x)
         x_dot = self._kept_tangent(x)
         s, p, shape = self.stride, self.padding, self.weight.shape
@@ -274,4 +274,4 @@ class ConvTranspose2d(_ConvBase):
         weight_grad = kernel("conv2d_backward_weight", x)
         self.weight.accumulate_tangent(weight_grad(x_dot, dy_cols, shape) + weight_grad(x, dy_dot_cols, shape))
         self._accumulate_bias_tangent(dy_dot)
-        return self.backward(dy), dx_dot
+        return self.backward(dy, accumulate=accumulate), dx_dot

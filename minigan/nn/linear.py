@@ -66,13 +66,13 @@ class Linear(Module):
             y_dot += self.bias.tangent_or_zeros()
         return y_dot
 
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         x = self._require(self._cache_x)
         x_dot = self._kept_tangent(x)
         self.weight.accumulate_tangent(dy_dot.T @ x + dy.T @ x_dot)
         if self.bias is not None:
             self.bias.accumulate_tangent(dy_dot.sum(axis=0))
-        return self.backward(dy), dy_dot @ self.weight.data + dy @ self.weight.tangent_or_zeros()
+        return self.backward(dy, accumulate=accumulate), dy_dot @ self.weight.data + dy @ self.weight.tangent_or_zeros()
 
 
 class Embedding(Module):
@@ -110,12 +110,12 @@ class Embedding(Module):
         """ẏ = Ẇ[idx] (labels have no tangent: ``idx_dot`` is ignored)."""
         return self.weight.tangent_or_zeros()[self._require(self._cache_idx)]
 
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         idx = self._require(self._cache_idx)
         part = self.xp.zeros_like(self.weight.data)
         scatter_add(part, idx, dy_dot)
         self.weight.accumulate_tangent(part)
-        return self.backward(dy), None
+        return self.backward(dy, accumulate=accumulate), None
 
 
 def _positive_int(value, layer: str, name: str):

@@ -13,9 +13,10 @@ The contract (see docs/derivations.md for the math):
   piecewise-linear layers), and adds ∂⟨c, Jᵀg⟩/∂θ into the parameter gradients.
 * ``tangent_forward(ẋ)`` — forward mode after ``forward(x)``: ẏ = ∂y/∂x·ẋ + ∂y/∂θ·θ̇, with the
   parameter direction θ̇ read from ``Parameter.tangent`` (None: zero).
-* ``tangent_backward(dy, dy_dot)`` — after ``tangent_forward``: the backward pass and its
-  tangent together (Pearlmutter's R-operator). Returns ``(dx, R{dx})``, adds dθ into
-  ``Parameter.grad`` exactly as ``backward(dy)`` does, and R{dθ} into ``Parameter.tangent_grad``.
+* ``tangent_backward(dy, dy_dot, accumulate=True)`` — after ``tangent_forward``: the backward
+  pass and its tangent together (Pearlmutter's R-operator). Returns ``(dx, R{dx})``, adds R{dθ}
+  into ``Parameter.tangent_grad`` and, if ``accumulate``, dθ into ``Parameter.grad`` exactly as
+  ``backward(dy)`` does (a Hessian-vector product alone skips the weight gradients' products).
   R{·} is the directional derivative along (ẋ, θ̇) with R{dy} = dy_dot, so for a scalar loss
   L(f(x; θ)) with dy = ∇_y L and dy_dot = ∇²_y L·ẏ, R{dθ} and R{dx} are the Hessian-vector product H·(θ̇, ẋ)
   (minigan.hvp; derivations in docs/tangents.md).
@@ -347,7 +348,7 @@ class Module:
             f"{type(self).__name__} has no tangent pass (tangent_forward), so Hessian-vector "
             "products and game Jacobians cannot run through it")
 
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         raise TangentUnsupported(
             f"{type(self).__name__} has no tangent pass (tangent_backward), so Hessian-vector "
             "products and game Jacobians cannot run through it")
@@ -475,7 +476,7 @@ class Sequential(Module):
             x_dot = layer.tangent_forward(x_dot)
         return x_dot
 
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         for layer in reversed(list(self)):
-            dy, dy_dot = layer.tangent_backward(dy, dy_dot)
+            dy, dy_dot = layer.tangent_backward(dy, dy_dot, accumulate)
         return dy, dy_dot

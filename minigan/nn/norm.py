@@ -216,7 +216,7 @@ class _BatchNorm(Module):
         return (self._gamma(x_dot) * xhat_dot + self.weight.tangent_or_zeros().reshape(shape) * xhat
                 + self.bias.tangent_or_zeros().reshape(shape))
 
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         xhat, r, training = self._require(self._cache)
         x_dot, xhat_dot = self._kept_tangent(self._cache)
         axes = self._axes(dy)
@@ -227,7 +227,7 @@ class _BatchNorm(Module):
             v, v_dot = gamma * dy, gamma * dy_dot + self.weight.tangent_or_zeros().reshape(self._shape(dy)) * dy
         else:
             v, v_dot = dy, dy_dot
-        dx = self.backward(dy)
+        dx = self.backward(dy, accumulate=accumulate)
         if not training:
             return dx, r * v_dot
         rp_v_dot = kernel("batch_norm_backward", v_dot)(v_dot, xhat, r, None)[0]
@@ -331,7 +331,7 @@ class LayerNorm(Module):
             y_dot = y_dot + self.bias.tangent_or_zeros()
         return y_dot
 
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         xhat, r = self._require(self._cache)
         x_dot, xhat_dot = self._kept_tangent(self._cache)
         batch_axes = self._batch_axes(dy)
@@ -343,6 +343,6 @@ class LayerNorm(Module):
         v_dot = self._gamma() * dy_dot
         if self.weight is not None:
             v_dot = v_dot + self.weight.tangent_or_zeros() * dy
-        dx = self.backward(dy)
+        dx = self.backward(dy, accumulate=accumulate)
         rp_v_dot = kernel("layer_norm_backward", v_dot)(v_dot, xhat, r, None, len(self.normalized_shape))[0]
         return dx, _normalized_gradient_tangent(dx, xhat, r, x_dot, xhat_dot, v, rp_v_dot, self._axes(dy))

@@ -57,8 +57,8 @@ class GlobalSumPool2d(Module):
         self._require(self._cache_shape)
         return x_dot.sum(axis=(2, 3))
 
-    def tangent_backward(self, dy, dy_dot):
-        return self.backward(dy), self.backward(dy_dot)
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        return self.backward(dy, accumulate=accumulate), self.backward(dy_dot, accumulate=False)
 
 
 class _ConditionalBatchNorm(Module):
@@ -124,15 +124,15 @@ class _ConditionalBatchNorm(Module):
         self._keep_tangent(self._cache, (xhat_dot, gamma_dot))
         return gamma_dot * xhat + gamma * xhat_dot + beta_dot
 
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         xhat, gamma = self._require(self._cache)
         xhat_dot, gamma_dot = self._kept_tangent(self._cache)
         axes = tuple(range(2, dy.ndim))
         concat = self.xp.concatenate
         de = concat([(dy * xhat).sum(axis=axes), dy.sum(axis=axes)], axis=1)
         de_dot = concat([(dy_dot * xhat + dy * xhat_dot).sum(axis=axes), dy_dot.sum(axis=axes)], axis=1)
-        self.embed.tangent_backward(de, de_dot)
-        return self.bn.tangent_backward(gamma * dy, gamma_dot * dy + gamma * dy_dot)
+        self.embed.tangent_backward(de, de_dot, accumulate)
+        return self.bn.tangent_backward(gamma * dy, gamma_dot * dy + gamma * dy_dot, accumulate)
 
 
 class ConditionalBatchNorm1d(_ConditionalBatchNorm):
@@ -212,12 +212,12 @@ class ProjectionCritic(Module):
         self._keep_tangent(self._cache, (h_dot, e_dot))
         return self.linear.tangent_forward(h_dot) + (e_dot * h + e * h_dot).sum(axis=1, keepdims=True)
 
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         h, e = self._require(self._cache)
         h_dot, e_dot = self._kept_tangent(self._cache)
-        dh, dh_dot = self.linear.tangent_backward(dy, dy_dot)
-        self.embed.tangent_backward(dy * h, dy_dot * h + dy * h_dot)
-        return self.features.tangent_backward(dh + dy * e, dh_dot + dy_dot * e + dy * e_dot)
+        dh, dh_dot = self.linear.tangent_backward(dy, dy_dot, accumulate)
+        self.embed.tangent_backward(dy * h, dy_dot * h + dy * h_dot, accumulate)
+        return self.features.tangent_backward(dh + dy * e, dh_dot + dy_dot * e + dy * e_dot, accumulate)
 
 
 class ConditionalSequential(Sequential):

@@ -29,8 +29,8 @@ class _Reshaping(Module):
     def tangent_forward(self, x_dot):
         return x_dot.reshape(self.out_shape(self._require(self._cache_shape)))
 
-    def tangent_backward(self, dy, dy_dot):
-        return self.backward(dy), dy_dot.reshape(self._cache_shape)
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        return self.backward(dy, accumulate=accumulate), dy_dot.reshape(self._cache_shape)
 
 
 class Flatten(_Reshaping):

@@ -131,12 +131,17 @@ class SpectralNorm(Module):
         self._keep_tangent(self._cache_sigma, sigma_dot)
         return self.module.tangent_forward(x_dot)
 
-    def tangent_backward(self, dy, dy_dot):
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
         sigma = self._require(self._cache_sigma)
         sigma_dot = self._kept_tangent(self._cache_sigma)
         inner = self.module.weight
         inner.tangent_grad = None
-        dx, dx_dot = self.module.tangent_backward(dy, dy_dot)   # G into inner.grad, Ġ into tangent_grad
+        # R{dW} needs G itself: the inner layer always accumulates (G into inner.grad, Ġ into its
+        # tangent_grad); without ``accumulate`` the shared bias's .grad is put back as it was
+        bias_grad = None if accumulate or self.module.bias is None else self.module.bias.grad.copy()
+        dx, dx_dot = self.module.tangent_backward(dy, dy_dot, True)
+        if bias_grad is not None:
+            self.module.bias.grad = bias_grad
         G, G_dot = inner.grad, inner.tangent_grad
         w, w_dot = self.weight_orig.data, self.weight_orig.tangent_or_zeros()
         uv = self._unmatrix(self.xp.outer(self.weight_u, self.weight_v), w.shape)
@@ -145,7 +150,10 @@ class SpectralNorm(Module):
             - 2 * gw * sigma_dot / sigma ** 3
         self.weight_orig.accumulate_tangent(G_dot / sigma - (sigma_dot / sigma ** 2) * G - coefficient * uv)
         inner.tangent = inner.tangent_grad = None
-        self._map_weight_grad()
+        if accumulate:
+            self._map_weight_grad()
+        else:
+            inner.grad[...] = 0
         return dx, dx_dot
 
     # --- modes, dtype, caches ----------------------------------------------------------
