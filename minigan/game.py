@@ -44,10 +44,9 @@ import numpy as np
 
 from . import loss_tangents, losses
 from .backend import array_module
-from .hvp import clear_tangents, gradients, parameter_vector, saved_buffers, set_parameter_vector
-from .hvp import set_tangents, size_of, tangent_grads
+from .hvp import clear_tangents, fixed_spectral_norm, gradients, parameter_vector, saved_buffers
+from .hvp import set_parameter_vector, set_tangents, size_of, tangent_grads
 from .nn.module import TangentUnsupported
-from .nn.spectral_norm import SpectralNorm
 
 _LOSS_SETTINGS = dict(lsgan_coding="abc", divergence="gan", fgan_alpha=None, began_gamma=0.5,
                       began_lambda_k=0.001, began_k0=0.0)
@@ -82,24 +81,6 @@ def _call(module, x, labels):
 
 def _zeros_like(x):
     return array_module(x).zeros_like(x)
-
-
-class _FixedSpectralNorm:
-    """Spectral-norm wrappers run without power iteration (u, v constants) inside the block."""
-
-    def __init__(self, *modules):
-        self.layers = [m for module in modules for m in module.modules() if isinstance(m, SpectralNorm)]
-
-    def __enter__(self):
-        self.modes = [m.training for m in self.layers]
-        for m in self.layers:
-            object.__setattr__(m, "training", False)   # SpectralNorm.forward: no power iteration
-        return self
-
-    def __exit__(self, *exc):
-        for m, mode in zip(self.layers, self.modes):
-            object.__setattr__(m, "training", mode)
-        return False
 
 
 class Game:
@@ -238,7 +219,7 @@ class Game:
             {"G": self._sweep_G, "D": self._sweep_D}
         sweep = sweeps[player]
         params = self.params_G + self.params_D
-        with saved_buffers(self.G, self.D), _FixedSpectralNorm(self.G, self.D):
+        with saved_buffers(self.G, self.D), fixed_spectral_norm(self.G, self.D):
             self.G.zero_grad()
             self.D.zero_grad()
             clear_tangents(params)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backend import array_module, to_numpy
+from .nn.spectral_norm import SpectralNorm
 
 
 def flatten(arrays) -> np.ndarray:
@@ -108,6 +109,27 @@ class saved_buffers:
         return False
 
 
+class fixed_spectral_norm:
+    """Context manager: spectral-norm wrappers run without power iteration inside the block, so
+    every forward uses the stored u, v: the constants their backward and tangent passes assume
+    (with the iteration, u and v would move with W and the product would not be that function's
+    Hessian)."""
+
+    def __init__(self, *modules):
+        self.layers = [m for module in modules for m in module.modules() if isinstance(m, SpectralNorm)]
+
+    def __enter__(self):
+        self.modes = [m.training for m in self.layers]
+        for m in self.layers:
+            object.__setattr__(m, "training", False)   # SpectralNorm.forward: no power iteration
+        return self
+
+    def __exit__(self, *exc):
+        for m, mode in zip(self.layers, self.modes):
+            object.__setattr__(m, "training", mode)
+        return False
+
+
 @dataclass
 class HVPResult:
     """value: L; grad: ∇_θ L (None unless asked for); hv: H·v over the parameters; dx: ∇_x L;
@@ -128,14 +150,16 @@ def hvp(module, x, v, loss, args=(), x_dot=None, gradient: bool = False) -> HVPR
     ``loss(y, y_dot) -> (value, dy, dy_dot)`` gives L, ∇_y L and ∇²_y L·ẏ
     (:mod:`minigan.loss_tangents` has them for every loss of the registry). With ``gradient``
     the same sweep also accumulates ∇_θ L (into the cleared ``.grad``, and returned): one more
-    product per weight; without it ``.grad`` is not touched. Buffers are left as they were.
+    product per weight; without it ``.grad`` is not touched. Buffers are left as they were, and
+    spectral norm's u, v are the stored ones throughout (no power iteration: its passes treat
+    them as constants).
     """
     params = list(module.parameters())
     xp = array_module(x)
     differentiable = getattr(x, "dtype", None) is not None and x.dtype.kind == "f"
     if x_dot is None and differentiable:
         x_dot = xp.zeros_like(x)
-    with saved_buffers(module):
+    with saved_buffers(module), fixed_spectral_norm(module):
         if gradient:
             module.zero_grad()
         clear_tangents(params)

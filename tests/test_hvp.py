@@ -281,10 +281,10 @@ def test_hvp_through_every_layer_kind(seed):
         nn.Linear(3, 1, dtype=F64, rng=rng))
     randomize_parameters(model, rng)
     x = rng.standard_normal((3, 2, 4, 4))
-    model(x)
-    model[7].eval()   # spectral norm's u, v constants from here on
-    assume(off_kinks(model, x))
+    assume(off_kinks(model, x))   # a training forward: one power iteration
+    u = model[7].weight_u.copy()   # hvp() keeps u, v as stored from here on (training mode or not)
     check_hvp(model, x, softplus_loss, rng, tol=1e-6)
+    assert np.array_equal(model[7].weight_u, u) and model[7].training
 
 
 @settings(max_examples=4)
