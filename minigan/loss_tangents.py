@@ -36,6 +36,7 @@ import numpy as np
 from . import losses as L
 from .backend import array_module
 from .nn.module import TangentUnsupported
+from .recipes import FGan, Hinge, LeastSquares, Minimax, NonSaturating, Relativistic, Wasserstein
 
 
 def _dsigmoid(t):
@@ -138,8 +139,6 @@ def _relativistic_tangent(loss, r, f, r_dot, f_dot):
 
 def _separable_d(loss, r, f):
     """(ℓ_r''(r)/N, ℓ_f''(f)/M) of a separable discriminator loss."""
-    from .recipes import FGan, Hinge, LeastSquares, Minimax, Wasserstein
-
     if isinstance(loss, Minimax):
         return _dsigmoid(r) / r.size, _dsigmoid(f) / f.size
     if isinstance(loss, (Wasserstein, Hinge)):
@@ -155,8 +154,6 @@ def _separable_d(loss, r, f):
 
 def _separable_g(loss, f):
     """ℓ''(f)/M of a separable generator loss."""
-    from .recipes import FGan, Hinge, LeastSquares, Minimax, NonSaturating, Wasserstein
-
     if isinstance(loss, NonSaturating):
         return _dsigmoid(f) / f.size
     if isinstance(loss, Minimax):
@@ -174,8 +171,6 @@ def _separable_g(loss, f):
 def discriminator(loss, out_real, out_fake, dot_real, dot_fake):
     """L_D, its gradient (d_real, d_fake) and that gradient's tangent (R{d_real}, R{d_fake})
     along the outputs' tangents; ``loss`` a registry Loss (:data:`minigan.recipes.LOSSES`)."""
-    from .recipes import Relativistic
-
     value, (d_r, d_f) = loss.discriminator(out_real, out_fake)
     if isinstance(loss, Relativistic):
         t_r, t_f = _relativistic_tangent(loss, out_real, out_fake, dot_real, dot_fake)
@@ -188,8 +183,6 @@ def discriminator(loss, out_real, out_fake, dot_real, dot_fake):
 def generator(loss, out_fake, dot_fake, out_real=None, dot_real=None):
     """L_G, its gradient d_fake and that gradient's tangent R{d_fake}. Relativistic losses read
     D(x) and its tangent too (L_G is L_D with the roles swapped)."""
-    from .recipes import Relativistic
-
     value, d_f = loss.generator(out_fake, out_real)
     if isinstance(loss, Relativistic):
         t_f, _ = _relativistic_tangent(loss, out_fake, out_real, dot_fake, dot_real)
@@ -202,8 +195,6 @@ def generator_real_part(loss, out_fake, dot_fake, out_real, dot_real):
     """∂L_G/∂D(x) and its tangent: zero for separable losses (L_G does not read D(x)); for the
     relativistic ones the swapped loss's second gradient. The trainer never needs it (x does not
     depend on G), but ∇²L_G over D's parameters does (Game.vjp)."""
-    from .recipes import Relativistic
-
     if not isinstance(loss, Relativistic):
         return None, None
     _, (_, d_r) = L.relativistic_loss(out_fake, out_real, loss.link, loss.average)
