@@ -24,7 +24,10 @@ Three checks build on them, one per order of the layer contract (docs/testing.md
 * :func:`check_double_backward` — ``double_backward``: J·c, s and the parameter terms, as the
   derivatives of φ = ⟨c, backward(g)⟩ (first order assumed proven);
 * :func:`check_penalty` — a whole critic under the gradient penalty (or R1): the returned
-  value against a direct computation, the parameter gradient against finite differences.
+  value against a direct computation, the parameter gradient against finite differences;
+* :func:`check_tangent` — ``tangent_forward`` and ``tangent_backward`` (the forward-mode
+  passes of Hessian-vector products, :mod:`minigan.hvp`): ẏ, R{dx} and R{dθ} against central
+  differences of forward and backward along the direction (first order assumed proven).
 """
 from __future__ import annotations
 
@@ -289,3 +292,122 @@ def check_penalty(critic, x, labels=None, weight: float = 10.0, penalty: str = "
         return report
     finally:
         _restore_buffers(critic, buffers)
+
+
+def directional_derivative_arrays(f, arrays, directions, eps: float = 1e-5):
+    """d/dt f(θ + t·v) at t = 0 for an f returning a list of arrays (None entries stay None),
+    every array perturbed in place along its direction and restored."""
+    originals = [a.copy() for a in arrays]
+    total = None
+    try:
+        for offset, weight in _STENCIL:
+            for a, o, v in zip(arrays, originals, directions):
+                a[...] = o + (offset * eps) * v
+            values = [None if r is None else weight * np.asarray(to_numpy(r), np.float64) for r in f()]
+            total = values if total is None else [None if t is None else t + r for t, r in zip(total, values)]
+    finally:
+        for a, o in zip(arrays, originals):
+            a[...] = o
+    return [None if t is None else t / (12 * eps) for t in total]
+
+
+def _tangents_alone(module, x, args, x_dot, dy, dy_dot, params):
+    """The tangent pass again with ``accumulate=False``: its R{dx}, R{dθ}, and how much it moved
+    .grad (relative to .grad's norm; 0 is right)."""
+    before = {k: p.grad.copy() for k, p in params.items()}
+    module(x, *args)
+    module.tangent_forward(x_dot)
+    for p in params.values():
+        p.tangent_grad = None
+    _, dx_dot = module.tangent_backward(dy, dy_dot, accumulate=False)
+    tangents = [dx_dot] + [p.tangent_grad for p in params.values()]
+    moved = sum(float(np.sum((p.grad - before[k]) ** 2)) for k, p in params.items()) ** 0.5
+    scale = sum(float(np.sum(b ** 2)) for b in before.values()) ** 0.5
+    return {"tangents": tangents, "grad change": moved / max(scale, 1e-300)}
+
+
+def check_tangent(module, x, args=(), x_dot=None, dy=None, dy_dot=None, eps: float = 1e-5,
+                  rng=None) -> GradcheckReport:
+    """Check a module's tangent passes (``tangent_forward``, ``tangent_backward``) by central
+    differences of its first-order passes, in float64.
+
+    Along the direction (ẋ = ``x_dot``, θ̇ = random per parameter, dy ↦ dy + t·``dy_dot``), with
+    the first-order passes at t: y(t) = forward(x + tẋ; θ + tθ̇), (dx(t), dθ(t)) = backward(dy + t·ḋy):
+
+        tangent_forward's ẏ                        must equal y'(0)    ("y"),
+        tangent_backward's R{dx}                   must equal dx'(0)   ("dx"),
+        what it adds to each ``tangent_grad``       must equal dθ'(0)   ("R{0.weight}", ...),
+        its dx and what it adds to each ``.grad``   must equal backward's dx, dθ  ("dx value",
+                                                    "0.weight value": the first-order part),
+        with ``accumulate=False``                   the same tangents, ``.grad`` untouched.
+
+    ``module`` and ``x`` must be float64 (an integer ``x``, such as Embedding's labels, gets no
+    tangent); ``args`` are further forward inputs (labels). ``.grad`` and ``tangent_grad`` start
+    from random values, so a pass that overwrites instead of adding fails. Buffers and the
+    parameters' ``tangent``/``tangent_grad`` are restored. A layer whose training forward changes
+    what its passes treat as constant (spectral norm's power iteration) is checked in eval mode
+    after one training forward. The error of an array is
+    ‖a − n‖/max(‖a‖, ‖n‖, 1e-6·scale) with scale the norm of all analytic tangents together.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    differentiable = np.issubdtype(np.asarray(x).dtype, np.floating)
+    if differentiable and x.dtype != np.float64:
+        raise TypeError(f"check_tangent: x is {x.dtype}; tangent checks need float64 "
+                        "(module.to(dtype='float64') and x.astype('float64'))")
+    buffers = _restoring_buffers(module)
+    params = dict(module.named_parameters())
+    saved = {k: (p.tangent, p.tangent_grad) for k, p in params.items()}
+    try:
+        y = module(x, *args)
+        dy = rng.standard_normal(y.shape) if dy is None else np.array(dy, dtype=np.float64)
+        dy_dot = rng.standard_normal(y.shape) if dy_dot is None else np.array(dy_dot, dtype=np.float64)
+        if differentiable:
+            x_dot = rng.standard_normal(x.shape) if x_dot is None else np.array(x_dot, dtype=np.float64)
+        for p in params.values():
+            p.tangent = rng.standard_normal(p.shape)
+        grads_before = _fill_grads(module, rng)
+        tangents_before = {}
+        for k, p in params.items():
+            tangents_before[k] = rng.standard_normal(p.shape)
+            p.tangent_grad = tangents_before[k].copy()
+        y_dot = module.tangent_forward(x_dot if differentiable else None)
+        dx, dx_dot = module.tangent_backward(dy, dy_dot)
+        names = ["y", "dx"] + [f"R{{{k}}}" for k in params]
+        analytic = [y_dot, dx_dot] + [p.tangent_grad - tangents_before[k] for k, p in params.items()]
+        firsts = {"dx value": dx}
+        firsts.update({f"{k} value": p.grad - grads_before[k] for k, p in params.items()})
+        alone = _tangents_alone(module, x, args, x_dot if differentiable else None, dy, dy_dot, params)
+
+        def first_order():
+            out = module(x, *args)
+            module.zero_grad()
+            dx_t = module.backward(dy, accumulate=True)
+            return [out, dx_t] + [p.grad.copy() for p in params.values()]
+
+        reference = first_order()
+        arrays = [dy] + list(p.data for p in params.values()) + ([x] if differentiable else [])
+        directions = [dy_dot] + [p.tangent for p in params.values()] + ([x_dot] if differentiable else [])
+        numeric = directional_derivative_arrays(first_order, arrays, directions, eps)
+        scale = sum(float(np.sum(np.asarray(to_numpy(a), np.float64) ** 2)) for a in analytic if a is not None)
+        atol = max(1e-6 * scale ** 0.5, 1e-300)
+        report = GradcheckReport()
+        for name, a, n in zip(names, analytic, numeric):
+            if a is None and n is None:
+                continue
+            a = np.zeros_like(n) if a is None else a
+            report.errors[name] = relative_error(a, n, atol)
+        for (name, a), ref in zip(firsts.items(), reference[1:]):
+            if a is None and ref is None:
+                continue
+            report.errors[name] = relative_error(0 if a is None else a, 0 if ref is None else ref)
+        # accumulate=False: the same tangents, and .grad untouched
+        for name, a, b in zip(names[1:], analytic[1:], alone["tangents"]):
+            if a is not None or b is not None:
+                report.errors[f"{name} (accumulate=False)"] = relative_error(
+                    0 if b is None else b, 0 if a is None else a, atol)
+        report.errors[".grad kept (accumulate=False)"] = alone["grad change"]
+        return report
+    finally:
+        for k, p in params.items():
+            p.tangent, p.tangent_grad = saved[k]
+        _restore_buffers(module, buffers)

@@ -93,3 +93,62 @@ def conjugate_kinks(div):
     if div.name == "alpha" and div.alpha > 1:
         return [-1.0 / (div.alpha - 1.0)]
     return []
+
+
+# --- layer cases shared by the second-order (test_double_backward) and tangent (test_hvp) checks
+
+def randomize_parameters(module, rng):
+    """Every parameter away from its initial value (γ = 1 and β = 0 in particular)."""
+    for _, p in module.named_parameters():
+        p.data[...] = rng.uniform(0.5, 2.0, p.shape) * rng.choice([-1.0, 1.0], p.shape)
+
+
+def activation_layers():
+    """name -> constructor of every activation, parameters at non-default values."""
+    import minigan.nn as nn
+
+    return {"relu": nn.ReLU, "leaky": lambda: nn.LeakyReLU(0.3), "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+            "softplus": lambda: nn.Softplus(1.7), "elu": lambda: nn.ELU(0.6)}
+
+
+def signed_input(shape, scale, rng):
+    """Half the entries negative, half positive, none near 0: both branches of ReLU/LeakyReLU/ELU."""
+    x = np.abs(rng.standard_normal(shape)) * scale
+    x.reshape(-1)[::2] *= -1
+    return away_from_kinks(x)
+
+
+def reshaping_model(rng):
+    """Flatten, Unflatten, Reshape between Linear layers and smooth activations, on (2, 3, 2, 2) inputs."""
+    import minigan.nn as nn
+
+    f64 = np.float64
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 6, dtype=f64, rng=rng), nn.Unflatten(1, (2, 3)),
+                          nn.Tanh(), nn.Reshape(6), nn.Linear(6, 4, dtype=f64, rng=rng), nn.Softplus(0.7),
+                          nn.Linear(4, 1, dtype=f64, rng=rng))
+    randomize_parameters(model, rng)
+    return model, rng.standard_normal((2, 3, 2, 2))
+
+
+def layernorm_case(batch, norm_shape, affine, rng):
+    """A LayerNorm ("none", "weight" or "weight+bias" affine) with drawn parameters and its input;
+    one or two normalised elements (degenerate: they normalise to 0 or ±1) get a third axis."""
+    import minigan.nn as nn
+
+    if np.prod(norm_shape) < 3:
+        norm_shape = list(norm_shape) + [3]
+    layer = nn.LayerNorm(tuple(norm_shape), elementwise_affine=affine != "none", bias=affine == "weight+bias",
+                         dtype=np.float64)
+    randomize_parameters(layer, rng)
+    return layer, rng.standard_normal(tuple(batch) + tuple(norm_shape)) * 2 + 0.5
+
+
+def batchnorm_case(n, c, spatial, affine, rng):
+    """A BatchNorm1d/2d (eps 0.1) with drawn parameters and running statistics away from 0 and 1."""
+    import minigan.nn as nn
+
+    layer = (nn.BatchNorm2d if len(spatial) == 2 else nn.BatchNorm1d)(c, affine=affine, eps=0.1, dtype=np.float64)
+    randomize_parameters(layer, rng)
+    layer.running_mean[...] = rng.standard_normal(c)
+    layer.running_var[...] = rng.uniform(0.2, 3.0, c)
+    return layer

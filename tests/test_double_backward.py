@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import minigan.nn as nn
 from minigan.gradcheck import check_double_backward
-from strategies import away_from_kinks, conditional_critic, conv_configs, off_kinks, seeds
+from strategies import (activation_layers, batchnorm_case, conditional_critic, conv_configs, layernorm_case,
+                        off_kinks, randomize_parameters, reshaping_model, seeds, signed_input)
 
 F64 = np.float64
 TOL = 1e-7
@@ -22,12 +23,6 @@ def assert_double_backward(module, x, **kwargs):
     report = check_double_backward(module, x, **kwargs)
     assert report.worst < TOL, str(report)
     return report
-
-
-def randomize_parameters(module, rng):
-    """Every parameter away from its initial value (γ = 1 and β = 0 in particular)."""
-    for _, p in module.named_parameters():
-        p.data[...] = rng.uniform(0.5, 2.0, p.shape) * rng.choice([-1.0, 1.0], p.shape)
 
 
 @given(n=st.integers(1, 4), fin=st.integers(1, 5), fout=st.integers(1, 5), bias=st.booleans(), seed=seeds())
@@ -82,13 +77,8 @@ def test_conv_transpose2d_output_padding(k, s, p, op):
 @given(batch=st.sampled_from([(1,), (3,), (2, 2)]), norm_shape=st.lists(st.integers(1, 4), min_size=1, max_size=3),
        affine=st.sampled_from(["none", "weight", "weight+bias"]), seed=seeds())
 def test_layernorm(batch, norm_shape, affine, seed):
-    if np.prod(norm_shape) < 3:  # one or two elements normalise to 0 or ±1: degenerate (test_layers)
-        norm_shape = norm_shape + [3]
-    rng = np.random.default_rng(seed)
-    layer = nn.LayerNorm(tuple(norm_shape), elementwise_affine=affine != "none", bias=affine == "weight+bias",
-                         dtype=F64)
-    randomize_parameters(layer, rng)
-    assert_double_backward(layer, rng.standard_normal(batch + tuple(norm_shape)) * 2 + 0.5, rng=rng)
+    layer, x = layernorm_case(batch, norm_shape, affine, np.random.default_rng(seed))
+    assert_double_backward(layer, x, rng=np.random.default_rng(seed))
 
 
 @given(n=st.integers(1, 4), c=st.integers(1, 3), spatial=st.sampled_from([(), (3,), (2, 3)]),
@@ -96,10 +86,7 @@ def test_layernorm(batch, norm_shape, affine, seed):
 def test_batchnorm_eval(n, c, spatial, affine, seed):
     """In eval mode BatchNorm is the per-channel affine map γ(x − μ_run)/√(var_run + ε) + β."""
     rng = np.random.default_rng(seed)
-    layer = (nn.BatchNorm2d if len(spatial) == 2 else nn.BatchNorm1d)(c, affine=affine, eps=0.1, dtype=F64)
-    randomize_parameters(layer, rng)
-    layer.running_mean[...] = rng.standard_normal(c)
-    layer.running_var[...] = rng.uniform(0.2, 3.0, c)
+    layer = batchnorm_case(n, c, spatial, affine, rng)
     layer.eval()
     assert_double_backward(layer, rng.standard_normal((n, c) + spatial), rng=rng)
 
@@ -110,10 +97,7 @@ def test_batchnorm_training_refuses():
         check_double_backward(layer, np.random.default_rng(0).standard_normal((4, 2)))
 
 
-ACTIVATIONS = {
-    "relu": nn.ReLU, "leaky": lambda: nn.LeakyReLU(0.3), "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
-    "softplus": lambda: nn.Softplus(1.7), "elu": lambda: nn.ELU(0.6),
-}
+ACTIVATIONS = activation_layers()
 
 
 @given(name=st.sampled_from(sorted(ACTIVATIONS)), shape=st.sampled_from([(4,), (2, 5), (2, 2, 2, 2)]),
@@ -121,19 +105,14 @@ ACTIVATIONS = {
 def test_activations(name, shape, scale, seed):
     """Both branches of ReLU/LeakyReLU/ELU on purpose: half the entries negative, half positive."""
     rng = np.random.default_rng(seed)
-    x = np.abs(rng.standard_normal(shape)) * scale
-    x.reshape(-1)[::2] *= -1
-    assert_double_backward(ACTIVATIONS[name](), away_from_kinks(x), rng=rng)
+    assert_double_backward(ACTIVATIONS[name](), signed_input(shape, scale, rng), rng=rng)
 
 
 @given(seed=seeds())
 def test_shape_layers_and_sequential(seed):
     rng = np.random.default_rng(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 6, dtype=F64, rng=rng), nn.Unflatten(1, (2, 3)),
-                          nn.Tanh(), nn.Reshape(6), nn.Linear(6, 4, dtype=F64, rng=rng), nn.Softplus(0.7),
-                          nn.Linear(4, 1, dtype=F64, rng=rng))
-    randomize_parameters(model, rng)
-    assert_double_backward(model, rng.standard_normal((2, 3, 2, 2)), rng=rng)
+    model, x = reshaping_model(rng)
+    assert_double_backward(model, x, rng=rng)
 
 
 @settings(max_examples=5)

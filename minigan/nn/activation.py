@@ -3,6 +3,8 @@
     backward      dx = σ'(a) · dy
     second order  J·c = σ'(a) · c,   s = ∂⟨c, σ'(a)·g⟩/∂a = σ''(a) · g · c
 
+    tangent       ẏ = σ'(a)·ȧ,   R{dx} = σ'(a)·ḋy + σ''(a)·ȧ·dy   (docs/tangents.md)
+
 σ'' is zero (almost everywhere) for ReLU and LeakyReLU, so they report s = None; their
 σ(a) and σ'(a)·u run through the kernel seam (``leaky_relu`` in :mod:`minigan.functional`,
 ``activation_tangent`` in :mod:`minigan.penalty_kernels`: one pass each in the fast twins);
@@ -54,6 +56,24 @@ class _Elementwise(Module):
     def d2(self, a, y):
         return None
 
+    def d1_times(self, a, y, u):
+        """σ'(a)·u."""
+        return self.d1(a, y) * u
+
+    def tangent_forward(self, a_dot):
+        a = self._require(self._cache_a)
+        self._keep_tangent(a, a_dot)
+        return self.d1_times(a, self._cache_y, a_dot)
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        a, y = self._require(self._cache_a), self._cache_y
+        a_dot = self._kept_tangent(a)
+        dx_dot = self.d1_times(a, y, dy_dot)
+        d2 = self.d2(a, y)
+        if d2 is not None:
+            dx_dot += d2 * a_dot * dy
+        return self.backward(dy, accumulate=accumulate), dx_dot
+
 
 class _PiecewiseLinear(_Elementwise):
     """σ(a) = a (a > 0), slope·a (a ≤ 0);  σ' = 1 | slope;  σ'' = 0, so s = None."""
@@ -67,11 +87,14 @@ class _PiecewiseLinear(_Elementwise):
         xp = array_module(a)
         return xp.where(a > 0, 1.0, self.negative_slope).astype(a.dtype)
 
+    def d1_times(self, a, y, u):
+        return kernel("activation_tangent", a)(a, u, self.negative_slope)   # σ'(a)·u
+
     def backward(self, dy, accumulate=True, create_graph=False):
         a = self._require(self._cache_a)
         if create_graph:
             self._cache_g = dy
-        return kernel("activation_tangent", a)(a, dy, self.negative_slope)   # σ'(a)·dy
+        return self.d1_times(a, None, dy)
 
     def double_backward(self, c):
         self._require(self._cache_g, "backward(create_graph=True)")

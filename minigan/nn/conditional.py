@@ -9,6 +9,8 @@ images (N, C, H, W) it is broadcast to embedding_dim constant maps and appended 
                   [c, 0] on dh; body.double_backward([c, 0]) returns the second-order
                   cotangent s on h, whose label part flows into the embedding by its
                   ordinary backward and whose x part is the module's own s.
+    tangent       ḣ = [ẋ, Ẇ[y]] (broadcast like E[y]);  ẏ = body's ẏ for ḣ;
+                  (dh, R{dh}) from body.tangent_backward;  R{dE}[y] += label part of R{dh}.
 """
 from __future__ import annotations
 
@@ -57,3 +59,18 @@ class Conditional(Module):
         s_x, s_e = self._split(s)
         self.embedding.backward(s_e)
         return c_top, s_x
+
+    def tangent_forward(self, x_dot):
+        self._require(self._cache_split)
+        xp = self.xp
+        e_dot = self.embedding.tangent_forward(None)
+        if x_dot.ndim == 4:
+            e_dot = xp.broadcast_to(e_dot[:, :, None, None], (x_dot.shape[0], e_dot.shape[1]) + x_dot.shape[2:])
+        return self.body.tangent_forward(xp.concatenate([x_dot, e_dot.astype(x_dot.dtype, copy=False)], axis=1))
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        dh, dh_dot = self.body.tangent_backward(dy, dy_dot, accumulate)
+        dx, de = self._split(dh)
+        dx_dot, de_dot = self._split(dh_dot)
+        self.embedding.tangent_backward(de, de_dot, accumulate)
+        return dx, dx_dot

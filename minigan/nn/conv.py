@@ -14,6 +14,14 @@ convolution from C_out to C_in channels, y = convᵀ(x, W) + b = col2im(Wᵀ @ x
     second order  J·c = convᵀ(c, W) (no bias); ∂⟨c, conv(g, W)⟩/∂W = c @ im2col(g)ᵀ, s = None.
 Output size H_out = (H − 1)·s − 2p + k + output_padding, as in PyTorch.
 
+Tangents (docs/tangents.md): both layers are bilinear in (x, W), so with ẋ, Ẇ, ḃ and ḋy
+    Conv2d            ẏ = conv(ẋ, W) + conv(x, Ẇ) + ḃ,   R{dx} = convᵀ(ḋy, W) + convᵀ(dy, Ẇ),
+                      R{dW} = ḋy @ im2col(x)ᵀ + dy @ im2col(ẋ)ᵀ,   R{db} = Σ ḋy
+    ConvTranspose2d   ẏ = convᵀ(ẋ, W) + convᵀ(x, Ẇ) + ḃ,   R{dx} = conv(ḋy, W) + conv(dy, Ẇ),
+                      R{dW} = ẋ @ im2col(dy)ᵀ + x @ im2col(ḋy)ᵀ (weight gradients, input/output
+                      roles swapped),   R{db} = Σ ḋy
+each term one call of the layer's own kernels.
+
 Every pass of one forward and its backward takes the weight as ``conv2d_weight`` prepared it
 at the forward (the fast kernels keep its channels-last permutation there, made once). So, as
 in PyTorch (which raises an error), a weight changed in place between a forward and its
@@ -114,6 +122,16 @@ class _ConvBase(Module):
         if self.bias is not None:
             self.bias.accumulate(dy.sum(axis=(0, 2, 3)))
 
+    def _bias_tangent(self, y_dot):
+        """ẏ + ḃ per output channel; R{db} = Σ ḋy is added by :meth:`_accumulate_bias_tangent`."""
+        if self.bias is not None:
+            y_dot += self.bias.tangent_or_zeros().reshape(1, -1, 1, 1)
+        return y_dot
+
+    def _accumulate_bias_tangent(self, dy_dot):
+        if self.bias is not None:
+            self.bias.accumulate_tangent(dy_dot.sum(axis=(0, 2, 3)))
+
 
 class Conv2d(_ConvBase):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -161,6 +179,30 @@ class Conv2d(_ConvBase):
         jc, c_cols = kernel("conv2d_forward", c)(c, w, self.stride, self.padding)
         self.weight.accumulate(kernel("conv2d_backward_weight", g)(g, c_cols, self.weight.shape))
         return jc, None
+
+    def tangent_forward(self, x_dot):
+        x = self._require(self._cache_x)
+        s, p = self.stride, self.padding
+        conv = kernel("conv2d_forward", x)
+        y_dot, x_dot_cols = conv(x_dot, self._cached_weight(keep=True), s, p)     # conv(ẋ, W)
+        y_dot += conv(x, self.weight.tangent_or_zeros(), s, p)[0]                # + conv(x, Ẇ)
+        self._keep_tangent(x, (x_dot, x_dot_cols))
+        return self._bias_tangent(y_dot)
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        x = self._require(self._cache_x)
+        _, x_dot_cols = self._kept_tangent(x)
+        s, p, shape = self.stride, self.padding, self.weight.shape
+        cols = self._cache_cols
+        if cols is None:
+            cols = kernel("im2col", x)(x, self.kernel_size, self.kernel_size, s, p)
+        weight_grad = kernel("conv2d_backward_weight", dy)
+        self.weight.accumulate_tangent(weight_grad(dy_dot, cols, shape) + weight_grad(dy, x_dot_cols, shape))
+        self._accumulate_bias_tangent(dy_dot)
+        back = kernel("conv2d_backward_input", dy)
+        dx_dot = back(dy_dot, self._cached_weight(keep=True), x.shape, s, p)
+        dx_dot += back(dy, self.weight.tangent_or_zeros(), x.shape, s, p)
+        return self.backward(dy, accumulate=accumulate), dx_dot
 
 
 class ConvTranspose2d(_ConvBase):
@@ -212,3 +254,25 @@ class ConvTranspose2d(_ConvBase):
                                                 self.stride, self.padding)
         self.weight.accumulate(kernel("conv2d_backward_weight", c)(c, self._cache_gcols, self.weight.shape))
         return jc, None
+
+    def tangent_forward(self, x_dot):
+        x = self._require(self._cache_x)
+        s, p, out_shape = self.stride, self.padding, self._cache_out_shape
+        back = kernel("conv2d_backward_input", x)
+        y_dot = back(x_dot, self._cached_weight(keep=True), out_shape, s, p)      # convᵀ(ẋ, W)
+        y_dot += back(x, self.weight.tangent_or_zeros(), out_shape, s, p)         # + convᵀ(x, Ẇ)
+        self._keep_tangent(x, x_dot)
+        return self._bias_tangent(y_dot)
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        x = self._require(self._cache_x)
+        x_dot = self._kept_tangent(x)
+        s, p, shape = self.stride, self.padding, self.weight.shape
+        conv = kernel("conv2d_forward", dy)
+        dx_dot, dy_dot_cols = conv(dy_dot, self._cached_weight(keep=True), s, p)   # conv(ḋy, W)
+        dx_w, dy_cols = conv(dy, self.weight.tangent_or_zeros(), s, p)             # conv(dy, Ẇ)
+        dx_dot += dx_w
+        weight_grad = kernel("conv2d_backward_weight", x)
+        self.weight.accumulate_tangent(weight_grad(x_dot, dy_cols, shape) + weight_grad(x, dy_dot_cols, shape))
+        self._accumulate_bias_tangent(dy_dot)
+        return self.backward(dy, accumulate=accumulate), dx_dot

@@ -4,7 +4,10 @@ Linear, y = x Wᵀ + b with x (N, in), W (out, in):
     backward      dx = dy W,   dW += dyᵀ x,   db += Σ_n dy
     second order  J·c = c Wᵀ (the bias is constant in x),
                   ∂⟨c, g W⟩/∂W = gᵀ c,  nothing for b,  nothing on x (affine).
+    tangent       ẏ = ẋ Wᵀ + x Ẇᵀ + ḃ;  R{dx} = ḋy W + dy Ẇ,  R{dW} = ḋyᵀ x + dyᵀ ẋ,  R{db} = Σ_n ḋy
 Embedding, y = W[idx]: dW[idx] += dy (repeated indices add up); idx gets no gradient.
+    tangent       ẏ = Ẇ[idx];  R{dW}[idx] += ḋy.
+(ḋy = R{dy}, the tangent of the upstream gradient; docs/tangents.md.)
 """
 from __future__ import annotations
 
@@ -55,6 +58,22 @@ class Linear(Module):
         self.weight.accumulate(g.T @ c)
         return c @ self.weight.data.T, None
 
+    def tangent_forward(self, x_dot):
+        x = self._require(self._cache_x)
+        self._keep_tangent(x, x_dot)
+        y_dot = x_dot @ self.weight.data.T + x @ self.weight.tangent_or_zeros().T
+        if self.bias is not None:
+            y_dot += self.bias.tangent_or_zeros()
+        return y_dot
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        x = self._require(self._cache_x)
+        x_dot = self._kept_tangent(x)
+        self.weight.accumulate_tangent(dy_dot.T @ x + dy.T @ x_dot)
+        if self.bias is not None:
+            self.bias.accumulate_tangent(dy_dot.sum(axis=0))
+        return self.backward(dy, accumulate=accumulate), dy_dot @ self.weight.data + dy @ self.weight.tangent_or_zeros()
+
 
 class Embedding(Module):
     """A lookup table of label vectors: (num_embeddings, embedding_dim), init N(0, 1) as PyTorch."""
@@ -86,6 +105,17 @@ class Embedding(Module):
         if accumulate:
             scatter_add(self.weight.grad, idx, dy)
         return None  # integer labels have no gradient
+
+    def tangent_forward(self, idx_dot=None):
+        """ẏ = Ẇ[idx] (labels have no tangent: ``idx_dot`` is ignored)."""
+        return self.weight.tangent_or_zeros()[self._require(self._cache_idx)]
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        idx = self._require(self._cache_idx)
+        part = self.xp.zeros_like(self.weight.data)
+        scatter_add(part, idx, dy_dot)
+        self.weight.accumulate_tangent(part)
+        return self.backward(dy, accumulate=accumulate), None
 
 
 def _positive_int(value, layer: str, name: str):

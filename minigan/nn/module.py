@@ -11,6 +11,15 @@ The contract (see docs/derivations.md for the math):
   ``(J·c, s)``: the cotangent on that backward's ``dy`` and the second-order cotangent
   s = ∂⟨c, Jᵀg⟩/∂a on the layer's input a (``None`` when it is zero, as for affine and
   piecewise-linear layers), and adds ∂⟨c, Jᵀg⟩/∂θ into the parameter gradients.
+* ``tangent_forward(ẋ)`` — forward mode after ``forward(x)``: ẏ = ∂y/∂x·ẋ + ∂y/∂θ·θ̇, with the
+  parameter direction θ̇ read from ``Parameter.tangent`` (None: zero).
+* ``tangent_backward(dy, dy_dot, accumulate=True)`` — after ``tangent_forward``: the backward
+  pass and its tangent together (Pearlmutter's R-operator). Returns ``(dx, R{dx})``, adds R{dθ}
+  into ``Parameter.tangent_grad`` and, if ``accumulate``, dθ into ``Parameter.grad`` exactly as
+  ``backward(dy)`` does (a Hessian-vector product alone skips the weight gradients' products).
+  R{·} is the directional derivative along (ẋ, θ̇) with R{dy} = dy_dot, so for a scalar loss
+  L(f(x; θ)) with dy = ∇_y L and dy_dot = ∇²_y L·ẏ, R{dθ} and R{dx} are the Hessian-vector product H·(θ̇, ẋ)
+  (minigan.hvp; derivations in docs/tangents.md).
 """
 from __future__ import annotations
 
@@ -122,6 +131,20 @@ class Parameter:
     def __repr__(self):
         return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
 
+    # --- forward-mode tangents (minigan.hvp): θ̇ and R{dθ}, None standing for zero ----------
+    tangent = None        # the direction θ̇ of a tangent pass (same shape as data)
+    tangent_grad = None   # R{dθ}, accumulated by tangent_backward
+
+    def tangent_or_zeros(self):
+        """θ̇, or zeros when no direction was set."""
+        if self.tangent is None:
+            return backend.array_module(self.data).zeros_like(self.data)
+        return self.tangent
+
+    def accumulate_tangent(self, part) -> None:
+        """tangent_grad += part (part a fresh array)."""
+        self.tangent_grad = part if self.tangent_grad is None else self.tangent_grad + part
+
 
 def _is_dense(a) -> bool:
     """a fills its memory without gaps in C order or, 4-d, in channels-last (N, H, W, C) order."""
@@ -135,6 +158,10 @@ def _same_order(a, b) -> bool:
 
 class DoubleBackwardUnsupported(NotImplementedError):
     """Raised by layers that have no exact second-order pass (never a silently wrong one)."""
+
+
+class TangentUnsupported(NotImplementedError):
+    """Raised by layers that have no exact tangent pass (never a silently wrong one)."""
 
 
 def _check_float_dtype(dtype, owner: str):
@@ -317,12 +344,35 @@ class Module:
             f"{type(self).__name__} has no second-order pass, so it cannot be part of a critic "
             "under the gradient penalty")
 
+    def tangent_forward(self, x_dot):
+        raise TangentUnsupported(
+            f"{type(self).__name__} has no tangent pass (tangent_forward), so Hessian-vector "
+            "products and game Jacobians cannot run through it")
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        raise TangentUnsupported(
+            f"{type(self).__name__} has no tangent pass (tangent_backward), so Hessian-vector "
+            "products and game Jacobians cannot run through it")
+
     def _clear_cache(self):
         """Forget forward/backward caches (after to(), or to free memory)."""
         for key in [k for k in self.__dict__ if k.startswith("_cache")]:
             object.__setattr__(self, key, None)
 
     # --- helpers for layers -------------------------------------------------------
+    def _keep_tangent(self, forward_cache, tangent):
+        """Keep tangent_forward's input tangent, tied to the forward it belongs to."""
+        object.__setattr__(self, "_cache_tangent", (forward_cache, tangent))
+
+    def _kept_tangent(self, forward_cache):
+        """The input tangent kept by tangent_forward after this very forward (else an error:
+        a stale tangent from an earlier forward would give a silently wrong result)."""
+        kept = getattr(self, "_cache_tangent", None)
+        if kept is None or kept[0] is not forward_cache:
+            raise RuntimeError(f"{type(self).__name__}: tangent_backward called before tangent_forward "
+                               "(after the last forward)")
+        return kept[1]
+
     def _require(self, cache, what: str = "forward"):
         if cache is None:
             raise RuntimeError(f"{type(self).__name__}: backward called before {what}")
@@ -421,3 +471,13 @@ class Sequential(Module):
                 t = layer.backward(t)
             t = _add(t, s)
         return c, t
+
+    def tangent_forward(self, x_dot):
+        for layer in self:
+            x_dot = layer.tangent_forward(x_dot)
+        return x_dot
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        for layer in reversed(list(self)):
+            dy, dy_dot = layer.tangent_backward(dy, dy_dot, accumulate)
+        return dy, dy_dot

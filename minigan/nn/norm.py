@@ -24,6 +24,13 @@ two more reduced sums, Σdy and Σdy·x̂ per channel (the local dβ and dγ), g
 while dγ, dβ accumulate the local sums (the trainer's gradient averaging adds them up).
 Derivation in docs/derivations.md ("Synchronised BatchNorm").
 
+Tangents (docs/tangents.md, section "Normalisation"), with ẋ, γ̇, β̇, ḋy and v̇ = γ̇·dy + γ·ḋy:
+    x̂̇ = r·P(ẋ),  ẏ = γ x̂̇ + γ̇ x̂ + β̇,  R{dγ} = Σ (ḋy x̂ + dy x̂̇),  R{dβ} = Σ ḋy,
+    R{dx} = ṙ·P(v) + r·[P(v̇) − x̂̇·mean(v x̂) − x̂·mean(v x̂̇)],  ṙ = −r²·mean(x̂ ẋ)
+(r·P(·) is the backward kernel itself, so x̂̇ and r·P(v̇) are two more calls of it). BatchNorm in
+training mode has this exact tangent (the batch is fixed; its statistics are functions of it);
+in eval mode x̂̇ = r·ẋ and R{dx} = r·v̇. Synchronised BatchNorm has no tangent pass (it raises).
+
 Training-mode batch norm and layer norm run through the kernel seam
 (``batch_norm_forward``/``batch_norm_backward``, ``layer_norm_forward``/``layer_norm_backward``
 in :mod:`minigan.functional`, written with :func:`normalize` and :func:`project` below), so the
@@ -36,7 +43,16 @@ import numpy as np
 from ..backend import array_module, kernel
 from ..functional import normalize, project  # noqa: F401 - the formulas, re-exported here
 from .linear import _positive_int
-from .module import DoubleBackwardUnsupported, Module, Parameter, _check_float_dtype
+from .module import DoubleBackwardUnsupported, Module, Parameter, TangentUnsupported, _check_float_dtype
+
+
+def _normalized_gradient_tangent(dx, xhat, r, x_dot, xhat_dot, v, rp_v_dot, axes):
+    """R{r·P(v)} for dx = r·P(v): ṙ·P(v) + r·P(v̇) − r·[x̂̇·mean(v x̂) + x̂·mean(v x̂̇)], where
+    ṙ·P(v) = (ṙ/r)·dx = −r·mean(x̂ ẋ)·dx and rp_v_dot = r·P(v̇) (docs/tangents.md)."""
+    def mean(a):
+        return a.mean(axis=axes, keepdims=True)
+
+    return rp_v_dot - r * (mean(xhat * x_dot) * dx + xhat_dot * mean(v * xhat) + xhat * mean(v * xhat_dot))
 
 
 class _BatchNorm(Module):
@@ -181,6 +197,43 @@ class _BatchNorm(Module):
         return self._gamma(c) * rc, None
 
 
+    def _refuse_synced_tangent(self):
+        if self._cache[2] and self._synced():
+            raise TangentUnsupported(f"{type(self).__name__}: synchronised BatchNorm (comm over several ranks) "
+                                     "has no tangent pass; compute Hessian-vector products in one process")
+
+    def tangent_forward(self, x_dot):
+        xhat, r, training = self._require(self._cache)
+        self._refuse_synced_tangent()
+        if training:   # x̂̇ = r·P(ẋ): the backward kernel without γ
+            xhat_dot = kernel("batch_norm_backward", x_dot)(x_dot, xhat, r, None)[0]
+        else:          # running statistics: x̂̇ = r·ẋ
+            xhat_dot = r * x_dot
+        self._keep_tangent(self._cache, (x_dot, xhat_dot))
+        if not self.affine:
+            return xhat_dot
+        shape = self._shape(x_dot)
+        return (self._gamma(x_dot) * xhat_dot + self.weight.tangent_or_zeros().reshape(shape) * xhat
+                + self.bias.tangent_or_zeros().reshape(shape))
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        xhat, r, training = self._require(self._cache)
+        x_dot, xhat_dot = self._kept_tangent(self._cache)
+        axes = self._axes(dy)
+        if self.affine:
+            self.weight.accumulate_tangent((dy_dot * xhat + dy * xhat_dot).sum(axis=axes))
+            self.bias.accumulate_tangent(dy_dot.sum(axis=axes))
+            gamma = self._gamma(dy)
+            v, v_dot = gamma * dy, gamma * dy_dot + self.weight.tangent_or_zeros().reshape(self._shape(dy)) * dy
+        else:
+            v, v_dot = dy, dy_dot
+        dx = self.backward(dy, accumulate=accumulate)
+        if not training:
+            return dx, r * v_dot
+        rp_v_dot = kernel("batch_norm_backward", v_dot)(v_dot, xhat, r, None)[0]
+        return dx, _normalized_gradient_tangent(dx, xhat, r, x_dot, xhat_dot, v, rp_v_dot, axes)
+
+
 class BatchNorm1d(_BatchNorm):
     """Normalises (N, C) or (N, C, L) inputs per channel."""
     _ndims = (2, 3)
@@ -265,3 +318,31 @@ class LayerNorm(Module):
         a = mean(c * v) - mean(c) * mean(v) - m_v * m_c
         s = -(r * r) * (a * xhat + m_c * pv + m_v * pc)
         return self._gamma() * r * pc, s
+
+    def tangent_forward(self, x_dot):
+        xhat, r = self._require(self._cache)
+        k = len(self.normalized_shape)
+        xhat_dot = kernel("layer_norm_backward", x_dot)(x_dot, xhat, r, None, k)[0]   # r·P(ẋ)
+        self._keep_tangent(self._cache, (x_dot, xhat_dot))
+        y_dot = self._gamma() * xhat_dot
+        if self.weight is not None:
+            y_dot = y_dot + self.weight.tangent_or_zeros() * xhat
+        if self.bias is not None:
+            y_dot = y_dot + self.bias.tangent_or_zeros()
+        return y_dot
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        xhat, r = self._require(self._cache)
+        x_dot, xhat_dot = self._kept_tangent(self._cache)
+        batch_axes = self._batch_axes(dy)
+        if self.weight is not None:
+            self.weight.accumulate_tangent((dy_dot * xhat + dy * xhat_dot).sum(axis=batch_axes))
+        if self.bias is not None:
+            self.bias.accumulate_tangent(dy_dot.sum(axis=batch_axes))
+        v = self._gamma() * dy
+        v_dot = self._gamma() * dy_dot
+        if self.weight is not None:
+            v_dot = v_dot + self.weight.tangent_or_zeros() * dy
+        dx = self.backward(dy, accumulate=accumulate)
+        rp_v_dot = kernel("layer_norm_backward", v_dot)(v_dot, xhat, r, None, len(self.normalized_shape))[0]
+        return dx, _normalized_gradient_tangent(dx, xhat, r, x_dot, xhat_dot, v, rp_v_dot, self._axes(dy))

@@ -12,6 +12,13 @@ ProjectionCritic, D(x, y) = ψ(φ(x)) + ⟨E[y], φ(x)⟩, h = φ(x):
     second order  (c_h, s) = φ.double_backward(c);  ψ.double_backward(c_h) adds gᵀc_h to w;
                   dE[y] += g c_h;  J·c = ψ's J·c_h + ⟨c_h, E[y]⟩;  s is φ's.
 GlobalSumPool2d, y = Σ_hw x:  dx = g broadcast;  J·c = Σ_hw c, s = 0.
+Tangents (docs/tangents.md), with [γ̇_y, β̇_y] = Ẇ_embed[y], ė = Ẇ_embed[y], ḣ = φ's ẏ:
+    ConditionalBatchNorm  ẏ = γ̇_y x̂ + γ_y x̂̇ + β̇_y (x̂̇ the inner BN's);
+                          R{dx} = BN's R{dx} for (γ_y g, γ̇_y g + γ_y ġ);
+                          R{dE}[y] += [Σ_hw (ġ x̂ + g x̂̇), Σ_hw ġ]
+    ProjectionCritic      ẏ = ψ's ẏ for ḣ + ⟨ė, h⟩ + ⟨e, ḣ⟩;  R{dh} = ψ's R{dh} + ġ e + g ė;
+                          R{dE}[y] += ġ h + g ḣ;  R{dx} = φ's for (dh, R{dh})
+    GlobalSumPool2d       ẏ = Σ_hw ẋ,  R{dx} = ġ broadcast
 Derivations: docs/derivations.md, section 4.4.
 """
 from __future__ import annotations
@@ -45,6 +52,13 @@ class GlobalSumPool2d(Module):
     def double_backward(self, c):
         self._require(self._cache_shape)
         return c.sum(axis=(2, 3)), None
+
+    def tangent_forward(self, x_dot):
+        self._require(self._cache_shape)
+        return x_dot.sum(axis=(2, 3))
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        return self.backward(dy, accumulate=accumulate), self.backward(dy_dot, accumulate=False)
 
 
 class _ConditionalBatchNorm(Module):
@@ -99,6 +113,26 @@ class _ConditionalBatchNorm(Module):
         dgamma = (bc * g).sum(axis=axes)
         self.embed.backward(self.xp.concatenate([dgamma, self.xp.zeros_like(dgamma)], axis=1))
         return gamma * bc, s
+
+
+    def tangent_forward(self, x_dot):
+        xhat, gamma = self._require(self._cache)
+        xhat_dot = self.bn.tangent_forward(x_dot)
+        e_dot = self.embed.tangent_forward(None)
+        c = self.num_features
+        gamma_dot, beta_dot = self._expand(e_dot[:, :c], x_dot.ndim), self._expand(e_dot[:, c:], x_dot.ndim)
+        self._keep_tangent(self._cache, (xhat_dot, gamma_dot))
+        return gamma_dot * xhat + gamma * xhat_dot + beta_dot
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        xhat, gamma = self._require(self._cache)
+        xhat_dot, gamma_dot = self._kept_tangent(self._cache)
+        axes = tuple(range(2, dy.ndim))
+        concat = self.xp.concatenate
+        de = concat([(dy * xhat).sum(axis=axes), dy.sum(axis=axes)], axis=1)
+        de_dot = concat([(dy_dot * xhat + dy * xhat_dot).sum(axis=axes), dy_dot.sum(axis=axes)], axis=1)
+        self.embed.tangent_backward(de, de_dot, accumulate)
+        return self.bn.tangent_backward(gamma * dy, gamma_dot * dy + gamma * dy_dot, accumulate)
 
 
 class ConditionalBatchNorm1d(_ConditionalBatchNorm):
@@ -169,6 +203,21 @@ class ProjectionCritic(Module):
         c_top, _ = self.linear.double_backward(c_h)  # adds gᵀc_h to ψ's weight
         self.embed.backward(g * c_h)
         return c_top + (c_h * e).sum(axis=1, keepdims=True), s
+
+
+    def tangent_forward(self, x_dot):
+        h, e = self._require(self._cache)
+        h_dot = self.features.tangent_forward(x_dot)
+        e_dot = self.embed.tangent_forward(None)
+        self._keep_tangent(self._cache, (h_dot, e_dot))
+        return self.linear.tangent_forward(h_dot) + (e_dot * h + e * h_dot).sum(axis=1, keepdims=True)
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        h, e = self._require(self._cache)
+        h_dot, e_dot = self._kept_tangent(self._cache)
+        dh, dh_dot = self.linear.tangent_backward(dy, dy_dot, accumulate)
+        self.embed.tangent_backward(dy * h, dy_dot * h + dy * h_dot, accumulate)
+        return self.features.tangent_backward(dh + dy * e, dh_dot + dy_dot * e + dy * e_dot, accumulate)
 
 
 class ConditionalSequential(Sequential):

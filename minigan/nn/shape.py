@@ -1,4 +1,4 @@
-"""Flatten, Unflatten and Reshape: pure index maps, so backward and J·c are reshapes."""
+"""Flatten, Unflatten and Reshape: pure index maps, so backward, J·c and the tangents are reshapes."""
 from __future__ import annotations
 
 from .module import Module
@@ -25,6 +25,12 @@ class _Reshaping(Module):
     def double_backward(self, c):
         out_shape = self._require(self._cache_gshape, "backward(create_graph=True)")
         return c.reshape(out_shape), None
+
+    def tangent_forward(self, x_dot):
+        return x_dot.reshape(self.out_shape(self._require(self._cache_shape)))
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        return self.backward(dy, accumulate=accumulate), dy_dot.reshape(self._cache_shape)
 
 
 class Flatten(_Reshaping):

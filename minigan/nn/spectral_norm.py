@@ -10,6 +10,10 @@ weight W̄ = W/σ(W), W = ``weight_orig`` the free parameter. With W_m = W read 
                        G = ∂L/∂W̄ from the inner layer,  dW = G/σ − (⟨G, W⟩/σ²)·u vᵀ
     second order       J·c and s are the inner layer's with W̄; its parameter term on W̄ is
                        mapped to W by the same formula (W̄ depends on neither a nor g).
+    tangent            u, v constants again (as in backward): σ̇ = uᵀẆ_m v, the inner layer runs
+                       with W̄̇ = Ẇ/σ − W σ̇/σ²; with G, Ġ its gradient on W̄ and that gradient's
+                       tangent, R{dW} = Ġ/σ − G σ̇/σ² − [(⟨Ġ, W⟩ + ⟨G, Ẇ⟩)/σ² − 2⟨G, W⟩σ̇/σ³]·u vᵀ
+                       (the product rule on backward's formula; docs/tangents.md).
 
 The state_dict has PyTorch's keys for a spectrally normalised layer: ``bias`` (if any),
 ``weight_orig``, ``weight_u``, ``weight_v`` ("0.weight_orig" inside a Sequential). The inner
@@ -118,6 +122,39 @@ class SpectralNorm(Module):
         jc, s = self.module.double_backward(c)
         self._map_weight_grad()
         return jc, s
+
+    def tangent_forward(self, x_dot):
+        sigma = self._require(self._cache_sigma)
+        w, w_dot = self.weight_orig.data, self.weight_orig.tangent_or_zeros()
+        sigma_dot = float(self.weight_u @ (self._matrix(w_dot) @ self.weight_v))   # σ̇ = uᵀẆ_m v
+        self.module.weight.tangent = w_dot / sigma - (sigma_dot / sigma ** 2) * w
+        self._keep_tangent(self._cache_sigma, sigma_dot)
+        return self.module.tangent_forward(x_dot)
+
+    def tangent_backward(self, dy, dy_dot, accumulate=True):
+        sigma = self._require(self._cache_sigma)
+        sigma_dot = self._kept_tangent(self._cache_sigma)
+        inner = self.module.weight
+        inner.tangent_grad = None
+        # R{dW} needs G itself: the inner layer always accumulates (G into inner.grad, Ġ into its
+        # tangent_grad); without ``accumulate`` the shared bias's .grad is put back as it was
+        bias_grad = None if accumulate or self.module.bias is None else self.module.bias.grad.copy()
+        dx, dx_dot = self.module.tangent_backward(dy, dy_dot, True)
+        if bias_grad is not None:
+            self.module.bias.grad = bias_grad
+        G, G_dot = inner.grad, inner.tangent_grad
+        w, w_dot = self.weight_orig.data, self.weight_orig.tangent_or_zeros()
+        uv = self._unmatrix(self.xp.outer(self.weight_u, self.weight_v), w.shape)
+        gw = float((G * w).sum())
+        coefficient = (float((G_dot * w).sum()) + float((G * w_dot).sum())) / sigma ** 2 \
+            - 2 * gw * sigma_dot / sigma ** 3
+        self.weight_orig.accumulate_tangent(G_dot / sigma - (sigma_dot / sigma ** 2) * G - coefficient * uv)
+        inner.tangent = inner.tangent_grad = None
+        if accumulate:
+            self._map_weight_grad()
+        else:
+            inner.grad[...] = 0
+        return dx, dx_dot
 
     # --- modes, dtype, caches ----------------------------------------------------------
     def train(self, mode: bool = True):
