@@ -92,15 +92,15 @@ def _alpha_second(div, v):
 # divergence name -> (g''(v), (f*∘g)''(v)) as functions of (div, v)
 _FGAN_SECOND = {
     "kl": (lambda d, v: _zero(v), lambda d, v: array_module(v).exp(v - 1.0)),
-    "reverse_kl": (lambda d, v: -array_module(v).exp(-v), lambda d, v: _zero(v)),
+    "reverse-kl": (lambda d, v: -array_module(v).exp(-v), lambda d, v: _zero(v)),
     "pearson": (lambda d, v: _zero(v), lambda d, v: _pearson_second(v)),
     "neyman": (lambda d, v: -array_module(v).exp(v), lambda d, v: -0.5 * array_module(v).exp(0.5 * v)),
-    "squared_hellinger": (lambda d, v: -array_module(v).exp(v), lambda d, v: array_module(v).exp(-v)),
+    "squared-hellinger": (lambda d, v: -array_module(v).exp(v), lambda d, v: array_module(v).exp(-v)),
     "jeffrey": (lambda d, v: _zero(v), lambda d, v: _jeffrey_second(v)),
-    "jensen_shannon": (lambda d, v: -_dsigmoid(v), lambda d, v: _dsigmoid(v)),
-    "jensen_shannon_weighted": (lambda d, v: -_dsigmoid(v), _js_weighted_second),
+    "jensen-shannon": (lambda d, v: -_dsigmoid(v), lambda d, v: _dsigmoid(v)),
+    "jensen-shannon-weighted": (lambda d, v: -_dsigmoid(v), _js_weighted_second),
     "gan": (lambda d, v: -_dsigmoid(v), lambda d, v: _dsigmoid(v)),
-    "total_variation": (lambda d, v: _sech2_tanh(v), lambda d, v: _sech2_tanh(v)),
+    "total-variation": (lambda d, v: _sech2_tanh(v), lambda d, v: _sech2_tanh(v)),
     "alpha": (lambda d, v: (_zero(v) if d.alpha > 1.0 else -_dsigmoid(v)), _alpha_second),
 }
 

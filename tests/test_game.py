@@ -102,7 +102,7 @@ GAME_LOSSES = {
     "hinge": "hinge", "rsgan": "rsgan", "ragan": "ragan", "ralsgan": "ralsgan",
     "fgan-kl": make_loss("fgan", divergence="kl"), "fgan-neyman": make_loss("fgan", divergence="neyman"),
     "fgan-alpha": make_loss("fgan", divergence="alpha", fgan_alpha=0.4),
-    "fgan-jsw": make_loss("fgan", divergence=f_divergence("jensen_shannon_weighted", pi=0.3)),
+    "fgan-jsw": make_loss("fgan", divergence=f_divergence("jensen-shannon-weighted", pi=0.3)),
 }
 
 

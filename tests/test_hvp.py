@@ -546,9 +546,9 @@ LOSS_CASES = [("minimax", {}), ("nonsaturating", {}), ("wgan", {}), ("wgan-gp", 
               ("lsgan", {"lsgan_coding": "abc"}), ("lsgan", {"lsgan_coding": "01"}),
               ("rsgan", {}), ("ragan", {}), ("ralsgan", {}), ("rahinge", {})]
 LOSS_CASES += [("fgan", {"divergence": d}) for d in
-               ("kl", "reverse_kl", "pearson", "neyman", "squared_hellinger", "jeffrey", "jensen_shannon",
-                "gan", "total_variation")]
-LOSS_CASES += [("fgan", {"divergence": f_divergence("jensen_shannon_weighted", pi=0.3)})]
+               ("kl", "reverse-kl", "pearson", "neyman", "squared-hellinger", "jeffrey", "jensen-shannon",
+                "gan", "total-variation")]
+LOSS_CASES += [("fgan", {"divergence": f_divergence("jensen-shannon-weighted", pi=0.3)})]
 LOSS_CASES += [("fgan", {"divergence": "alpha", "fgan_alpha": a}) for a in (-0.7, 0.4, 1.6, 3.0)]
 KINKS = [-2.0, -1.0, 1.0, -1 / 0.6, -1 / 2.0, 0.0]   # Pearson, hinge, α = 1.6 and 3 (s = 0), relu links
 
