@@ -1,0 +1,121 @@
+"""Train minigan's ``--device cuda`` configurations on the CuPy stand-in, in this process.
+
+    python tests/cupy_standin/harness.py OUT_DIR GROUP...   # see CONFIGS; prints one JSON line a run
+
+Import order matters: NUMBA_ENABLE_CUDASIM=1 before numba is imported (the CUDA kernels then
+run under numba's CUDA simulator), and the stand-in's directory first on sys.path so
+``import cupy`` finds it. The simulator has no ``as_cuda_array``/``external_stream`` (it runs
+kernels on NumPy arrays), so they are given here: a stand-in array is handed over as its NumPy
+buffer, which the kernel writes in place, as a real launch writes the CuPy array's memory.
+minigan.kernels.cuda refuses to register its kernels under the simulator (a real process must
+not launch simulated kernels on CuPy arrays); this harness registers them itself.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parents[1]))
+
+import cupy_standin_control as control  # noqa: E402
+
+
+def setup(cuda_kernels: bool = True):
+    """The stand-in as minigan's GPU; with ``cuda_kernels`` the numba.cuda kernels registered
+    for its arrays (run by the simulator), else the CuPy reference ops."""
+    from numba import config, cuda
+
+    from minigan import backend
+
+    cuda.as_cuda_array = lambda a, sync=True: control.host_view(a)
+    cuda.external_stream = lambda ptr: 0
+    backend.cupy_module()
+    if not cuda_kernels:
+        return
+    from minigan.kernels.cuda import cuda_kernels as table
+
+    config.ENABLE_CUDASIM, saved = 0, config.ENABLE_CUDASIM
+    try:
+        kernels = table()
+    finally:
+        config.ENABLE_CUDASIM = saved
+    for name, fn in kernels.items():  # tiny grids: the simulator pays per simulated thread
+        backend.register_fast_kernel(name, "cupy", functools.partial(fn, threads_per_block=8, max_blocks=2))
+
+
+# --- the configurations -------------------------------------------------------------------
+TOY = dict(data="8gaussians", model="mlp", batch_size=8, hidden=16, depth=1, eval_samples=50, n_critic=2)
+DIGITS = dict(data="digits", batch_size=4, hidden=16, depth=1, latent_dim=8)
+DCGAN = dict(data="digits", model="dcgan", image_size=28, base_width=2, batch_size=2, latent_dim=4, n_critic=1)
+
+CONFIGS = {
+    "losses": [dict(TOY, loss=loss) for loss in
+               ("minimax", "nonsaturating", "wgan", "wgan-gp", "lsgan", "hinge", "rsgan", "ragan", "ralsgan",
+                "rahinge", "began")]
+    + [dict(TOY, loss="fgan", divergence="kl"), dict(TOY, loss="fgan", divergence="jensen_shannon"),
+       dict(TOY, loss="fgan", divergence="alpha", fgan_alpha=0.5), dict(TOY, loss="lsgan", lsgan_coding="01")],
+    "penalties": [dict(TOY, loss="wgan-gp", gp_one_sided=True),
+                  dict(TOY, loss="nonsaturating", penalty="dragan"), dict(TOY, loss="nonsaturating", penalty="r1"),
+                  dict(TOY, loss="hinge", penalty="r2"), dict(TOY, loss="wgan-gp", penalty="wgan-div"),
+                  dict(TOY, loss="hinge", spectral_norm=True, ema=0.9)],
+    "models": [dict(DIGITS, model="mlp", loss="nonsaturating", ema=0.99),
+               dict(DIGITS, model="cmlp", loss="hinge", conditioning="concat"),
+               dict(DIGITS, model="cmlp", loss="hinge", conditioning="projection", spectral_norm=True),
+               dict(DIGITS, model="cogan", loss="nonsaturating"), dict(DIGITS, model="cogan", loss="wgan"),
+               dict(DIGITS, model="mlp", loss="began")],
+    "conv": [dict(DCGAN, loss="wgan-gp")],
+    "conv2": [dict(DCGAN, loss="hinge", spectral_norm=True, augment="color,translation,cutout"),
+             dict(DCGAN, model="cdcgan", loss="nonsaturating", conditioning="concat"),
+             dict(DCGAN, model="cdcgan", loss="hinge", conditioning="projection"),
+             dict(DCGAN, loss="began"), dict(DCGAN, loss="rahinge", penalty="r1", ema=0.9)],
+}
+
+
+def run(overrides: dict, out: str, steps: int = 2) -> dict:
+    """Train one configuration on the stand-in to ``steps`` (with finish: samples, summary);
+    returns the host syncs and host→device copies of each step."""
+    from minigan.config import TrainConfig
+    from minigan.train import Trainer
+
+    config = TrainConfig.from_dict(dict(overrides, device="cuda", steps=steps, out=out))
+    trainer = Trainer(config)
+    per_step, step = [], trainer.train_step
+
+    def counted():
+        control.reset()
+        metrics = step()
+        per_step.append((control.syncs, control.h2d))
+        return metrics
+
+    trainer.train_step = counted
+    summary = trainer.train()
+    return {"syncs": [s for s, _ in per_step], "h2d": [h for _, h in per_step], "summary": summary}
+
+
+def main(argv):
+    import json
+    import traceback
+
+    out, groups = Path(argv[0]), argv[1:]
+    setup()
+    failed = 0
+    for group in groups:
+        for i, overrides in enumerate(CONFIGS[group]):
+            record = {"group": group, "config": overrides}
+            try:
+                result = run(overrides, str(out / f"{group}-{i}"))
+                record.update(syncs=result["syncs"], h2d=result["h2d"], step=result["summary"]["step"])
+            except Exception as exc:  # reported, and the next configuration still runs
+                failed += 1
+                record["error"] = "".join(traceback.format_exception(exc)[-6:])
+            print(json.dumps(record), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

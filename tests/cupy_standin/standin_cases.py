@@ -1,0 +1,143 @@
+"""The CuPy stand-in's own checks (run by tests/test_gpu_standin.py in a child interpreter,
+with tests/cupy_standin first on the path): it has CuPy 14.2's names and no others, refuses
+what CuPy refuses, and counts every host synchronisation and host→device copy."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import harness  # noqa: E402  (sets NUMBA_ENABLE_CUDASIM before numba is imported)
+
+import cupy  # noqa: E402
+import cupy_standin_control as control  # noqa: E402
+import cupyx  # noqa: E402
+
+NAMES = json.loads((HERE.parent / "data" / "cupy-14.2.0-names.json").read_text())["names"]
+
+
+def dev(a):
+    return cupy.asarray(np.asarray(a, dtype=np.float32))
+
+
+def test_it_is_the_stand_in():
+    assert Path(cupy.__file__).resolve().parent == HERE / "cupy"
+    assert cupy.__version__ == "14.2.0" and cupy.cuda.is_available()
+
+
+@pytest.mark.parametrize("where, name", [
+    ("cupy", "errstate"), ("cupy", "seterr"), ("cupy", "block"), ("cupy", "vecdot"), ("cupy", "insert"),
+    ("cupy.ndarray", "setflags"), ("cupy.ndarray", "itemset"), ("cupy.ndarray.flags", "writeable"),
+    ("cupy.ndarray.flags", "aligned"), ("cupy.cuda.nccl", "get_unique_id"), ("cupy.cuda.runtime", "nope"),
+    ("cupyx", "fancy")])
+def test_names_that_cupy_lacks_raise_attribute_error(where, name):
+    assert name not in NAMES[where]  # the data says CuPy 14.2 has no such name ...
+    obj = {"cupy": cupy, "cupy.ndarray": dev([1.0]), "cupy.ndarray.flags": dev([1.0]).flags,
+           "cupy.cuda.nccl": cupy.cuda.nccl, "cupy.cuda.runtime": cupy.cuda.runtime, "cupyx": cupyx}[where]
+    with pytest.raises(AttributeError):  # ... and the stand-in has none either
+        getattr(obj, name)
+
+
+def test_cupy_names_it_serves_are_real_ones():
+    served = [n for n in NAMES["cupy"] if not n.startswith("_") and hasattr(cupy, n)]
+    assert len(served) > 300 and {"exp", "where", "float32", "ndarray", "asnumpy", "isfinite"} <= set(served)
+    a = dev([[1.0, 2.0]])
+    assert [n for n in ("sum", "astype", "reshape", "get", "item") if not hasattr(a, n)] == []
+    assert sorted(n for n in ("c_contiguous", "f_contiguous", "owndata") if hasattr(a.flags, n)) == [
+        "c_contiguous", "f_contiguous", "owndata"]
+    assert cupy.cuda.nccl.available is False  # CuPy 14 without the NCCL library
+
+
+def test_no_implicit_conversion_to_numpy():
+    a = dev([1.0, 2.0])
+    for convert in (np.asarray, np.array, lambda x: np.float32(x), lambda x: np.zeros(2) + np.asarray(x)):
+        with pytest.raises(TypeError, match="Implicit conversion"):
+            convert(a)
+
+
+@pytest.mark.parametrize("op", [
+    lambda a, h: a + h, lambda a, h: h + a, lambda a, h: a * h, lambda a, h: h - a, lambda a, h: a @ h[:, None],
+    lambda a, h: cupy.add(a, h), lambda a, h: np.add(h, a), lambda a, h: cupy.maximum(h, a),
+    lambda a, h: cupy.concatenate([a, h]), lambda a, h: np.concatenate([h, a]), lambda a, h: cupy.where(a > 0, h, a),
+    lambda a, h: np.exp(a, out=h)])
+def test_mixed_numpy_and_cupy_operands_are_refused(op):
+    with pytest.raises(TypeError):
+        op(dev([1.0, 2.0]), np.ones(2, np.float32))
+
+
+def test_scalars_mix_with_device_arrays():
+    a = dev([1.0, -2.0])
+    for r in (a + 1, 2.0 * a, a * np.float32(3), np.float64(2) - a, np.exp(a), np.maximum(a, 0)):
+        assert isinstance(r, cupy.ndarray)
+
+
+@pytest.mark.parametrize("reduce", [lambda a: a.sum(), lambda a: a.mean(), lambda a: a.max(), lambda a: a.all(),
+                                    lambda a: cupy.sum(a), lambda a: np.sum(a), lambda a: cupy.linalg.norm(a),
+                                    lambda a: a[0, 1], lambda a: (a * a).sum(axis=None)])
+def test_reductions_and_elements_are_0d_device_arrays(reduce):
+    control.reset()
+    r = reduce(dev([[1.0, 2.0], [3.0, 4.0]]))
+    assert isinstance(r, cupy.ndarray) and r.shape == () and control.syncs == 0
+
+
+@pytest.mark.parametrize("fetch", [float, int, bool, complex, lambda a: a.item(), lambda a: a.get(),
+                                   lambda a: a.tolist(), cupy.asnumpy, lambda a: range(a.astype(np.int64)),
+                                   lambda a: 1 if a else 0, str, repr, lambda a: f"{a:.3f}", print,
+                                   lambda a: [1, 2, 3][a.astype(np.int32)]])
+def test_each_host_synchronisation_counts_once(fetch):
+    a = dev(2.0)
+    control.reset()
+    fetch(a)
+    assert control.syncs == 1 and control.h2d == 0
+
+
+def test_device_work_and_host_copies_count_no_syncs():
+    host = np.arange(6, dtype=np.float32).reshape(2, 3)
+    control.reset()
+    a = cupy.asarray(host)                 # one host→device copy
+    b = cupy.array([[1.0, 2.0, 3.0]])      # two
+    a[...] = host                          # three: host data into device memory
+    c = cupy.asarray(a)                    # device to device: no copy counted
+    d = (a * b + c).sum(axis=0) / a.size   # device work: nothing counted
+    cupyx.scatter_add(c, (cupy.asarray(np.array([0, 0])), slice(None)), b[0])  # four (the index array)
+    assert (control.syncs, control.h2d) == (0, 4)
+    np.testing.assert_allclose(cupy.asnumpy(d), (host * [1, 2, 3] + host).sum(axis=0) / 6)
+    np.testing.assert_allclose(c.get()[0], host[0] + 2 * np.array([1, 2, 3]))
+    assert control.syncs == 2
+
+
+def test_in_place_ops_and_out_write_the_device_buffer():
+    a = dev([1.0, 2.0])
+    view = a[1:]
+    view += 1
+    np.exp(a, out=a)
+    cupy.clip(a, 0, 5, out=a)
+    np.testing.assert_allclose(a.get(), np.clip(np.exp([1.0, 3.0]), 0, 5), rtol=1e-6)
+
+
+def test_memory_numbers_are_the_tests_to_set():
+    control.mem_info[:] = [3 * 2 ** 30, 16 * 2 ** 30]
+    try:
+        assert cupy.cuda.Device().mem_info == (3 * 2 ** 30, 16 * 2 ** 30)
+        assert cupy.cuda.runtime.memGetInfo() == (3 * 2 ** 30, 16 * 2 ** 30)
+    finally:
+        control.mem_info[:] = [70 * 2 ** 30, 80 * 2 ** 30]
+
+
+def test_the_cuda_kernels_run_under_the_simulator_on_stand_in_arrays():
+    """im2col and col2im through the seam (registered by the harness), against the reference."""
+    from minigan import backend, functional
+
+    harness.setup()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 2, 5, 4)).astype(np.float32)
+    fast = backend.kernel("im2col", dev(x))
+    assert fast is not backend._REFERENCE["im2col"]
+    cols = fast(dev(x), 3, 2, 2, 1)
+    np.testing.assert_array_equal(cols.get(), functional.im2col(x, 3, 2, 2, 1))
+    c = rng.standard_normal(cols.shape).astype(np.float32)
+    back = backend.kernel("col2im", cols)(dev(c), x.shape, 3, 2, 2, 1)
+    np.testing.assert_allclose(back.get(), functional.col2im(c, x.shape, 3, 2, 2, 1), rtol=1e-6, atol=1e-6)
