@@ -29,3 +29,42 @@ def test_the_stand_in_behaves_as_cupy():
     report = proc.stdout[-6000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, report
     assert " passed" in proc.stdout and "skipped" not in proc.stdout and "failed" not in proc.stdout, report
+
+
+GROUPS = ("losses", "penalties", "models", "kernels", "conv", "resume")   # see tests/cupy_standin/harness.py
+
+
+def _records(groups, tmp_path):
+    proc = _child([str(STANDIN / "harness.py"), str(tmp_path)] + list(groups))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    records, done = lines[:-1], lines[-1]
+    assert done == {"done": len(records)} and records, proc.stdout[-3000:]
+    return records
+
+
+def test_every_cuda_configuration_trains_on_the_stand_in(tmp_path):
+    """MLP, DCGAN, conditional (concat, projection), CoGAN, BEGAN; every loss family and penalty;
+    spectral norm, EMA, DiffAugment; checkpoint, finish (samples, summary) and resume (equal to
+    the uninterrupted run, EMA included): each trains a few steps with no exception."""
+    records = _records(GROUPS, tmp_path)
+    failed = [f"{r['group']} {r['config']}:\n{r['error']}" for r in records if "error" in r]
+    assert not failed, "\n\n".join(failed)
+    for r in records:
+        assert r["step"] == (3 if r["group"] == "resume" else 2), r
+        if r["group"] == "resume":
+            assert r["differ"] == [] and r["compared"] >= 12, r
+        else:
+            assert {"out", "step", "interrupted"} <= set(r["summary"]), r
+    kernels = [r for r in records if r["group"] == "kernels"]
+    assert {name for r in kernels for name in r["launches"]} == {
+        "im2col", "col2im", "penalty_cotangent", "activation_tangent"}, kernels
+    assert all(not r["launches"] for r in records if r["group"] != "kernels")
+    losses = {r["config"].get("loss") for r in records}
+    penalties = {r["config"].get("penalty") for r in records} | {"wgan-gp"}
+    models = {(r["config"].get("model"), r["config"].get("conditioning")) for r in records}
+    assert losses >= {"minimax", "nonsaturating", "wgan", "wgan-gp", "lsgan", "hinge", "fgan", "rsgan", "ragan",
+                      "ralsgan", "rahinge", "began"}
+    assert penalties >= {"wgan-gp", "dragan", "r1", "r2", "wgan-div"}
+    assert models >= {("mlp", None), ("dcgan", None), ("cmlp", "concat"), ("cmlp", "projection"),
+                      ("cdcgan", "concat"), ("cdcgan", "projection"), ("cogan", None)}

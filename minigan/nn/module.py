@@ -89,7 +89,7 @@ class Parameter:
         new array of its own)."""
         grad = self._grad
         return (type(part) is type(grad) and part.shape == grad.shape and part.dtype == grad.dtype
-                and part.flags.writeable and _is_dense(part) and _same_order(part, grad))
+                and getattr(part.flags, "writeable", True) and _is_dense(part) and _same_order(part, grad))
 
     @grad.setter
     def grad(self, value):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend
 from .conv import Conv2d, ConvTranspose2d
 from .init import make_rng
 from .linear import Linear
@@ -125,13 +126,14 @@ class SpectralNorm(Module):
         self.module.train(mode)
         return self
 
-    def to(self, dtype=None, device=None):
-        super().to(dtype=dtype, device=device)
-        self.module.to(dtype=dtype, device=device)  # W̄ (the shared bias is converted once more: a no-op)
-        return self
-
     def _clear_cache(self):
+        """Also the inner layer's. Module.to converts the parameters of registered modules, then
+        clears each one's caches: the inner layer is not registered, so here it follows W's device
+        and dtype (W̄ and its gradient; the shared bias is converted once more: a no-op)."""
         super()._clear_cache()
+        w, inner = self.weight_orig.data, self.module.weight.data
+        if backend.device_of(inner) != backend.device_of(w) or inner.dtype != w.dtype:
+            self.module.to(dtype=w.dtype, device=backend.device_of(w))
         self.module._clear_cache()
 
 

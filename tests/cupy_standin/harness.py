@@ -45,7 +45,19 @@ def setup(cuda_kernels: bool = True):
     finally:
         config.ENABLE_CUDASIM = saved
     for name, fn in kernels.items():  # tiny grids: the simulator pays per simulated thread
-        backend.register_fast_kernel(name, "cupy", functools.partial(fn, threads_per_block=8, max_blocks=2))
+        backend.register_fast_kernel(name, "cupy", _counted(name, functools.partial(
+            fn, threads_per_block=8, max_blocks=2)))
+
+
+LAUNCHES: dict = {}   # kernel name -> calls of its numba.cuda wrapper
+
+
+def _counted(name, fn):
+    def launch(*args, **kwargs):
+        LAUNCHES[name] = LAUNCHES.get(name, 0) + 1
+        return fn(*args, **kwargs)
+
+    return launch
 
 
 # --- the configurations -------------------------------------------------------------------
@@ -68,23 +80,41 @@ CONFIGS = {
                dict(DIGITS, model="cmlp", loss="hinge", conditioning="projection", spectral_norm=True),
                dict(DIGITS, model="cogan", loss="nonsaturating"), dict(DIGITS, model="cogan", loss="wgan"),
                dict(DIGITS, model="mlp", loss="began")],
-    "conv": [dict(DCGAN, loss="wgan-gp")],
-    "conv2": [dict(DCGAN, loss="hinge", spectral_norm=True, augment="color,translation,cutout"),
+    # "kernels": the numba.cuda kernels run (simulated); the others run CuPy's reference ops
+    "kernels": [dict(DCGAN, loss="wgan-gp")],
+    "conv": [dict(DCGAN, loss="hinge", spectral_norm=True, augment="color,translation,cutout"),
              dict(DCGAN, model="cdcgan", loss="nonsaturating", conditioning="concat"),
              dict(DCGAN, model="cdcgan", loss="hinge", conditioning="projection"),
              dict(DCGAN, loss="began"), dict(DCGAN, loss="rahinge", penalty="r1", ema=0.9)],
+    # trained 3 steps, and 2 steps then resumed from the checkpoint to 3: the same weights
+    "resume": [dict(TOY, loss="wgan-gp", spectral_norm=True, ema=0.9),
+               dict(DIGITS, model="cmlp", loss="hinge", conditioning="projection", ema=0.9)],
 }
 
 
-def run(overrides: dict, out: str, steps: int = 2) -> dict:
-    """Train one configuration on the stand-in to ``steps`` (with finish: samples, summary);
-    returns the host syncs and host→device copies of each step."""
+def run(overrides: dict, out: str, steps: int = 2, resume_from: int | None = None) -> dict:
+    """Train one configuration on the stand-in to ``steps`` (with finish: samples, summary), or
+    with ``resume_from`` to that step first and then resumed from its checkpoint to ``steps``;
+    returns the host syncs and host→device copies of each step and the final weights."""
+    from minigan import backend
     from minigan.config import TrainConfig
     from minigan.train import Trainer
 
-    config = TrainConfig.from_dict(dict(overrides, device="cuda", steps=steps, out=out))
-    trainer = Trainer(config)
-    per_step, step = [], trainer.train_step
+    config = TrainConfig.from_dict(dict(overrides, device="cuda", steps=resume_from or steps, out=out))
+    per_step = []
+    trainer = _counting(Trainer(config), per_step)
+    summary = trainer.train()
+    if resume_from is not None:
+        trainer = _counting(Trainer.resume(out, steps=steps, lock=True), per_step)
+        summary = trainer.train()
+    modules = (("G", trainer.G), ("D", trainer.D)) + ((("EMA", trainer.ema.module),) if trainer.ema else ())
+    weights = {f"{who}.{k}": backend.to_numpy(v) for who, module in modules for k, v in module.state_dict().items()}
+    return {"syncs": [s for s, _ in per_step], "h2d": [h for _, h in per_step], "summary": summary,
+            "weights": weights}
+
+
+def _counting(trainer, per_step):
+    step = trainer.train_step
 
     def counted():
         control.reset()
@@ -93,29 +123,46 @@ def run(overrides: dict, out: str, steps: int = 2) -> dict:
         return metrics
 
     trainer.train_step = counted
-    summary = trainer.train()
-    return {"syncs": [s for s, _ in per_step], "h2d": [h for _, h in per_step], "summary": summary}
+    return trainer
+
+
+def _resumed_equals_uninterrupted(overrides, out) -> dict:
+    import numpy as np
+
+    whole = run(overrides, str(out / "whole"), steps=3)
+    resumed = run(overrides, str(out / "resumed"), steps=3, resume_from=2)
+    differ = sorted(k for k in whole["weights"] if not np.array_equal(whole["weights"][k], resumed["weights"][k]))
+    return {"syncs": resumed["syncs"], "h2d": resumed["h2d"], "step": resumed["summary"]["step"],
+            "differ": differ, "compared": len(whole["weights"])}
 
 
 def main(argv):
+    """Every configuration of the groups asked for; one JSON line each (an error included)."""
     import json
     import traceback
 
+    from minigan import backend
+
     out, groups = Path(argv[0]), argv[1:]
     setup()
-    failed = 0
     for group in groups:
+        backend.use_fast_kernels(group == "kernels", "cupy")
         for i, overrides in enumerate(CONFIGS[group]):
             record = {"group": group, "config": overrides}
+            LAUNCHES.clear()
             try:
-                result = run(overrides, str(out / f"{group}-{i}"))
-                record.update(syncs=result["syncs"], h2d=result["h2d"], step=result["summary"]["step"])
+                if group == "resume":
+                    record.update(_resumed_equals_uninterrupted(overrides, out / f"{group}-{i}"))
+                else:
+                    result = run(overrides, str(out / f"{group}-{i}"))
+                    record.update(syncs=result["syncs"], h2d=result["h2d"], step=result["summary"]["step"],
+                                  summary=sorted(result["summary"]))
             except Exception as exc:  # reported, and the next configuration still runs
-                failed += 1
-                record["error"] = "".join(traceback.format_exception(exc)[-6:])
+                record["error"] = "".join(traceback.format_exception(exc)[-8:])
+            record["launches"] = dict(LAUNCHES)
             print(json.dumps(record), flush=True)
-    return 1 if failed else 0
+    print(json.dumps({"done": sum(len(CONFIGS[g]) for g in groups)}), flush=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])
