@@ -105,9 +105,17 @@ def _as_float_array(x, name):
     return x
 
 
-def _mean(values) -> float:
-    """Batch mean as a Python float, accumulated in float64."""
-    return float(values.sum(dtype=np.float64)) / values.size
+def scalar(value):
+    """A loss value or logged quantity as the trainer takes it: a Python float from NumPy; a
+    CuPy 0-d array stays on the device (float() would make the host wait for the GPU; the
+    trainer fetches a step's values in one transfer)."""
+    return value if is_cupy_array(value) else float(value)
+
+
+def _mean(values):
+    """Batch mean accumulated in float64: a Python float (a 0-d float64 array on the GPU, see
+    :func:`scalar`)."""
+    return scalar(values.sum(dtype=np.float64)) / values.size
 
 
 def _grad(g, like):
@@ -242,14 +250,20 @@ class BeganBalance:
         self.k = _check_unit_interval(k0, "k0 (the initial k)")
 
     def update(self, loss_real, loss_fake):
-        """One control step; returns (k_new, convergence_M)."""
+        """One control step; returns (k_new, convergence_M). With losses on the GPU (0-d CuPy
+        arrays) k stays there too: the next step reads it without the host waiting."""
+        if is_cupy_array(loss_real) or is_cupy_array(loss_fake):
+            xp = array_module(loss_real if is_cupy_array(loss_real) else loss_fake)
+            balance = self.gamma * loss_real - loss_fake
+            self.k = xp.clip(self.k + self.lambda_k * balance, 0.0, 1.0)
+            return self.k, loss_real + xp.abs(balance)
         loss_real, loss_fake = float(loss_real), float(loss_fake)
         balance = self.gamma * loss_real - loss_fake
         self.k = min(max(self.k + self.lambda_k * balance, 0.0), 1.0)
         return self.k, loss_real + abs(balance)
 
     def state_dict(self):
-        return {"k": self.k}
+        return {"k": float(self.k)}
 
     def load_state_dict(self, state):
         if set(state) != {"k"}:

@@ -46,7 +46,8 @@ def _records(groups, tmp_path):
 def test_every_cuda_configuration_trains_on_the_stand_in(tmp_path):
     """MLP, DCGAN, conditional (concat, projection), CoGAN, BEGAN; every loss family and penalty;
     spectral norm, EMA, DiffAugment; checkpoint, finish (samples, summary) and resume (equal to
-    the uninterrupted run, EMA included): each trains a few steps with no exception."""
+    the uninterrupted run, EMA included): each trains a few steps with no exception, and each
+    step makes at least one host synchronisation (the counter works) and at most 2."""
     records = _records(GROUPS, tmp_path)
     failed = [f"{r['group']} {r['config']}:\n{r['error']}" for r in records if "error" in r]
     assert not failed, "\n\n".join(failed)
@@ -56,6 +57,8 @@ def test_every_cuda_configuration_trains_on_the_stand_in(tmp_path):
             assert r["differ"] == [] and r["compared"] >= 12, r
         else:
             assert {"out", "step", "interrupted"} <= set(r["summary"]), r
+    slow = [(r["group"], r["config"], r["syncs"]) for r in records if not all(0 < n <= 2 for n in r["syncs"])]
+    assert not slow, f"steps with more than 2 host synchronisations (or none counted): {slow}"
     kernels = [r for r in records if r["group"] == "kernels"]
     assert {name for r in kernels for name in r["launches"]} == {
         "im2col", "col2im", "penalty_cotangent", "activation_tangent"}, kernels

@@ -29,7 +29,16 @@ from .module import Module, Parameter
 
 
 def _normalize(xp, a, eps):
-    return a / max(float(xp.linalg.norm(a)), eps)
+    """a/max(‖a‖, ε); on the GPU the norm stays a device scalar (no host synchronisation)."""
+    if xp is np:
+        return a / max(float(xp.linalg.norm(a)), eps)
+    return a / xp.maximum(xp.linalg.norm(a), eps)
+
+
+def _host_scalar(xp, value):
+    """σ and ⟨G, W⟩ as Python floats on the CPU (the reference's arithmetic); 0-d device arrays
+    on the GPU, where float() would make the host wait for every layer's σ."""
+    return float(value) if xp is np else value
 
 
 class SpectralNorm(Module):
@@ -88,7 +97,7 @@ class SpectralNorm(Module):
                 u = _normalize(xp, wm @ v, self.eps)
             self.weight_u[...] = u
             self.weight_v[...] = v
-        sigma = float(self.weight_u @ (wm @ self.weight_v))
+        sigma = _host_scalar(xp, self.weight_u @ (wm @ self.weight_v))
         self.module.weight.data = (w / sigma).astype(w.dtype, copy=False)
         self._cache_sigma = sigma
         return sigma
@@ -104,7 +113,7 @@ class SpectralNorm(Module):
         inner = self.module.weight
         G, w = inner.grad, self.weight_orig.data
         uv = self._unmatrix(self.xp.outer(self.weight_u, self.weight_v), w.shape)
-        self.weight_orig.grad += G / sigma - (float((G * w).sum()) / sigma ** 2) * uv
+        self.weight_orig.grad += G / sigma - (_host_scalar(self.xp, (G * w).sum()) / sigma ** 2) * uv
         inner.grad[...] = 0
 
     def backward(self, dy, accumulate=True, create_graph=False):

@@ -141,3 +141,93 @@ def test_the_cuda_kernels_run_under_the_simulator_on_stand_in_arrays():
     c = rng.standard_normal(cols.shape).astype(np.float32)
     back = backend.kernel("col2im", cols)(dev(c), x.shape, 3, 2, 2, 1)
     np.testing.assert_allclose(back.get(), functional.col2im(c, x.shape, 3, 2, 2, 1), rtol=1e-6, atol=1e-6)
+
+
+def _trainer(tmp_path, device, **overrides):
+    from minigan.config import TrainConfig
+    from minigan.train import Trainer
+
+    harness.setup(cuda_kernels=False)
+    return Trainer(TrainConfig.from_dict(dict(harness.TOY, device=device, out=str(tmp_path / device), **overrides)))
+
+
+@pytest.mark.parametrize("loss, extra", [("wgan-gp", {}), ("began", {}), ("hinge", {"spectral_norm": True})])
+def test_the_gpu_path_logs_what_the_cpu_path_logs(tmp_path, loss, extra):
+    """The step's values fetched in one transfer land under their own names: the same metrics as
+    the NumPy reference on the CPU (float32 arithmetic in another order: to rounding)."""
+    overrides = dict(loss=loss, reference=True, n_critic=2, **extra)
+    cpu, gpu = _trainer(tmp_path, "cpu", **overrides), _trainer(tmp_path, "cuda", **overrides)
+    for _ in range(2):
+        on_cpu, on_gpu = cpu.train_step(), gpu.train_step()
+        assert set(on_cpu) == set(on_gpu) and len(on_cpu) >= 5
+        for name in on_cpu:
+            if name != "seconds":
+                assert type(on_gpu[name]) in (int, float), (name, type(on_gpu[name]))
+                assert on_gpu[name] == pytest.approx(on_cpu[name], rel=1e-4, abs=1e-6), name
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("which, name", [("D", "2.bias"), ("D", "0.weight"), ("G", "2.weight")])
+def test_a_bad_gradient_is_named_on_both_paths(tmp_path, device, which, name):
+    """On the GPU the check is one device-side sum fetched at the end of the step; a non-finite
+    one still stops the run naming the step, the player and the parameter."""
+    from minigan.train import TrainingDiverged
+
+    trainer = _trainer(tmp_path, device, loss="nonsaturating", n_critic=1)
+    trainer.train_step()
+    check = trainer._check_gradients
+
+    def poisoned(module, who):
+        if who == which:
+            dict(module.named_parameters())[name].grad[0] = float("nan")
+        check(module, who)
+
+    trainer._check_gradients = poisoned
+    control.reset()
+    with pytest.raises(TrainingDiverged, match=rf"^step 2: the gradient of {which}\.{name} contains NaN/Inf"):
+        trainer.train_step()
+    if device == "cuda":  # the one fetch, then the search for the bad parameter may fetch more
+        assert control.syncs >= 1
+
+
+def test_a_non_finite_logged_value_is_named_on_the_gpu_path(tmp_path):
+    """A logged value that is NaN on the device (finite gradients) stops the run naming it."""
+    from minigan.train import TrainingDiverged
+
+    trainer = _trainer(tmp_path, "cuda", loss="hinge", n_critic=1)
+    summary = trainer._d_summary
+    trainer._d_summary = lambda out: summary(out) * float("nan")
+    with pytest.raises(TrainingDiverged, match=r"^step 1: d_real is nan — training stopped$"):
+        trainer.train_step()
+
+
+def test_embedding_checks_host_labels_on_the_host_and_copies_them():
+    import minigan.nn as nn
+
+    harness.setup(cuda_kernels=False)
+    emb = nn.Embedding(4, 3, rng=np.random.default_rng(0)).to(device="cuda")
+    control.reset()
+    out = emb(np.array([3, 0, 3]))
+    assert isinstance(out, cupy.ndarray) and (control.syncs, control.h2d) == (0, 1)
+    np.testing.assert_array_equal(out.get(), emb.weight.data.get()[[3, 0, 3]])
+    emb.backward(cupy.ones((3, 3), dtype=np.float32))
+    np.testing.assert_array_equal(emb.weight.grad.get()[:, 0], [1, 0, 0, 2])
+    for bad in (np.array([4]), np.array([-1, 2])):
+        with pytest.raises(ValueError, match=r"^Embedding: labels must lie in \[0, 4\)"):
+            emb(bad)
+    control.reset()
+    emb(cupy.asarray(np.array([1, 2])))  # device labels: their range costs a wait for the GPU
+    assert control.syncs == 2
+
+
+@pytest.mark.parametrize("k0, real, fake", [(0.2, 0.7, 0.1), (0.0, 0.1, 0.9), (0.99, 3.0, 0.2)])
+def test_began_balance_stays_on_the_device_and_agrees_with_the_host_update(k0, real, fake):
+    from minigan.losses import BeganBalance
+
+    host, device = BeganBalance(0.7, 0.05, k0), BeganBalance(0.7, 0.05, k0)
+    control.reset()
+    k, m = device.update(cupy.asarray(np.float64(real)), cupy.asarray(np.float64(fake)))
+    assert isinstance(k, cupy.ndarray) and isinstance(m, cupy.ndarray) and control.syncs == 0
+    k_host, m_host = host.update(real, fake)
+    assert (float(k), float(m)) == pytest.approx((k_host, m_host), rel=1e-12)
+    assert device.state_dict() == pytest.approx(host.state_dict()) and type(device.state_dict()["k"]) is float
