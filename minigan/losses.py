@@ -72,7 +72,7 @@ import math
 
 import numpy as np
 
-from .backend import array_module, is_cupy_array, to_numpy
+from .backend import array_module, is_cupy_array
 
 __all__ = [
     "discriminator_loss_minimax", "generator_loss_minimax", "generator_loss_nonsaturating",
@@ -458,12 +458,29 @@ class SquaredHellinger(FDivergence):
 
 
 def _wright_omega(x):
-    """ω(x) = W(e^x) (Lambert W of an exponential without overflow), on the CPU; ω' = ω/(1 + ω)."""
+    """ω(x) = W(e^x) (Lambert W of an exponential without overflow); ω' = ω/(1 + ω). NumPy:
+    scipy's. CuPy: on the device (scipy's would take every value over to the host and back)."""
+    if is_cupy_array(x):
+        return _wright_omega_iterated(array_module(x), x)
     from scipy.special import wrightomega  # noqa: PLC0415
 
-    xp = array_module(x)
-    w = wrightomega(np.asarray(to_numpy(x), dtype=np.float64)).real
-    return xp.asarray(w).astype(x.dtype, copy=False) if is_cupy_array(x) else w.astype(x.dtype, copy=False)
+    return wrightomega(np.asarray(x, dtype=np.float64)).real.astype(x.dtype, copy=False)
+
+
+def _wright_omega_iterated(xp, x):
+    """ω(x), the root w of w + log w = x, in float64: from w₀ = log(1 + eˣ) (eˣ for x → −∞,
+    x for x → ∞) four Fritsch–Shafer–Crowley steps (quartic convergence, as scipy's),
+        r = x − w − log w,  w ← w·(1 + r/(1 + w)·(a − r/2)/(a − r)),  a = (1 + w)(1 + w + 2r/3).
+    Where eˣ underflows (x < −745) ω is 0, as scipy gives."""
+    t = x.astype(xp.float64)
+    w = xp.logaddexp(0.0, t)
+    zero = w == 0
+    t, w = xp.where(zero, 0.0, t), xp.where(zero, 1.0, w)  # a harmless root there, masked below
+    for _ in range(4):
+        r = t - w - xp.log(w)
+        a = (1.0 + w) * (1.0 + w + 2.0 * r / 3.0)
+        w = w * (1.0 + r / (1.0 + w) * (a - r / 2.0) / (a - r))
+    return xp.where(zero, 0.0, w).astype(x.dtype, copy=False)
 
 
 class Jeffrey(FDivergence):

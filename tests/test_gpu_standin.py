@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "tests" / "cupy_standin"
 
@@ -31,7 +33,7 @@ def test_the_stand_in_behaves_as_cupy():
     assert " passed" in proc.stdout and "skipped" not in proc.stdout and "failed" not in proc.stdout, report
 
 
-GROUPS = ("losses", "penalties", "models", "kernels", "conv", "resume")   # see tests/cupy_standin/harness.py
+GROUPS = ("losses", "penalties", "models", "kernels", "conv", "resume", "cli")   # see tests/cupy_standin/harness.py
 
 
 def _records(groups, tmp_path):
@@ -52,8 +54,10 @@ def test_every_cuda_configuration_trains_on_the_stand_in(tmp_path):
     failed = [f"{r['group']} {r['config']}:\n{r['error']}" for r in records if "error" in r]
     assert not failed, "\n\n".join(failed)
     for r in records:
-        assert r["step"] == (3 if r["group"] == "resume" else 2), r
-        if r["group"] == "resume":
+        assert r["step"] == (3 if r["group"] in ("resume", "cli") else 2), r
+        if r["group"] == "cli":
+            assert r["exit"] == [0, 0] and len(r["syncs"]) == 3, r
+        elif r["group"] == "resume":
             assert r["differ"] == [] and r["compared"] >= 12, r
         else:
             assert {"out", "step", "interrupted"} <= set(r["summary"]), r
@@ -63,11 +67,23 @@ def test_every_cuda_configuration_trains_on_the_stand_in(tmp_path):
     assert {name for r in kernels for name in r["launches"]} == {
         "im2col", "col2im", "penalty_cotangent", "activation_tangent"}, kernels
     assert all(not r["launches"] for r in records if r["group"] != "kernels")
-    losses = {r["config"].get("loss") for r in records}
-    penalties = {r["config"].get("penalty") for r in records} | {"wgan-gp"}
-    models = {(r["config"].get("model"), r["config"].get("conditioning")) for r in records}
+    configs = [r["config"] for r in records if r["group"] != "cli"]
+    losses = {c.get("loss") for c in configs}
+    penalties = {c.get("penalty", "wgan-gp" if c.get("loss") == "wgan-gp" else None) for c in configs}
+    models = {(c.get("model"), c.get("conditioning")) for c in configs}
     assert losses >= {"minimax", "nonsaturating", "wgan", "wgan-gp", "lsgan", "hinge", "fgan", "rsgan", "ragan",
                       "ralsgan", "rahinge", "began"}
     assert penalties >= {"wgan-gp", "dragan", "r1", "r2", "wgan-div"}
     assert models >= {("mlp", None), ("dcgan", None), ("cmlp", "concat"), ("cmlp", "projection"),
                       ("cdcgan", "concat"), ("cdcgan", "projection"), ("cogan", None)}
+
+
+@pytest.mark.slow
+def test_every_loss_divergence_and_penalty_with_the_cuda_kernels(tmp_path):
+    """The exhaustive variant: every registered loss and penalty on the DCGAN with the numba.cuda
+    kernels (simulated), every f-divergence on the toy MLP; at most 2 host syncs a step."""
+    records = _records(["exhaustive"], tmp_path)
+    failed = [f"{r['config']}:\n{r['error']}" for r in records if "error" in r]
+    assert not failed, "\n\n".join(failed)
+    assert all(r["step"] == 2 and all(0 < n <= 2 for n in r["syncs"]) for r in records), records
+    assert all(r["launches"] for r in records if r["config"]["model"] == "dcgan")

@@ -70,7 +70,7 @@ CONFIGS = {
                ("minimax", "nonsaturating", "wgan", "wgan-gp", "lsgan", "hinge", "rsgan", "ragan", "ralsgan",
                 "rahinge", "began")]
     + [dict(TOY, loss="fgan", divergence="kl"), dict(TOY, loss="fgan", divergence="jensen_shannon"),
-       dict(TOY, loss="fgan", divergence="alpha", fgan_alpha=0.5), dict(TOY, loss="lsgan", lsgan_coding="01")],
+       dict(TOY, loss="fgan", divergence="alpha", fgan_alpha=0.5), dict(TOY, loss="fgan", divergence="jeffrey"), dict(TOY, loss="lsgan", lsgan_coding="01")],
     "penalties": [dict(TOY, loss="wgan-gp", gp_one_sided=True),
                   dict(TOY, loss="nonsaturating", penalty="dragan"), dict(TOY, loss="nonsaturating", penalty="r1"),
                   dict(TOY, loss="hinge", penalty="r2"), dict(TOY, loss="wgan-gp", penalty="wgan-div"),
@@ -86,10 +86,25 @@ CONFIGS = {
              dict(DCGAN, model="cdcgan", loss="nonsaturating", conditioning="concat"),
              dict(DCGAN, model="cdcgan", loss="hinge", conditioning="projection"),
              dict(DCGAN, loss="began"), dict(DCGAN, loss="rahinge", penalty="r1", ema=0.9)],
+    # the command line: `minigan train --device cuda ...` to step 2, then `--resume` to step 3
+    "cli": [["--loss", "wgan-gp", "--model", "cdcgan", "--data", "digits", "--image-size", "28", "--base-width", "2",
+             "--batch-size", "2", "--latent-dim", "4", "--n-critic", "1", "--ema", "0.9", "--no-progress"]],
     # trained 3 steps, and 2 steps then resumed from the checkpoint to 3: the same weights
     "resume": [dict(TOY, loss="wgan-gp", spectral_norm=True, ema=0.9),
                dict(DIGITS, model="cmlp", loss="hinge", conditioning="projection", ema=0.9)],
 }
+
+
+def _exhaustive() -> list:
+    """Every registered loss and penalty on the DCGAN, every f-divergence on the toy MLP."""
+    from minigan.losses import F_DIVERGENCE_NAMES
+    from minigan.recipes import LOSSES, PENALTIES
+
+    return ([dict(DCGAN, loss=loss) for loss in LOSSES.names()]
+            + [dict(DCGAN, loss="wgan-gp" if p in ("wgan-gp", "wgan-div") else "nonsaturating", penalty=p)
+               for p in PENALTIES.names() if p != "none"]
+            + [dict(TOY, loss="fgan", divergence=d, **({"fgan_alpha": 1.5} if d == "alpha" else {}))
+               for d in F_DIVERGENCE_NAMES])
 
 
 def run(overrides: dict, out: str, steps: int = 2, resume_from: int | None = None) -> dict:
@@ -136,6 +151,31 @@ def _resumed_equals_uninterrupted(overrides, out) -> dict:
             "differ": differ, "compared": len(whole["weights"])}
 
 
+def _cli(args, out) -> dict:
+    """minigan's own command line, as a user types it: a new run to step 2, then resumed to 3."""
+    import json
+
+    from minigan.cli import main as minigan
+    from minigan.train import Trainer
+
+    per_step, step = [], Trainer.train_step
+
+    def counted(self):
+        control.reset()
+        metrics = step(self)
+        per_step.append(control.syncs)
+        return metrics
+
+    Trainer.train_step = counted
+    try:
+        first = minigan(["train", "--device", "cuda", "--steps", "2", "--out", str(out)] + list(args))
+        resumed = minigan(["train", "--resume", str(out), "--steps", "3", "--no-progress"])
+    finally:
+        Trainer.train_step = step
+    summary = json.loads((out / "summary.json").read_text())
+    return {"exit": [first, resumed], "step": summary["step"], "syncs": per_step, "summary": sorted(summary)}
+
+
 def main(argv):
     """Every configuration of the groups asked for; one JSON line each (an error included)."""
     import json
@@ -145,13 +185,16 @@ def main(argv):
 
     out, groups = Path(argv[0]), argv[1:]
     setup()
+    CONFIGS["exhaustive"] = _exhaustive()
     for group in groups:
-        backend.use_fast_kernels(group == "kernels", "cupy")
+        backend.use_fast_kernels(group in ("kernels", "exhaustive"), "cupy")
         for i, overrides in enumerate(CONFIGS[group]):
             record = {"group": group, "config": overrides}
             LAUNCHES.clear()
             try:
-                if group == "resume":
+                if group == "cli":
+                    record.update(_cli(overrides, out / f"{group}-{i}"))
+                elif group == "resume":
                     record.update(_resumed_equals_uninterrupted(overrides, out / f"{group}-{i}"))
                 else:
                     result = run(overrides, str(out / f"{group}-{i}"))

@@ -231,3 +231,21 @@ def test_began_balance_stays_on_the_device_and_agrees_with_the_host_update(k0, r
     k_host, m_host = host.update(real, fake)
     assert (float(k), float(m)) == pytest.approx((k_host, m_host), rel=1e-12)
     assert device.state_dict() == pytest.approx(host.state_dict()) and type(device.state_dict()["k"]) is float
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_wright_omega_on_the_device_is_scipys(dtype):
+    """Jeffrey's conjugate needs ω(x) = W(eˣ): on the GPU iterated there (no trip to the host),
+    equal to scipy's to a few ulp from where eˣ underflows (ω = 0) to x = 1e8."""
+    from scipy.special import wrightomega
+
+    from minigan.losses import _wright_omega
+
+    x = np.concatenate([-np.logspace(-3, 4, 300), [0.0, -745.0, -746.0], np.logspace(-3, 8, 300),
+                        np.linspace(-3, 3, 61)]).astype(dtype)
+    control.reset()
+    w = _wright_omega(cupy.asarray(x))
+    assert control.syncs == 0 and w.dtype == dtype
+    expected = wrightomega(x.astype(np.float64)).real.astype(dtype)
+    np.testing.assert_allclose(w.get(), expected, rtol=16 * np.finfo(dtype).eps, atol=0)  # a few ulp
+    assert (w.get()[x < -745.5] == 0).all()
