@@ -201,6 +201,7 @@ class Trainer:
         self.fixed_z = fixed_rng.standard_normal((n_fixed, self.latent_dim)).astype(np.float32)
         self.fixed_labels = np.arange(n_fixed) % c.num_classes if self.conditional else None
         self.balance = getattr(self.loss, "balance", None)  # BEGAN's k_t
+        self._grad_checks = []  # the GPU path's pending gradient checks (see _check_gradients)
         self._stop_requested = False
         self._lock, self._resumed, self.resume_changes = None, False, {}
         self._checkpoint_step = None  # the step of the checkpoint on disk (None: none written)
@@ -529,7 +530,7 @@ class Trainer:
         """One generator iteration (with its k discriminator steps); returns the logged metrics."""
         started = time.perf_counter()
         self.step += 1
-        self._grad_checks = []  # the GPU path's pending gradient checks (see _check_gradients)
+        self._grad_checks = []  # none left over from a step that raised
         metrics = self.recipe.step(self)  # Algorithm 1, BEGAN's or CoGAN's step (minigan.recipes)
         if self.ema is not None:  # the ranks' G are identical, so are their averages
             self.ema.update()
