@@ -22,6 +22,8 @@ syncs = 0
 h2d = 0
 # (free, total) bytes reported by cupy.cuda.Device().mem_info and runtime.memGetInfo()
 mem_info = [70 * 2 ** 30, 80 * 2 ** 30]
+# bytes CuPy's default memory pool holds free for reuse (cupy.get_default_memory_pool().free_bytes())
+pool_free = 0
 _sites: list | None = None   # where each event happened, while record() is on
 
 

@@ -37,13 +37,17 @@ def setup(cuda_kernels: bool = True):
     backend.cupy_module()
     if not cuda_kernels:
         return
-    from minigan.kernels.cuda import cuda_kernels as table
+    from minigan.kernels import cuda as cuda_module
 
+    # the table as a GPU machine builds it, less the ahead-of-time compile: the simulator's kernels
+    # have nothing to compile (they run as Python on each launch)
     config.ENABLE_CUDASIM, saved = 0, config.ENABLE_CUDASIM
+    compile_kernels, cuda_module.compile_kernels = cuda_module.compile_kernels, lambda: 0
     try:
-        kernels = table()
+        kernels = cuda_module.cuda_kernels()
     finally:
         config.ENABLE_CUDASIM = saved
+        cuda_module.compile_kernels = compile_kernels
     for name, fn in kernels.items():  # tiny grids: the simulator pays per simulated thread
         backend.register_fast_kernel(name, "cupy", _counted(name, functools.partial(
             fn, threads_per_block=8, max_blocks=2)))

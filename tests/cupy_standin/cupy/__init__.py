@@ -291,6 +291,10 @@ def asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
     return _np.asarray(a, order=order)
 
 
+def get_default_memory_pool():
+    return cuda._POOL
+
+
 def get_array_module(*args):
     return _this if any(isinstance(a, ndarray) for a in args) else _np
 

@@ -59,6 +59,19 @@ class Stream:
 _NULL = Stream(null=True)
 
 
+class MemoryPool:
+    """CuPy's caching allocator: the bytes it holds free for reuse are cupy_standin_control.pool_free."""
+
+    def free_bytes(self):
+        return int(_control.pool_free)
+
+    def __getattr__(self, name):
+        raise _names.missing("cupy.cuda.MemoryPool", name)
+
+
+_POOL = MemoryPool()
+
+
 def get_current_stream(device_id=-1):
     return _NULL
 
