@@ -186,3 +186,13 @@ def test_the_walk_covers_every_module_and_the_known_dependencies():
     assert "minigan.kernels.cpu" in graph["minigan.backends.numpy_backend"]     # likewise
     assert "minigan.nn.dcgan" in graph["minigan.nn"] and "minigan.nn.init" in graph["minigan.nn.linear"]
     assert not {"minigan.nn.conv", "minigan.nn.linear", "minigan.nn.norm"} & set(graph["minigan.nn.init"])
+
+
+def test_every_package_the_walk_sees_is_installed():
+    """pyproject lists packages by hand: a new package folder (minigan/backends ...) missing there
+    would import from a source tree and fail after ``pip install .``."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {name for name, path in module_files().items() if path.name == "__init__.py"}
+    assert packages == listed
