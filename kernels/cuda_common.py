@@ -26,7 +26,6 @@ MAX_BLOCKS = 65535 * 32        # grid cap; the kernels loop (grid-stride) over w
 ROW_STACK_MODULES = ("numba.cuda.np.arrayobj",)
 
 
-
 def load_numba_cuda():
     """numba.cuda (numba's own or numba-cuda's), ready to compile with any NumPy."""
     from numba import config, cuda  # noqa: PLC0415
@@ -61,7 +60,8 @@ def _on_gpu(a) -> bool:
 
 
 def array_module(x):
-    """numpy or cupy, whichever owns ``x``."""
+    """numpy or cupy, whichever owns ``x`` (the registry's answer: minigan.backend's function of
+    this name would bring the CuPy backend, which pulls kernels/cuda.py, into an import circle)."""
     return backend_of(x).module()
 
 
