@@ -197,7 +197,7 @@ def check_fused_penalty_agrees(seed: int = 0) -> float:
     D = _to_gpu_model(cases._mlp(nn, [2, WIDTH, WIDTH, WIDTH, 1], rng=rng))
     x = cp.asarray(cases.toy_real(rng, B))
     D.zero_grad()
-    v1 = float(gradient_penalty(D, x, LAMBDA))
+    v1 = float(gradient_penalty(D, x, LAMBDA))  # a 0-d device array on the GPU
     want = [p.grad.copy() for p in D.parameters()]
     D.zero_grad()
     v2 = float(fused_gradient_penalty(D, x, LAMBDA))

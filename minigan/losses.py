@@ -72,7 +72,7 @@ import math
 
 import numpy as np
 
-from .backend import array_module, is_cupy_array, to_numpy
+from .backend import array_module, is_cupy_array
 
 __all__ = [
     "discriminator_loss_minimax", "generator_loss_minimax", "generator_loss_nonsaturating",
@@ -105,9 +105,17 @@ def _as_float_array(x, name):
     return x
 
 
-def _mean(values) -> float:
-    """Batch mean as a Python float, accumulated in float64."""
-    return float(values.sum(dtype=np.float64)) / values.size
+def scalar(value):
+    """A loss value or logged quantity as the trainer takes it: a Python float from NumPy; a
+    CuPy 0-d array stays on the device (float() would make the host wait for the GPU; the
+    trainer fetches a step's values in one transfer)."""
+    return value if is_cupy_array(value) else float(value)
+
+
+def _mean(values):
+    """Batch mean accumulated in float64: a Python float (a 0-d float64 array on the GPU, see
+    :func:`scalar`)."""
+    return scalar(values.sum(dtype=np.float64)) / values.size
 
 
 def _grad(g, like):
@@ -242,14 +250,20 @@ class BeganBalance:
         self.k = _check_unit_interval(k0, "k0 (the initial k)")
 
     def update(self, loss_real, loss_fake):
-        """One control step; returns (k_new, convergence_M)."""
+        """One control step; returns (k_new, convergence_M). With losses on the GPU (0-d CuPy
+        arrays) k stays there too: the next step reads it without the host waiting."""
+        if is_cupy_array(loss_real) or is_cupy_array(loss_fake):
+            xp = array_module(loss_real if is_cupy_array(loss_real) else loss_fake)
+            balance = self.gamma * loss_real - loss_fake
+            self.k = xp.clip(self.k + self.lambda_k * balance, 0.0, 1.0)
+            return self.k, loss_real + xp.abs(balance)
         loss_real, loss_fake = float(loss_real), float(loss_fake)
         balance = self.gamma * loss_real - loss_fake
         self.k = min(max(self.k + self.lambda_k * balance, 0.0), 1.0)
         return self.k, loss_real + abs(balance)
 
     def state_dict(self):
-        return {"k": self.k}
+        return {"k": float(self.k)}
 
     def load_state_dict(self, state):
         if set(state) != {"k"}:
@@ -444,12 +458,29 @@ class SquaredHellinger(FDivergence):
 
 
 def _wright_omega(x):
-    """ω(x) = W(e^x) (Lambert W of an exponential without overflow), on the CPU; ω' = ω/(1 + ω)."""
+    """ω(x) = W(e^x) (Lambert W of an exponential without overflow); ω' = ω/(1 + ω). NumPy:
+    scipy's. CuPy: on the device (scipy's would take every value over to the host and back)."""
+    if is_cupy_array(x):
+        return _wright_omega_iterated(array_module(x), x)
     from scipy.special import wrightomega  # noqa: PLC0415
 
-    xp = array_module(x)
-    w = wrightomega(np.asarray(to_numpy(x), dtype=np.float64)).real
-    return xp.asarray(w).astype(x.dtype, copy=False) if is_cupy_array(x) else w.astype(x.dtype, copy=False)
+    return wrightomega(np.asarray(x, dtype=np.float64)).real.astype(x.dtype, copy=False)
+
+
+def _wright_omega_iterated(xp, x):
+    """ω(x), the root w of w + log w = x, in float64: from w₀ = log(1 + eˣ) (eˣ for x → −∞,
+    x for x → ∞) four Fritsch–Shafer–Crowley steps (quartic convergence, as scipy's),
+        r = x − w − log w,  w ← w·(1 + r/(1 + w)·(a − r/2)/(a − r)),  a = (1 + w)(1 + w + 2r/3).
+    Where eˣ underflows (x < −745) ω is 0, as scipy gives."""
+    t = x.astype(xp.float64)
+    w = xp.logaddexp(0.0, t)
+    zero = w == 0
+    t, w = xp.where(zero, 0.0, t), xp.where(zero, 1.0, w)  # a harmless root there, masked below
+    for _ in range(4):
+        r = t - w - xp.log(w)
+        a = (1.0 + w) * (1.0 + w + 2.0 * r / 3.0)
+        w = w * (1.0 + r / (1.0 + w) * (a - r / 2.0) / (a - r))
+    return xp.where(zero, 0.0, w).astype(x.dtype, copy=False)
 
 
 class Jeffrey(FDivergence):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from . import penalty_kernels  # noqa: F401 - registers the reference of "penalty_cotangent"
 from .backend import array_module, kernel
+from .losses import scalar
 
 
 def _call(critic, x, labels):
@@ -66,7 +67,8 @@ def gradient_penalty(critic, x_hat, weight: float = 10.0, one_sided: bool = Fals
     """λ·mean_i (‖∇ₓD(x̂_i)‖ − 1)², adding its parameter gradient into every ``.grad``.
 
     ``one_sided=True`` penalises only norms above 1: λ·mean_i max(0, ‖g_i‖ − 1)².
-    ``labels`` are passed to a conditional critic D(x, y). Returns the value (float).
+    ``labels`` are passed to a conditional critic D(x, y). Returns the value (a float; on the GPU a
+    0-d array, see :func:`minigan.losses.scalar`).
     """
     if not weight >= 0:
         raise ValueError(f"gradient_penalty: weight (λ) must be >= 0, got {weight!r}")
@@ -75,7 +77,7 @@ def gradient_penalty(critic, x_hat, weight: float = 10.0, one_sided: bool = Fals
     # in one kernel (minigan.penalty_kernels.penalty_cotangent is the formula)
     c, _, value = kernel("penalty_cotangent", g)(g, weight, one_sided)
     critic.double_backward(c)
-    return float(value)
+    return scalar(value)
 
 
 def r1_penalty(critic, x_real, gamma: float = 10.0, labels=None):
@@ -89,7 +91,7 @@ def r1_penalty(critic, x_real, gamma: float = 10.0, labels=None):
     g = input_gradient(critic, x_real, labels, create_graph=True)
     critic.double_backward((gamma / g.shape[0]) * g)
     norms = sample_norms(g)
-    return float(gamma / 2 * (norms * norms).mean())
+    return scalar(gamma / 2 * (norms * norms).mean())
 
 
 def r2_penalty(critic, x_fake, gamma: float = 10.0, labels=None):
@@ -137,4 +139,4 @@ def wgan_div_penalty(critic, x, k: float = 2.0, p: float = 6.0, labels=None):
     safe = xp.where(norms > 0, norms, 1)
     coefficient = xp.where(norms > 0, (k * p / n) * safe ** (p - 2), 0)
     critic.double_backward(coefficient.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype, copy=False) * g)
-    return float(k * (norms ** p).mean())
+    return scalar(k * (norms ** p).mean())

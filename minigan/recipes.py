@@ -375,7 +375,7 @@ class WganDiv(Penalty):
         from .penalty import wgan_div_penalty
         xp = array_module(real)
         both = xp.concatenate([real, fake])
-        both_labels = None if labels is None else xp.concatenate([labels, labels])
+        both_labels = None if labels is None else array_module(labels).concatenate([labels, labels])  # host labels
         return wgan_div_penalty(critic, both, self.weight, self.config.wgan_div_power, labels=both_labels)
 
 

@@ -66,6 +66,17 @@ def _check_gradients(module, step: int, which: str):
     """One pass over the gradients; if their sum is not finite, name the first bad parameter."""
     if math.isfinite(sum(float(p.grad.sum()) for p in module.parameters())):
         return
+    _name_bad_gradient(module, step, which)
+
+
+def _gradient_sum(module):
+    """Σ of every gradient entry, as a 0-d device array: finite iff every gradient is (the GPU
+    path's check, fetched with the step's metrics)."""
+    return sum(p.grad.sum() for p in module.parameters())
+
+
+def _name_bad_gradient(module, step: int, which: str):
+    """Raise TrainingDiverged naming the first parameter of ``module`` whose gradient is not finite."""
     for name, p in module.named_parameters():
         if not backend.array_module(p.grad).isfinite(p.grad).all():
             raise TrainingDiverged(f"step {step}: the gradient of {which}.{name} contains NaN/Inf — "
@@ -196,6 +207,7 @@ class Trainer:
         self.fixed_z = fixed_rng.standard_normal((n_fixed, self.latent_dim)).astype(np.float32)
         self.fixed_labels = np.arange(n_fixed) % c.num_classes if self.conditional else None
         self.balance = getattr(self.loss, "balance", None)  # BEGAN's k_t
+        self._grad_checks = []  # the GPU path's pending gradient checks (see _check_gradients)
         self._stop_requested = False
         self.stop_signal = None  # the signal that asked this process to stop (SIGINT or SIGTERM)
         self._saving, self._stop_now = False, None  # a second signal during a checkpoint write waits for it
@@ -349,8 +361,10 @@ class Trainer:
         return self._device(self._local(self.rng.standard_normal((n, self.latent_dim)).astype(np.float32)))
 
     def _labels(self, n):
-        """Class labels for a global batch of n generated samples (this rank's slice)."""
-        return self._device(self._local(self.rng.integers(0, self.config.num_classes, n)))
+        """Class labels for a global batch of n generated samples (this rank's slice). Labels stay
+        host arrays on the GPU path too: Embedding checks their range there without waiting for
+        the GPU and copies them over itself."""
+        return self._local(self.rng.integers(0, self.config.num_classes, n))
 
     def _uniform(self, shape):
         """U[0, 1) draws of any other kind (the penalties' ε, DRAGAN's perturbation) for a global
@@ -384,7 +398,7 @@ class Trainer:
         if not self.conditional:
             return self._next_real(self.sampler), None
         x, y = next(self.sampler)
-        return self._device(self._local(x)), self._device(self._local(y))
+        return self._device(self._local(x)), self._local(y)  # labels stay on the host: see _labels
 
     def _g(self, z, y):
         return self.G(z) if y is None else self.G(z, y)
@@ -403,11 +417,11 @@ class Trainer:
         value, out_r, out_f = backward(self.D, self.d_loss, real, fake, y)
         metrics = {"loss_d": value, "d_real": self._d_summary(out_r), "d_fake": self._d_summary(out_f)}
         if self.loss.logs_wasserstein:
-            metrics["wasserstein"] = float(out_r.mean() - out_f.mean())
+            metrics["wasserstein"] = losses.scalar(out_r.mean() - out_f.mean())
         if self.penalty is not None:  # its draws: for the global batch, this rank's rows
             metrics["gp"] = self.penalty.apply(self.D, real, fake, self._uniform_local, labels=y)
             metrics["loss_d"] += metrics["gp"]
-        _check_gradients(self.D, self.step, "D")
+        self._check_gradients(self.D, "D")
         self.opt_d.step()
         if self.loss.clips_weights:
             clip_weights(self.D, c.clip)
@@ -416,8 +430,33 @@ class Trainer:
     def _d_summary(self, out):
         """Mean D output: a probability σ(logit) for the minimax losses, the raw value otherwise."""
         if self.loss.probability_summary:
-            return float(losses.sigmoid(out).mean())
-        return float(out.mean())
+            return losses.scalar(losses.sigmoid(out).mean())
+        return losses.scalar(out.mean())
+
+    def _check_gradients(self, module, which: str):
+        """A player's gradients must be finite. On the CPU checked here, before its optimizer step;
+        on the GPU one device-side sum is kept and fetched with the step's metrics (the step's one
+        host synchronisation, in :meth:`_host_metrics`): a bad gradient then stops the run at the end
+        of the step it appeared in, still named, the checkpoint on disk being the last good one."""
+        if self.config.device == "cuda":
+            self._grad_checks.append((module, which, _gradient_sum(module)))
+        else:
+            _check_gradients(module, self.step, which)
+
+    def _host_metrics(self, metrics: dict) -> dict:
+        """The step's metrics as Python floats. On the GPU its values are 0-d device arrays until
+        here: they and the pending gradient checks come over in one device→host transfer."""
+        checks, self._grad_checks = self._grad_checks, []
+        on_device = [k for k, v in metrics.items() if backend.is_cupy_array(v)]
+        if not on_device and not checks:
+            return metrics
+        xp = backend.cupy_module()
+        values = xp.stack([xp.asarray(v, dtype=xp.float64) for v in
+                           [metrics[k] for k in on_device] + [total for _, _, total in checks]]).get()
+        for (module, which, _), total in zip(checks, values[len(on_device):]):
+            if not math.isfinite(total):
+                _name_bad_gradient(module, self.step, which)
+        return {**metrics, **{k: float(v) for k, v in zip(on_device, values)}}
 
     def _g_step(self) -> dict:
         real_labels = out_real = None
@@ -436,7 +475,7 @@ class Trainer:
             d_fake = self.augment.backward(d_fake)
         self.G.zero_grad()
         self.G.backward(d_fake)
-        _check_gradients(self.G, self.step, "G")
+        self._check_gradients(self.G, "G")
         self.opt_g.step()
         return {"loss_g": value}
 
@@ -449,14 +488,14 @@ class Trainer:
         self.D.backward(d_rec)
         loss_fake_d, d_rec, _ = losses.began_reconstruction_loss(fake, self.D(fake))
         self.D.backward(-self.balance.k * d_rec)
-        _check_gradients(self.D, self.step, "D")
+        self._check_gradients(self.D, "D")
         self.opt_d.step()
         fake = self.G(self._noise(self.config.batch_size))
         loss_g, d_rec, d_x = losses.began_reconstruction_loss(fake, self.D(fake))
         d_fake = d_x + self.D.backward(d_rec, accumulate=False)
         self.G.zero_grad()
         self.G.backward(d_fake)
-        _check_gradients(self.G, self.step, "G")
+        self._check_gradients(self.G, "G")
         self.opt_g.step()
         # k_t and M are not plain means: computed from the global (rank-averaged) losses
         loss_real, loss_fake_d, loss_g = self._global_mean(loss_real, loss_fake_d, loss_g)
@@ -478,7 +517,7 @@ class Trainer:
             outs_f = self.D(fakes)
             results = [self.d_loss(r, f) for r, f in zip(outs_r, outs_f)]
             self.D.backward(tuple(grads[1] for _, grads in results))
-            _check_gradients(self.D, self.step, "D")
+            self._check_gradients(self.D, "D")
             self.opt_d.step()
             if self.loss.clips_weights:
                 clip_weights(self.D, c.clip)
@@ -490,7 +529,7 @@ class Trainer:
         d_fakes = self.D.backward(tuple(g for _, g in results), accumulate=False)
         self.G.zero_grad()
         self.G.backward(d_fakes)
-        _check_gradients(self.G, self.step, "G")
+        self._check_gradients(self.G, "G")
         self.opt_g.step()
         metrics["loss_g"] = sum(v for v, _ in results)
         return metrics
@@ -499,9 +538,11 @@ class Trainer:
         """One generator iteration (with its k discriminator steps); returns the logged metrics."""
         started = time.perf_counter()
         self.step += 1
+        self._grad_checks = []  # none left over from a step that raised
         metrics = self.recipe.step(self)  # Algorithm 1, BEGAN's or CoGAN's step (minigan.recipes)
         if self.ema is not None:  # the ranks' G are identical, so are their averages
             self.ema.update()
+        metrics = self._host_metrics(metrics)
         if self.comm.size > 1:
             metrics = self._reduce_metrics(metrics)
         for name, value in metrics.items():
@@ -516,7 +557,7 @@ class Trainer:
         """Rank averages of per-rank means (= global means: equal slices)."""
         if self.comm.size == 1:
             return values
-        return tuple(self.comm.allreduce(np.array(values, dtype=np.float64)) / self.comm.size)
+        return tuple(self.comm.allreduce(np.array([float(v) for v in values], dtype=np.float64)) / self.comm.size)
 
     def _reduce_metrics(self, metrics: dict) -> dict:
         """Rank averages of the logged metrics, with the stop flag (Ctrl-C on any rank) riding

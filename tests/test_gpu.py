@@ -207,8 +207,8 @@ def _check_step(cpu, gpu, x, penalty=True, labels=None, steps=2, put=None, engin
             with engine():
                 p_gpu = gradient_penalty(gpu, x_gpu, 10.0, labels=lab_gpu)
                 g_gpu = input_gradient(gpu, x_gpu, lab_gpu)
-            assert isinstance(p_gpu, float)
-            np.testing.assert_allclose(p_gpu, p_cpu, rtol=1e-10)
+            assert backend.is_cupy_array(p_gpu) and p_gpu.shape == ()  # the value stays on the GPU
+            np.testing.assert_allclose(float(p_gpu), p_cpu, rtol=1e-10)
             _compare(g_gpu, input_gradient(cpu, x, labels))
         for (name, p), (_, q) in zip(cpu.named_parameters(), gpu.named_parameters()):
             _compare(q.grad, p.grad)

@@ -162,6 +162,20 @@ def test_to_float64_and_float32_training():
     assert layer(x.astype(F64)).dtype == np.float64
 
 
+def test_to_reaches_the_inner_layer_inside_a_model():
+    """Module.to converts the registered modules; the wrapped layer is not one, so W̄ and its
+    gradient follow W (on the GPU path a host gradient left there broke the first backward)."""
+    rng = np.random.default_rng(4)
+    model = nn.Sequential(nn.spectral_norm(nn.Linear(3, 2, rng=rng), rng=rng), nn.Tanh())
+    model.to(dtype="float64")
+    sn = model._modules["0"]
+    assert sn.module.weight.data.dtype == sn.module.weight.grad.dtype == sn.weight_orig.dtype == np.float64
+    x = rng.standard_normal((4, 3))
+    model.zero_grad()
+    model.backward(np.ones_like(model(x)))
+    assert sn.weight_orig.grad.dtype == np.float64 and sn.weight_orig.grad.any()
+
+
 def test_rejects_what_it_cannot_normalise():
     with pytest.raises(TypeError, match="Linear, Conv2d or ConvTranspose2d"):
         nn.spectral_norm(nn.Tanh())

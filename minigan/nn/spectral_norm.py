@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend
 from .conv import Conv2d, ConvTranspose2d
 from .init import make_rng
 from .linear import Linear
@@ -32,7 +33,16 @@ from .module import Module, Parameter
 
 
 def _normalize(xp, a, eps):
-    return a / max(float(xp.linalg.norm(a)), eps)
+    """a/max(‖a‖, ε); on the GPU the norm stays a device scalar (no host synchronisation)."""
+    if xp is np:
+        return a / max(float(xp.linalg.norm(a)), eps)
+    return a / xp.maximum(xp.linalg.norm(a), eps)
+
+
+def _host_scalar(xp, value):
+    """σ and ⟨G, W⟩ as Python floats on the CPU (the reference's arithmetic); 0-d device arrays
+    on the GPU, where float() would make the host wait for every layer's σ."""
+    return float(value) if xp is np else value
 
 
 class SpectralNorm(Module):
@@ -91,7 +101,7 @@ class SpectralNorm(Module):
                 u = _normalize(xp, wm @ v, self.eps)
             self.weight_u[...] = u
             self.weight_v[...] = v
-        sigma = float(self.weight_u @ (wm @ self.weight_v))
+        sigma = _host_scalar(xp, self.weight_u @ (wm @ self.weight_v))
         self.module.weight.data = (w / sigma).astype(w.dtype, copy=False)
         self._cache_sigma = sigma
         return sigma
@@ -107,7 +117,7 @@ class SpectralNorm(Module):
         inner = self.module.weight
         G, w = inner.grad, self.weight_orig.data
         uv = self._unmatrix(self.xp.outer(self.weight_u, self.weight_v), w.shape)
-        self.weight_orig.grad += G / sigma - (float((G * w).sum()) / sigma ** 2) * uv
+        self.weight_orig.grad += G / sigma - (_host_scalar(self.xp, (G * w).sum()) / sigma ** 2) * uv
         inner.grad[...] = 0
 
     def backward(self, dy, accumulate=True, create_graph=False):
@@ -162,13 +172,14 @@ class SpectralNorm(Module):
         self.module.train(mode)
         return self
 
-    def to(self, dtype=None, device=None):
-        super().to(dtype=dtype, device=device)
-        self.module.to(dtype=dtype, device=device)  # W̄ (the shared bias is converted once more: a no-op)
-        return self
-
     def _clear_cache(self):
+        """Also the inner layer's. Module.to converts the parameters of registered modules, then
+        clears each one's caches: the inner layer is not registered, so here it follows W's device
+        and dtype (W̄ and its gradient; the shared bias is converted once more: a no-op)."""
         super()._clear_cache()
+        w, inner = self.weight_orig.data, self.module.weight.data
+        if backend.device_of(inner) != backend.device_of(w) or inner.dtype != w.dtype:
+            self.module.to(dtype=w.dtype, device=backend.device_of(w))
         self.module._clear_cache()
 
 
