@@ -137,7 +137,8 @@ def describe(graph: dict, component: list) -> str:
 def test_the_package_has_no_import_circle():
     graph = import_graph()
     found = circles(graph)
-    assert not found, "import circles:\n" + "\n".join(describe(graph, c) for c in found)
+    assert not found, "import circles:\n" + "\n".join(
+        f"among {', '.join(c)}: {describe(graph, c)}" for c in found)
 
 
 def test_the_walk_sees_lazy_imports_parents_and_from_imports(tmp_path):
