@@ -20,8 +20,9 @@ What a new backend implements (a subclass of :class:`Backend`):
     free_memory()       bytes free where its arrays live (None: unknown), and ``host`` (True
                         when they live in host RAM), ``memory_label``/``memory_free`` (how a
                         refused run names that memory)
-    communicator        the collective library it pairs with for several ranks ("mpi", "nccl";
-                        minigan.distributed builds it)
+    communicator        the collective library it pairs with for several ranks ("mpi", "nccl":
+                        minigan.distributed.COMMUNICATORS builds it on top of MPI; a new
+                        library adds its entry there from the backend's file)
     fast kernels        ``register_fast_kernel(name, fn)`` fills its table; ``fast_kernel(name,
                         x)`` may refine the lookup (the NumPy backend pulls its Numba kernels
                         on first use); ``on_available()`` runs once its module is found usable
