@@ -1,9 +1,12 @@
 """minigan.kernels: hand-written fast kernels (Numba CPU, numba.cuda GPU), one file per op.
 
-They import nothing from minigan: ``minigan.backend`` pulls the CPU table from
-``minigan.kernels.cpu`` on the first lookup of a kernel (and the CUDA one from
-``minigan.kernels.cuda`` once a GPU is usable); the NumPy reference in ``minigan.functional``
-stays the definition they are tested against.
+The backends pull their tables from here: minigan's NumPy backend takes each CPU kernel from
+``minigan.kernels.cpu`` on the first lookup of its name, the CuPy backend the CUDA table from
+``minigan.kernels.cuda`` once a GPU is usable. The Numba CPU kernels import nothing from
+minigan; the CUDA helpers (``cuda_common``) ask ``minigan.backends``, the registry, which
+backend owns an array, and the registry imports nothing back, so there is no import circle
+(tests/test_imports.py). The NumPy reference in ``minigan.functional`` stays the definition
+the kernels are tested against.
 
 Numba caches each compiled kernel in ``kernels/__pycache__``, keyed to its file's path and
 modification time, and the cached code names the module it came from. When the folder became

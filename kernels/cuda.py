@@ -4,7 +4,8 @@
     backend.register_cuda_kernels()   # True: CuPy arrays now reach the CUDA kernels below
                                       # (done by backend.cupy_module() once a GPU is found)
 
-gives :mod:`minigan.backend`, for its "cupy" array kind (:func:`cuda_kernels`),
+gives minigan's CuPy backend (:mod:`minigan.backends.cupy_backend`) its kernel table
+(:func:`cuda_kernels`),
 
     name                 kernel file                 reference
     "im2col"             kernels/cuda_im2col.py      minigan.functional.im2col
@@ -16,38 +17,29 @@ gives :mod:`minigan.backend`, for its "cupy" array kind (:func:`cuda_kernels`),
 ConvTranspose2d pick them up without registering anything else; their matrix products are
 cuBLAS through CuPy's ``@``).
 
-Importing this module never touches CUDA: numba.cuda and the kernel files are imported
-inside :func:`cuda_kernels`, so ``import minigan.kernels.cuda`` works on any machine, and
-a process that sets ``NUMBA_ENABLE_CUDASIM=1`` later still gets the simulator. Registration
+Importing this module never touches CUDA: numba.cuda is imported inside
+:func:`cuda_kernels` (the kernel files import it only when a kernel is first built), so
+``import minigan.kernels.cuda`` works on any machine, and a process that sets ``NUMBA_ENABLE_CUDASIM=1`` later still gets the simulator. Registration
 compiles every kernel variant (:func:`kernel_variants`) at once, so a kernel that cannot
 compile is found there, not in the middle of a training step. Without CuPy, a GPU, or a
 working numba.cuda, or when a kernel does not compile, ``backend.register_cuda_kernels()``
 returns False (CuPy arrays get the CuPy reference) and ``backend.cuda_unavailable_reason()``
 says why.
 
-The helpers below are shared by the kernel files: the launch configuration and the way an
-array is handed to a kernel (CuPy arrays as zero-copy numba views on CuPy's current stream;
-NumPy arrays as they are, which is what the CUDA simulator runs on, and which numba copies
-to and from a real GPU on its own).
+The helpers the kernel files share (launch configuration, handing arrays to a kernel, loading
+numba.cuda) are in kernels/cuda_common.py; this module is the registration table only.
 """
 from __future__ import annotations
 
-# Pull-based: minigan.backend asks for cuda_kernels() once CuPy has found a GPU; nothing
-# here imports minigan, so the kernels package has no import cycle with the backend.
-import importlib
-import sys
-
+# Pull-based: minigan's CuPy backend asks for cuda_kernels() once CuPy has found a GPU. The
+# kernel files import their helpers from cuda_common.py, never this table, so the table and
+# the kernel files form no import circle.
 import numpy as np
 
-DEFAULT_THREADS = 256          # threads per block of the elementwise kernels
-MAX_BLOCKS = 65535 * 32        # grid cap; the kernels loop (grid-stride) over what is left
-KERNEL_DTYPES = ("float32", "float64")
+from . import cuda_col2im, cuda_im2col, cuda_penalty
+from .cuda_common import DEFAULT_THREADS, load_numba_cuda
 
-# numba-cuda (0.24 to at least 0.30.4) registers an overload for ``np.row_stack`` when its
-# array module is first imported, which is during the first kernel compile; NumPy 2.5 removed
-# that name, so the import raises AttributeError. load_numba_cuda() imports that module once,
-# with ``np.row_stack`` lent as ``np.vstack`` (what it was an alias of) for the import only.
-ROW_STACK_MODULES = ("numba.cuda.np.arrayobj",)
+KERNEL_DTYPES = ("float32", "float64")
 
 
 class SimulatorOn(RuntimeError):
@@ -65,8 +57,6 @@ def cuda_kernels(on_compile=None) -> dict:
     caller (minigan.backend) has checked CuPy and the GPU first.
     """
     _check_numba_cuda()
-    from . import cuda_col2im, cuda_im2col, cuda_penalty  # noqa: PLC0415
-
     if on_compile is not None:
         on_compile()
     compile_kernels()
@@ -89,34 +79,6 @@ def _check_numba_cuda():
         raise RuntimeError("numba.cuda sees no CUDA device (numba.cuda.is_available() is False)")
 
 
-def load_numba_cuda():
-    """numba.cuda (numba's own or numba-cuda's), ready to compile with any NumPy."""
-    from numba import config, cuda  # noqa: PLC0415
-
-    if not config.ENABLE_CUDASIM:
-        for name in ROW_STACK_MODULES:
-            _import_with_row_stack(name)
-    return cuda
-
-
-def _import_with_row_stack(name: str) -> None:
-    """Import module ``name`` (if it exists) with ``np.row_stack`` present: lent as
-    ``np.vstack`` during the import when this NumPy has none, and taken away again after."""
-    if name in sys.modules:
-        return
-    lent = not hasattr(np, "row_stack")
-    if lent:
-        np.row_stack = np.vstack
-    try:
-        importlib.import_module(name)
-    except ModuleNotFoundError as exc:  # numba's built-in numba.cuda has no such module
-        if not (exc.name and name.startswith(exc.name)):
-            raise
-    finally:
-        if lent:
-            del np.row_stack
-
-
 def kernel_variants():
     """(label, dispatcher, argument types) of every kernel variant the wrappers launch on CuPy
     arrays: each kernel in float32 and float64, and the penalty's per-sample reduction at each
@@ -125,8 +87,6 @@ def kernel_variants():
     array's dtype: the types numba sees at the launch, so it finds these compiled variants."""
     import numba  # noqa: PLC0415
     from numba import types  # noqa: PLC0415
-
-    from . import cuda_col2im, cuda_im2col, cuda_penalty  # noqa: PLC0415
 
     sizes = (types.int64,) * 6
     for name in KERNEL_DTYPES:
@@ -180,76 +140,3 @@ def library_missing(exc: BaseException) -> bool:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:300]}"
-
-
-def is_cupy_array(x) -> bool:
-    # Decided by the class's module name, so cupy is never imported to answer.
-    return type(x).__module__.startswith("cupy")
-
-
-def array_module(x):
-    """numpy or cupy, whichever owns ``x``."""
-    if is_cupy_array(x):
-        import cupy  # noqa: PLC0415 - already imported: x is one of its arrays
-
-        return cupy
-    import numpy  # noqa: PLC0415
-
-    return numpy
-
-
-# --- helpers shared by the kernel files ---------------------------------------------------
-
-def grid_1d(size: int, threads_per_block: int = DEFAULT_THREADS, max_blocks: int | None = None):
-    """(blocks, threads) for a grid-stride loop over ``size`` items, one thread per item up to
-    the cap. Tiny problems get one small block (the simulator pays per simulated thread)."""
-    threads = max(1, min(int(threads_per_block), size))
-    blocks = -(-size // threads)
-    return max(1, min(blocks, MAX_BLOCKS if max_blocks is None else int(max_blocks))), threads
-
-
-def next_pow2(n: int) -> int:
-    p = 1
-    while p < n:
-        p *= 2
-    return p
-
-
-_STREAMS: dict = {}   # CuPy stream pointer -> numba external stream (0: the default stream)
-
-
-def launch_args(*arrays):
-    """(stream, arrays as the kernel takes them).
-
-    CuPy arrays become numba device-array views (no copy) without numba's per-argument stream
-    synchronisation (``sync=False``: that would block the host on every launch and is illegal
-    during CUDA-graph capture), and the kernel is launched on CuPy's current stream, so it is
-    ordered with CuPy's own work and can be captured into a graph. NumPy arrays pass as they are.
-    """
-    if not any(is_cupy_array(a) for a in arrays):
-        return 0, arrays
-    from numba import cuda  # noqa: PLC0415
-
-    import cupy  # noqa: PLC0415 - there is a CuPy array among the arguments
-
-    ptr = cupy.cuda.get_current_stream().ptr
-    stream = _STREAMS.get(ptr)
-    if stream is None:
-        stream = _STREAMS[ptr] = cuda.external_stream(ptr) if ptr else 0
-    views = tuple(cuda.as_cuda_array(a, sync=False) if is_cupy_array(a) else a for a in arrays)
-    return stream, views
-
-
-def check_out(out, shape, dtype, like, name: str):
-    """Return ``out`` checked against the wanted shape/dtype/kind, or a new empty array."""
-    xp = array_module(like)
-    if out is None:
-        return xp.empty(shape, dtype=dtype)
-    if tuple(out.shape) != tuple(shape) or out.dtype != dtype:
-        raise ValueError(f"{name}: out must have shape {tuple(shape)} and dtype {dtype}, "
-                         f"got {tuple(out.shape)} {out.dtype}")
-    if is_cupy_array(out) != is_cupy_array(like):
-        raise TypeError(f"{name}: out and the input must both be NumPy or both CuPy arrays")
-    if not out.flags.c_contiguous:
-        raise ValueError(f"{name}: out must be C-contiguous")
-    return out

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cpu_common import conv_output_size
-from .cuda import array_module, DEFAULT_THREADS, load_numba_cuda, check_out, grid_1d, launch_args
+from .cuda_common import array_module, DEFAULT_THREADS, load_numba_cuda, check_out, grid_1d, launch_args
 
 _KERNELS: dict = {}
 

@@ -16,7 +16,7 @@ Under ``NUMBA_ENABLE_CUDASIM=1`` the wrapper runs on NumPy arrays in the simulat
 from __future__ import annotations
 
 from .cpu_common import conv_output_size
-from .cuda import array_module, DEFAULT_THREADS, load_numba_cuda, check_out, grid_1d, launch_args
+from .cuda_common import array_module, DEFAULT_THREADS, load_numba_cuda, check_out, grid_1d, launch_args
 
 _KERNEL = None
 

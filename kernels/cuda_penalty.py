@@ -46,7 +46,7 @@ import math
 
 import numpy as np
 
-from .cuda import array_module, DEFAULT_THREADS, load_numba_cuda, check_out, grid_1d, launch_args, next_pow2
+from .cuda_common import array_module, DEFAULT_THREADS, load_numba_cuda, check_out, grid_1d, launch_args, next_pow2
 
 MAX_SAMPLE_BLOCKS = 65535
 

@@ -14,6 +14,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 
+from .backends import devices
+
 # The anchor losses (tests and scripts iterate over them); every registered loss, these and
 # the newer ones, is minigan.recipes.LOSSES.names().
 LOSSES = ("minimax", "nonsaturating", "wgan", "wgan-gp", "lsgan", "began", "fgan")
@@ -164,7 +166,7 @@ class TrainConfig:
                                   "the usable cores is capped to them, with a note",
                                   default_text="the usable cores not busy with other processes at start")
     device: str = setting("cpu", "where the models run (cuda: CuPy on an NVIDIA GPU; data and noise "
-                          "drawn on the host)", choices=lambda: ("cpu", "cuda"))
+                          "drawn on the host)", choices=devices)
     # data-parallel training (mpiexec -n N minigan train ...; see README "Scale out")
     sync_batchnorm: bool = setting(False, "under mpiexec: BatchNorm statistics over the global batch (all ranks) "
                                    "instead of each rank's slice")
@@ -302,7 +304,7 @@ class TrainConfig:
             if self.model in ("dcgan", "cdcgan") and self.image_size not in IMAGE_SIZES:
                 raise ConfigError(f"image_size {self.image_size} is not supported by the {self.model} model; "
                                   f"valid: {', '.join(map(str, IMAGE_SIZES))}")
-        _check_choice(self.device, ("cpu", "cuda"), "device")
+        _check_choice(self.device, devices(), "device")
         if self.critic_norm not in (None, "none", "batch", "layer"):
             raise ConfigError(f"critic_norm must be 'batch', 'layer' or 'none', got {self.critic_norm!r}")
         if not (self.penalty_weight is not None and self.penalty_weight >= 0):

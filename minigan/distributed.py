@@ -30,6 +30,9 @@ import zlib
 
 import numpy as np
 
+from .backend import array_module, to_numpy
+from .backends import backend_on
+
 # environment variables set by MPI launchers for every rank: hydra (MPICH), Open MPI, PMIx
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE")
 _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
@@ -188,8 +191,9 @@ _DEFAULT = None
 
 
 def default_communicator(device: str = "cpu"):
-    """The process's communicator: MPI when started by mpiexec (NCCL on top for device
-    'cuda' with several ranks), else the local one. Created once and cached."""
+    """The process's communicator: MPI when started by mpiexec (with several ranks, the kind
+    the device's backend pairs with on top: NCCL for 'cuda'), else the local one. Created
+    once and cached."""
     global _DEFAULT
     if _DEFAULT is None:
         if not launched_by_mpi():
@@ -198,15 +202,30 @@ def default_communicator(device: str = "cpu"):
             mpi = MPICommunicator()
             _install_abort_hook(mpi)
             _DEFAULT = mpi
-    if device == "cuda" and isinstance(_DEFAULT, MPICommunicator) and _DEFAULT.size > 1:
-        _DEFAULT = NCCLCommunicator(_DEFAULT)
+    if isinstance(_DEFAULT, MPICommunicator) and _DEFAULT.size > 1:
+        _DEFAULT = on_top_of_mpi(backend_on(device).communicator, _DEFAULT)
     return _DEFAULT
 
 
+# What each backend's ``communicator`` kind builds on top of MPI (which starts the processes and
+# carries the set-up): NumPy arrays use MPI itself, CuPy arrays NCCL. A backend pairing with
+# another library adds its entry here from its own file.
+COMMUNICATORS = {"mpi": lambda mpi: mpi, "nccl": lambda mpi: NCCLCommunicator(mpi)}
+
+
+def on_top_of_mpi(kind: str, mpi):
+    """The communicator of kind ``kind`` for the ranks of ``mpi``."""
+    try:
+        make = COMMUNICATORS[kind]
+    except KeyError:
+        raise DistributedError(f"no communicator of kind {kind!r}: expected one of {sorted(COMMUNICATORS)}") from None
+    return make(mpi)
+
+
 # Seconds between printing a rank's traceback and aborting the job: mpiexec forwards a rank's
-# stderr through its own process, and an abort right after the print tore the job down before
-# the traceback's later lines were forwarded (seen in CI, 2026-12-06: only "Traceback (most
-# recent call last):" reached the terminal, not the error).
+# stderr through its own process, and an abort right after the print can tear the job down
+# before the traceback's later lines are forwarded (only "Traceback (most recent call last):"
+# reaches the terminal, not the error).
 ABORT_GRACE_S = 0.5
 
 
@@ -246,8 +265,6 @@ def global_std(comm, x):
     """The standard deviation (ddof 0) of every entry of the global batch, x this rank's rows:
     two passes as NumPy's std (the global mean, then the mean squared deviation from it), one
     allreduce each. A NumPy float64 scalar."""
-    from .backend import array_module
-
     (mean,) = global_means(comm, x)
     d = x.astype(array_module(x).float64) - mean
     (var,) = global_means(comm, d * d)
@@ -266,8 +283,6 @@ class GradientReducer:
     def __call__(self):
         if self.comm.size == 1 or not self.params:
             return
-        from .backend import array_module
-
         xp = array_module(self.params[0].grad)
         if self._flat is None:
             total = sum(p.grad.size for p in self.params)
@@ -318,8 +333,6 @@ def current_communicator():
 
 def parameter_checksum(modules) -> int:
     """CRC-32 of every parameter's bytes, in order: equal on every rank iff the weights are."""
-    from .backend import to_numpy
-
     crc = 0
     for module in modules:
         for p in module.parameters():

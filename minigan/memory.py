@@ -27,8 +27,8 @@ data and the evaluation against the host's.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
+from .backends import backend_on, host_backend
 from .config import ConfigError
 
 FLOAT = 4  # bytes of a float32
@@ -144,26 +144,8 @@ def estimate(config) -> dict:
 
 
 def available_memory() -> int | None:
-    """Bytes this process may still allocate: MemAvailable, or less under a cgroup limit."""
-    found = []
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        try:
-            limit = Path(limit_file).read_text().strip()
-            usage = int(Path(usage_file).read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if limit.isdigit() and int(limit) < 2 ** 60:  # "max" or a huge number: no limit
-            found.append(max(int(limit) - usage, 0))
-        break
-    return min(found) if found else None
+    """Bytes this process may still allocate in host RAM: MemAvailable, or less under a cgroup limit."""
+    return host_backend().free_memory()
 
 
 def human(n: float) -> str:
@@ -190,42 +172,36 @@ def _culprit(config, part: str) -> str:
     return f"lower --{name.replace('_', '-')} ({name} is {getattr(c, name)})"
 
 
-def gpu_free_memory() -> int | None:
-    """Bytes the GPU can still give this process: the driver's free memory (cudaMemGetInfo)
-    plus what CuPy's memory pool holds unused; None without CuPy or a GPU (the run then
+def device_free_memory(device: str) -> int | None:
+    """Bytes free where ``device``'s arrays live (for "cuda": the driver's free memory plus
+    what CuPy's pool holds unused); None when unknown (without CuPy or a GPU the run then
     stops on the GPU path's own message)."""
-    from . import backend
-
-    try:
-        cp = backend.cupy_module()
-    except RuntimeError:
-        return None
-    free, _total = cp.cuda.runtime.memGetInfo()
-    return int(free) + int(cp.get_default_memory_pool().free_bytes())
+    return backend_on(device).free_memory()
 
 
-# Where each part of the estimate lives with --device cuda: the models, their gradients,
-# optimizer state and activations on the GPU; the data set and the final evaluation (the
-# exact EMD's cost matrix) on the host.
-GPU_PARTS = ("parameters", "activations")
-HOST_PARTS_WITH_GPU = ("data", "evaluation")
+# Where each part of the estimate lives on a device whose arrays are not in host RAM (--device
+# cuda): the models, their gradients, optimizer state and activations on the device; the data
+# set and the final evaluation (the exact EMD's cost matrix) on the host.
+DEVICE_PARTS = ("parameters", "activations")
+HOST_PARTS_WITH_DEVICE = ("data", "evaluation")
 
 
-def check_memory(config, available: int | None = None, gpu_free: int | None = None):
+def check_memory(config, available: int | None = None, device_free: int | None = None):
     """Refuse (ConfigError, one line) a run whose estimate exceeds the available memory: host
-    RAM on the CPU; for ``device="cuda"`` the GPU's free memory for what lives there (see
-    GPU_PARTS) and host RAM for the rest."""
+    RAM on the CPU; on a device with its own memory (``device="cuda"``) that memory for what
+    lives there (DEVICE_PARTS) and host RAM for the rest."""
     parts = estimate(config)
-    if config.device == "cuda":
-        gpu_free = gpu_free_memory() if gpu_free is None else gpu_free
-        if gpu_free is not None:
-            _refuse_if_over(config, parts, GPU_PARTS, gpu_free, "GPU memory", "the GPU has {} free")
-        host_parts = HOST_PARTS_WITH_GPU
-    else:
-        host_parts = ("parameters", "activations", "data", "evaluation")
+    device = backend_on(config.device)
+    host_parts = ("parameters", "activations", "data", "evaluation")
+    if not device.host:
+        device_free = device_free_memory(config.device) if device_free is None else device_free
+        if device_free is not None:
+            _refuse_if_over(config, parts, DEVICE_PARTS, device_free, device.memory_label, device.memory_free)
+        host_parts = HOST_PARTS_WITH_DEVICE
     available = available_memory() if available is None else available
     if available is not None:
-        _refuse_if_over(config, parts, host_parts, available, "memory", "{} is available")
+        host = host_backend()
+        _refuse_if_over(config, parts, host_parts, available, host.memory_label, host.memory_free)
 
 
 def _refuse_if_over(config, parts, names, available, what, have):

@@ -350,7 +350,7 @@ class Trainer:
     def _device(self, array):
         """Host arrays (data, noise, labels: drawn on the CPU so runs resume exactly) onto the
         models' device."""
-        return array if self.config.device == "cpu" or array is None else backend.to_device(array, "cuda")
+        return array if array is None else backend.to_device(array, self.config.device)
 
     def _local(self, array):
         """This rank's rows of a global draw (everything, with one process)."""

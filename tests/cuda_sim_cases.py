@@ -141,8 +141,7 @@ def test_conv_layers_through_the_seam(cfg, c_out, transposed, dtype, seed):
     backend.use_reference()
     want = run()
     backend.use_reference(False)
-    saved = dict(backend._FAST), backend._fast_enabled["numpy"]
-    try:
+    with backend.kernels_restored():
         backend.register_fast_kernel("im2col", "numpy", lambda *a: cuda_im2col.im2col(
             *a, threads_per_block=8, max_blocks=2))
         backend.register_fast_kernel("col2im", "numpy", lambda *a: cuda_col2im.col2im(
@@ -152,10 +151,6 @@ def test_conv_layers_through_the_seam(cfg, c_out, transposed, dtype, seed):
             backend.register_fast_kernel(name, "numpy", backend._REFERENCE[name])
         backend.use_fast_kernels(True, "numpy")
         got = run()
-    finally:
-        backend._FAST.clear()
-        backend._FAST.update(saved[0])
-        backend.use_fast_kernels(saved[1], "numpy")
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, **tol(dtype))
 

@@ -58,7 +58,8 @@ for module in (r"minigan(\\.|$)", r"kernels(\\.|$)", r"numba\\.(cuda\\.)?np(\\.|
     warnings.filterwarnings("error", category=DeprecationWarning, module=module)
 import numba.np.arrayobj  # numba's own CPU array module, guarded by NumPy's version (kept as is)
 from numba import types
-from minigan.kernels.cuda import compile_kernels, library_missing, load_numba_cuda
+from minigan.kernels.cuda import compile_kernels, library_missing
+from minigan.kernels.cuda_common import load_numba_cuda
 # NumPy 2.5 (the GPU machines') has no np.row_stack, which numba-cuda's compile path asks for:
 # take it away here too, so the check runs against what the GPU machines have
 if hasattr(np, "row_stack"):
@@ -176,36 +177,36 @@ def test_numba_cuda_array_module_imports_with_a_numpy_without_row_stack(monkeypa
     NumPy 2.5 has none. load_numba_cuda imports it with np.row_stack lent as np.vstack and takes
     it away again; a NumPy that has row_stack keeps its own. A stand-in module plays numba-cuda's
     here (tests/test_cuda_sim.py's sm_90 check runs the real compile path without row_stack)."""
-    from minigan.kernels import cuda as kcuda
+    from minigan.kernels import cuda_common as kcommon
 
     (tmp_path / "fake_numba_cuda_arrayobj.py").write_text(
         "import numpy as np\nROW_STACK = np.row_stack  # as overload(np.row_stack)(impl_np_vstack)\n")
     (tmp_path / "fake_numba_cuda_other.py").write_text("import numpy as np\nROW_STACK = np.row_stack\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(kcuda, "ROW_STACK_MODULES", ("fake_numba_cuda_arrayobj", "no_such_package.arrayobj"))
+    monkeypatch.setattr(kcommon, "ROW_STACK_MODULES", ("fake_numba_cuda_arrayobj", "no_such_package.arrayobj"))
     monkeypatch.delattr(np, "row_stack", raising=False)
     for name in ("fake_numba_cuda_arrayobj", "fake_numba_cuda_other"):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    kcuda.load_numba_cuda()
+    kcommon.load_numba_cuda()
     assert sys.modules["fake_numba_cuda_arrayobj"].ROW_STACK is np.vstack
     assert not hasattr(np, "row_stack")          # nothing left behind that NumPy did not have
-    kcuda.load_numba_cuda()                       # imported once: nothing lent again
+    kcommon.load_numba_cuda()                       # imported once: nothing lent again
     assert not hasattr(np, "row_stack")
     own = object()
     monkeypatch.setattr(np, "row_stack", own, raising=False)
-    monkeypatch.setattr(kcuda, "ROW_STACK_MODULES", ("fake_numba_cuda_other",))
-    kcuda.load_numba_cuda()
+    monkeypatch.setattr(kcommon, "ROW_STACK_MODULES", ("fake_numba_cuda_other",))
+    kcommon.load_numba_cuda()
     assert sys.modules["fake_numba_cuda_other"].ROW_STACK is own and np.row_stack is own
 
 
 def test_a_module_that_fails_inside_is_not_taken_for_an_absent_one(monkeypatch, tmp_path):
-    from minigan.kernels import cuda as kcuda
+    from minigan.kernels import cuda_common as kcommon
 
     (tmp_path / "fake_broken_arrayobj.py").write_text("import no_such_dependency_of_it\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(kcuda, "ROW_STACK_MODULES", ("fake_broken_arrayobj",))
+    monkeypatch.setattr(kcommon, "ROW_STACK_MODULES", ("fake_broken_arrayobj",))
     with pytest.raises(ModuleNotFoundError, match="no_such_dependency_of_it"):
-        kcuda.load_numba_cuda()
+        kcommon.load_numba_cuda()
     assert "row_stack" in np.__dict__  # NumPy 2.4's own, put back untouched
 
 
@@ -288,10 +289,10 @@ def _fake_cupy_array():
 @pytest.fixture
 def fresh_registration(monkeypatch):
     """backend's registration state as in a process that has just found a GPU."""
-    monkeypatch.setattr(backend, "_CUDA_REGISTERED", False)
-    monkeypatch.setattr(backend, "_CUDA_FAILED", False)
-    monkeypatch.setattr(backend, "_CUDA_REASON", "no GPU has been asked for yet")
-    monkeypatch.setattr(backend, "_FAST", dict(backend._FAST))
+    monkeypatch.setattr(backend.CUPY, "kernels_registered", False)
+    monkeypatch.setattr(backend.CUPY, "kernels_failed", False)
+    monkeypatch.setattr(backend.CUPY, "kernels_reason", "no GPU has been asked for yet")
+    monkeypatch.setattr(backend.CUPY, "fast", {})
     from minigan.kernels import cuda as kcuda
 
     monkeypatch.setattr(kcuda, "_check_numba_cuda", lambda: None)   # as if numba.cuda saw the GPU
@@ -313,7 +314,7 @@ def test_a_kernel_that_does_not_compile_leaves_the_cupy_reference_and_says_why_i
     good, bad = _FakeDispatcher(), _FakeDispatcher(AttributeError("module 'numpy' has no\nattribute 'row_stack'"))
     monkeypatch.setattr(fresh_registration, "kernel_variants",
                         lambda: iter([("im2col float32", good, ("a",)), ("col2im float64", bad, ("b",))]))
-    assert backend._register_cuda_kernels() is False
+    assert backend.CUPY.register_kernels() is False
     reason = backend.cuda_unavailable_reason()
     assert reason == ("the CUDA kernel col2im float64 did not compile: AttributeError: module 'numpy' "
                       "has no attribute 'row_stack'")
@@ -321,11 +322,11 @@ def test_a_kernel_that_does_not_compile_leaves_the_cupy_reference_and_says_why_i
     lines = [line for line in err.splitlines() if "CUDA kernels are not used" in line]
     assert lines == [f"minigan: the CUDA kernels are not used, CuPy arrays get the CuPy reference kernels: {reason}"], err
     assert good.compiled == [("a",)]
-    assert not any(kind == "cupy" for _, kind in backend._FAST)
+    assert backend.CUPY.fast == {}
     x = _fake_cupy_array()
     assert backend.kernel("im2col", x) is backend._REFERENCE["im2col"]
     assert backend.kernel("penalty_cotangent", x) is ref.penalty_cotangent
-    assert backend._register_cuda_kernels() is False            # not tried, nor said, again
+    assert backend.CUPY.register_kernels() is False            # not tried, nor said, again
     assert "CUDA kernels are not used" not in capsys.readouterr().err
 
 
@@ -335,7 +336,7 @@ def test_registration_compiles_every_variant_before_registering(fresh_registrati
     dispatchers = [_FakeDispatcher() for _ in range(3)]
     monkeypatch.setattr(fresh_registration, "kernel_variants",
                         lambda: iter([(f"v{i}", d, (i,)) for i, d in enumerate(dispatchers)]))
-    assert backend._register_cuda_kernels() is True and backend.cuda_unavailable_reason() is None
+    assert backend.CUPY.register_kernels() is True and backend.cuda_unavailable_reason() is None
     assert [d.compiled for d in dispatchers] == [[(0,)], [(1,)], [(2,)]]
     x = _fake_cupy_array()
     assert backend.kernel("im2col", x) is cuda_im2col.im2col
@@ -383,9 +384,9 @@ def _cupy_of_cuda(version):
 
 def test_the_extra_named_is_the_installed_cupys_cuda_version(monkeypatch):
     for version, extra in ((13000, "gpu-cuda13"), (13010, "gpu-cuda13"), (12080, "gpu"), (12000, "gpu")):
-        monkeypatch.setattr(backend, "_CUPY", _cupy_of_cuda(version))
+        monkeypatch.setattr(backend.CUPY, "_module", _cupy_of_cuda(version))
         assert backend.gpu_extra() == extra
-    monkeypatch.setattr(backend, "_CUPY", None)
+    monkeypatch.setattr(backend.CUPY, "_module", None)
     assert backend.gpu_extra() == "gpu"
 
 
@@ -394,10 +395,10 @@ def test_a_missing_compiler_library_names_the_extra_that_brings_it(fresh_registr
                                                                    version, extra):
     from numba.cuda.cudadrv.error import NvvmSupportError
 
-    monkeypatch.setattr(backend, "_CUPY", _cupy_of_cuda(version))
+    monkeypatch.setattr(backend.CUPY, "_module", _cupy_of_cuda(version))
     bad = _FakeDispatcher(NvvmSupportError("libNVVM cannot be found. Do `conda install\ncudatoolkit`"))
     monkeypatch.setattr(fresh_registration, "kernel_variants", lambda: iter([("im2col float32", bad, ())]))
-    assert backend._register_cuda_kernels() is False
+    assert backend.CUPY.register_kernels() is False
     reason = backend.cuda_unavailable_reason()
     assert reason.startswith("the CUDA kernel im2col float32 did not compile: NvvmSupportError: libNVVM cannot")
     assert reason.endswith(f"; the kernels compile with numba-cuda and CUDA's compiler libraries: "
@@ -406,8 +407,8 @@ def test_a_missing_compiler_library_names_the_extra_that_brings_it(fresh_registr
 
 
 def test_without_cupy_the_message_names_both_gpu_extras(monkeypatch):
-    monkeypatch.setattr(backend, "_CUPY", None)
-    monkeypatch.setattr(backend, "_CUPY_ERROR", None)
+    monkeypatch.setattr(backend.CUPY, "_module", None)
+    monkeypatch.setattr(backend.CUPY, "_error", None)
     monkeypatch.setitem(sys.modules, "cupy", None)   # import cupy raises ImportError
     with pytest.raises(RuntimeError) as info:
         backend.cupy_module()
@@ -474,11 +475,11 @@ def test_under_the_simulator_registration_is_refused_quietly(monkeypatch, capsys
     def compiled():
         raise AssertionError("nothing is compiled under the simulator")
 
-    for name, value in (("_CUDA_REGISTERED", False), ("_CUDA_FAILED", False), ("_CUDA_REASON", None),
-                        ("_FAST", dict(backend._FAST))):
-        monkeypatch.setattr(backend, name, value)
+    for name, value in (("kernels_registered", False), ("kernels_failed", False), ("kernels_reason", None),
+                        ("fast", {})):
+        monkeypatch.setattr(backend.CUPY, name, value)
     monkeypatch.setattr(config, "ENABLE_CUDASIM", True)
     monkeypatch.setattr(kcuda, "kernel_variants", compiled)
-    assert backend._register_cuda_kernels() is False
+    assert backend.CUPY.register_kernels() is False
     assert backend.cuda_unavailable_reason().startswith("numba's CUDA simulator is on")
-    assert capsys.readouterr().err == "" and backend._CUDA_FAILED is False
+    assert capsys.readouterr().err == "" and backend.CUPY.kernels_failed is False

@@ -41,13 +41,8 @@ RTOL = {np.dtype(np.float32): 3e-6, np.dtype(np.float64): 1e-13}
 @pytest.fixture(autouse=True)
 def restore_seam():
     """Leave the kernel registry and switches as they were (other test files rely on it)."""
-    fast, enabled, pulled = dict(backend._FAST), dict(backend._fast_enabled), set(backend._CPU_PULLED)
-    yield
-    backend._FAST.clear()
-    backend._FAST.update(fast)
-    backend._fast_enabled.update(enabled)
-    backend._CPU_PULLED.clear()
-    backend._CPU_PULLED.update(pulled)
+    with backend.kernels_restored():
+        yield
 
 
 def reference(name):

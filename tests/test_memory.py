@@ -83,16 +83,16 @@ def test_device_cuda_checks_the_models_against_the_gpus_free_memory(monkeypatch)
     on_host = parts["data"] + parts["evaluation"]
     assert on_gpu > 0 and on_host > 0
     fake = _FakeCupy(free=on_gpu - 1000, pool_free=1000)
-    monkeypatch.setattr(backend, "_CUPY", fake)
+    monkeypatch.setattr(backend.CUPY, "_module", fake)
     check_memory(config, available=on_host)      # fits both exactly (the host alone could not hold it all)
     assert fake.calls == ["memGetInfo"]
-    monkeypatch.setattr(backend, "_CUPY", _FakeCupy(free=on_gpu - 1001, pool_free=1000))
+    monkeypatch.setattr(backend.CUPY, "_module", _FakeCupy(free=on_gpu - 1001, pool_free=1000))
     with pytest.raises(ConfigError) as info:
         check_memory(config, available=10**15)
     message = str(info.value)
     assert "\n" not in message and message.startswith("this run needs about ")
     assert " of GPU memory (parameters " in message and "but the GPU has " in message and " free; lower --" in message
-    monkeypatch.setattr(backend, "_CUPY", _FakeCupy(free=10**15))
+    monkeypatch.setattr(backend.CUPY, "_module", _FakeCupy(free=10**15))
     with pytest.raises(ConfigError, match=r"of memory \(.*\) but .* is available"):
         check_memory(config, available=on_host - 1)
 
@@ -100,7 +100,7 @@ def test_device_cuda_checks_the_models_against_the_gpus_free_memory(monkeypatch)
 def test_device_cuda_refused_by_the_cli_in_one_line(monkeypatch, tmp_path, capsys):
     from minigan import backend
 
-    monkeypatch.setattr(backend, "_CUPY", _FakeCupy(free=10**6))   # 1 MB free on the GPU
+    monkeypatch.setattr(backend.CUPY, "_module", _FakeCupy(free=10**6))   # 1 MB free on the GPU
     out = tmp_path / "run"
     assert main(["train", "--device", "cuda", "--out", str(out), "--no-progress", "--batch-size", "4096"]) == 2
     err = capsys.readouterr().err.strip()
@@ -109,9 +109,9 @@ def test_device_cuda_refused_by_the_cli_in_one_line(monkeypatch, tmp_path, capsy
 
 
 def test_without_cupy_the_gpu_check_leaves_the_run_to_the_gpu_paths_own_message(monkeypatch):
-    from minigan import memory
+    from minigan import backend
 
-    monkeypatch.setattr(memory, "gpu_free_memory", lambda: None)
+    monkeypatch.setattr(backend.CUPY, "free_memory", lambda: None)
     config = _cuda_config()
     parts = estimate(config)
     check_memory(config, available=parts["data"] + parts["evaluation"])

@@ -422,19 +422,12 @@ def counted_im2col(*references):
         calls.append(x.shape)
         return functional.im2col(x, *args)
 
-    saved = dict(backend._FAST), set(backend._CPU_PULLED), backend.fast_kernels_enabled()
-    backend.register_fast_kernel("im2col", "numpy", counting_im2col)
-    for name in references:
-        backend.register_fast_kernel(name, "numpy", getattr(functional, name))
-    try:
+    with backend.kernels_restored():
+        backend.register_fast_kernel("im2col", "numpy", counting_im2col)
+        for name in references:
+            backend.register_fast_kernel(name, "numpy", getattr(functional, name))
         backend.use_fast_kernels(True)
         yield calls
-    finally:
-        backend._FAST.clear()
-        backend._FAST.update(saved[0])
-        backend._CPU_PULLED.clear()
-        backend._CPU_PULLED.update(saved[1])
-        backend.use_fast_kernels(saved[2])
 
 
 def test_kernel_seam_dispatches_by_array_kind():

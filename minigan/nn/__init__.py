@@ -2,7 +2,7 @@
 from .activation import ELU, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from .conditional import Conditional
 from .conv import Conv2d, ConvTranspose2d
-from .init import dcgan_init
+from .dcgan import dcgan_init
 from .linear import Embedding, Linear
 from .module import DoubleBackwardUnsupported, Module, Parameter, Sequential, TangentUnsupported
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..backend import kernel
 from .init import make_rng, torch_default
-from .linear import _positive_int
+from ._checks import _positive_int
 from .module import Module, Parameter, _check_float_dtype
 
 

@@ -1,4 +1,5 @@
-"""Initialisations: PyTorch's defaults and the DCGAN N(0, 0.02) scheme.
+"""Initialisations: PyTorch's defaults (the layers draw their parameters with them; the DCGAN
+scheme, which needs the layer classes, is in minigan.nn.dcgan so this module imports no layer).
 
 PyTorch initialises Linear and Conv weights with kaiming_uniform(a=√5), which is
 U(−1/√fan_in, 1/√fan_in), and their biases with the same bound. fan_in is
@@ -10,8 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from ..backend import new_in_layout_of
 
 
 def make_rng(rng):
@@ -37,26 +36,3 @@ def torch_default(rng, weight_shape, bias_shape, dtype):
     weight = uniform(rng, weight_shape, bound, dtype)
     bias = uniform(rng, bias_shape, bound, dtype) if bias_shape is not None else None
     return weight, bias
-
-
-def dcgan_init(module, rng=None, std: float = 0.02):
-    """Radford et al.'s initialisation, in place: conv, transposed-conv and linear weights
-    ~ N(0, std), their biases 0; BatchNorm weights ~ N(1, std), biases 0. Returns module."""
-    from .conv import Conv2d, ConvTranspose2d
-    from .linear import Linear
-    from .norm import _BatchNorm
-
-    rng = make_rng(rng)
-    for m in module.modules():
-        if isinstance(m, (Conv2d, ConvTranspose2d, Linear)):
-            _fill(m.weight, rng.normal(0.0, std, size=m.weight.shape))
-            if m.bias is not None:
-                _fill(m.bias, np.zeros(m.bias.shape))
-        elif isinstance(m, _BatchNorm) and m.affine:
-            _fill(m.weight, rng.normal(1.0, std, size=m.weight.shape))
-            _fill(m.bias, np.zeros(m.bias.shape))
-    return module
-
-
-def _fill(param, values):
-    param.data = new_in_layout_of(param.data, values)

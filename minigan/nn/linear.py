@@ -16,6 +16,7 @@ import numpy as np
 from ..backend import is_cupy_array, scatter_add
 from .init import make_rng, torch_default
 from .module import Module, Parameter, _check_float_dtype
+from ._checks import _positive_int
 
 
 class Linear(Module):
@@ -121,7 +122,3 @@ class Embedding(Module):
         self.weight.accumulate_tangent(part)
         return self.backward(dy, accumulate=accumulate), None
 
-
-def _positive_int(value, layer: str, name: str):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{layer}: {name} must be a positive integer, got {value!r}")

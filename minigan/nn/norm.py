@@ -42,7 +42,7 @@ import numpy as np
 
 from ..backend import array_module, kernel
 from ..functional import normalize, project  # noqa: F401 - the formulas, re-exported here
-from .linear import _positive_int
+from ._checks import _positive_int
 from .module import DoubleBackwardUnsupported, Module, Parameter, TangentUnsupported, _check_float_dtype
 
 

@@ -28,7 +28,8 @@ import math
 import numpy as np
 
 from .init import make_rng
-from .linear import Embedding, Linear, _positive_int
+from ._checks import _positive_int
+from .linear import Embedding, Linear
 from .module import Module, Parameter, Sequential, _check_float_dtype
 from .norm import BatchNorm1d, BatchNorm2d
 

@@ -51,7 +51,7 @@ def setup(cuda_kernels: bool = True):
     for name, fn in kernels.items():  # tiny grids: the simulator pays per simulated thread
         backend.register_fast_kernel(name, "cupy", _counted(name, functools.partial(
             fn, threads_per_block=8, max_blocks=2)))
-    backend._CUDA_REGISTERED, backend._CUDA_REASON = True, None  # as register_cuda_kernels() leaves it
+    backend.CUPY.kernels_registered, backend.CUPY.kernels_reason = True, None  # as register_cuda_kernels() leaves it
 
 
 def pytest_configure(config):
