@@ -96,7 +96,7 @@ CONFIGS = {
     "cli": [["--loss", "wgan-gp", "--model", "cdcgan", "--data", "digits", "--image-size", "28", "--base-width", "2",
              "--batch-size", "2", "--latent-dim", "4", "--n-critic", "1", "--ema", "0.9", "--no-progress"]],
     # trained 3 steps, and 2 steps then resumed from the checkpoint to 3: the same weights
-    "resume": [dict(TOY, loss="wgan-gp", spectral_norm=True, ema=0.9),
+    "resume": [dict(TOY, loss="wgan-gp", spectral_norm=True, ema=0.9), dict(TOY, loss="began"),
                dict(DIGITS, model="cmlp", loss="hinge", conditioning="projection", ema=0.9)],
 }
 
