@@ -22,8 +22,7 @@ syncs = 0
 h2d = 0
 # (free, total) bytes reported by cupy.cuda.Device().mem_info and runtime.memGetInfo()
 mem_info = [70 * 2 ** 30, 80 * 2 ** 30]
-# bytes CuPy's default memory pool holds free for reuse (cupy.get_default_memory_pool().free_bytes())
-pool_free = 0
+pool_free_bytes = 0   # what CuPy's default memory pool holds unused (MemoryPool.free_bytes())
 _sites: list | None = None   # where each event happened, while record() is on
 
 

@@ -8,7 +8,7 @@ run under numba's CUDA simulator), and the stand-in's directory first on sys.pat
 kernels on NumPy arrays), so they are given here: a stand-in array is handed over as its NumPy
 buffer, which the kernel writes in place, as a real launch writes the CuPy array's memory.
 minigan.kernels.cuda refuses to register its kernels under the simulator (a real process must
-not launch simulated kernels on CuPy arrays); this harness registers them itself.
+not launch simulated kernels on CuPy arrays); this harness registers the kernel wrappers itself.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import cupy_standin_control as control  # noqa: E402
 def setup(cuda_kernels: bool = True):
     """The stand-in as minigan's GPU; with ``cuda_kernels`` the numba.cuda kernels registered
     for its arrays (run by the simulator), else the CuPy reference ops."""
-    from numba import config, cuda
+    from numba import cuda
 
     from minigan import backend
 
@@ -37,17 +37,13 @@ def setup(cuda_kernels: bool = True):
     backend.cupy_module()
     if not cuda_kernels:
         return
-    from minigan.kernels import cuda as cuda_module
+    from minigan.kernels import cuda_col2im, cuda_im2col, cuda_penalty
 
-    # the table as a GPU machine builds it, less the ahead-of-time compile: the simulator's kernels
-    # have nothing to compile (they run as Python on each launch)
-    config.ENABLE_CUDASIM, saved = 0, config.ENABLE_CUDASIM
-    compile_kernels, cuda_module.compile_kernels = cuda_module.compile_kernels, lambda: 0
-    try:
-        kernels = cuda_module.cuda_kernels()
-    finally:
-        config.ENABLE_CUDASIM = saved
-        cuda_module.compile_kernels = compile_kernels
+    # the table of minigan.kernels.cuda.cuda_kernels(), which refuses the simulator (and compiles
+    # for a real GPU): a kernel added there is to be added here too
+    kernels = {"im2col": cuda_im2col.im2col, "col2im": cuda_col2im.col2im,
+               "penalty_cotangent": cuda_penalty.penalty_cotangent,
+               "activation_tangent": cuda_penalty.activation_tangent}
     for name, fn in kernels.items():  # tiny grids: the simulator pays per simulated thread
         backend.register_fast_kernel(name, "cupy", _counted(name, functools.partial(
             fn, threads_per_block=8, max_blocks=2)))
@@ -100,7 +96,7 @@ CONFIGS = {
     "cli": [["--loss", "wgan-gp", "--model", "cdcgan", "--data", "digits", "--image-size", "28", "--base-width", "2",
              "--batch-size", "2", "--latent-dim", "4", "--n-critic", "1", "--ema", "0.9", "--no-progress"]],
     # trained 3 steps, and 2 steps then resumed from the checkpoint to 3: the same weights
-    "resume": [dict(TOY, loss="wgan-gp", spectral_norm=True, ema=0.9),
+    "resume": [dict(TOY, loss="wgan-gp", spectral_norm=True, ema=0.9), dict(TOY, loss="began"),
                dict(DIGITS, model="cmlp", loss="hinge", conditioning="projection", ema=0.9)],
 }
 

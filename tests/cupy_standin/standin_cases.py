@@ -123,8 +123,12 @@ def test_memory_numbers_are_the_tests_to_set():
     try:
         assert cupy.cuda.Device().mem_info == (3 * 2 ** 30, 16 * 2 ** 30)
         assert cupy.cuda.runtime.memGetInfo() == (3 * 2 ** 30, 16 * 2 ** 30)
+        control.pool_free_bytes = 5 * 2 ** 20
+        assert cupy.get_default_memory_pool().free_bytes() == 5 * 2 ** 20
+        assert isinstance(cupy.get_default_memory_pool(), cupy.cuda.MemoryPool)
     finally:
         control.mem_info[:] = [70 * 2 ** 30, 80 * 2 ** 30]
+        control.pool_free_bytes = 0
 
 
 def test_the_cuda_kernels_run_under_the_simulator_on_stand_in_arrays():

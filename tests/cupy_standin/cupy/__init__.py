@@ -15,6 +15,11 @@ from . import _names
 __version__ = _names.VERSION
 
 
+def _quiet():
+    """CuPy's kernels never warn about NaN, overflow or 0/0."""
+    return _np.errstate(all="ignore")
+
+
 def _refuse_host(x, where):
     raise TypeError(f"Unsupported type {type(x)} in {where}: NumPy arrays and CuPy arrays do not mix "
                     "(CuPy stand-in)")
@@ -48,7 +53,8 @@ def _wrap(x):
 def _call(fn, name, args, kwargs):
     args = _unwrap(args, name)
     kwargs = {k: _unwrap(v, name) for k, v in kwargs.items()}
-    return _wrap(fn(*args, **kwargs))
+    with _quiet():
+        return _wrap(fn(*args, **kwargs))
 
 
 def _device_function(name, fn):
@@ -94,7 +100,8 @@ def _binary(name):
             other = other._a
         elif isinstance(other, (list, tuple)):
             raise TypeError(f"Unsupported type {type(other)} (CuPy stand-in)")
-        result = op(self._a, other)
+        with _quiet():
+            result = op(self._a, other)
         if result is NotImplemented:
             return result
         if name.startswith("__i"):
@@ -109,7 +116,8 @@ def _unary(name):
     op = getattr(_np.ndarray, name)
 
     def method(self):
-        return _wrap(op(self._a))
+        with _quiet():
+            return _wrap(op(self._a))
 
     method.__name__ = name
     return method
@@ -291,12 +299,12 @@ def asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
     return _np.asarray(a, order=order)
 
 
-def get_default_memory_pool():
-    return cuda._POOL
-
-
 def get_array_module(*args):
     return _this if any(isinstance(a, ndarray) for a in args) else _np
+
+
+def get_default_memory_pool():
+    return cuda._POOL
 
 
 _NP_SUBMODULES = {"numpy": None, "numpy.linalg": "linalg", "numpy.random": "random", "numpy.fft": "fft"}
@@ -310,8 +318,8 @@ def _np_to_cupy_module(np_module):
 
 
 # --- everything else: CuPy's names, NumPy's implementations ---------------------------------
-_EXCLUDED = {"asarray", "array", "asanyarray", "asnumpy", "get_array_module", "ndarray", "cuda", "linalg",
-             "random"}
+_EXCLUDED = {"asarray", "array", "asanyarray", "asnumpy", "get_array_module", "get_default_memory_pool", "ndarray",
+             "cuda", "linalg", "random"}
 
 
 _SERVED: dict = {}   # not globals(): names such as bool, float, sum would shadow the builtins here

@@ -43,6 +43,29 @@ class Device:
         raise _names.missing("cupy.cuda.Device", name)
 
 
+class MemoryPool:
+    """CuPy's default pool: the bytes it holds unused are the test's to set
+    (cupy_standin_control.pool_free_bytes); nothing is really pooled."""
+
+    def free_bytes(self):
+        return _control.pool_free_bytes
+
+    def used_bytes(self):
+        return 0
+
+    def total_bytes(self):
+        return _control.pool_free_bytes
+
+    def free_all_blocks(self, stream=None):
+        _control.pool_free_bytes = 0
+
+    def __getattr__(self, name):
+        raise _names.missing("cupy.cuda.MemoryPool", name)
+
+
+_POOL = MemoryPool()
+
+
 class Stream:
     """The null stream: launches of the CUDA simulator are synchronous anyway."""
 
@@ -57,19 +80,6 @@ class Stream:
 
 
 _NULL = Stream(null=True)
-
-
-class MemoryPool:
-    """CuPy's caching allocator: the bytes it holds free for reuse are cupy_standin_control.pool_free."""
-
-    def free_bytes(self):
-        return int(_control.pool_free)
-
-    def __getattr__(self, name):
-        raise _names.missing("cupy.cuda.MemoryPool", name)
-
-
-_POOL = MemoryPool()
 
 
 def get_current_stream(device_id=-1):
