@@ -10,7 +10,7 @@ Cases (minigan's own Trainer steps, default settings, batch = the global batch):
   dcgan  DCGAN 32×32×1 (base width 64, nz 100, BatchNorm per rank): one D step + one G step,
          batch 64 (Trainer.train_step with the nonsaturating loss)
   toy    the WGAN-GP toy critic step (preset toy: MLP 2→512×3→1, λ = 0.1), batch 256
-         (Trainer.discriminator_step)
+         (the alternating scheme's discriminator_step)
 
 Threads per rank are set by environment variables in the launched command
 (OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / MKL_NUM_THREADS / NUMBA_NUM_THREADS): 2 for the one
@@ -70,7 +70,7 @@ def _worker_case(case: str, warmup: int, reps: int):
                 spent[0] += time.perf_counter() - start
 
         comm.allreduce = timed
-    step = trainer.train_step if case == "dcgan" else trainer.discriminator_step
+    step = trainer.train_step if case == "dcgan" else trainer.scheme.discriminator_step
     steps, comms = [], []
     for i in range(warmup + reps):
         spent[0] = 0.0

@@ -18,7 +18,7 @@ runs in about a minute or two on 2 CPU cores; ``quick=True`` is a seconds-long v
 the same outputs (the tests use it).
 
 Training goes through the engine: :class:`minigan.train.Trainer` wherever a generator is
-trained (its ``train_step`` is Algorithm 1, its ``discriminator_step`` the discriminator step when only
+trained (its ``train_step`` is Algorithm 1, its ``scheme.discriminator_step`` the discriminator step when only
 D may move); the layers, losses, penalty and optimizers directly where P_g is a fixed,
 closed-form distribution (``clipping``: P_r + N(0, I); ``optimal-d``: a 1-D Gaussian).
 """
@@ -38,7 +38,8 @@ from .config import TrainConfig
 from .atomic import write_atomically
 from .optim import Adam
 from .penalty import gradient_penalty, interpolate
-from .train import Trainer, backward_discriminator_loss, clip_weights
+from .training.loop import Trainer
+from .training.players import backward_discriminator_loss, clip_weights
 
 __all__ = ["EXPERIMENTS", "vanishing", "modes", "clipping", "optimal_d", "small_data", "run_experiment"]
 
@@ -157,7 +158,7 @@ def vanishing(out, quick: bool = False, seed: int = 0, log=print) -> dict:
                     "d_accuracy": accuracy, "d_loss": eval_loss,
                 })
             if it < d_iterations:
-                trainer.discriminator_step()  # Algorithm 1's D step (fresh real and fake batches); G never moves
+                trainer.scheme.discriminator_step()  # Algorithm 1's D step (fresh real and fake batches); G never moves
 
     columns = ("g_epochs", "d_iteration", "grad_norm_saturating", "grad_norm_nonsaturating", "d_accuracy", "d_loss")
     files = [_write_csv(out / "vanishing.csv", columns, rows)]

@@ -1,4 +1,5 @@
-"""The zoo as data: every loss, gradient penalty and training recipe is one registered object.
+"""The zoo as data: every loss and gradient penalty is one registered object (training schemes:
+:mod:`minigan.training.schemes`).
 
 A **loss** (``LOSSES``) declares what the Trainer needs to know about it:
 
@@ -7,9 +8,9 @@ A **loss** (``LOSSES``) declares what the Trainer needs to know about it:
   (:mod:`minigan.losses`); the G loss's gradient w.r.t. D(x) is never needed (x does not
   depend on G), so only d_fake is returned;
 * ``separable``: L_D = (real term) + (fake term), so ∂L_D/∂D(x) needs D(x) alone and each
-  batch runs forward then backward once (:func:`minigan.train.backward_discriminator_loss`).
+  batch runs forward then backward once (:func:`minigan.training.players.backward_discriminator_loss`).
   Relativistic losses couple the two outputs: the Trainer then computes both outputs first
-  (:func:`minigan.train.backward_coupled_discriminator_loss`);
+  (:func:`minigan.training.players.backward_coupled_discriminator_loss`);
 * ``needs_real_in_g_step``: L_G reads D on a real batch too (relativistic losses);
 * its paper's optimiser, learning rate, Adam betas and n_critic (the defaults of
   ``TrainConfig.resolved``), its default penalty, whether WGAN weight clipping follows each
@@ -18,12 +19,11 @@ A **loss** (``LOSSES``) declares what the Trainer needs to know about it:
 A **penalty** (``PENALTIES``) has ``apply(critic, real, fake, draw, labels) -> value``: it adds
 its gradient w.r.t. every critic parameter into ``.grad`` (double backprop, :mod:`minigan.penalty`)
 and draws its randomness through ``draw(shape)`` (U[0, 1) on the models' device for the batch
-it sees; the Trainer's ``_uniform_local`` draws for the global batch and returns this rank's
+it sees; ``RankDraws.uniform_local`` (:mod:`minigan.training.ranks`) draws for the global batch and returns this rank's
 rows), so resumed and data-parallel runs draw the same numbers.
 
-A **recipe** (``RECIPES``) is one generator iteration: Algorithm 1 (``alternating``), BEGAN's
-balanced auto-encoder step, or CoGAN's two coupled domains. The loss may ask for one
-(``Loss.recipe``); otherwise the model picks it (``MODEL_RECIPES``).
+A loss may ask for its own training scheme (``Loss.recipe``: a name in
+:data:`minigan.training.schemes.SCHEMES`).
 
 Adding a loss or penalty is one class here (plus its math in losses.py/penalty.py and its
 tests): the CLI's ``--loss``/``--penalty`` choices, ``--help`` and the config's refusals follow.
@@ -63,8 +63,6 @@ class Registry:
 
 LOSSES = Registry("loss")
 PENALTIES = Registry("penalty")
-RECIPES = Registry("recipe")
-MODEL_RECIPES = {"cogan": "cogan"}  # every other model trains with the loss's recipe or "alternating"
 
 
 # --- losses ---------------------------------------------------------------------------------
@@ -80,7 +78,7 @@ class Loss:
     logs_wasserstein = False      # log E[D(x)] − E[D(x̃)]
     clips_weights = False         # WGAN: clip D's weights to [−c, c] after each D step
     autoencoder_critic = False    # BEGAN: D is an auto-encoder
-    recipe = None                 # a special recipe's name; None: the model's
+    recipe = None                 # a training scheme's name (minigan.training.schemes); None: the model's
     default_penalty = "none"
     n_critic = 1
     optimizer = "adam"
@@ -386,61 +384,13 @@ def default_penalty_weight(config) -> float:
     return PENALTIES.get(config.penalty).default_weight
 
 
-# --- recipes ---------------------------------------------------------------------------------
-
-class Recipe:
-    name = ""
-
-    def step(self, trainer) -> dict:
-        raise NotImplementedError
-
-    @classmethod
-    def check(cls, config):
-        """Raise ConfigError for settings this recipe cannot train with."""
-
-
-@RECIPES.register("alternating")
-class Alternating(Recipe):
-    """Algorithm 1 of Goodfellow et al.: k (= n_critic) D steps, then one G step."""
-
-    def step(self, trainer):
-        for _ in range(trainer.config.n_critic):
-            metrics = trainer.discriminator_step()
-        metrics.update(trainer._g_step())
-        return metrics
-
-
-@RECIPES.register("began")
-class BeganRecipe(Recipe):
-    """One D step and one G step on the auto-encoder losses, then the k_t update."""
-
-    def step(self, trainer):
-        return trainer._began_step()
-
-
-@RECIPES.register("cogan")
-class CoganRecipe(Recipe):
-    """Both domains at once, with the shared layers' gradients summed."""
-
-    def step(self, trainer):
-        return trainer._cogan_step()
-
-    @classmethod
-    def check(cls, config):
-        if config.penalty != "none":
-            raise ConfigError(f"the cogan model does not support the {config.penalty} penalty"
-                              + (" (use wgan, lsgan or nonsaturating)" if config.loss == "wgan-gp" else ""))
-
-
-def recipe_name(config) -> str:
-    return LOSSES.get(config.loss).recipe or MODEL_RECIPES.get(config.model, "alternating")
-
-
 def check_config(config):
-    """The registry's refusals: each loss, penalty and recipe vetoes what it cannot train."""
+    """The registries' refusals: each loss, penalty and training scheme vetoes what it cannot train."""
     LOSSES.get(config.loss).check(config)
     PENALTIES.get(config.penalty).check(config)
-    RECIPES.get(recipe_name(config)).check(config)
+    from .training.schemes import SCHEMES, scheme_name
+
+    SCHEMES.get(scheme_name(config)).check(config)
 
 
 def check_extras(config):

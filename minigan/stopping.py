@@ -2,7 +2,7 @@
 scheduler) are handled alike.
 
 While a run trains, the first signal asks it to finish the current step, write the checkpoint
-and end (:meth:`minigan.train.Trainer._request_stop`); a second one stops it at once with
+and end (:meth:`minigan.training.loop.Trainer._request_stop`); a second one stops it at once with
 :class:`Interrupted`, whose message says what was and was not saved. The command's exit status
 is 128 + the signal's number, as a shell reports a process ended by that signal: 130 for
 Ctrl-C, 143 for SIGTERM.

@@ -53,8 +53,8 @@ def state_arrays(trainer) -> dict:
     for tag, model in (("G", trainer.G), ("D", trainer.D)):
         for name, value in model.state_dict().items():
             out[f"{tag}.{name}"] = np.asarray(value)
-    if trainer.balance is not None:
-        out["began.k"] = np.asarray(trainer.balance.k)
+    if trainer.scheme.state_key == "began":
+        out["began.k"] = np.asarray(trainer.loss.balance.k)
     return out
 
 

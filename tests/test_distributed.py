@@ -103,9 +103,9 @@ def test_rank_slices_of_the_global_draws():
     draws = []
     for rank in (0, 1):
         trainer = Trainer(config, comm=FakeComm(2, rank))
-        draws.append((trainer._noise(8), trainer._next_real(trainer.sampler), trainer._labels(8)))
+        draws.append((trainer.draws.noise(8), trainer.draws.next_real(), trainer.draws.labels(8)))
     whole = Trainer(config)  # one process: the same stream, every row
-    full = (whole._noise(8), whole._next_real(whole.sampler), whole._labels(8))
+    full = (whole.draws.noise(8), whole.draws.next_real(), whole.draws.labels(8))
     for part in range(3):
         np.testing.assert_array_equal(np.concatenate([draws[0][part], draws[1][part]]), full[part])
 

@@ -10,7 +10,7 @@ from minigan.augment import Augment
 from minigan.ema import EMA
 from minigan.gradcheck import check_gradients
 from minigan.optim import Adam
-from minigan.train import backward_discriminator_loss
+from minigan.training.players import backward_discriminator_loss
 from minigan.penalty import gradient_penalty, input_gradient, interpolate, sample_norms
 from strategies import seeds
 

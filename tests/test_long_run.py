@@ -157,7 +157,7 @@ def test_second_signal_message_names_what_was_saved(tmp_path):
 def test_a_second_signal_during_the_checkpoint_write_waits_for_it(tmp_path, monkeypatch):
     """A write cut short would keep the old checkpoint while the step counter moved on; the
     second signal is held until the file is complete and then says so."""
-    from minigan import train
+    from minigan.training import loop as train
 
     trainer = _toy_trainer(tmp_path)
     trainer.step = 2

@@ -240,14 +240,14 @@ def test_config_keys_and_types_are_checked():
 
 def poison_generator_at(trainer, monkeypatch, step: int):
     """Make the trainer's generator weights NaN at the start of its G step number ``step``."""
-    real_g_step = trainer._g_step
+    real_g_step = trainer.scheme.generator_step
 
     def poisoned_g_step():
         if trainer.step == step:
             trainer.G[0].weight.data[...] = np.nan
         return real_g_step()
 
-    monkeypatch.setattr(trainer, "_g_step", poisoned_g_step)
+    monkeypatch.setattr(trainer.scheme, "generator_step", poisoned_g_step)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")

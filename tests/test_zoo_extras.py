@@ -8,7 +8,9 @@ import pytest
 import minigan.nn as nn
 from minigan.config import ConfigError, TrainConfig
 from minigan.recipes import LOSSES
-from minigan.train import Trainer, add_spectral_norm, backward_coupled_discriminator_loss
+from minigan.train import Trainer
+from minigan.training.build import add_spectral_norm
+from minigan.training.players import backward_coupled_discriminator_loss
 from test_train import assert_resume_is_exact, tiny_config
 
 
@@ -104,7 +106,7 @@ def test_augment_reaches_the_generator_gradient(tmp_path):
     """The G step backpropagates through T(·; ξ): with cutout masking everything, G gets no gradient."""
     trainer = Trainer(image_config(tmp_path, "nonsaturating", augment="cutout"))
     trainer.augment.ops[0].ratio = 10.0  # a cutout square covering the whole image
-    trainer._g_step()
+    trainer.scheme.generator_step()
     assert all(not p.grad.any() for name, p in trainer.G.named_parameters() if "weight" in name)
 
 

@@ -9,7 +9,8 @@ from minigan.cli import main
 from minigan.config import ConfigError, TrainConfig
 from minigan.gradcheck import check_gradients
 from minigan.recipes import LOSSES, PENALTIES
-from minigan.train import Trainer, backward_coupled_discriminator_loss
+from minigan.train import Trainer
+from minigan.training.players import backward_coupled_discriminator_loss
 from test_train import assert_resume_is_exact, params_of, tiny_config
 
 NEW_LOSSES = ("hinge", "rsgan", "ragan", "ralsgan", "rahinge")
@@ -204,10 +205,10 @@ def test_relativistic_generator_step_uses_real_and_fake_in_the_right_roles(tmp_p
     rng = np.random.default_rng(5)
     x = rng.normal(size=(8, 2)).astype(np.float32)
     z = rng.normal(size=(8, 2)).astype(np.float32)
-    monkeypatch.setattr(trainer, "_real_batch", lambda: (x, None))
-    monkeypatch.setattr(trainer, "_noise", lambda n: z)
+    monkeypatch.setattr(trainer.draws, "real_batch", lambda: (x, None))
+    monkeypatch.setattr(trainer.draws, "noise", lambda n: z)
     expected = relativistic_loss(trainer.D(trainer.G(z)).copy(), trainer.D(x).copy(),
                                  average=loss == "ragan")[0]
     swapped = relativistic_loss(trainer.D(x).copy(), trainer.D(trainer.G(z)).copy(), average=loss == "ragan")[0]
     assert abs(expected - swapped) > 1e-3
-    assert trainer._g_step()["loss_g"] == pytest.approx(expected, rel=1e-6)
+    assert trainer.scheme.generator_step()["loss_g"] == pytest.approx(expected, rel=1e-6)

@@ -179,14 +179,14 @@ def test_a_bad_gradient_is_named_on_both_paths(tmp_path, device, which, name):
 
     trainer = _trainer(tmp_path, device, loss="nonsaturating", n_critic=1)
     trainer.train_step()
-    check = trainer._check_gradients
+    check = trainer.check_gradients
 
     def poisoned(module, who):
         if who == which:
             dict(module.named_parameters())[name].grad[0] = float("nan")
         check(module, who)
 
-    trainer._check_gradients = poisoned
+    trainer.check_gradients = poisoned
     control.reset()
     with pytest.raises(TrainingDiverged, match=rf"^step 2: the gradient of {which}\.{name} contains NaN/Inf"):
         trainer.train_step()
@@ -199,8 +199,8 @@ def test_a_non_finite_logged_value_is_named_on_the_gpu_path(tmp_path):
     from minigan.train import TrainingDiverged
 
     trainer = _trainer(tmp_path, "cuda", loss="hinge", n_critic=1)
-    summary = trainer._d_summary
-    trainer._d_summary = lambda out: summary(out) * float("nan")
+    summary = trainer.scheme.d_summary
+    trainer.scheme.d_summary = lambda out: summary(out) * float("nan")
     with pytest.raises(TrainingDiverged, match=r"^step 1: d_real is nan — training stopped$"):
         trainer.train_step()
 

@@ -1,0 +1,44 @@
+"""The scheme registry and the base class every training scheme extends (see the package docstring)."""
+from __future__ import annotations
+
+from ...recipes import LOSSES, Registry
+
+SCHEMES = Registry("training scheme")
+MODEL_SCHEMES = {"cogan": "cogan"}  # every other model trains with the loss's scheme or "alternating"
+
+
+class Scheme:
+    """One generator iteration. ``trainer`` is the run: a scheme reads its public parts only
+    (config, G, D, opt_g, opt_d, loss, penalty, draws, comm, check_gradients)."""
+
+    name = ""
+    help = ""
+    state_key = None  # the checkpoint key of the scheme's own state (None: it keeps none)
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def step(self) -> dict:
+        """One generator iteration; returns the logged metrics (0-d device arrays allowed)."""
+        raise NotImplementedError
+
+    def state_dict(self):
+        """The state a checkpoint must hold to resume this scheme exactly (under ``state_key``)."""
+        return None
+
+    def load_state_dict(self, state):
+        """Restore :meth:`state_dict`'s state."""
+
+    @classmethod
+    def optimizer_settings(cls, config, player: str) -> tuple:
+        """(learning rate, Adam's betas) of player "G" or "D"'s optimizer."""
+        return (config.lr_g if player == "G" else config.lr_d), (config.beta1, config.beta2)
+
+    @classmethod
+    def check(cls, config):
+        """Raise ConfigError for settings this scheme cannot train with."""
+
+
+def base_scheme_name(config) -> str:
+    """The scheme the loss asks for (``Loss.recipe``), else the model's, else Algorithm 1's."""
+    return LOSSES.get(config.loss).recipe or MODEL_SCHEMES.get(config.model, "alternating")
