@@ -17,18 +17,17 @@ A scheme may also declare
   (lazy regularisation adjusts D's);
 * ``check(config)``: the settings it refuses (ConfigError, one line).
 
-Which scheme trains a run: :func:`scheme_name` — lazy regularisation when --lazy-reg is set,
-else the loss's (``Loss.recipe``), the model's (``MODEL_SCHEMES``) or ``alternating``.
-A new scheme (simultaneous updates, extragradient, consensus ...) is one module here and its
-import line below.
+* ``switch``: a config key (a ``TrainConfig`` field, hence a command-line flag) whose being set
+  makes this scheme the run's, its ``check`` validating the value.
+
+Which scheme trains a run: :func:`scheme_name` — a scheme whose ``switch`` key is set, else the
+loss's (``Loss.recipe``), the model's (``MODEL_SCHEMES``) or ``alternating``. A new scheme
+(simultaneous updates, extragradient, consensus ...) is one module here and its import line
+below (plus its config field when it has a switch).
 """
 from __future__ import annotations
 
-from .base import MODEL_SCHEMES, SCHEMES, Scheme, base_scheme_name
+from .base import MODEL_SCHEMES, SCHEMES, Scheme, base_scheme_name, scheme_name
 from . import alternating, began, cogan  # noqa: E402,F401 - registration
 
 __all__ = ["SCHEMES", "MODEL_SCHEMES", "Scheme", "scheme_name", "base_scheme_name"]
-
-
-def scheme_name(config) -> str:
-    return base_scheme_name(config)

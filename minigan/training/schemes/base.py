@@ -14,6 +14,7 @@ class Scheme:
     name = ""
     help = ""
     state_key = None  # the checkpoint key of the scheme's own state (None: it keeps none)
+    switch = None     # a config key that, when set (not None), makes this the run's scheme
 
     def __init__(self, trainer):
         self.trainer = trainer
@@ -37,6 +38,15 @@ class Scheme:
     @classmethod
     def check(cls, config):
         """Raise ConfigError for settings this scheme cannot train with."""
+
+
+def scheme_name(config) -> str:
+    """The run's scheme: one switched on by its config key (``Scheme.switch``), else :func:`base_scheme_name`."""
+    for name in SCHEMES.names():
+        key = SCHEMES.get(name).switch
+        if key is not None and getattr(config, key, None) is not None:
+            return name
+    return base_scheme_name(config)
 
 
 def base_scheme_name(config) -> str:
