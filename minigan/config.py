@@ -131,6 +131,9 @@ class TrainConfig:
                                            "2 for wgan-div")
     wgan_div_power: float = setting(6.0, "p, the power of the gradient norm in the wgan-div penalty")
     gp_weight: float = setting(10.0, "λ, the weight of the gradient penalty (wgan-gp, dragan)")
+    lazy_reg: int | None = setting(None, "K: lazy regularisation (StyleGAN2): the penalty as its own critic step "
+                                   "every K critic steps with weight K·λ, D's Adam lr·c, β^c (c = K/(K+1))",
+                                   default_text="off")
     spectral_norm: bool = setting(False, "spectral normalisation (Miyato et al.) of every Linear/Conv2d weight "
                                   "of the discriminator")
     ema: float | None = setting(None, "decay of an exponential moving average of G's weights (e.g. 0.999); "
