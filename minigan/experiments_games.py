@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import nn
+from . import data, nn
 from .experiments import _figure, _save_figure, _write_csv
 from .game import Game, make_penalty
 from .game_optim import game_ops, make_rule
@@ -211,5 +211,134 @@ def _dirac_portraits(path, paths, quick):
             if i == 1:
                 ax.set_xlabel("θ", fontsize=8)
     figure.suptitle("Dirac-GAN phase portraits: field −ξ (grey), iterates (blue) from (1, 1), end ×", fontsize=9)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+# --- every update rule on the mixture of 8 Gaussians, at equal cost ------------------------------
+
+# (rule, lr, settings): gradient rules at one step size, the Adam-based ones at another (the
+# Adam rules' β = (0.5, 0.9) as in Gidel et al.'s and Chavdarova et al.'s GAN experiments).
+GAME_RULES = (
+    ("simultaneous", 0.05, {}), ("alternating", 0.05, {}), ("extragradient", 0.05, {}),
+    ("optimistic", 0.05, {}), ("consensus", 0.05, {"gamma": 0.1}), ("sga", 0.05, {"lam": 0.1}),
+    ("cgd", 0.05, {"maxiter": 5, "tol": 1e-6, "zero_sum": False}),
+    ("adam", 2e-3, {}), ("alternating-adam", 2e-3, {}), ("extra-adam", 2e-3, {}), ("optimistic-adam", 2e-3, {}),
+    ("lookahead", 2e-3, {"base": "alternating-adam", "k": 5, "alpha": 0.5}),
+)
+
+
+def _toy_players(hidden, depth, rng):
+    """MLPs 2 → hidden×depth → 2 (G) and 2 → hidden×depth → 1 (D), ReLU, float64 (J exact)."""
+    def mlp(out):
+        layers, width = [], 2
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden, dtype=np.float64, rng=rng), nn.ReLU()]
+            width = hidden
+        return nn.Sequential(*layers, nn.Linear(width, out, dtype=np.float64, rng=rng))
+    return mlp(2), mlp(1)
+
+
+def train_toy_game(rule, budget, hidden, depth, batch, seed, loss="nonsaturating"):
+    """Train G and D by ``rule`` on 8 Gaussians until ``budget`` evaluations are spent (a field
+    evaluation 1, one player's gradient ½, a J·v or Jᵀ·u 1: :class:`FieldOps`), a fresh batch
+    each step (the same stream for every rule). Returns (game, w, steps, counts, seconds)."""
+    from .hvp import parameter_vector, set_parameter_vector
+
+    G, D = _toy_players(hidden, depth, np.random.default_rng(seed))
+    game = Game(G, D, loss)
+    params = game.params_G + game.params_D
+    stream = np.random.default_rng(seed + 1)
+    sampler = data.ToySampler("8gaussians", batch, stream)
+    w = parameter_vector(params).astype(np.float64)
+    state, counts, steps = rule.init_state(w), {"field": 0.0, "jvp": 0, "vjp": 0}, 0
+    started = time.perf_counter()
+    while sum(counts.values()) < budget:
+        z = stream.standard_normal((batch, 2))
+        ops = game_ops(game, z, next(sampler).astype(np.float64))
+        w = rule.step(w, state, ops)
+        for key, value in ops.counts.items():
+            counts[key] += value
+        steps += 1
+        if not np.all(np.isfinite(w)):
+            break
+    set_parameter_vector(params, w)
+    return game, w, steps, counts, time.perf_counter() - started
+
+
+def _toy_quality(game, n, seed):
+    from . import metrics
+
+    rng = np.random.default_rng(seed + 2)
+    fake = game.G(rng.standard_normal((n, 2)))
+    real = data.ToySampler("8gaussians", n, rng).sample(n).astype(np.float64)
+    if not np.all(np.isfinite(fake)):
+        return {"modes_captured": 0, "high_quality_fraction": 0.0, "emd": math.inf}, fake, real
+    centres, std = data.toy_modes("8gaussians")
+    stats = metrics.mode_statistics(fake, centres, std)
+    return {"modes_captured": stats["modes_captured"], "high_quality_fraction": stats["high_quality_fraction"],
+            "emd": metrics.emd(fake, real, rng=rng)}, fake, real
+
+
+def game_optimizers(out, quick: bool = False, seed: int = 0, log=print) -> dict:
+    """Every update rule of minigan.game_optim on the mixture of 8 Gaussians, non-saturating
+    loss, MLPs 2 → 16 → 2 / 2 → 16 → 1 (``quick``; 2 → 32×2 → … otherwise), batch 64, at the
+    same budget of evaluations (quick 400, full 3,000: extragradient's step costs 2, SGA's 3 …).
+    Reports the steps taken, modes captured and high-quality share (3 std), the EMD to 500
+    (1,000) real points, wall time, and J's top eigenvalues by modulus at the end (on a fixed
+    batch of 256; ``max_im_over_re``: the largest |Im λ|/|Re λ| among them).
+
+    Writes ``game_optimizers.csv`` and ``game_optimizers.png`` (each rule's samples). One seed,
+    one step size per family: a comparison at equal cost, not a tuned benchmark.
+    """
+    out = Path(out)
+    started = time.perf_counter()
+    hidden, depth, budget, n_eval = (16, 1, 400, 500) if quick else (32, 2, 3000, 1000)
+    rows, pictures = [], {}
+    eval_rng = np.random.default_rng(seed + 3)
+    z_eval = eval_rng.standard_normal((256, 2))
+    x_eval = data.ToySampler("8gaussians", 256, eval_rng).sample(256).astype(np.float64)
+    for name, lr, settings in GAME_RULES:
+        rule = make_rule(name, lr, **settings)
+        game, w, steps, counts, seconds = train_toy_game(rule, budget, hidden, depth, 64, seed)
+        quality, fake, real = _toy_quality(game, n_eval, seed)
+        top = game.eigenvalues(z_eval, x_eval, k=4, which="LM") if np.all(np.isfinite(w)) else np.full(4, np.nan)
+        pictures[name] = (fake, real)
+        rows.append({"rule": name, "lr": lr, "steps": steps, "fields": counts["field"],
+                     "products": counts["jvp"] + counts["vjp"], "cost": sum(counts.values()), **quality,
+                     "seconds": seconds,
+                     "top_eigenvalues": " ".join(f"{v.real:+.4g}{v.imag:+.4g}i" for v in top),
+                     "max_im_over_re": float(np.max(np.abs(top.imag) / np.maximum(np.abs(top.real), 1e-300)))})
+    columns = list(rows[0])
+    files = [_write_csv(out / "game_optimizers.csv", columns, rows)]
+    files.append(_rule_samples(out / "game_optimizers.png", pictures, rows, budget))
+    log(f"{'rule':<17} {'steps':>5} {'cost':>6} {'modes':>5} {'high-q %':>8} {'EMD':>7} {'s':>6}  top |λ|")
+    for r in rows:
+        log(f"{r['rule']:<17} {r['steps']:>5} {r['cost']:>6.0f} {r['modes_captured']:>3}/8 "
+            f"{100 * r['high_quality_fraction']:>8.1f} {r['emd']:>7.4f} {r['seconds']:>6.2f}  "
+            f"{r['top_eigenvalues'].split()[0]}")
+    return {"files": files, "rows": rows, "budget": budget, "seconds": time.perf_counter() - started}
+
+
+def _rule_samples(path, pictures, rows, budget):
+    columns = 6
+    lines = math.ceil(len(pictures) / columns)
+    figure = _figure(1.7 * columns, 1.8 * lines + 0.3, dpi=80)
+    grid = np.atleast_2d(figure.subplots(lines, columns))
+    for ax, row in zip(grid.ravel(), rows):
+        fake, real = pictures[row["rule"]]
+        ax.scatter(real[:, 0], real[:, 1], s=2, c="orange", marker=".", linewidths=0, alpha=0.6, rasterized=True)
+        finite = fake[np.all(np.isfinite(fake), axis=1)]
+        ax.scatter(finite[:, 0], finite[:, 1], s=1, c="green", marker=".", linewidths=0, rasterized=True)
+        ax.set_xlim(-2, 2)
+        ax.set_ylim(-2, 2)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_aspect("equal")
+        ax.set_title(f"{row['rule']} ({row['steps']} steps)", fontsize=7)
+        ax.text(0.02, 0.02, f"{row['modes_captured']}/8, EMD {row['emd']:.2f}", transform=ax.transAxes, fontsize=6)
+    for ax in grid.ravel()[len(rows):]:
+        ax.axis("off")
+    figure.suptitle(f"8 Gaussians, every update rule at {budget} evaluations (green: G, orange: data)", fontsize=9)
     figure.tight_layout()
     return _save_figure(figure, path)

@@ -341,7 +341,8 @@ class CGD(Rule):
     solves [[I, ηJ_θψ], [ηJ_ψθ, I]]·Δ = −ηξ. Eliminating Δψ = −ηξ_ψ − ηJ_ψθΔθ:
     (I − η²J_θψJ_ψθ)·Δθ = −ηξ_θ + η²J_θψξ_ψ. For a zero-sum game (J_ψθ = −J_θψᵀ) the matrix is
     I + η²J_θψJ_θψᵀ, symmetric positive definite: solved by conjugate gradients on J·v products
-    (``tol``, at most ``maxiter`` iterations); a general-sum game by GMRES on the same products."""
+    (``tol``, at most ``maxiter`` iterations); a general-sum game (``zero_sum=False``) by one
+    GMRES cycle of at most ``maxiter`` iterations on the same products."""
     defaults = {"tol": 1e-10, "maxiter": 50, "zero_sum": True}
 
     def step(self, w, state, ops):
@@ -355,8 +356,10 @@ class CGD(Rule):
 
         operator = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
         rhs = -eta * xi[:n] + eta * eta * _j_theta_psi(w, ops, xi[n:])
-        solve = cg if self.zero_sum else gmres
-        d_theta, info = solve(operator, rhs, rtol=self.tol, atol=0.0, maxiter=int(self.maxiter))
+        if self.zero_sum:
+            d_theta, info = cg(operator, rhs, rtol=self.tol, atol=0.0, maxiter=int(self.maxiter))
+        else:   # one GMRES cycle of at most maxiter products, as CG's budget
+            d_theta, info = gmres(operator, rhs, rtol=self.tol, atol=0.0, restart=int(self.maxiter), maxiter=1)
         if info < 0:
             raise ValueError(f"cgd: the linear solve broke down (info {info})")
         d_psi = -eta * xi[n:] - eta * _j_psi_theta(w, ops, d_theta)

@@ -335,3 +335,17 @@ def test_state_round_trip_through_a_checkpoint_continues_bit_for_bit(name, tmp_p
         w = rule.step(w, state, ops)
     assert np.array_equal(w, straight)
     assert not np.array_equal(w, np.array([0.3, -0.5, 0.8, 0.1]))
+
+
+def test_cgd_general_sum_solve_matches_the_dense_solve():
+    """GMRES (zero_sum=False) on a general-sum linear game: Δ from the dense block system."""
+    rng = np.random.default_rng(11)
+    J = rng.standard_normal((6, 6))
+    ops = linear_game(J)
+    eta, w = 0.3, rng.standard_normal(6)
+    K = np.eye(6)
+    K[:3, 3:], K[3:, :3] = eta * J[:3, 3:], eta * J[3:, :3]
+    want = w + np.linalg.solve(K, -eta * (J @ w))
+    got = make_rule("cgd", eta, zero_sum=False, maxiter=3, tol=1e-14).step(w, {}, ops)
+    assert np.allclose(got, want, atol=1e-12)
+    assert not np.allclose(make_rule("cgd", eta, zero_sum=True, maxiter=3).step(w, {}, ops), want, atol=1e-6)
