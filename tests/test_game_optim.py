@@ -349,3 +349,45 @@ def test_cgd_general_sum_solve_matches_the_dense_solve():
     got = make_rule("cgd", eta, zero_sum=False, maxiter=3, tol=1e-14).step(w, {}, ops)
     assert np.allclose(got, want, atol=1e-12)
     assert not np.allclose(make_rule("cgd", eta, zero_sum=True, maxiter=3).step(w, {}, ops), want, atol=1e-6)
+
+
+class HandAdam:
+    """Kingma & Ba written out again: m, v over the whole vector, t advanced by the caller."""
+
+    def __init__(self, size, b1=0.5, b2=0.9, eps=1e-8):
+        self.m, self.v, self.t, self.b1, self.b2, self.eps = np.zeros(size), np.zeros(size), 0, b1, b2, eps
+
+    def direction(self, g, part=slice(None)):
+        self.m[part] = self.b1 * self.m[part] + (1 - self.b1) * g
+        self.v[part] = self.b2 * self.v[part] + (1 - self.b2) * g ** 2
+        m_hat = self.m[part] / (1 - self.b1 ** self.t)
+        return m_hat / (np.sqrt(self.v[part] / (1 - self.b2 ** self.t)) + self.eps)
+
+
+@pytest.mark.parametrize("name", ["adam", "alternating-adam", "extra-adam", "optimistic-adam"])
+def test_adam_rules_follow_their_algorithms_step_by_step(name):
+    rng = np.random.default_rng(13)
+    J = rng.standard_normal((4, 4))
+    ops = linear_game(J)
+    lr, w0 = 0.03, rng.standard_normal(4)
+    rule = make_rule(name, lr, beta1=0.6, beta2=0.95, eps=1e-7)
+    w, state = w0.copy(), rule.init_state(w0)
+    ref, hand, previous = w0.copy(), HandAdam(4, 0.6, 0.95, 1e-7), np.zeros(4)
+    for _ in range(4):
+        w = rule.step(w, state, ops)
+        hand.t += 1
+        if name == "adam":
+            ref = ref - lr * hand.direction(J @ ref)
+        elif name == "alternating-adam":   # D (the second half) first, then G from the new ψ
+            ref = ref.copy()
+            ref[2:] -= lr * hand.direction((J @ ref)[2:], slice(2, None))
+            ref[:2] -= lr * hand.direction((J @ ref)[:2], slice(0, 2))
+        elif name == "extra-adam":
+            half = ref - lr * hand.direction(J @ ref)
+            hand.t += 1
+            ref = ref - lr * hand.direction(J @ half)
+        else:
+            d = hand.direction(J @ ref)
+            ref, previous = ref - 2 * lr * d + lr * previous, d
+        assert np.allclose(w, ref, rtol=0, atol=1e-14)
+    assert state["t"] == hand.t
