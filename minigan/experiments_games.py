@@ -323,7 +323,7 @@ def game_optimizers(out, quick: bool = False, seed: int = 0, log=print) -> dict:
 def _rule_samples(path, pictures, rows, budget):
     columns = 6
     lines = math.ceil(len(pictures) / columns)
-    figure = _figure(1.7 * columns, 1.8 * lines + 0.3, dpi=80)
+    figure = _figure(1.7 * columns, 2.0 * lines + 0.3, dpi=80)
     grid = np.atleast_2d(figure.subplots(lines, columns))
     for ax, row in zip(grid.ravel(), rows):
         fake, real = pictures[row["rule"]]
