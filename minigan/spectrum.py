@@ -2,7 +2,7 @@ r"""``minigan spectrum RUN``: the game Jacobian's top eigenvalues at a run's che
 
 The run's G, D, loss and penalty make a :class:`minigan.game.Game` on one fixed batch drawn
 from ``seed`` (noise z, real x, labels for conditional models; no DiffAugment: J is the
-un-augmented game's), in the run's dtype. J's top-k eigenvalues by modulus and by real part
+un-augmented game's), with G and D converted to float64 on the CPU. J's top-k eigenvalues by modulus and by real part
 (the largest and the smallest: the most negative real parts are the directions a gradient step
 w ← w − ηξ is pushed away along) go through ``scipy.sparse.linalg.eigs`` on J·v (dense J for
 small games). A plot in the complex plane, and one line: rotation-dominated or not.
@@ -37,10 +37,14 @@ def fixed_batch(trainer, n: int, seed: int):
 
 
 def game_of_run(trainer, seed: int = 0):
+    """The run's Game, its G and D converted to float64 on the CPU (in place: the command only
+    reads the run), so that J·v is exact to float64 whatever the run trained in."""
     from .game import Game
 
     if trainer.config.model == "cogan":
         raise ValueError("spectrum: a cogan run is two coupled GANs, not one game of G and D")
+    trainer.G.to(dtype=np.float64, device="cpu")
+    trainer.D.to(dtype=np.float64, device="cpu")
     return Game(trainer.G, trainer.D, trainer.loss, penalty=trainer.penalty, seed=seed)
 
 

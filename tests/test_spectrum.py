@@ -51,8 +51,8 @@ def test_eigenvalues_match_the_dense_jacobian(toy_run, tmp_path):
         got = result["values"][which]
         assert len(got) == 4
         # each found eigenvalue is one of J's, and the extreme one is the extreme of all of them
-        assert all(np.min(np.abs(every - g)) < 1e-4 * scale for g in got)
-        assert abs(key(got[0]) - key(want[0])) < 1e-4 * scale
+        assert all(np.min(np.abs(every - g)) < 1e-8 * scale for g in got)
+        assert abs(key(got[0]) - key(want[0])) < 1e-8 * scale
 
 
 def test_a_penalty_run_says_its_jacobian_is_a_finite_difference(tmp_path, capsys):
