@@ -100,6 +100,15 @@ def build_parser():
                           "8 digits, 28 mnist5k; a run folder: the run's)")
     swd.add_argument("--seed", type=int, default=0,
                      help="seed of the images, patches and directions drawn (a run folder: the run's own; default: 0)")
+    spectrum = sub.add_parser("spectrum", help="the game Jacobian's top eigenvalues at a run's checkpoint",
+                              description="Plot the top eigenvalues of the game Jacobian J = ∂ξ/∂(θ, ψ) at a "
+                              "run's checkpoint on one fixed batch, and say whether they are rotation-dominated.",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    spectrum.add_argument("checkpoint", type=Path, help="a run folder or its checkpoint.ckpt")
+    spectrum.add_argument("-k", type=int, default=6, help="eigenvalues by modulus and by real part")
+    spectrum.add_argument("-n", type=int, default=64, help="batch size of the fixed batch")
+    spectrum.add_argument("--seed", type=int, default=0, help="seed of the fixed batch")
+    _output_flags(spectrum, None, "the plot to write (default: RUN/spectrum.png)")
     experiments = _experiments()
     experiment = sub.add_parser("experiment", help="run one of the papers' classic experiments (PNG + CSV)",
                                 description="Run one of the papers' classic experiments; it writes PNG "
@@ -318,7 +327,18 @@ def cmd_experiment(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "interpolate": cmd_interpolate,
+def cmd_spectrum(args) -> int:
+    from .runfolder import check_output_file
+    from .spectrum import run_spectrum
+
+    out = check_output_file(args.out or _run_dir(args.checkpoint) / "spectrum.png", args.overwrite)
+    result = run_spectrum(_load_trainer(args.checkpoint), out, k=args.k, n=args.n, seed=args.seed)
+    print(f"minigan: {result['reading']}")
+    print(f"minigan: wrote {out}")
+    return 0
+
+
+COMMANDS = {"spectrum": cmd_spectrum, "train": cmd_train, "sample": cmd_sample, "interpolate": cmd_interpolate,
             "experiment": cmd_experiment, "export": cmd_export, "swd": cmd_swd}
 
 

@@ -8,7 +8,11 @@
 * ``optimal-d`` — the learned discriminator against D* = p_data/(p_data + p_g)
   (Goodfellow et al. 2014, Prop. 1);
 * ``small-data`` — a DCGAN on 10% of the digits with and without DiffAugment and spectral
-  norm (Zhao et al. 2020; Miyato et al. 2018), FID/KID/precision/recall, full data as reference.
+  norm (Zhao et al. 2020; Miyato et al. 2018), FID/KID/precision/recall, full data as reference;
+* ``dirac`` — the Dirac-GAN (Mescheder et al. 2018): J's eigenvalues at equilibrium against
+  their closed forms, phase portraits, which settings converge (minigan.experiments_games);
+* ``game-optimizers`` — every update rule of minigan.game_optim on 8 Gaussians at equal
+  evaluations: modes, EMD, wall time and J's top eigenvalues at the end.
 
 Every function here takes ``(out, quick=False, seed=0, log=print)``, writes its files under
 ``out`` (figures with matplotlib's ``Figure`` + Agg canvas, never pyplot; every file written
@@ -661,8 +665,11 @@ def small_data(out, quick: bool = False, seed: int = 0, log=print) -> dict:
     return {"files": files, "rows": rows, "floor": floor, "seconds": time.perf_counter() - started}
 
 
+from .experiments_games import dirac, game_optimizers  # noqa: E402 (they use the helpers above)
+
 EXPERIMENTS = {"vanishing": vanishing, "modes": modes, "clipping": clipping, "optimal-d": optimal_d,
-               "small-data": small_data}
+               "small-data": small_data, "dirac": dirac,
+               "game-optimizers": game_optimizers}
 
 
 def run_experiment(name: str, out=None, quick: bool = False, seed: int = 0, log=print) -> dict:

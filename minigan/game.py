@@ -235,9 +235,15 @@ class Game:
     # --- the public products ----------------------------------------------------------------
     def field(self, z, x, labels=None):
         """ξ = (∇_θ L_G, ∇_ψ L_D) (with the penalty's gradient in ψ's part, if any)."""
-        grad_G = self._run("G", None, z, x, labels)
-        grad_D = self._run("D", None, z, x, labels, False)
-        return np.concatenate([grad_G[:self.n_G], grad_D[self.n_G:]])
+        return np.concatenate([self.gradient("G", z, x, labels), self.gradient("D", z, x, labels)])
+
+    def gradient(self, player, z, x, labels=None):
+        """One player's part of ξ: ∇_θ L_G ("G") or ∇_ψ L_D ("D"), one sweep (half a field)."""
+        if player == "G":
+            return self._run("G", None, z, x, labels)[:self.n_G]
+        if player == "D":
+            return self._run("D", None, z, x, labels, False)[self.n_G:]
+        raise ValueError(f"Game.gradient: player must be 'G' or 'D', got {player!r}")
 
     def jvp(self, z, x, v, labels=None):
         """J·v: exact; with a penalty, the central difference of the exact field (see ``method``)."""

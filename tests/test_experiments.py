@@ -149,3 +149,26 @@ def test_small_data_runs_every_variant_on_a_tenth_of_the_digits(runs):
     for column in ("fid", "kid", "precision", "recall", "fid_floor"):
         as_floats(rows, column)
     assert all(float(r["fid"]) > float(r["fid_floor"]) for r in rows)  # 20 steps: far from the real floor
+
+
+def test_game_optimizers_every_rule_at_the_same_budget(runs):
+    """Every registered rule ran; each spent the budget (400 evaluations with --quick) and no more
+    than one step beyond it: fixed-cost rules took exactly ⌈400 / cost per step⌉ steps."""
+    from minigan.experiments_games import GAME_RULES
+    from minigan.game_optim import RULES
+
+    _, rows = read_csv(runs / "game-optimizers" / "game_optimizers.csv")
+    assert [r["rule"] for r in rows] == [name for name, _, _ in GAME_RULES]
+    assert set(RULES) == {r["rule"] for r in rows}
+    per_step = {"simultaneous": 1, "alternating": 1, "adam": 1, "alternating-adam": 1, "optimistic": 1,
+                "optimistic-adam": 1, "lookahead": 1, "extragradient": 2, "extra-adam": 2, "consensus": 2, "sga": 3}
+    for r in rows:
+        steps, cost = int(r["steps"]), float(r["cost"])
+        assert cost >= 400 and float(r["fields"]) + int(r["products"]) == cost
+        if r["rule"] in per_step:
+            assert steps == math.ceil(400 / per_step[r["rule"]]) and cost == steps * per_step[r["rule"]]
+        else:   # cgd: a field, 2 products, and 2 per GMRES product (≤ 6): at most 15 a step
+            assert 400 <= cost < 400 + 15
+        assert 0 <= int(r["modes_captured"]) <= 8 and 0 < float(r["emd"]) < 10
+        assert len(r["top_eigenvalues"].split()) == 4 and float(r["max_im_over_re"]) >= 0
+    check_png(runs / "game-optimizers" / "game_optimizers.png")

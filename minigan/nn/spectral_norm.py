@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from ..losses import scalar
 from .conv import Conv2d, ConvTranspose2d
 from .init import make_rng
 from .linear import Linear
@@ -37,12 +38,6 @@ def _normalize(xp, a, eps):
     if xp is np:
         return a / max(float(xp.linalg.norm(a)), eps)
     return a / xp.maximum(xp.linalg.norm(a), eps)
-
-
-def _host_scalar(xp, value):
-    """σ and ⟨G, W⟩ as Python floats on the CPU (the reference's arithmetic); 0-d device arrays
-    on the GPU, where float() would make the host wait for every layer's σ."""
-    return float(value) if xp is np else value
 
 
 class SpectralNorm(Module):
@@ -101,7 +96,7 @@ class SpectralNorm(Module):
                 u = _normalize(xp, wm @ v, self.eps)
             self.weight_u[...] = u
             self.weight_v[...] = v
-        sigma = _host_scalar(xp, self.weight_u @ (wm @ self.weight_v))
+        sigma = scalar(self.weight_u @ (wm @ self.weight_v))  # a float; on the GPU a 0-d array (no sync)
         self.module.weight.data = (w / sigma).astype(w.dtype, copy=False)
         self._cache_sigma = sigma
         return sigma
@@ -117,7 +112,7 @@ class SpectralNorm(Module):
         inner = self.module.weight
         G, w = inner.grad, self.weight_orig.data
         uv = self._unmatrix(self.xp.outer(self.weight_u, self.weight_v), w.shape)
-        self.weight_orig.grad += G / sigma - (_host_scalar(self.xp, (G * w).sum()) / sigma ** 2) * uv
+        self.weight_orig.grad += G / sigma - (scalar((G * w).sum()) / sigma ** 2) * uv
         inner.grad[...] = 0
 
     def backward(self, dy, accumulate=True, create_graph=False):

@@ -95,6 +95,13 @@ CONFIGS = {
     # the command line: `minigan train --device cuda ...` to step 2, then `--resume` to step 3
     "cli": [["--loss", "wgan-gp", "--model", "cdcgan", "--data", "digits", "--image-size", "28", "--base-width", "2",
              "--batch-size", "2", "--latent-dim", "4", "--n-critic", "1", "--ema", "0.9", "--no-progress"]],
+    # the host synchronisations a step, at the papers' n_critic (benchmarks/results/host-syncs-*.md)
+    "syncs": [dict(TOY, loss="wgan-gp", n_critic=5), dict(DCGAN, loss="wgan-gp", n_critic=5),
+              dict(TOY, loss="hinge", spectral_norm=True, n_critic=1),
+              dict(DCGAN, loss="hinge", spectral_norm=True), dict(TOY, loss="began"),
+              dict(DCGAN, loss="nonsaturating"), dict(DIGITS, model="cogan", loss="nonsaturating"),
+              dict(TOY, loss="nonsaturating", penalty="r1", n_critic=1),
+              dict(DIGITS, model="cmlp", loss="hinge", conditioning="concat", n_critic=1)],
     # trained 3 steps, and 2 steps then resumed from the checkpoint to 3: the same weights
     "resume": [dict(TOY, loss="wgan-gp", spectral_norm=True, ema=0.9), dict(TOY, loss="began"),
                dict(DIGITS, model="cmlp", loss="hinge", conditioning="projection", ema=0.9)],
