@@ -38,6 +38,7 @@ if __package__ in (None, ""):  # run as a script
 from benchmarks import cases  # noqa: E402
 
 OPS = ("grad", "hvp", "jvp")
+PARTS = ("jvp G rows", "jvp D rows")   # J·v's two halves, with --parts: where its time goes
 
 
 # --- the networks, in both engines ----------------------------------------------------------
@@ -135,7 +136,10 @@ def minigan_ops(G, D, z, x):
             clear_tangents(params)
             return out
 
-    return {"grad": grad, "hvp": hvp, "jvp": lambda: game.jvp(z, x, v)}, v
+    # the halves of Game.jvp: its private sweeps (G's rows: θ-part of the G sweep; D's rows)
+    return {"grad": grad, "hvp": hvp, "jvp": lambda: game.jvp(z, x, v),
+            "jvp G rows": lambda: game._run("G", v, z, x, None)[:game.n_G],
+            "jvp D rows": lambda: game._run("D", v, z, x, None, False)[game.n_G:]}, v
 
 
 # --- PyTorch's ------------------------------------------------------------------------------
@@ -172,10 +176,14 @@ def torch_ops(G, D, z, x, v, names_G, names_D):
     def L_G(pG, pD):
         return softplus(-functional_call(D, pD, (functional_call(G, pG, (z,)),))).mean()
 
+    def field_G(pG, pD):
+        return grad(L_G, argnums=0)(pG, pD)
+
+    def field_D(pG, pD):
+        return grad(lambda q: L_D(q, functional_call(G, pG, (z,))))(pD)
+
     def field(pG, pD):
-        g_G = grad(L_G, argnums=0)(pG, pD)
-        g_D = grad(lambda q: L_D(q, functional_call(G, pG, (z,))))(pD)
-        return g_G, g_D
+        return field_G(pG, pD), field_D(pG, pD)
 
     grad_LD = grad(L_D)
 
@@ -192,6 +200,8 @@ def torch_ops(G, D, z, x, v, names_G, names_D):
         return {"grad": lambda: flat(grad_LD(pD, fake), names_D),
                 "hvp": lambda: flat(jvp(lambda q: grad_LD(q, fake), (pD,), (vD,))[1], names_D),
                 "jvp": game_jvp,
+                "jvp G rows": lambda: flat(jvp(field_G, (pG, pD), (vG, vD))[1], names_G),
+                "jvp D rows": lambda: flat(jvp(field_D, (pG, pD), (vG, vD))[1], names_D),
                 "grad (backward)": backward}
 
 
@@ -229,11 +239,13 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="threads for OpenBLAS, Numba and PyTorch (default 1)")
     ap.add_argument("--reps", type=int, default=15, help="timed steps per engine and product (default 15)")
     ap.add_argument("--ops", default=",".join(OPS), help=f"comma-separated subset of {','.join(OPS)}")
+    ap.add_argument("--parts", action="store_true", help=f"also time {' and '.join(PARTS)} apart")
     ap.add_argument("--gap-ms", type=float, default=20.0, help="pause before each timed step (default 20)")
     ap.add_argument("--check-batch", type=int, default=None, help="batch of the float64 check (default --batch)")
     args = ap.parse_args(argv)
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
     bad = sorted(set(ops) - set(OPS))
+    ops += list(PARTS) if args.parts else []
     if bad or args.reps < 1 or args.threads < 1 or (args.batch is not None and args.batch < 2):
         sys.exit(f"game_jvp: bad arguments (ops {bad} not in {OPS}, or reps/threads < 1, or batch < 2)")
     try:
@@ -264,16 +276,18 @@ def main(argv=None):
     print("float32 timed functions, same check: " + ", ".join(f"{op} {e:.1e}" for op, e in errs32.items()),
           flush=True)
     keys = list(runs)
-    times = {k: [] for k in keys}
+    wall, cpu = {k: [] for k in keys}, {k: [] for k in keys}
     for i in range(args.reps):
         for k in (keys if i % 2 == 0 else keys[::-1]):
             time.sleep(args.gap_ms / 1e3)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             runs[k]()
-            times[k].append(time.perf_counter() - t)
+            wall[k].append(time.perf_counter() - t)
+            cpu[k].append(time.process_time() - c)
     load1 = os.getloadavg()[0]
-    lines = report(times, ops, args.reps)
-    print("\n".join(lines))
+    for name, times in (("wall clock", wall), ("CPU time of the process (all threads)", cpu)):
+        print(f"--- {name}")
+        print("\n".join(report(times, ops, args.reps)))
     print(f"load average at end {load1:.2f}")
 
 
@@ -282,15 +296,15 @@ def report(times, ops, reps):
     lines = [f"median ms (quartiles) of {reps} steps:"]
     for k, v in times.items():
         q1, m, q3 = quartiles(v)
-        lines.append(f"  {k[0]:<8s}{k[1]:<16s}{1e3 * m:9.2f}  ({1e3 * q1:.2f}–{1e3 * q3:.2f})")
+        lines.append(f"  {k[0]:<8s}{k[1]:<17s}{1e3 * m:9.2f}  ({1e3 * q1:.2f}–{1e3 * q3:.2f})")
     lines.append("minigan ÷ torch: ratio of medians; median (quartiles) of the paired per-step ratios:")
     for op in ops:
         paired = [a / b for a, b in zip(times[("minigan", op)], times[("torch", op)])]
         q1, m, q3 = quartiles(paired)
-        lines.append(f"  {op:<6s}{med[('minigan', op)] / med[('torch', op)]:6.2f}   {m:.2f} ({q1:.2f}–{q3:.2f})")
+        lines.append(f"  {op:<11s}{med[('minigan', op)] / med[('torch', op)]:6.2f}   {m:.2f} ({q1:.2f}–{q3:.2f})")
     if "grad" in ops:
-        for op in ("hvp", "jvp"):
-            if op in ops:
+        for op in ops:
+            if op != "grad":
                 lines.append(f"{op} ÷ grad: minigan {med[('minigan', op)] / med[('minigan', 'grad')]:.2f}, "
                              f"torch {med[('torch', op)] / med[('torch', 'grad')]:.2f}")
     return lines
