@@ -1,6 +1,6 @@
 """Gradient, HVP and the game's J·v: minigan against PyTorch's forward-over-reverse, same networks.
 
-    python -m benchmarks.game_jvp [--model mlp|dcgan] [--batch N] [--threads 1] [--reps 15]
+    python -m benchmarks.game_jvp [--model mlp|dcgan] [--batch N] [--threads 1] [--reps 15] [--parts]
 
 Networks (benchmarks/cases.py, built once in each engine, PyTorch's weights copied from minigan's):
 the toy WGAN-GP MLPs (G 2→512×3→2, D 2→512×3→1, batch 256) or the DCGAN-32 pair (BatchNorm in
@@ -244,10 +244,16 @@ def main(argv=None):
     ap.add_argument("--check-batch", type=int, default=None, help="batch of the float64 check (default --batch)")
     args = ap.parse_args(argv)
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
-    bad = sorted(set(ops) - set(OPS))
+    problem = next((msg for bad, msg in (
+        (not ops or set(ops) - set(OPS), f"--ops {args.ops!r}: choose from {','.join(OPS)}"),
+        (args.reps < 1, f"--reps {args.reps}: at least 1"),
+        (args.threads < 1, f"--threads {args.threads}: at least 1"),
+        (args.batch is not None and args.batch < 2, f"--batch {args.batch}: at least 2 (BatchNorm)"),
+        (args.check_batch is not None and args.check_batch < 2, f"--check-batch {args.check_batch}: at least 2"),
+    ) if bad), None)
+    if problem:
+        sys.exit(f"game_jvp: {problem}")
     ops += list(PARTS) if args.parts else []
-    if bad or args.reps < 1 or args.threads < 1 or (args.batch is not None and args.batch < 2):
-        sys.exit(f"game_jvp: bad arguments (ops {bad} not in {OPS}, or reps/threads < 1, or batch < 2)")
     try:
         import torch
     except ImportError:
