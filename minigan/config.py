@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field, fields
 
 from .backends import devices
+from .errors import ConfigError  # noqa: F401 - re-exported: users import it from here
 
 # The anchor losses (tests and scripts iterate over them); every registered loss, these and
 # the newer ones, is minigan.recipes.LOSSES.names().
@@ -39,8 +40,6 @@ PRESETS = {
 RETIRED_KEYS = ("fast_kernels",)
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot be trained: the message names the field and the problem."""
 
 
 def setting(default, help: str, choices=None, default_text: str | None = None, open_choices: bool = False):
