@@ -32,106 +32,11 @@ from __future__ import annotations
 
 from .errors import ConfigError
 from .losses import LOSSES, Loss  # noqa: F401 - the loss registry and base (minigan.losses)
+from .penalty import PENALTIES, Penalty, default_penalty_weight  # noqa: F401 - the penalty registry (minigan.penalty)
 from .registry import Registry
 
-PENALTIES = Registry("penalty")
 RECIPES = Registry("recipe")
 MODEL_RECIPES = {"cogan": "cogan"}  # every other model trains with the loss's recipe or "alternating"
-
-
-# --- penalties ------------------------------------------------------------------------------
-
-class Penalty:
-    """A term added to the critic's loss; ``apply`` returns its value and adds its gradient."""
-
-    name = ""
-    help = ""
-    default_weight = 10.0
-    per_sample = True  # a gradient penalty: BatchNorm in the critic would couple the samples
-    data_parallel = True  # False: refused under mpiexec -n N > 1 (a batch statistic not reduced over the ranks)
-
-    def __init__(self, config, comm=None):
-        self.config = config
-        self.weight = config.penalty_weight
-        self.comm = comm  # the data-parallel communicator (None or size 1: one process)
-
-    def apply(self, critic, real, fake, draw, labels=None) -> float:
-        raise NotImplementedError
-
-    @classmethod
-    def check(cls, config):
-        if cls.per_sample and config.critic_norm == "batch":
-            raise ConfigError(f"critic_norm 'batch' cannot be used with the {cls.name} penalty: the gradient "
-                              "penalty is per-sample and BatchNorm couples the samples; use 'layer' or 'none'")
-
-
-@PENALTIES.register("none")
-class NoPenalty(Penalty):
-    help = "no penalty"
-    per_sample = False
-
-
-@PENALTIES.register("wgan-gp")
-class WganGP(Penalty):
-    help = "λ·E[(‖∇D(x̂)‖ − 1)²] at x̂ = εx + (1 − ε)x̃ (Gulrajani et al.; λ: --gp-weight)"
-
-    def apply(self, critic, real, fake, draw, labels=None):
-        from .penalty import gradient_penalty, mix, per_sample_shape
-        x_hat, _ = mix(real, fake, draw(per_sample_shape(real)))
-        return gradient_penalty(critic, x_hat, self.weight, self.config.gp_one_sided, labels=labels)
-
-
-@PENALTIES.register("dragan")
-class Dragan(Penalty):
-    help = "λ·E[(‖∇D(x̂)‖ − 1)²] near the data: x̂ = x + α·0.5·std(x)·u (Kodali et al.; λ: --gp-weight)"
-
-    def apply(self, critic, real, fake, draw, labels=None):
-        from .penalty import dragan_penalty, dragan_points, per_sample_shape
-        std = None  # std(x) over the whole batch: over every rank's rows under mpiexec
-        if self.comm is not None and self.comm.size > 1:
-            from .distributed import global_std
-            std = global_std(self.comm, real)
-        x_hat = dragan_points(real, draw(real.shape), draw(per_sample_shape(real)), std=std)
-        return dragan_penalty(critic, x_hat, self.weight, labels=labels)
-
-
-@PENALTIES.register("r1")
-class R1(Penalty):
-    help = "γ/2·E‖∇D(x)‖² on real data (Mescheder et al.)"
-
-    def apply(self, critic, real, fake, draw, labels=None):
-        from .penalty import r1_penalty
-        return r1_penalty(critic, real, self.weight, labels=labels)
-
-
-@PENALTIES.register("r2")
-class R2(Penalty):
-    help = "γ/2·E‖∇D(x̃)‖² on generated data"
-
-    def apply(self, critic, real, fake, draw, labels=None):
-        from .penalty import r2_penalty
-        return r2_penalty(critic, fake, self.weight, labels=labels)
-
-
-@PENALTIES.register("wgan-div")
-class WganDiv(Penalty):
-    help = "k·E‖∇D(x̂)‖^p over the real and fake samples together (Wu et al.; k = 2, p: --wgan-div-power)"
-    default_weight = 2.0
-
-    def apply(self, critic, real, fake, draw, labels=None):
-        from .backend import array_module
-        from .penalty import wgan_div_penalty
-        xp = array_module(real)
-        both = xp.concatenate([real, fake])
-        both_labels = None if labels is None else array_module(labels).concatenate([labels, labels])  # host labels
-        return wgan_div_penalty(critic, both, self.weight, self.config.wgan_div_power, labels=both_labels)
-
-
-def default_penalty_weight(config) -> float:
-    """λ of wgan-gp and dragan is --gp-weight (10; 0.1 in the toy preset); else the penalty's own."""
-    if config.penalty in ("wgan-gp", "dragan"):
-        return config.gp_weight
-    return PENALTIES.get(config.penalty).default_weight
 
 
 # --- recipes ---------------------------------------------------------------------------------
