@@ -19,6 +19,7 @@ from .core import LOSSES, Loss, scalar, sigmoid, softplus  # noqa: F401
 from .core import _as_float_array, _grad, _mean  # noqa: F401 - used by tests and the families
 
 from . import minimax, wasserstein, lsgan, began, fgan, hinge, relativistic  # noqa: E402,F401,I001 - the registrations
+from . import feature_matching  # noqa: E402,F401,I001
 
 from .minimax import (Minimax, NonSaturating, discriminator_loss_minimax, generator_loss_minimax,  # noqa: F401
                       generator_loss_nonsaturating)
