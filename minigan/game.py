@@ -54,9 +54,9 @@ _PENALTY_SETTINGS = dict(penalty_weight=10.0, gp_one_sided=False, wgan_div_power
 
 
 def make_loss(name, **settings):
-    """A registry loss (:data:`minigan.recipes.LOSSES`) from its name and the TrainConfig
+    """A registry loss (:data:`minigan.losses.LOSSES`) from its name and the TrainConfig
     settings it reads (lsgan_coding, divergence, fgan_alpha; defaults as TrainConfig's)."""
-    from .recipes import LOSSES
+    from .losses import LOSSES
 
     unknown = sorted(set(settings) - set(_LOSS_SETTINGS))
     if unknown:
@@ -65,8 +65,8 @@ def make_loss(name, **settings):
 
 
 def make_penalty(name, weight=10.0, **settings):
-    """A registry penalty (:data:`minigan.recipes.PENALTIES`) with weight λ (or γ, k)."""
-    from .recipes import PENALTIES
+    """A registry penalty (:data:`minigan.penalty.PENALTIES`) with weight λ (or γ, k)."""
+    from .penalty import PENALTIES
 
     unknown = sorted(set(settings) - set(_PENALTY_SETTINGS))
     if unknown:
@@ -93,7 +93,8 @@ class Game:
     DENSE_LIMIT = 400
 
     def __init__(self, G, D, loss, penalty=None, seed: int = 0, h: float = 1e-5):
-        from .recipes import Loss, Penalty
+        from .losses import Loss
+        from .penalty import Penalty
 
         self.G, self.D = G, D
         self.loss = make_loss(loss) if not isinstance(loss, Loss) else loss

@@ -8,7 +8,8 @@ import minigan.nn as nn
 from minigan.cli import main
 from minigan.config import ConfigError, TrainConfig
 from minigan.gradcheck import check_gradients
-from minigan.recipes import LOSSES, PENALTIES
+from minigan.losses import LOSSES
+from minigan.penalty import PENALTIES
 from minigan.train import Trainer, backward_coupled_discriminator_loss
 from test_train import assert_resume_is_exact, params_of, tiny_config
 
