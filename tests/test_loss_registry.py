@@ -72,3 +72,19 @@ def test_the_critics_memory_is_declared_by_the_penalty_and_the_loss():
     pg, ag = memory._mlp(2, 2, 16, 2, out_act=False)
     assert began["parameters"] == memory.FLOAT * 4 * (pg + pd)
     assert began["activations"] == 32 * memory.FLOAT * (3 * ag + 3 * ad)
+
+
+def test_the_dcgan_auto_encoder_counts_twice_the_critic():
+    base = dict(data="digits", model="dcgan", base_width=8, batch_size=4)
+    began, other = _estimate(loss="began", **base), _estimate(loss="nonsaturating", **base)
+    pd, ad, _ = memory._dcgan_d(32, 1, 8)
+    assert began["parameters"] - other["parameters"] == memory.FLOAT * 4 * pd
+    assert began["activations"] - other["activations"] == 4 * memory.FLOAT * 3 * ad
+
+
+@pytest.mark.parametrize("penalty, want", [("wgan-gp", 3.5), ("dragan", 3.5), ("r1", 10.0), ("r2", 10.0),
+                                           ("wgan-div", 2.0)])
+def test_each_penalty_declares_its_default_weight(penalty, want):
+    config = TrainConfig(loss="wgan-gp", penalty=penalty, gp_weight=3.5).resolved()
+    assert config.penalty_weight == want
+    assert TrainConfig(loss="wgan-gp", penalty=penalty, gp_weight=3.5, penalty_weight=0.25).resolved().penalty_weight == 0.25
