@@ -30,7 +30,7 @@ def _flag_help(f) -> str:
     default = f.metadata["default_text"]
     default = default() if callable(default) else default  # read from the registries when asked
     default = default or ("unset" if f.default is None else
-                                             str(f.default).lower() if isinstance(f.default, bool) else f.default)
+                          str(f.default).lower() if isinstance(f.default, bool) else f.default)
     return (text + f" (default: {default})").replace("%", "%%")
 
 

@@ -351,7 +351,8 @@ class TrainConfig:
             from .augment import parse_policy
 
             if self.model not in ("dcgan", "cdcgan"):
-                raise ConfigError(f"--augment needs images in N×C×H×W: use --model dcgan or cdcgan (got {self.model})")
+                raise ConfigError("--augment needs images in N×C×H×W: use --model dcgan or cdcgan "
+                                  f"(got {self.model})")
             if autoencoder:
                 raise ConfigError(f"the {self.loss} loss does not support --augment (its D reconstructs its input)")
             try:

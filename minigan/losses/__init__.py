@@ -31,7 +31,8 @@ from .fgan import (F_DIVERGENCE_NAMES, FGan, FDivergence, discriminator_loss_fga
 from .fgan import (AlphaDivergence, GANDivergence, Jeffrey, JensenShannon, JensenShannonWeighted, KL,  # noqa: F401
                    Neyman, Pearson, ReverseKL, SquaredHellinger, TotalVariation)
 from .hinge import Hinge, discriminator_loss_hinge, generator_loss_hinge  # noqa: F401
-from .relativistic import RELATIVISTIC_LINKS, Relativistic, RaGan, RaHinge, RaLSGan, RSGan, relativistic_loss  # noqa: F401
+from .relativistic import (RELATIVISTIC_LINKS, Relativistic, RaGan, RaHinge, RaLSGan, RSGan,  # noqa: F401
+                           relativistic_loss)
 
 __all__ = [
     "discriminator_loss_minimax", "generator_loss_minimax", "generator_loss_nonsaturating",

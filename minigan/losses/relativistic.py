@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import array_module
-from .core import LOSSES, ConfigError, Loss, TangentUnsupported, _as_float_array, _grad, _mean, dsigmoid, sigmoid, softplus, zero
+from .core import (LOSSES, ConfigError, Loss, TangentUnsupported, _as_float_array, _grad, _mean, dsigmoid, sigmoid,
+                   softplus, zero)
 
 def _relu(t):
     return array_module(t).maximum(t, 0)
@@ -114,7 +115,7 @@ class Relativistic(Loss):
         outputs, so the Hessian is not diagonal:
             paired (RSGAN)  t = r − f:  R{d_r} = φ₁''(t)(ṙ − ḟ)/N = −R{d_f}
             average         ȧ = ṙ − mean ḟ,  ḃ = ḟ − mean ṙ:
-                            R{d_r} = (φ₁''(a)ȧ − mean φ₂''(b)ḃ)/N,   R{d_f} = (φ₂''(b)ḃ − mean φ₁''(a)ȧ)/M
+                R{d_r} = (φ₁''(a)ȧ − mean φ₂''(b)ḃ)/N,   R{d_f} = (φ₂''(b)ḃ − mean φ₁''(a)ȧ)/M
         """
         if self.comm is not None and self.comm.size > 1:
             raise TangentUnsupported("relativistic losses over several ranks have no tangent here; "
