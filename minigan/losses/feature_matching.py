@@ -21,11 +21,12 @@ features is linear in them, so its tangent along (ṙ, ḟ) is
 
 A feature of any shape (N, ...) is flattened per sample; the means accumulate in float64.
 
-The Trainer's generator step feeds ``generator(out_fake, out_real)`` with what it computes for
-every loss that ``needs_real_in_g_step``: D's outputs on a fake and a real batch. A critic
-whose feature is its output is the special case F = 1. For the intermediate feature the step
-reads ``feature_layer`` and calls :meth:`FeatureMatching.features` / :meth:`FeatureMatching.
-backward_features` in place of D's forward / backward (the hook the training scheme needs).
+The hook the training scheme needs: its generator step reads ``feature_layer`` and calls
+:meth:`FeatureMatching.features` (on the real batch, kept as a constant, and on the fakes) and
+:meth:`FeatureMatching.backward_features` in place of D's forward and backward. Until it does,
+the Trainer feeds ``generator(out_fake, out_real)`` what it computes for every loss that
+``needs_real_in_g_step`` — D's outputs on a fake and a real batch — so G matches the mean of
+D's output (the case F = 1, f = D); tests/test_feature_matching.py marks that gap (strict xfail).
 """
 from __future__ import annotations
 
