@@ -7,7 +7,7 @@ import pytest
 
 import minigan.nn as nn
 from minigan.config import ConfigError, TrainConfig
-from minigan.recipes import LOSSES
+from minigan.losses import LOSSES
 from minigan.train import Trainer, add_spectral_norm, backward_coupled_discriminator_loss
 from test_train import assert_resume_is_exact, tiny_config
 
