@@ -27,8 +27,10 @@ def _flag_help(f) -> str:
     choices = setting_choices(f)
     if choices:
         text += f"; one of {', '.join(map(str, choices))}" + (" or a folder of images" if f.metadata["open_choices"] else "")
-    default = f.metadata["default_text"] or ("unset" if f.default is None else
-                                             str(f.default).lower() if isinstance(f.default, bool) else f.default)
+    default = f.metadata["default_text"]
+    default = default() if callable(default) else default  # read from the registries when asked
+    default = default or ("unset" if f.default is None else
+                          str(f.default).lower() if isinstance(f.default, bool) else f.default)
     return (text + f" (default: {default})").replace("%", "%%")
 
 

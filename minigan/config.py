@@ -15,10 +15,8 @@ import math
 from dataclasses import dataclass, field, fields
 
 from .backends import devices
+from .errors import ConfigError  # noqa: F401 - re-exported: users import it from here
 
-# The anchor losses (tests and scripts iterate over them); every registered loss, these and
-# the newer ones, is minigan.recipes.LOSSES.names().
-LOSSES = ("minimax", "nonsaturating", "wgan", "wgan-gp", "lsgan", "began", "fgan")
 MODELS = ("mlp", "dcgan", "cmlp", "cdcgan", "cogan")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 # name → (what it is, the settings it fills). A preset only fills settings left at their
@@ -39,8 +37,6 @@ PRESETS = {
 RETIRED_KEYS = ("fast_kernels",)
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot be trained: the message names the field and the problem."""
 
 
 def setting(default, help: str, choices=None, default_text: str | None = None, open_choices: bool = False):
@@ -65,15 +61,49 @@ def _data_choices():
 
 
 def _loss_names():
-    from .recipes import LOSSES as LOSS_REGISTRY
+    from .losses import LOSSES
 
-    return LOSS_REGISTRY.names()
+    return LOSSES.names()
 
 
 def _penalty_names():
-    from .recipes import PENALTIES
+    from .penalty import PENALTIES
 
     return PENALTIES.names()
+
+
+def _short(value: float) -> str:
+    """5e-5 rather than 5e-05: a learning rate as the papers write it."""
+    text = f"{value:.0e}"
+    return text.replace("e-0", "e-") if float(text) == value else f"{value:g}"
+
+
+def _loss_defaults(attribute, show=str):
+    """The --help text of a default each loss declares (its paper's): "5 for wgan and wgan-gp,
+    else 1", read from the loss registry when asked."""
+    def text():
+        from .losses import LOSSES, Loss
+
+        base = getattr(Loss, attribute)
+        by_value = {}
+        for cls in LOSSES.classes():
+            value = getattr(cls, attribute)
+            if value != base:
+                by_value.setdefault(value, []).append(cls.name)
+        parts = [f"{show(value)} for {' and '.join(names)}" for value, names in by_value.items()]
+        return ", ".join(parts + [f"else {show(base)}"])
+    return text
+
+
+def _penalty_weight_defaults():
+    from .penalty import PENALTIES
+
+    by_text = {}
+    for cls in PENALTIES.classes():
+        if cls.per_sample:
+            text = f"--{cls.weight_setting.replace('_', '-')}" if cls.weight_setting else f"{cls.default_weight:g}"
+            by_text.setdefault(text, []).append(cls.name)
+    return ", ".join(f"{text} for {' and '.join(names)}" for text, names in by_text.items())
 
 
 def _divergences():
@@ -114,21 +144,20 @@ class TrainConfig:
                                       default_text="layer with a gradient penalty, else batch")
     # optimisation (None: the loss's default, see module docstring)
     n_critic: int | None = setting(None, "k: discriminator steps per generator step",
-                                   default_text="5 for wgan and wgan-gp, else 1")
+                                   default_text=_loss_defaults("n_critic"))
     optimizer: str | None = setting(None, "the optimizer of both players", choices=lambda: OPTIMIZERS,
-                                    default_text="rmsprop for wgan, else adam")
+                                    default_text=_loss_defaults("optimizer"))
     lr_d: float | None = setting(None, "discriminator learning rate",
-                                 default_text="5e-5 for wgan, 1e-4 for wgan-gp, else 2e-4")
+                                 default_text=_loss_defaults("lr", _short))
     lr_g: float | None = setting(None, "generator learning rate",
-                                 default_text="5e-5 for wgan, 1e-4 for wgan-gp, else 2e-4")
-    beta1: float | None = setting(None, "Adam's β₁", default_text="0 for wgan-gp, else 0.5")
-    beta2: float | None = setting(None, "Adam's β₂", default_text="0.9 for wgan-gp, else 0.999")
+                                 default_text=_loss_defaults("lr", _short))
+    beta1: float | None = setting(None, "Adam's β₁", default_text=_loss_defaults("betas", lambda b: f"{b[0]:g}"))
+    beta2: float | None = setting(None, "Adam's β₂", default_text=_loss_defaults("betas", lambda b: f"{b[1]:g}"))
     # loss hyperparameters
     penalty: str | None = setting(None, "a gradient penalty added to the critic's loss",
-                                  choices=lambda: _penalty_names(), default_text="wgan-gp for --loss wgan-gp, else none")
+                                  choices=lambda: _penalty_names(), default_text=_loss_defaults("default_penalty"))
     penalty_weight: float | None = setting(None, "the penalty's weight (λ, γ or k)",
-                                           default_text="--gp-weight for wgan-gp and dragan, 10 for r1/r2, "
-                                           "2 for wgan-div")
+                                           default_text=_penalty_weight_defaults)
     wgan_div_power: float = setting(6.0, "p, the power of the gradient norm in the wgan-div penalty")
     gp_weight: float = setting(10.0, "λ, the weight of the gradient penalty (wgan-gp, dragan)")
     lazy_reg: int | None = setting(None, "K: lazy regularisation (StyleGAN2): the penalty as its own critic step "
@@ -213,9 +242,10 @@ class TrainConfig:
         from .losses import divergence_name
 
         c.divergence = divergence_name(c.divergence)  # "reverse_kl" of older runs: "reverse-kl"
-        from .recipes import LOSSES as LOSS_REGISTRY, PENALTIES, default_penalty_weight
+        from .losses import LOSSES
+        from .penalty import PENALTIES, default_penalty_weight
 
-        loss = LOSS_REGISTRY.get(c.loss)  # each loss declares its paper's defaults (minigan.recipes)
+        loss = LOSSES.get(c.loss)  # each loss declares its paper's defaults (minigan.losses)
         _check_choice(c.model, MODELS, "model")
         if c.n_critic is None:
             c.n_critic = loss.n_critic
@@ -280,27 +310,8 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
-        if not self.gp_weight >= 0:
-            raise ConfigError(f"gp_weight (λ) must be >= 0, got {self.gp_weight}")
-        if not self.clip > 0:
-            raise ConfigError(f"clip (c) must be > 0, got {self.clip}")
-        _check_choice(self.lsgan_coding, ("abc", "01"), "lsgan_coding")
-        for name in ("began_gamma", "began_k0"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        if not self.began_lambda_k >= 0:
-            raise ConfigError(f"began_lambda_k must be >= 0, got {self.began_lambda_k}")
         if not 0 <= self.seed < 2 ** 63:
             raise ConfigError(f"seed must be a whole number >= 0, got {self.seed}")
-        if self.loss == "fgan" and self.divergence == "alpha" and self.fgan_alpha is None:
-            raise ConfigError("divergence 'alpha' needs its α: set fgan_alpha (--fgan-alpha X, X not 0 or 1)")
-        if self.loss == "fgan":
-            from .losses import f_divergence
-
-            try:
-                f_divergence(self.divergence, **({"alpha": self.fgan_alpha} if self.divergence == "alpha" else {}))
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(f"divergence: {exc}") from None
         if self.image_size is not None:
             from .models import IMAGE_SIZES
 
@@ -312,12 +323,54 @@ class TrainConfig:
             raise ConfigError(f"critic_norm must be 'batch', 'layer' or 'none', got {self.critic_norm!r}")
         if not (self.penalty_weight is not None and self.penalty_weight >= 0):
             raise ConfigError(f"penalty_weight must be >= 0, got {self.penalty_weight}")
-        if not (math.isfinite(self.wgan_div_power) and self.wgan_div_power >= 1):
-            raise ConfigError(f"wgan_div_power (p) must be a finite number >= 1, got {self.wgan_div_power}")
-        from .recipes import check_config, check_extras
+        self.check_pieces()
+        self.check_extras()
 
-        check_config(self)
-        check_extras(self)  # what each loss, penalty and recipe refuses (minigan.recipes)
+    def check_pieces(self):
+        """The registries' refusals: every loss and penalty checks the ranges of its own settings
+        (whichever is chosen: a config stays valid when its loss changes), then the chosen loss,
+        penalty and training scheme veto what they cannot train."""
+        from .losses import LOSSES
+        from .penalty import PENALTIES
+        from .training.schemes import SCHEMES, scheme_name
+
+        for piece in LOSSES.classes() + PENALTIES.classes():
+            piece.check_settings(self)
+        LOSSES.get(self.loss).check(self)
+        PENALTIES.get(self.penalty).check(self)
+        SCHEMES.get(scheme_name(self)).check(self)
+
+    def check_extras(self):
+        """Refusals of the networks' extras: spectral norm, EMA, DiffAugment, projection conditioning."""
+        from .losses import LOSSES
+
+        autoencoder = LOSSES.get(self.loss).autoencoder_critic
+        if self.spectral_norm and (autoencoder or self.model == "cogan"):
+            what = f"the {self.loss} loss's auto-encoder" if autoencoder else "the cogan model"
+            raise ConfigError(f"--spectral-norm is for a classifier critic; {what} does not support it")
+        if self.ema is not None and not 0 <= self.ema < 1:
+            raise ConfigError(f"ema (the decay) must lie in [0, 1), got {self.ema}")
+        if self.augment is not None:
+            from .augment import parse_policy
+
+            if self.model not in ("dcgan", "cdcgan"):
+                raise ConfigError("--augment needs images in N×C×H×W: use --model dcgan or cdcgan "
+                                  f"(got {self.model})")
+            if autoencoder:
+                raise ConfigError(f"the {self.loss} loss does not support --augment (its D reconstructs its input)")
+            try:
+                if not parse_policy(self.augment):
+                    raise ValueError("the policy is empty")
+            except ValueError as exc:
+                raise ConfigError(f"augment: {exc}") from None
+        if self.conditioning not in ("concat", "projection"):
+            raise ConfigError(f"unknown conditioning {self.conditioning!r}; valid: concat, projection")
+        if self.conditioning == "projection":
+            if self.model not in ("cmlp", "cdcgan"):
+                raise ConfigError(f"--conditioning projection needs a conditional model (cmlp or cdcgan), "
+                                  f"got {self.model}")
+            if self.critic_norm == "batch":
+                raise ConfigError("the projection critic takes no BatchNorm (critic_norm 'layer' or 'none')")
 
 
 def _allowed_types(annotation):

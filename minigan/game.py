@@ -48,30 +48,37 @@ from .hvp import clear_tangents, fixed_spectral_norm, gradients, parameter_vecto
 from .hvp import set_parameter_vector, set_tangents, size_of, tangent_grads
 from .nn.module import TangentUnsupported
 
-_LOSS_SETTINGS = dict(lsgan_coding="abc", divergence="gan", fgan_alpha=None, began_gamma=0.5,
-                      began_lambda_k=0.001, began_k0=0.0)
-_PENALTY_SETTINGS = dict(penalty_weight=10.0, gp_one_sided=False, wgan_div_power=6.0, critic_norm="none")
+def _settings(registry, **extra) -> dict:
+    """The config keys the registry's pieces declare (``settings``), at TrainConfig's defaults."""
+    from dataclasses import fields
+
+    from .config import TrainConfig
+
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    return {**{key: defaults[key] for cls in registry.classes() for key in cls.settings}, **extra}
 
 
 def make_loss(name, **settings):
-    """A registry loss (:data:`minigan.recipes.LOSSES`) from its name and the TrainConfig
+    """A registry loss (:data:`minigan.losses.LOSSES`) from its name and the TrainConfig
     settings it reads (lsgan_coding, divergence, fgan_alpha; defaults as TrainConfig's)."""
-    from .recipes import LOSSES
+    from .losses import LOSSES
 
-    unknown = sorted(set(settings) - set(_LOSS_SETTINGS))
+    known = _settings(LOSSES)
+    unknown = sorted(set(settings) - set(known))
     if unknown:
-        raise ValueError(f"make_loss: unknown settings {unknown}; valid: {sorted(_LOSS_SETTINGS)}")
-    return LOSSES.get(name)(types.SimpleNamespace(**{**_LOSS_SETTINGS, **settings}))
+        raise ValueError(f"make_loss: unknown settings {unknown}; valid: {sorted(known)}")
+    return LOSSES.get(name)(types.SimpleNamespace(**{**known, **settings}))
 
 
 def make_penalty(name, weight=10.0, **settings):
-    """A registry penalty (:data:`minigan.recipes.PENALTIES`) with weight λ (or γ, k)."""
-    from .recipes import PENALTIES
+    """A registry penalty (:data:`minigan.penalty.PENALTIES`) with weight λ (or γ, k)."""
+    from .penalty import PENALTIES
 
-    unknown = sorted(set(settings) - set(_PENALTY_SETTINGS))
+    known = _settings(PENALTIES, critic_norm="none", penalty_weight=10.0)
+    unknown = sorted(set(settings) - set(known))
     if unknown:
-        raise ValueError(f"make_penalty: unknown settings {unknown}; valid: {sorted(_PENALTY_SETTINGS)}")
-    config = types.SimpleNamespace(**{**_PENALTY_SETTINGS, **settings, "penalty_weight": float(weight)})
+        raise ValueError(f"make_penalty: unknown settings {unknown}; valid: {sorted(known)}")
+    config = types.SimpleNamespace(**{**known, **settings, "penalty_weight": float(weight)})
     return PENALTIES.get(name)(config)
 
 
@@ -93,7 +100,8 @@ class Game:
     DENSE_LIMIT = 400
 
     def __init__(self, G, D, loss, penalty=None, seed: int = 0, h: float = 1e-5):
-        from .recipes import Loss, Penalty
+        from .losses import Loss
+        from .penalty import NoPenalty, Penalty
 
         self.G, self.D = G, D
         self.loss = make_loss(loss) if not isinstance(loss, Loss) else loss
@@ -101,7 +109,9 @@ class Game:
         if self.autoencoder and penalty is not None:
             raise ValueError("Game: the began loss takes no penalty")
         if isinstance(penalty, str):
-            penalty = None if penalty == "none" else make_penalty(penalty)
+            penalty = make_penalty(penalty)
+        if isinstance(penalty, NoPenalty):
+            penalty = None
         if penalty is not None and not isinstance(penalty, Penalty):
             raise TypeError(f"Game: penalty must be a registry name or Penalty, got {type(penalty).__name__}")
         self.penalty = penalty

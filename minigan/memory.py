@@ -10,8 +10,10 @@ The estimate, in bytes of float32 (4 B a number), counts:
   moment buffers of Adam; RMSprop and SGD keep fewer, so this bounds them too);
 - activations: every layer keeps its output for the backward pass, and the backward makes
   a gradient of each as it goes: A numbers per sample and network, times 3 (output, its
-  gradient, one temporary), times 6 for a critic under the gradient penalty (the penalty
-  runs a forward, a backward and the double backward through it), times the batch size;
+  gradient, one temporary), times 6 for a critic under a gradient penalty (the penalty
+  runs a forward, a backward and the double backward through it: each penalty declares its
+  ``critic_memory_factor``), times the batch size; an auto-encoder critic (BEGAN) counts its
+  encoder and decoder (the loss's ``critic_memory``);
   plus the largest im2col buffer of a convolution (C_in·k²·H_out·W_out per sample);
 - the data set held in memory (N images × C·H·W, twice while it is resized), and
 - the final evaluation: on toy data the fixed noise batch through G, and the exact EMD's
@@ -30,6 +32,8 @@ import math
 
 from .backends import backend_on, host_backend
 from .config import ConfigError
+from .losses import LOSSES
+from .penalty import PENALTIES
 
 FLOAT = 4  # bytes of a float32
 
@@ -107,20 +111,16 @@ def estimate(config) -> dict:
     latent = c.latent_dim or (2 if toy else 64)
     emb = c.num_classes if c.model in ("cmlp", "cdcgan") else 0
     columns = 0
+    loss = LOSSES.get(c.loss)
     if c.model in ("mlp", "cmlp"):
         pg, ag = _mlp(latent + emb, dim, c.hidden, c.depth, out_act=not toy)
-        if c.loss == "began":
-            code = min(c.hidden, 32)
-            pd, ad = 2 * (dim * c.hidden + c.hidden * code) + c.hidden + code + dim, 2 * (2 * c.hidden + code + dim)
-        else:
-            pd, ad = _mlp(dim + emb, 1, c.hidden, c.depth, out_act=False)
+        pd, ad = loss.critic_memory(c, dim, *_mlp(dim + emb, 1, c.hidden, c.depth, out_act=False))
         pg, pd = pg + emb * emb, pd + emb * emb
     elif c.model in ("dcgan", "cdcgan"):
         channels, size = shape[0], shape[-1]
         pg, ag, cg = _dcgan_g(latent + emb, size, channels, c.base_width)
         pd, ad, cd = _dcgan_d(size, channels, c.base_width, emb)
-        if c.loss == "began":  # an auto-encoder: an encoder and a decoder of about D's size
-            pd, ad = 2 * pd, 2 * ad
+        pd, ad = loss.critic_memory(c, dim, pd, ad)  # an auto-encoder critic is bigger (BEGAN)
         columns = max(cg, cd)
     elif c.model == "cogan":  # two domains through shared MLP layers
         h = min(c.hidden, 256)
@@ -128,7 +128,7 @@ def estimate(config) -> dict:
         pd, ad = 2 * (dim * h + h) + h * h + h + h + 1, 2 * (4 * h + 1)
     else:  # a model this estimate does not know yet: count the data and the evaluation only
         pg = ag = pd = ad = 0
-    critic_factor = 6 if c.loss == "wgan-gp" else 3
+    critic_factor = PENALTIES.get(c.penalty).critic_memory_factor  # 6 under a double backward, else 3
     per_sample = FLOAT * (3 * ag + critic_factor * ad + 2 * columns)
     parts = {"parameters": FLOAT * 4 * (pg + pd), "activations": c.batch_size * per_sample,
              "data": 2 * FLOAT * n_images * dim}

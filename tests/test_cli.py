@@ -183,9 +183,10 @@ def test_messages_name_the_setting(tmp_path, capsys, args, message):
 def test_train_help_names_every_choice_and_describes_every_flag(capsys, monkeypatch):
     from dataclasses import fields
 
-    from minigan.config import LOSSES, MODELS, PRESETS, TrainConfig
+    from minigan.config import MODELS, PRESETS, TrainConfig
     from minigan.data import DATASET_NAMES
-    from minigan.losses import F_DIVERGENCE_NAMES
+    from minigan.losses import F_DIVERGENCE_NAMES, LOSSES
+    from minigan.penalty import PENALTIES
 
     monkeypatch.setenv("COLUMNS", "2000")  # no wrapping: every line is one flag
     with pytest.raises(SystemExit) as exit_info:
@@ -203,7 +204,8 @@ def test_train_help_names_every_choice_and_describes_every_flag(capsys, monkeypa
         assert flag in lines, flag
         description = lines[flag]
         assert len(description) > 15 and "(default: " in description and description.endswith(")"), (flag, description)
-    for group, flag in ((LOSSES, "--loss"), (MODELS, "--model"), (DATASET_NAMES, "--data"),
+    for group, flag in ((LOSSES.names(), "--loss"), (PENALTIES.names(), "--penalty"), (MODELS, "--model"),
+                        (DATASET_NAMES, "--data"),
                         (PRESETS, "--preset"), (F_DIVERGENCE_NAMES, "--divergence")):
         names = re.split(r"[ ,;()]+", lines[flag])
         for name in group:

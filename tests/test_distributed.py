@@ -85,7 +85,8 @@ def test_batch_not_divisible_by_ranks_is_a_config_error():
 
 
 def test_a_loss_or_penalty_not_exact_under_ranks_is_refused(monkeypatch):
-    from minigan.recipes import LOSSES, PENALTIES
+    from minigan.losses import LOSSES
+    from minigan.penalty import PENALTIES
 
     config = TrainConfig(data="8gaussians", batch_size=8, hidden=8, depth=1, loss="wgan-gp", penalty="r1")
     Trainer(config, comm=FakeComm(2))  # every registered one is exact today

@@ -7,9 +7,12 @@ import pytest
 from PIL import Image
 
 from minigan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minigan.config import LOSSES, ConfigError, TrainConfig
+from minigan.config import ConfigError, TrainConfig
 from minigan.models import cogan_mlp
 from minigan.train import Trainer, TrainingDiverged
+
+# The anchor losses every model trains with here; the newer ones: tests/test_zoo_training.py.
+LOSSES = ("minimax", "nonsaturating", "wgan", "wgan-gp", "lsgan", "began", "fgan")
 
 # eval_samples: the final metrics' sample count (toy modes and EMD, images' SWD); small keeps each run cheap
 TINY = dict(steps=2, batch_size=8, hidden=8, depth=1, base_width=4, sample_every=1, checkpoint_every=1,

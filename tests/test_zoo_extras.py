@@ -7,7 +7,7 @@ import pytest
 
 import minigan.nn as nn
 from minigan.config import ConfigError, TrainConfig
-from minigan.recipes import LOSSES
+from minigan.losses import LOSSES
 from minigan.train import Trainer
 from minigan.training.build import add_spectral_norm
 from minigan.training.players import backward_coupled_discriminator_loss

@@ -8,7 +8,8 @@ import minigan.nn as nn
 from minigan.cli import main
 from minigan.config import ConfigError, TrainConfig
 from minigan.gradcheck import check_gradients
-from minigan.recipes import LOSSES, PENALTIES
+from minigan.losses import LOSSES
+from minigan.penalty import PENALTIES
 from minigan.train import Trainer
 from minigan.training.players import backward_coupled_discriminator_loss
 from test_train import assert_resume_is_exact, params_of, tiny_config
@@ -175,7 +176,8 @@ def test_refusals(tmp_path, overrides, message):
     assert not (tmp_path / "never").exists()
 
 
-def test_cli_help_names_the_zoo_and_refuses_in_one_line(tmp_path, capsys):
+def test_cli_help_names_the_zoo_and_refuses_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "2000")  # no wrapping: argparse may break a name at its hyphen
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())

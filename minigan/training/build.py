@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from .. import backend, models, nn
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..optim import SGD, Adam, RMSprop
-from ..recipes import LOSSES
+from ..losses import LOSSES
 
 
 def use_engine_settings(c):

@@ -6,7 +6,7 @@
         log (metrics.csv, progress, TensorBoard), sample, checkpoint
 
 What the run is built of comes from :mod:`minigan.training.build`; the registered loss and
-penalty from :mod:`minigan.recipes`; every random draw of a step from
+penalty from :mod:`minigan.losses` and :mod:`minigan.penalty`; every random draw of a step from
 :mod:`minigan.training.ranks` (global draws, sliced per rank). All randomness comes from one
 ``numpy.random.Generator`` whose state is checkpointed, so a resumed run repeats an
 uninterrupted one bit for bit. Under ``mpiexec -n N`` (minigan.distributed) gradients are
@@ -30,7 +30,8 @@ import numpy as np
 from .. import backend, distributed
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import ConfigError, TrainConfig
-from ..recipes import LOSSES, PENALTIES
+from ..losses import LOSSES
+from ..penalty import PENALTIES
 from ..runfolder import RunLock, check_new_run
 from ..stopping import Interrupted, handling, signal_name
 from . import build

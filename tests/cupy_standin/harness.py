@@ -111,7 +111,8 @@ CONFIGS = {
 def _exhaustive() -> list:
     """Every registered loss and penalty on the DCGAN, every f-divergence on the toy MLP."""
     from minigan.losses import F_DIVERGENCE_NAMES
-    from minigan.recipes import LOSSES, PENALTIES
+    from minigan.losses import LOSSES
+    from minigan.penalty import PENALTIES
 
     return ([dict(DCGAN, loss=loss) for loss in LOSSES.names()]
             + [dict(DCGAN, loss="wgan-gp" if p in ("wgan-gp", "wgan-div") else "nonsaturating", penalty=p)

@@ -1,7 +1,8 @@
 """The scheme registry and the base class every training scheme extends (see the package docstring)."""
 from __future__ import annotations
 
-from ...recipes import LOSSES, Registry
+from ...losses import LOSSES
+from ...registry import Registry
 
 SCHEMES = Registry("training scheme")
 MODEL_SCHEMES = {"cogan": "cogan"}  # every other model trains with the loss's scheme or "alternating"

@@ -2,7 +2,7 @@
 Domain 2 is the negative image of an independently shuffled batch of the same data."""
 from __future__ import annotations
 
-from ...config import ConfigError
+from ...errors import ConfigError
 from ..players import clip_weights, d_summary
 from .base import SCHEMES, Scheme
 

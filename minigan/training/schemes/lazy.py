@@ -15,7 +15,7 @@ last critic step was a regularisation step. Switched on by ``--lazy-reg K``.
 """
 from __future__ import annotations
 
-from ...config import ConfigError
+from ...errors import ConfigError
 from .alternating import Alternating
 from .base import SCHEMES, base_scheme_name
 

@@ -1,52 +1,4 @@
-r"""GAN losses as pure functions of the discriminator / critic outputs, with hand-derived gradients.
-
-Every loss takes the raw outputs of D (arrays of shape (N, 1) or (N,), any float dtype, numpy
-or cupy) and returns ``(value, grad)``:
-
-* ``value`` — a Python float, the quantity to **minimise**, averaged over the batch (over all
-  entries of the array: for (N, 1) or (N,) that is the batch mean);
-* ``grad`` — ∂value/∂input for each input array, same shape and dtype as that input.
-
-Nothing here keeps state or modifies its inputs. ``backward`` of the network then starts from
-``grad``. Notation: σ(x) = 1/(1 + e^{−x}), softplus(x) = log(1 + e^x), so
-log σ(x) = −softplus(−x), log(1 − σ(x)) = −softplus(x), softplus'(x) = σ(x), and
-N, M are the real and fake batch sizes.
-
-Minimax GAN (Goodfellow et al. 2014), from logits r = logit D(x), f = logit D(G(z))
------------------------------------------------------------------------------------
-    L_D = −E[log σ(r)] − E[log(1 − σ(f))] = (1/N) Σ softplus(−r_i) + (1/M) Σ softplus(f_j)
-        ∂L_D/∂r_i = −σ(−r_i)/N = (σ(r_i) − 1)/N,      ∂L_D/∂f_j = σ(f_j)/M
-    L_G (saturating)      = E[log(1 − σ(f))] = −(1/M) Σ softplus(f_j),   ∂/∂f_j = −σ(f_j)/M
-    L_G (non-saturating)  = −E[log σ(f)]     =  (1/M) Σ softplus(−f_j),  ∂/∂f_j = −σ(−f_j)/M
-softplus is evaluated as logaddexp(0, x) and σ(x) as exp(−softplus(−x)): no log(0), no
-overflow, full relative precision of σ in both tails (σ(−20) ≈ 2.06e−9 is exact to the ulp).
-As f → −∞ (D is sure the fakes are fake) the saturating gradient σ(f)/M → 0 while the
-non-saturating one −σ(−f)/M → −1/M: their ratio is exactly e^{f}.
-
-Wasserstein GAN (Arjovsky et al. 2017; WGAN-GP, Gulrajani et al. 2017, adds the penalty)
---------------------------------------------------------------------------------------
-    L_critic = E[D(x̃)] − E[D(x)],   ∂/∂D(x_i) = −1/N,  ∂/∂D(x̃_j) = 1/M
-    L_G      = −E[D(x̃)],             ∂/∂D(x̃_j) = −1/M
-(the gradient penalty lives in :mod:`minigan.penalty`).
-
-Least squares GAN (Mao et al. 2017), codings (a, b, c)
------------------------------------------------------
-    L_D = ½E[(D(x) − b)²] + ½E[(D(G(z)) − a)²],  ∂/∂D(x_i) = (D(x_i) − b)/N,  ∂/∂D(x̃_j) = (D(x̃_j) − a)/M
-    L_G = ½E[(D(G(z)) − c)²],                      ∂/∂D(x̃_j) = (D(x̃_j) − c)/M
-``LSGAN_CODINGS["abc"] = (−1, 1, 0)`` satisfies b − c = 1, b − a = 2, the choice for which the
-optimal D turns G's objective into ½·χ²_Pearson(p_data + p_g ‖ 2p_g) in the paper's notation
-(see :mod:`minigan.theory` and docs/losses.md); ``"01"`` = (0, 1, 1) is the 0-1 coding.
-
-BEGAN (Berthelot et al. 2017)
------------------------------
-D is an auto-encoder, L(v) = mean |v − D(v)| (pixel-wise L1, η = 1). With ``recon = D(v)``:
-    L = (1/N) Σ_i (1/P) Σ_p |v_ip − recon_ip|,   ∂L/∂recon = sign(recon − v)/(N·P),
-    ∂L/∂v = −∂L/∂recon (through the direct v-path only; the path through recon = D(v) is
-    the auto-encoder's own backward, fed with ∂L/∂recon).
-sign(0) = 0 is the subgradient chosen at equality. L_D = L(x) − k_t·L(G(z)), L_G = L(G(z)),
-k_{t+1} = clip(k_t + λ_k(γL(x) − L(G(z))), 0, 1): see :class:`BeganBalance`.
-
-f-GAN (Nowozin et al. 2016)
+r"""f-GAN (Nowozin et al. 2016)
 ---------------------------
 For a convex f with f(1) = 0, D_f(P‖Q) = ∫ q f(p/q) ≥ sup_T E_P[T] − E_Q[f*(T)], with the
 Fenchel conjugate f*(t) = sup_{u ≥ 0} (t·u − f(u)) and the critic T = g_f(V), g_f an output
@@ -72,206 +24,11 @@ import math
 
 import numpy as np
 
-from .backend import array_module, is_cupy_array
-
-__all__ = [
-    "discriminator_loss_minimax", "generator_loss_minimax", "generator_loss_nonsaturating",
-    "critic_loss_wasserstein", "generator_loss_wasserstein",
-    "discriminator_loss_lsgan", "generator_loss_lsgan", "LSGAN_CODINGS",
-    "began_reconstruction_loss", "BeganBalance",
-    "FDivergence", "f_divergence", "F_DIVERGENCE_NAMES", "divergence_name",
-    "discriminator_loss_fgan", "generator_loss_fgan",
-    "discriminator_loss_hinge", "generator_loss_hinge",
-    "relativistic_loss", "RELATIVISTIC_LINKS",
-    "softplus", "sigmoid",
-]
+from ..backend import array_module, is_cupy_array
+from .core import (LOSSES, ConfigError, Loss, TangentUnsupported, _as_float_array, _grad, _mean, dsigmoid, sigmoid,
+                   softplus, zero)
 
 LOG2 = math.log(2.0)
-
-# (a, b, c): fake label, real label, the value G wants D to give its fakes.
-LSGAN_CODINGS = {"abc": (-1.0, 1.0, 0.0), "01": (0.0, 1.0, 1.0)}
-
-
-# --- helpers --------------------------------------------------------------------------
-
-def _as_float_array(x, name):
-    """Check x is a non-empty floating-point array (numpy or cupy); lists become float64."""
-    if not hasattr(x, "dtype"):
-        x = np.asarray(x, dtype=np.float64)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}")
-    if x.size == 0:
-        raise ValueError(f"{name} is empty: a loss needs at least one sample")
-    return x
-
-
-def scalar(value):
-    """A loss value or logged quantity as the trainer takes it: a Python float from NumPy; a
-    CuPy 0-d array stays on the device (float() would make the host wait for the GPU; the
-    trainer fetches a step's values in one transfer)."""
-    return value if is_cupy_array(value) else float(value)
-
-
-def _mean(values):
-    """Batch mean accumulated in float64: a Python float (a 0-d float64 array on the GPU, see
-    :func:`scalar`)."""
-    return scalar(values.sum(dtype=np.float64)) / values.size
-
-
-def _grad(g, like):
-    """Cast a gradient to the dtype of the input it belongs to."""
-    return g.astype(like.dtype, copy=False)
-
-
-def softplus(x):
-    """softplus(x) = log(1 + e^x), computed as logaddexp(0, x) (no overflow)."""
-    return array_module(x).logaddexp(0.0, x)
-
-
-def sigmoid(x):
-    """σ(x) = exp(−softplus(−x)): accurate in both tails, exactly 0 or 1 only on underflow."""
-    xp = array_module(x)
-    return xp.exp(-xp.logaddexp(0.0, -x))
-
-
-# --- minimax GAN ----------------------------------------------------------------------
-
-def discriminator_loss_minimax(real_logits, fake_logits):
-    """−E[log σ(r)] − E[log(1 − σ(f))] from logits; returns (value, (d_real, d_fake)).
-
-    = mean softplus(−r) + mean softplus(f);  ∂/∂r_i = −σ(−r_i)/N,  ∂/∂f_j = σ(f_j)/M.
-    """
-    r = _as_float_array(real_logits, "real_logits")
-    f = _as_float_array(fake_logits, "fake_logits")
-    value = _mean(softplus(-r)) + _mean(softplus(f))
-    d_real = -sigmoid(-r) / r.size
-    d_fake = sigmoid(f) / f.size
-    return value, (_grad(d_real, r), _grad(d_fake, f))
-
-
-def generator_loss_minimax(fake_logits):
-    """Saturating generator loss E[log(1 − σ(f))] = −mean softplus(f); ∂/∂f_j = −σ(f_j)/M.
-
-    Its gradient vanishes like e^{f} as D(G(z)) = σ(f) → 0 (Goodfellow et al. 2014, §3).
-    """
-    f = _as_float_array(fake_logits, "fake_logits")
-    return -_mean(softplus(f)), _grad(-sigmoid(f) / f.size, f)
-
-
-def generator_loss_nonsaturating(fake_logits):
-    """Non-saturating generator loss −E[log σ(f)] = mean softplus(−f); ∂/∂f_j = −σ(−f_j)/M.
-
-    Its gradient tends to −1/M (not 0) as D(G(z)) → 0.
-    """
-    f = _as_float_array(fake_logits, "fake_logits")
-    return _mean(softplus(-f)), _grad(-sigmoid(-f) / f.size, f)
-
-
-# --- Wasserstein ----------------------------------------------------------------------
-
-def critic_loss_wasserstein(real, fake):
-    """E[D(x̃)] − E[D(x)]; ∂/∂D(x_i) = −1/N, ∂/∂D(x̃_j) = 1/M. Returns (value, (d_real, d_fake))."""
-    r = _as_float_array(real, "real")
-    f = _as_float_array(fake, "fake")
-    xp = array_module(r)
-    value = _mean(f) - _mean(r)
-    d_real = xp.full(r.shape, -1.0 / r.size, dtype=r.dtype)
-    d_fake = xp.full(f.shape, 1.0 / f.size, dtype=f.dtype)
-    return value, (d_real, d_fake)
-
-
-def generator_loss_wasserstein(fake):
-    """−E[D(x̃)]; ∂/∂D(x̃_j) = −1/M."""
-    f = _as_float_array(fake, "fake")
-    return -_mean(f), array_module(f).full(f.shape, -1.0 / f.size, dtype=f.dtype)
-
-
-# --- LSGAN ----------------------------------------------------------------------------
-
-def discriminator_loss_lsgan(real, fake, a=-1.0, b=1.0):
-    """½E[(D(x) − b)²] + ½E[(D(G(z)) − a)²]; ∂/∂D(x_i) = (D(x_i) − b)/N, ∂/∂D(x̃_j) = (D(x̃_j) − a)/M."""
-    r = _as_float_array(real, "real")
-    f = _as_float_array(fake, "fake")
-    er, ef = r - float(b), f - float(a)
-    value = 0.5 * _mean(er * er) + 0.5 * _mean(ef * ef)
-    return value, (_grad(er / r.size, r), _grad(ef / f.size, f))
-
-
-def generator_loss_lsgan(fake, c=0.0):
-    """½E[(D(G(z)) − c)²]; ∂/∂D(x̃_j) = (D(x̃_j) − c)/M."""
-    f = _as_float_array(fake, "fake")
-    ef = f - float(c)
-    return 0.5 * _mean(ef * ef), _grad(ef / f.size, f)
-
-
-# --- BEGAN ----------------------------------------------------------------------------
-
-def began_reconstruction_loss(x, recon):
-    """BEGAN's auto-encoder loss L = mean_i mean_p |x_ip − recon_ip|; returns (value, d_recon, d_x).
-
-    x has shape (N, ...) (one sample per leading index), recon = D(x) the same shape.
-    d_recon = sign(recon − x)/(N·P) with P the entries per sample (subgradient 0 where
-    recon == x); d_x = −d_recon, the gradient through x's direct path. Both are returned
-    because for L(G(z)) the generator needs the sum of d_x (direct) and of the auto-encoder's
-    backward of d_recon (through D); for real data simply ignore d_x.
-    """
-    x = _as_float_array(x, "x")
-    recon = _as_float_array(recon, "recon")
-    if x.shape != recon.shape:
-        raise ValueError(f"x and recon must have the same shape, got {x.shape} and {recon.shape}")
-    xp = array_module(recon)
-    diff = recon - x
-    value = _mean(xp.abs(diff))  # all samples have P entries: mean of means = overall mean
-    d_recon = _grad(xp.sign(diff) / diff.size, recon)
-    return value, d_recon, _grad(-d_recon, x)
-
-
-def _check_unit_interval(value, name):
-    value = float(value)
-    if not 0.0 <= value <= 1.0:  # also rejects NaN
-        raise ValueError(f"{name} must lie in [0, 1], got {value}")
-    return value
-
-
-class BeganBalance:
-    """BEGAN's proportional control of k (Berthelot et al. 2017, eq. 4 and §3.4.1).
-
-    update(L(x), L(G(z))) applies k ← clip(k + λ_k(γL(x) − L(G(z))), 0, 1) and returns
-    (k_new, M) with the convergence measure M = L(x) + |γL(x) − L(G(z))|. Use the k in force
-    *before* the update for L_D = L(x) − k·L(G(z)) of the same step (read ``k``, then update).
-    """
-
-    def __init__(self, gamma=0.5, lambda_k=0.001, k0=0.0):
-        self.gamma = _check_unit_interval(gamma, "gamma (the diversity ratio E[L(G(z))]/E[L(x)])")
-        lambda_k = float(lambda_k)
-        if not lambda_k >= 0.0 or math.isinf(lambda_k):
-            raise ValueError(f"lambda_k (the learning rate of k) must be finite and >= 0, got {lambda_k}")
-        self.lambda_k = lambda_k
-        self.k = _check_unit_interval(k0, "k0 (the initial k)")
-
-    def update(self, loss_real, loss_fake):
-        """One control step; returns (k_new, convergence_M). With losses on the GPU (0-d CuPy
-        arrays) k stays there too: the next step reads it without the host waiting."""
-        if is_cupy_array(loss_real) or is_cupy_array(loss_fake):
-            xp = array_module(loss_real if is_cupy_array(loss_real) else loss_fake)
-            balance = self.gamma * loss_real - loss_fake
-            self.k = xp.clip(self.k + self.lambda_k * balance, 0.0, 1.0)
-            return self.k, loss_real + xp.abs(balance)
-        loss_real, loss_fake = float(loss_real), float(loss_fake)
-        balance = self.gamma * loss_real - loss_fake
-        self.k = min(max(self.k + self.lambda_k * balance, 0.0), 1.0)
-        return self.k, loss_real + abs(balance)
-
-    def state_dict(self):
-        return {"k": float(self.k)}
-
-    def load_state_dict(self, state):
-        if set(state) != {"k"}:
-            raise KeyError(f"BeganBalance state must have exactly the key 'k', got {sorted(state)}")
-        self.k = _check_unit_interval(state["k"], "k")
-
-    def __repr__(self):
-        return f"BeganBalance(gamma={self.gamma}, lambda_k={self.lambda_k}, k={self.k})"
 
 
 # --- f-divergences --------------------------------------------------------------------
@@ -760,86 +517,103 @@ def generator_loss_fgan(fake_v, div, nonsaturating=False):
     return -_mean(t), _grad(-dt / f.size, f)
 
 
-# --- hinge (Lim & Ye 2017; SAGAN, BigGAN) ----------------------------------------------
-
-def discriminator_loss_hinge(real, fake):
-    """E[relu(1 − D(x))] + E[relu(1 + D(x̃))]; returns (value, (d_real, d_fake)).
-
-    ∂/∂D(x_i) = −[D(x_i) < 1]/N,  ∂/∂D(x̃_j) = [D(x̃_j) > −1]/M (subgradient 0 at the kinks).
-    """
-    r = _as_float_array(real, "real")
-    f = _as_float_array(fake, "fake")
-    xp = array_module(r)
-    value = _mean(xp.maximum(1 - r, 0)) + _mean(xp.maximum(1 + f, 0))
-    d_real = -(r < 1).astype(r.dtype) / r.size
-    d_fake = (f > -1).astype(f.dtype) / f.size
-    return value, (d_real, d_fake)
+def _sech2_tanh(v):
+    """−sech²(v)·tanh(v), the second derivative of ½tanh(v), without overflow."""
+    xp = array_module(v)
+    e = xp.exp(-2.0 * xp.abs(v))
+    return -4.0 * e / ((1.0 + e) * (1.0 + e)) * xp.tanh(v)
 
 
-def generator_loss_hinge(fake):
-    """−E[D(x̃)] (the hinge GAN's generator loss is the Wasserstein one); ∂/∂D(x̃_j) = −1/M."""
-    return generator_loss_wasserstein(fake)
+def _jeffrey_second(v):
+    """(f*)'' = 1/(w(1 + w)), w = ω(1 − v): the derivative of (f*)' = 1/w with dw/dt = −w/(1 + w)."""
+    w = _wright_omega(1.0 - v)
+    return 1.0 / (w * (1.0 + w))
 
 
-# --- relativistic GANs (Jolicoeur-Martineau 2018) ----------------------------------------
-
-def _relu(t):
-    return array_module(t).maximum(t, 0)
-
-
-def _step(t):
-    return (t > 0).astype(t.dtype)
+def _pearson_second(v):
+    """(f*)'' = ½ where 1 + v/2 > 0, else 0 (f* = max(1 + t/2, 0)² − 1)."""
+    return 0.5 * (1.0 + 0.5 * v > 0).astype(v.dtype)
 
 
-# link: (φ₁, φ₁', φ₂, φ₂'): φ₁ scores a "should look real" difference, φ₂ a "should look fake" one.
-RELATIVISTIC_LINKS = {
-    # standard (log) GAN: φ₁(t) = −log σ(t) = softplus(−t), φ₂(t) = −log(1 − σ(t)) = softplus(t)
-    "standard": (lambda t: softplus(-t), lambda t: -sigmoid(-t), softplus, sigmoid),
-    # least squares (RaLSGAN): φ₁(t) = (t − 1)², φ₂(t) = (t + 1)²
-    "lsgan": (lambda t: (t - 1) ** 2, lambda t: 2 * (t - 1), lambda t: (t + 1) ** 2, lambda t: 2 * (t + 1)),
-    # hinge (RaHinge): φ₁(t) = relu(1 − t), φ₂(t) = relu(1 + t)
-    "hinge": (lambda t: _relu(1 - t), lambda t: -_step(1 - t), lambda t: _relu(1 + t), lambda t: _step(1 + t)),
+def _js_weighted_second(div, v):
+    """f*∘g with g(v) = −π log π − softplus(−v): (f*)''(g)·g'² + (f*)'(g)·g'', where
+    (f*)'(t) = (1 − π)q/D, (f*)''(t) = (1 − π)q/(πD²), q = e^{t/π}, D = 1 − πq."""
+    pi = div.pi
+    t, dt = div.activation(v)
+    q = array_module(v).exp(t / pi)
+    d = 1.0 - pi * q
+    return (1.0 - pi) * q / (pi * d * d) * dt * dt + (1.0 - pi) * q / d * (-dsigmoid(v))
+
+
+def _alpha_second(div, v):
+    """α > 1 (g = v): (f*)'' = s^{(2−α)/(α−1)} for s = 1 + (α − 1)v > 0, else 0.
+    α < 1, S = (1 − α)softplus(−v): d/dv[S^{1/(α−1)}σ(−v)] = S^{(2−α)/(α−1)}σ(−v)² − S^{1/(α−1)}σ'(v)."""
+    xp, a = array_module(v), div.alpha
+    with np.errstate(all="ignore"):
+        if a > 1.0:
+            s = 1.0 + (a - 1.0) * v
+            return xp.where(s > 0, xp.power(xp.maximum(s, 1e-300), (2.0 - a) / (a - 1.0)), 0.0)
+        s = (1.0 - a) * softplus(-v)
+        p = sigmoid(-v)
+        return xp.power(s, (2.0 - a) / (a - 1.0)) * p * p - xp.power(s, 1.0 / (a - 1.0)) * dsigmoid(v)
+
+
+# divergence name -> (g''(v), (f*∘g)''(v)) as functions of (div, v): the tangents of the fgan
+# losses' gradients, −g'(r)/N → −g''(r)/N and (f*∘g)'(f)/M → (f*∘g)''(f)/M (docs/tangents.md)
+_FGAN_SECOND = {
+    "kl": (lambda d, v: zero(v), lambda d, v: array_module(v).exp(v - 1.0)),
+    "reverse-kl": (lambda d, v: -array_module(v).exp(-v), lambda d, v: zero(v)),
+    "pearson": (lambda d, v: zero(v), lambda d, v: _pearson_second(v)),
+    "neyman": (lambda d, v: -array_module(v).exp(v), lambda d, v: -0.5 * array_module(v).exp(0.5 * v)),
+    "squared-hellinger": (lambda d, v: -array_module(v).exp(v), lambda d, v: array_module(v).exp(-v)),
+    "jeffrey": (lambda d, v: zero(v), lambda d, v: _jeffrey_second(v)),
+    "jensen-shannon": (lambda d, v: -dsigmoid(v), lambda d, v: dsigmoid(v)),
+    "jensen-shannon-weighted": (lambda d, v: -dsigmoid(v), _js_weighted_second),
+    "gan": (lambda d, v: -dsigmoid(v), lambda d, v: dsigmoid(v)),
+    "total-variation": (lambda d, v: _sech2_tanh(v), lambda d, v: _sech2_tanh(v)),
+    "alpha": (lambda d, v: (zero(v) if d.alpha > 1.0 else -dsigmoid(v)), _alpha_second),
 }
 
 
-def relativistic_loss(real, fake, link="standard", average=True, batch_means=None):
-    """The relativistic discriminator's loss; the generator's is the same with the roles swapped,
-    ``relativistic_loss(fake, real)``. Returns (value, (d_real, d_fake)).
+def fgan_second(div, v):
+    """(g''(v), (f*∘g)''(v)) of one of minigan's own divergences."""
+    if type(div).__module__ != __name__ or div.name not in _FGAN_SECOND:
+        raise TangentUnsupported(f"the f-divergence {div!r} has no second derivatives here (only "
+                                 f"minigan's own: {', '.join(_FGAN_SECOND)})")
+    activation, composite = _FGAN_SECOND[div.name]
+    return activation(div, v), composite(div, v)
 
-    average=False (RSGAN, pairs x_i, x̃_i, so N = M):
-        L = mean_i φ₁(r_i − f_i),                           ∂/∂r_i = φ₁'(r_i − f_i)/N = −∂/∂f_i
-    average=True (RaGAN), a_i = r_i − mean f, b_j = f_j − mean r:
-        L = mean_i φ₁(a_i) + mean_j φ₂(b_j)
-        ∂/∂r_k = φ₁'(a_k)/N − mean_j φ₂'(b_j)/N,   ∂/∂f_k = φ₂'(b_k)/M − mean_i φ₁'(a_i)/M
-    (the mean terms: every a_i holds −f_k/M, every b_j holds −r_k/N). With the "standard"
-    link and average=False this is RSGAN; average=True is the paper's RaSGAN.
 
-    ``batch_means(*arrays)`` returns the float64 means of the four batch means (mean r,
-    mean f, mean φ₁', mean φ₂'); default: over these arrays. Data-parallel training passes
-    means over the GLOBAL batch (``minigan.distributed.global_means``): then r, f are this
-    rank's rows, the value is this rank's share, and d_real, d_fake (divided by the local
-    sizes) are N times the global loss's gradient w.r.t. these rows — what the gradient
-    averaging over the ranks expects (docs/losses.md, "Under N ranks").
-    """
-    r = _as_float_array(real, "real")
-    f = _as_float_array(fake, "fake")
-    phi1, dphi1, phi2, dphi2 = RELATIVISTIC_LINKS[link]
-    if not average:
-        if r.shape != f.shape:
-            raise ValueError(f"the paired relativistic loss needs real and fake batches of one shape, "
-                             f"got {tuple(r.shape)} and {tuple(f.shape)}")
-        t = r - f
-        g = dphi1(t) / r.size
-        return _mean(phi1(t)), (_grad(g, r), _grad(-g, f))
-    if batch_means is None:
-        def batch_means(*arrays):
-            return tuple(v.mean(dtype=np.float64) for v in arrays)
-    mean_r, mean_f = batch_means(r, f)
-    a = r - mean_f.astype(r.dtype)
-    b = f - mean_r.astype(f.dtype)
-    g1, g2 = dphi1(a), dphi2(b)
-    value = _mean(phi1(a)) + _mean(phi2(b))
-    mean_g1, mean_g2 = batch_means(g1, g2)
-    d_real = (g1 - mean_g2.astype(g2.dtype)) / r.size
-    d_fake = (g2 - mean_g1.astype(g1.dtype)) / f.size
-    return value, (_grad(d_real, r), _grad(d_fake, f))
+@LOSSES.register("fgan")
+class FGan(Loss):
+    help = "Nowozin et al.: the variational bound of an f-divergence (--divergence), non-saturating G"
+    settings = ("divergence", "fgan_alpha")
+
+    def __init__(self, config, comm=None):
+        super().__init__(config, comm)
+        params = {"alpha": config.fgan_alpha} if config.divergence == "alpha" else {}
+        self.divergence = f_divergence(config.divergence, **params)
+
+    def discriminator(self, out_real, out_fake):
+        return discriminator_loss_fgan(out_real, out_fake, self.divergence)
+
+    def generator(self, out_fake, out_real=None):
+        return generator_loss_fgan(out_fake, self.divergence, nonsaturating=True)
+
+    def discriminator_hessian(self, r, f):
+        g2_r, _ = fgan_second(self.divergence, r)
+        _, c2_f = fgan_second(self.divergence, f)
+        return -g2_r / r.size, c2_f / f.size
+
+    def generator_hessian(self, f):
+        g2, _ = fgan_second(self.divergence, f)  # the paper's non-saturating G: −g'(f)/M → −g''(f)/M
+        return -g2 / f.size
+
+    @classmethod
+    def check(cls, config):
+        if config.divergence == "alpha" and config.fgan_alpha is None:
+            raise ConfigError("divergence 'alpha' needs its α: set fgan_alpha (--fgan-alpha X, X not 0 or 1)")
+        try:
+            f_divergence(config.divergence, **({"alpha": config.fgan_alpha} if config.divergence == "alpha" else {}))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"divergence: {exc}") from None
