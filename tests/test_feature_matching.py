@@ -108,8 +108,6 @@ def test_feature_matching_trains_from_the_cli_and_refuses_a_conditional_critic(t
     assert capsys.readouterr().err.strip().count("\n") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="the Trainer's G step does not read Loss.feature_layer yet: it feeds D's "
-                   "outputs (F = 1) instead of the features before D's last layer (the hook: module docstring)")
 def test_the_trainer_matches_the_intermediate_features(tmp_path, monkeypatch):
     from minigan.train import Trainer
 

@@ -21,12 +21,10 @@ features is linear in them, so its tangent along (ṙ, ḟ) is
 
 A feature of any shape (N, ...) is flattened per sample; the means accumulate in float64.
 
-The hook the training scheme needs: its generator step reads ``feature_layer`` and calls
+The hook the training scheme uses: its generator step reads ``feature_layer`` and calls
 :meth:`FeatureMatching.features` (on the real batch, kept as a constant, and on the fakes) and
-:meth:`FeatureMatching.backward_features` in place of D's forward and backward. Until it does,
-the Trainer feeds ``generator(out_fake, out_real)`` what it computes for every loss that
-``needs_real_in_g_step`` — D's outputs on a fake and a real batch — so G matches the mean of
-D's output (the case F = 1, f = D); tests/test_feature_matching.py marks that gap (strict xfail).
+:meth:`FeatureMatching.backward_features` in place of D's forward and backward
+(:meth:`minigan.training.schemes.alternating.Alternating.feature_generator_step`).
 """
 from __future__ import annotations
 

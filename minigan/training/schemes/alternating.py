@@ -65,6 +65,8 @@ class Alternating(Scheme):
 
     def generator_step(self) -> dict:
         t = self.trainer
+        if getattr(t.loss, "feature_layer", None) is not None:
+            return self.feature_generator_step()
         real_labels = out_real = None
         if t.loss.needs_real_in_g_step:  # relativistic: L_G reads D(x) (a constant for G)
             real, real_labels = t.draws.real_batch()
@@ -79,6 +81,25 @@ class Alternating(Scheme):
         value, d_out = t.loss.generator(out) if out_real is None else t.loss.generator(out, out_real)
         d_fake = t.D.backward(d_out, accumulate=False)
         if t.draws.augmenter is not None:  # through T(·; ξ) back to G's output (its last forward is the fakes')
+            d_fake = t.draws.augmenter.backward(d_fake)
+        t.G.zero_grad()
+        t.G.backward(d_fake)
+        t.check_gradients(t.G, "G")
+        t.opt_g.step()
+        return {"loss_g": value}
+
+    def feature_generator_step(self) -> dict:
+        """The G step of a loss on the critic's features (feature matching, Salimans et al. 2016):
+        f = D's layers before ``loss.feature_layer``, on a real batch (a constant for G) and on the
+        fakes; the loss's gradient goes back through those layers only (``loss.backward_features``)."""
+        t = self.trainer
+        real, _ = t.draws.real_batch()
+        f_real = t.loss.features(t.D, t.draws.augment(real))
+        f_real = backend.array_module(f_real).array(f_real, copy=True)
+        fake = t.draws.augment(t.G(t.draws.noise(t.config.batch_size)))
+        value, d_f = t.loss.generator(t.loss.features(t.D, fake), f_real)
+        d_fake = t.loss.backward_features(t.D, d_f)
+        if t.draws.augmenter is not None:
             d_fake = t.draws.augmenter.backward(d_fake)
         t.G.zero_grad()
         t.G.backward(d_fake)
