@@ -79,14 +79,19 @@ class Alternating(Scheme):
         fake = t.draws.augment(t.G(z) if real_labels is None else t.G(z, real_labels))
         out = t.D(fake) if real_labels is None else t.D(fake, real_labels)
         value, d_out = t.loss.generator(out) if out_real is None else t.loss.generator(out, out_real)
-        d_fake = t.D.backward(d_out, accumulate=False)
-        if t.draws.augmenter is not None:  # through T(·; ξ) back to G's output (its last forward is the fakes')
+        self.update_generator(t.D.backward(d_out, accumulate=False))
+        return {"loss_g": value}
+
+    def update_generator(self, d_fake):
+        """G's update from ∂L_G/∂T(x̃): through T(·; ξ) back to G's output (its last forward is the
+        fakes'), G's backward, the gradient check, the optimizer step."""
+        t = self.trainer
+        if t.draws.augmenter is not None:
             d_fake = t.draws.augmenter.backward(d_fake)
         t.G.zero_grad()
         t.G.backward(d_fake)
         t.check_gradients(t.G, "G")
         t.opt_g.step()
-        return {"loss_g": value}
 
     def feature_generator_step(self) -> dict:
         """The G step of a loss on the critic's features (feature matching, Salimans et al. 2016):
@@ -98,11 +103,5 @@ class Alternating(Scheme):
         f_real = backend.array_module(f_real).array(f_real, copy=True)
         fake = t.draws.augment(t.G(t.draws.noise(t.config.batch_size)))
         value, d_f = t.loss.generator(t.loss.features(t.D, fake), f_real)
-        d_fake = t.loss.backward_features(t.D, d_f)
-        if t.draws.augmenter is not None:
-            d_fake = t.draws.augmenter.backward(d_fake)
-        t.G.zero_grad()
-        t.G.backward(d_fake)
-        t.check_gradients(t.G, "G")
-        t.opt_g.step()
+        self.update_generator(t.loss.backward_features(t.D, d_f))
         return {"loss_g": value}
