@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 RTOL = 1e-7
-ATOL = 1e-10  # the stencil's noise floor (see tests/test_losses.py's docstring)
+ATOL = 1e-10  # the stencil's noise floor (see tests/losses/test_losses.py's docstring)
 H = 1e-4
 
 

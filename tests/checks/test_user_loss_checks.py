@@ -13,7 +13,7 @@ from minigan import theory as T
 from minigan.testing import (check_conjugate_is_supremum, check_conjugate_pair, check_loss_gradient,
                              check_optimal_output, densities, each_branch)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_pearson_printed_conjugate_fails_below_minus_two():
