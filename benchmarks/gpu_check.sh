@@ -10,8 +10,8 @@
 #   versions      Python, NumPy, Numba and which numba.cuda (numba's own or numba-cuda), CuPy,
 #                 the CUDA runtime and driver, NVVM, the GPU, NCCL, PyTorch -> OUTDIR/versions.txt
 #   compile       every CUDA kernel variant compiled for sm_90 through NVVM, without np.row_stack
-#                 (tests/test_cuda_sim.py; needs the CUDA compiler libraries, not a GPU)
-#   tests         pytest -m gpu tests/test_gpu.py: kernels and models on CuPy against the CPU
+#                 (tests/gpu/test_cuda_sim.py; needs the CUDA compiler libraries, not a GPU)
+#   tests         pytest -m gpu tests/gpu/test_gpu.py: kernels and models on CuPy against the CPU
 #   benchmark     benchmarks/gpu.py --quick -> OUTDIR/gpu-benchmark.md, written section by
 #                 section; fails when a correctness number is over its bound
 #   train-toy     minigan train --device cuda, 20 steps of the toy WGAN-GP (8 Gaussians, MLPs)
@@ -177,8 +177,8 @@ EOF
 )
 
 run_part versions 15 any "$PY" -c "$VERSIONS_PY" "$OUT/versions.txt"
-run_part compile 60 any $PYTEST tests/test_cuda_sim.py -k test_kernels_compile_for_a_real_gpu_target
-run_part tests 150 gpu $PYTEST -m gpu tests/test_gpu.py
+run_part compile 60 any $PYTEST tests/gpu/test_cuda_sim.py -k test_kernels_compile_for_a_real_gpu_target
+run_part tests 150 gpu $PYTEST -m gpu tests/gpu/test_gpu.py
 run_part benchmark 90 gpu "$PY" benchmarks/gpu.py --quick --out "$OUT/gpu-benchmark.md"
 run_part train-toy 50 gpu "$PY" -m minigan train --device cuda --no-progress --steps 20 \
     --preset toy --loss wgan-gp --model mlp --data 8gaussians --eval-samples 500 --out "$OUT/train-toy"

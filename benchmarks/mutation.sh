@@ -3,8 +3,8 @@
 # routine, not part of CI. Usage:
 #
 #   benchmarks/mutation.sh MODULE_FILE TEST_FILE... [-- MUTANT_GLOB]
-#   benchmarks/mutation.sh minigan/nn/norm.py tests/test_double_backward.py tests/test_layers.py
-#   benchmarks/mutation.sh minigan/penalty/r1.py tests/test_penalty.py -- 'minigan.penalty.r1.x_r1*'
+#   benchmarks/mutation.sh minigan/nn/norm.py tests/nn/test_double_backward.py tests/nn/test_layers.py
+#   benchmarks/mutation.sh minigan/penalty/r1.py tests/losses/test_penalty.py -- 'minigan.penalty.r1.x_r1*'
 #
 # It copies the tracked tree to a scratch folder (mutmut writes mutants/ and a cache there),
 # narrows [tool.mutmut] to MODULE_FILE and the given tests, runs `mutmut run` niced under a

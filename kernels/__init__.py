@@ -5,7 +5,7 @@ The backends pull their tables from here: minigan's NumPy backend takes each CPU
 ``minigan.kernels.cuda`` once a GPU is usable. The Numba CPU kernels import nothing from
 minigan; the CUDA helpers (``cuda_common``) ask ``minigan.backends``, the registry, which
 backend owns an array, and the registry imports nothing back, so there is no import circle
-(tests/test_imports.py). The NumPy reference in ``minigan.functional`` stays the definition
+(tests/package/test_no_import_circles.py). The NumPy reference in ``minigan.functional`` stays the definition
 the kernels are tested against.
 
 Numba caches each compiled kernel in ``kernels/__pycache__``, keyed to its file's path and

@@ -5,7 +5,7 @@ The reference spells PyTorch's single-tensor Adam out in NumPy: about ten passes
 parameter's size (the lerp, v·β₂, (1 − β₂)·g·g, sqrt, the divisions, the update) and five
 temporaries. Here each element of θ, g, m, v (and v̂) is read once and written once, the
 same float operations in the same order, every scalar rounded to the parameter dtype
-first, so the results are bit-for-bit the reference's (checked by tests/test_kernels_cpu.py).
+first, so the results are bit-for-bit the reference's (checked by tests/kernels/test_kernels_cpu.py).
 
 One thread: vectorised, the loop streams about 2 M float32 parameters per millisecond
 (measured: 0.5 ms for 2^20, the reference 2.4 ms), faster than a thread pool's wake-up

@@ -59,7 +59,7 @@ are in docs/speed.md, "Measurements behind the code's choices".
 
 With the kernels on, training matches the reference path to float32 rounding (the sums in
 the norm and penalty kernels are accumulated in float64, the reference's pairwise in the
-array's dtype; everything else is the same arithmetic), checked by tests/test_kernels_cpu.py.
+array's dtype; everything else is the same arithmetic), checked by tests/kernels/test_kernels_cpu.py.
 """
 from __future__ import annotations
 

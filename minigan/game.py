@@ -20,7 +20,7 @@ Both are exact for every loss of the registry without a penalty. With a penalty 
 gradient needs a second-order pass, so J would need third derivatives) J·v is the central
 difference (ξ(w + hv) − ξ(w − hv))/2h of the exact field in float64, and the game says so:
 ``Game.exact`` is False and ``Game.method`` reads "central difference of the exact field".
-Its error is measured in tests/test_game.py.
+Its error is measured in tests/games/test_game.py.
 
 What J means here, precisely:
 

@@ -68,33 +68,65 @@ def relative_error(analytic, numeric, atol: float = 1e-300) -> float:
 _STENCIL = ((2, -1.0), (1, 8.0), (-1, -8.0), (-2, 1.0))
 
 
+def central_difference(f, move, eps: float = 1e-5):
+    """The one finite-difference routine of minigan (every check here and in minigan.testing
+    calls it): d/dt f(θ(t)) at t = 0 by the fourth-order stencil
+    [8(f(θ(ε)) − f(θ(−ε))) − (f(θ(2ε)) − f(θ(−2ε)))] / 12ε.
+
+    ``move(t)`` puts the perturbed arrays at θ(t) in place (restoring them is the caller's);
+    f() returns a float or a list of arrays (None entries stay None), and so does this."""
+    total = None
+    for offset, weight in _STENCIL:
+        move(offset * eps)
+        value = f()
+        if isinstance(value, (list, tuple)):
+            terms = [None if r is None else weight * np.asarray(to_numpy(r), np.float64) for r in value]
+            total = terms if total is None else [None if t is None else t + r for t, r in zip(total, terms)]
+        else:
+            total = weight * value if total is None else total + weight * value
+    if isinstance(total, list):
+        return [None if t is None else t / (12 * eps) for t in total]
+    return total / (12 * eps)
+
+
 def numerical_gradient(f, array, eps: float = 1e-5):
     """Central-difference gradient of the scalar f() with respect to ``array`` (perturbed in place)."""
     grad = np.zeros(array.shape, dtype=np.float64)
     for i in np.ndindex(array.shape):   # any memory order (a convolution weight is channels-last)
         old = array[i]
-        total = 0.0
-        for offset, weight in _STENCIL:
-            array[i] = old + offset * eps
-            total += weight * f()
-        array[i] = old
-        grad[i] = total / (12 * eps)
+
+        def move(t, i=i, old=old):
+            array[i] = old + t
+
+        try:
+            grad[i] = central_difference(f, move, eps)
+        finally:
+            array[i] = old
     return grad
+
+
+def _along(arrays, directions):
+    """``move`` for :func:`central_difference`: every array to θ + t·v in place, and a restore."""
+    originals = [a.copy() for a in arrays]
+
+    def move(t):
+        for a, o, v in zip(arrays, originals, directions):
+            a[...] = o + t * v
+
+    def restore():
+        for a, o in zip(arrays, originals):
+            a[...] = o
+
+    return move, restore
 
 
 def directional_derivative(f, arrays, directions, eps: float = 1e-5) -> float:
     """d/dt f(θ + t·v) at t = 0, every array perturbed in place along its direction."""
-    originals = [a.copy() for a in arrays]
-    total = 0.0
+    move, restore = _along(arrays, directions)
     try:
-        for offset, weight in _STENCIL:
-            for a, o, v in zip(arrays, originals, directions):
-                a[...] = o + (offset * eps) * v
-            total += weight * f()
+        return central_difference(f, move, eps)
     finally:
-        for a, o in zip(arrays, originals):
-            a[...] = o
-    return total / (12 * eps)
+        restore()
 
 
 def check_gradients(f, arrays: dict, grads: dict, eps: float = 1e-5, n_directions: int = 3,
@@ -297,18 +329,11 @@ def check_penalty(critic, x, labels=None, weight: float = 10.0, penalty: str = "
 def directional_derivative_arrays(f, arrays, directions, eps: float = 1e-5):
     """d/dt f(θ + t·v) at t = 0 for an f returning a list of arrays (None entries stay None),
     every array perturbed in place along its direction and restored."""
-    originals = [a.copy() for a in arrays]
-    total = None
+    move, restore = _along(arrays, directions)
     try:
-        for offset, weight in _STENCIL:
-            for a, o, v in zip(arrays, originals, directions):
-                a[...] = o + (offset * eps) * v
-            values = [None if r is None else weight * np.asarray(to_numpy(r), np.float64) for r in f()]
-            total = values if total is None else [None if t is None else t + r for t, r in zip(total, values)]
+        return central_difference(lambda: list(f()), move, eps)
     finally:
-        for a, o in zip(arrays, originals):
-            a[...] = o
-    return [None if t is None else t / (12 * eps) for t in total]
+        restore()
 
 
 def _tangents_alone(module, x, args, x_dot, dy, dy_dot, params):

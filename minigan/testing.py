@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from .gradcheck import numerical_gradient
+
 try:
     from hypothesis import strategies as st
     from hypothesis.extra.numpy import arrays
@@ -39,25 +41,20 @@ __all__ = [
 ]
 
 RTOL = 1e-7
-ATOL = 1e-10  # the stencil's noise floor (see tests/test_losses.py's docstring)
+ATOL = 1e-10  # the stencil's noise floor (see tests/losses/test_losses.py's docstring)
 H = 1e-4
 
 
 # --- gradients of losses ----------------------------------------------------------------
 
 def numeric_grads(fun, inputs, h: float = H):
-    """Fourth-order central differences of the scalar fun(*inputs) w.r.t. each input array."""
+    """Fourth-order central differences of the scalar fun(*inputs) w.r.t. each input array
+    (minigan.gradcheck's stencil, element by element); fun gets fresh copies at every call, so
+    one that writes into its inputs cannot spoil the next evaluation."""
     grads = []
-    for k, a in enumerate(inputs):
-        g = np.zeros_like(a, dtype=np.float64)
-        for idx in np.ndindex(a.shape):
-            vals = []
-            for step in (2 * h, h, -h, -2 * h):
-                args = [x.copy() for x in inputs]
-                args[k][idx] += step
-                vals.append(fun(*args))
-            g[idx] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * h)
-        grads.append(g)
+    for k in range(len(inputs)):
+        point = [x.copy() for x in inputs]
+        grads.append(numerical_gradient(lambda: fun(*[x.copy() for x in point]), point[k], h))
     return grads
 
 

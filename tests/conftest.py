@@ -1,8 +1,16 @@
 """Shared test settings: hypothesis runs derandomized (the same examples on every run, so
 CI is reproducible) with no per-example deadline (first calls compile/allocate)."""
 import os
+import sys
+from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, settings
+
+# The tests sit in one folder per area (tests/nn, tests/losses ...); the helpers they share
+# (strategies.py, second_order.py, mpi_cases.py ...) stay here and import as top-level modules.
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 settings.register_profile(
     "default", derandomize=True, deadline=None, max_examples=20,

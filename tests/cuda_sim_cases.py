@@ -2,7 +2,7 @@
 
 Not collected by a plain ``pytest`` run (the name does not match test_*.py): the simulator
 must be switched on before numba is first imported, and the main test process imports numba
-for the CPU kernels, so ``tests/test_cuda_sim.py`` runs this file in a fresh interpreter with
+for the CPU kernels, so ``tests/gpu/test_cuda_sim.py`` runs this file in a fresh interpreter with
 ``NUMBA_ENABLE_CUDASIM=1``. Run it by hand with ``pytest tests/cuda_sim_cases.py`` (it sets
 the variable itself when numba is not imported yet).
 
@@ -23,7 +23,7 @@ if "numba" in sys.modules:
 
     if not _numba_config.ENABLE_CUDASIM:
         pytest.skip("numba was imported before NUMBA_ENABLE_CUDASIM=1 was set; run this file in "
-                    "its own interpreter (tests/test_cuda_sim.py does)", allow_module_level=True)
+                    "its own interpreter (tests/gpu/test_cuda_sim.py does)", allow_module_level=True)
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402

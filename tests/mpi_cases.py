@@ -1,4 +1,4 @@
-"""Cases run under ``mpiexec -n 2 python tests/mpi_cases.py CASE OUT`` by tests/test_distributed.py.
+"""Cases run under ``mpiexec -n 2 python tests/mpi_cases.py CASE OUT`` by tests/distributed/test_distributed.py.
 
 Each case either writes rank 0's results to OUT (an .npz the test compares with a
 single-process run) or checks its property itself and exits non-zero with a message.

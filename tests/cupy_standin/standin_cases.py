@@ -1,4 +1,4 @@
-"""The CuPy stand-in's own checks (run by tests/test_gpu_standin.py in a child interpreter,
+"""The CuPy stand-in's own checks (run by tests/gpu/test_gpu_standin.py in a child interpreter,
 with tests/cupy_standin first on the path): it has CuPy 14.2's names and no others, refuses
 what CuPy refuses, and counts every host synchronisation and host→device copy."""
 import json

@@ -15,7 +15,7 @@ from minigan import classifier, image_metrics as im
 from minigan.gradcheck import check_gradients
 from strategies import seeds
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- Fréchet distance

@@ -212,7 +212,7 @@ def test_gradient_penalty_through_an_sn_critic(seed, act, n):
     grads = {k: p.grad.copy() for k, p in params.items()}
     critic.eval()
 
-    def penalty():  # λ·mean(‖g‖² − 2‖g‖): P without its constant λ (see tests/test_penalty.py)
+    def penalty():  # λ·mean(‖g‖² − 2‖g‖): P without its constant λ (see tests/losses/test_penalty.py)
         norms = sample_norms(input_gradient(critic, x))
         return 3.0 * np.mean(norms ** 2 - 2 * norms)
 

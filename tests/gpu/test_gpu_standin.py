@@ -5,7 +5,7 @@ The stand-in is a NumPy-backed ``cupy`` with only the names of the real cupy-cud
 NumPy, mixed NumPy/CuPy operands) and counts host synchronisations; the numba.cuda kernels run
 under numba's CUDA simulator. It checks our code against CuPy's interface, not CUDA.
 Child interpreters: the simulator is chosen when numba is first imported, and the stand-in's
-``cupy`` must never be importable from this process (tests/test_gpu.py would take it for a GPU).
+``cupy`` must never be importable from this process (tests/gpu/test_gpu.py would take it for a GPU).
 """
 import json
 import os
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STANDIN = ROOT / "tests" / "cupy_standin"
 
 
@@ -35,12 +35,12 @@ def test_the_stand_in_behaves_as_cupy():
 
 def test_the_cupy_tests_of_losses_and_optimizers_pass_on_the_stand_in():
     """Their GPU tests (skipped in CI: no GPU) with the stand-in as the GPU (``-p harness``)."""
-    proc = _child(["-m", "pytest", "-p", "harness", "tests/test_losses.py", "tests/test_optim.py", "-k", "cupy",
+    proc = _child(["-m", "pytest", "-p", "harness", "tests/losses/test_losses.py", "tests/training/test_optim.py", "-k", "cupy",
                    "-p", "no:cacheprovider", "-n", "0", "-rA"])
     report = proc.stdout[-6000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, report
-    assert "PASSED tests/test_losses.py::test_losses_run_unchanged_on_cupy" in proc.stdout, report
-    assert proc.stdout.count("PASSED tests/test_optim.py::test_cupy_matches_numpy") >= 4, report
+    assert "PASSED tests/losses/test_losses.py::test_losses_run_unchanged_on_cupy" in proc.stdout, report
+    assert proc.stdout.count("PASSED tests/training/test_optim.py::test_cupy_matches_numpy") >= 4, report
     assert "SKIPPED" not in proc.stdout and "FAILED" not in proc.stdout, report
 
 

@@ -14,7 +14,7 @@ from minigan.cli import main
 from minigan.config import TrainConfig
 from minigan.train import Trainer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = dict(steps=1, batch_size=8, hidden=8, depth=1, model="dcgan", data="digits", image_size=28)
 
 

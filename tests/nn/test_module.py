@@ -764,7 +764,7 @@ def test_dcgan_init_draws_in_module_order_and_keeps_dtypes():
 
 def test_conv2d_backward_reuses_the_forwards_columns():
     """The columns im2col built in forward serve the first backward (no second im2col); a second
-    backward after one forward rebuilds them once (tests/test_layers.py checks its values)."""
+    backward after one forward rebuilds them once (tests/nn/test_layers.py checks its values)."""
     with counted_im2col("conv2d_forward", "conv2d_backward_weight", "conv2d_backward_input") as calls:
         rng = np.random.default_rng(0)
         layer = nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64, rng=rng)

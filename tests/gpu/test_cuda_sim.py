@@ -24,7 +24,7 @@ from minigan import backend
 from minigan import penalty_kernels as ref
 from minigan.penalty import gradient_penalty, input_gradient
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "cuda_sim_cases.py"
 
 
@@ -176,7 +176,7 @@ def test_numba_cuda_array_module_imports_with_a_numpy_without_row_stack(monkeypa
     """numba-cuda's array module names np.row_stack when it is imported (the first compile);
     NumPy 2.5 has none. load_numba_cuda imports it with np.row_stack lent as np.vstack and takes
     it away again; a NumPy that has row_stack keeps its own. A stand-in module plays numba-cuda's
-    here (tests/test_cuda_sim.py's sm_90 check runs the real compile path without row_stack)."""
+    here (tests/gpu/test_cuda_sim.py's sm_90 check runs the real compile path without row_stack)."""
     from minigan.kernels import cuda_common as kcommon
 
     (tmp_path / "fake_numba_cuda_arrayobj.py").write_text(

@@ -150,7 +150,7 @@ def test_gradient_penalty_through_augment_then_critic(seed, policy, act):
         return 2.0 * np.mean(norms ** 2 - 2 * norms)
 
     # along random directions of all weights at once (the conv/linear critic alone is checked
-    # per element in tests/test_penalty.py; this checks the augmentation in front of it)
+    # per element in tests/losses/test_penalty.py; this checks the augmentation in front of it)
     report = check_gradients(penalty, {k: p.data for k, p in params.items()}, grads, rng=rng,
                              per_element=False, n_directions=6)
     assert report.worst < 1e-6, str(report)

@@ -15,7 +15,7 @@ from minigan.train import Trainer, TrainingDiverged
 from test_train import poison_generator_at
 
 TINY = ["--steps", "2", "--batch-size", "8", "--hidden", "8", "--depth", "1", "--no-progress"]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _files(folder: Path) -> dict:

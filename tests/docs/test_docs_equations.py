@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ("docs/derivations.md", "docs/losses.md")
 TABLE = "docs/equations.md"
 
@@ -281,8 +281,8 @@ def _first_row(table: str) -> str:
     (lambda row: row.replace("`minigan.", "`minigan.nosuch", 1), "does not import"),
     (lambda row: re.sub(r"(`minigan\.[\w.]+:\w+)", r"\1Nosuch", row, count=1), "no attribute"),
     (lambda row: re.sub(r"::(test_\w+)", r"::\1_nosuch", row, count=1), "is not defined in"),
-    (lambda row: re.sub(r"`tests/\w+\.py", "`tests/test_nosuch.py", row, count=1), "no such test file"),
-    (lambda row: re.sub(r"\]\(\.\./tests/\w+\.py\)", "](../tests/test_gradcheck.py)", row, count=1),
+    (lambda row: re.sub(r"`tests/[\w/]+\.py", "`tests/test_nosuch.py", row, count=1), "no such test file"),
+    (lambda row: re.sub(r"\]\(\.\./tests/[\w/]+\.py\)", "](../tests/checks/test_gradcheck.py)", row, count=1),
      "is not tests/"),
     (lambda row: re.sub(r"\]\(\.\./minigan/[\w/]+\.py\)", "](../minigan/gradcheck.py)", row, count=1),
      "is not minigan/"),

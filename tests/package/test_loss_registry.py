@@ -125,7 +125,7 @@ ALLOWED = {
 def test_no_module_outside_the_registries_compares_loss_or_penalty_names():
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     found = {}
     for path in sorted((root / "minigan").rglob("*.py")):
         rel = path.relative_to(root).as_posix()

@@ -25,7 +25,7 @@ from minigan import distributed
 from minigan.config import ConfigError, TrainConfig
 from minigan.train import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "mpi_cases.py"
 sys.path.insert(0, str(ROOT / "tests"))
 import mpi_cases  # noqa: E402

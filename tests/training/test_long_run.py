@@ -24,7 +24,7 @@ from minigan.progress import Progress, duration, faster_recipe
 from minigan.stopping import Interrupted
 from minigan.train import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOY = ["-m", "minigan.cli", "train", "--data", "8gaussians", "--hidden", "8", "--depth", "1", "--batch-size", "16",
        "--n-critic", "1", "--eval-samples", "100", "--sample-every", "100000"]
 

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from minigan import losses as L
 from minigan import theory as T
 from minigan.testing import (check_conjugate_is_supremum, check_conjugate_pair, check_loss_gradient,
-                             check_optimal_output, densities, each_branch)
+                             check_optimal_output, densities, each_branch, numeric_grads)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_pearson_printed_conjugate_fails_below_minus_two():
@@ -54,6 +54,26 @@ def test_check_loss_gradient_catches_a_wrong_gradient_and_in_place_writes():
     with pytest.raises(AssertionError, match="modified its input"):
         check_loss_gradient(lambda r: 0.0, writes, [r.copy()])
 
+
+
+def test_numeric_grads_evaluates_a_value_that_writes_into_its_inputs_on_copies():
+    """numeric_grads hands fun fresh copies: a value function that writes into its inputs
+    (here x += 1, so the value is Σ(x + 1)·y) gets the unperturbed point at every call, and the
+    caller's arrays are untouched. Non-square shapes and h = 1e-3: a swapped index or a step of
+    the wrong size fails too."""
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    x0, y0 = x.copy(), y.copy()
+
+    def value(a, b):
+        a += 1.0
+        return float(np.sum(a * b))
+
+    gx, gy = numeric_grads(value, [x, y], h=1e-3)
+    np.testing.assert_allclose(gx, y0, rtol=1e-10)
+    np.testing.assert_allclose(gy, x0 + 1.0, rtol=1e-10)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(y, y0)
 
 @settings(max_examples=8)
 @given(densities(k_max=4))

@@ -12,7 +12,7 @@ import pytest
 
 from minigan import cli
 
-LEGACY = Path(__file__).parent / "data" / "legacy_runs"
+LEGACY = Path(__file__).parents[1] / "data" / "legacy_runs"
 _spec = importlib.util.spec_from_file_location("legacy_runs_make", LEGACY / "make.py")
 make = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(make)

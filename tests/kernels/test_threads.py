@@ -67,7 +67,7 @@ def _probe(busy: int, explicit: int = 0, **env) -> dict:
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     chosen = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "NUMBA_NUM_THREADS")
     environment = {k: v for k, v in os.environ.items() if k not in chosen}
     environment.update(env, PYTHONPATH=str(root))
