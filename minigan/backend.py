@@ -75,6 +75,13 @@ def to_device(x, device: str):
     return x if source is target else target.from_host(source.to_host(x))
 
 
+def scalar(value):
+    """A loss value or logged quantity as the trainer takes it: a Python float from a host array;
+    a device 0-d array stays on the device (float() would make the host wait for the GPU; the
+    trainer fetches a step's values in one transfer)."""
+    return float(value) if backend_of(value).host else value
+
+
 def to_numpy(x):
     return backend_of(x).to_host(x)
 

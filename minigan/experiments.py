@@ -28,8 +28,6 @@ closed-form distribution (``clipping``: P_r + N(0, I); ``optimal-d``: a 1-D Gaus
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from dataclasses import replace
@@ -39,7 +37,8 @@ import numpy as np
 
 from . import losses, models, nn
 from .config import TrainConfig
-from .atomic import write_atomically
+from .experiments_games import dirac, game_optimizers
+from .plots import new_figure as _figure, save_figure as _save_figure, write_csv as _write_csv
 from .optim import Adam
 from .penalty import gradient_penalty, interpolate
 from .training.loop import Trainer
@@ -49,29 +48,6 @@ __all__ = ["EXPERIMENTS", "vanishing", "modes", "clipping", "optimal_d", "small_
 
 
 # --- shared helpers -------------------------------------------------------------------
-
-def _write_csv(path: Path, columns, rows) -> Path:
-    """rows (dicts) -> CSV at path, atomically; floats with full (repr) precision."""
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    data = text.getvalue().encode()
-    return write_atomically(path, lambda file: file.write(data))
-
-
-def _figure(width, height, dpi=90):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=dpi)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _save_figure(figure, path: Path) -> Path:
-    return write_atomically(path, lambda file: figure.savefig(file, format="png"))
-
 
 def _config(out: Path, **values) -> TrainConfig:
     """A TrainConfig whose run folder is inside ``out`` (the experiments never call ``train()``,
@@ -664,8 +640,6 @@ def small_data(out, quick: bool = False, seed: int = 0, log=print) -> dict:
     files.append(_save_figure(figure, out / "small_data.png"))
     return {"files": files, "rows": rows, "floor": floor, "seconds": time.perf_counter() - started}
 
-
-from .experiments_games import dirac, game_optimizers  # noqa: E402 (they use the helpers above)
 
 EXPERIMENTS = {"vanishing": vanishing, "modes": modes, "clipping": clipping, "optimal-d": optimal_d,
                "small-data": small_data, "dirac": dirac,

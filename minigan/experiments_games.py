@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data, nn
-from .experiments import _figure, _save_figure, _write_csv
+from .plots import new_figure as _figure, save_figure as _save_figure, write_csv as _write_csv
 from .game import Game, make_penalty
 from .game_optim import game_ops, make_rule
 

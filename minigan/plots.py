@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -29,3 +30,25 @@ def plot_losses(metrics_csv, path, columns=("loss_d", "loss_g")) -> Path:
     fig.tight_layout()
     # atomically: refreshed at every sample snapshot, it is never seen half written
     return write_atomically(path, FigureCanvasAgg(fig).print_png)
+
+
+def new_figure(width, height, dpi=90) -> Figure:
+    """A figure on the Agg canvas (inches, dots per inch)."""
+    figure = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def save_figure(figure, path: Path) -> Path:
+    """The figure as PNG at path, atomically."""
+    return write_atomically(path, lambda file: figure.savefig(file, format="png"))
+
+
+def write_csv(path: Path, columns, rows) -> Path:
+    """rows (dicts) -> CSV at path, atomically; floats with full (repr) precision."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    data = text.getvalue().encode()
+    return write_atomically(path, lambda file: file.write(data))

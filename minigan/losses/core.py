@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import array_module, is_cupy_array
+from ..backend import array_module, scalar
 from ..errors import ConfigError
 from ..nn.module import TangentUnsupported
 from ..registry import Registry
@@ -35,13 +35,6 @@ def _as_float_array(x, name):
     if x.size == 0:
         raise ValueError(f"{name} is empty: a loss needs at least one sample")
     return x
-
-
-def scalar(value):
-    """A loss value or logged quantity as the trainer takes it: a Python float from NumPy; a
-    CuPy 0-d array stays on the device (float() would make the host wait for the GPU; the
-    trainer fetches a step's values in one transfer)."""
-    return value if is_cupy_array(value) else float(value)
 
 
 def _mean(values):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..losses import scalar
 from .conv import Conv2d, ConvTranspose2d
 from .init import make_rng
 from .linear import Linear
@@ -96,7 +95,7 @@ class SpectralNorm(Module):
                 u = _normalize(xp, wm @ v, self.eps)
             self.weight_u[...] = u
             self.weight_v[...] = v
-        sigma = scalar(self.weight_u @ (wm @ self.weight_v))  # a float; on the GPU a 0-d array (no sync)
+        sigma = backend.scalar(self.weight_u @ (wm @ self.weight_v))  # a float; on the GPU a 0-d array (no sync)
         self.module.weight.data = (w / sigma).astype(w.dtype, copy=False)
         self._cache_sigma = sigma
         return sigma
@@ -112,7 +111,7 @@ class SpectralNorm(Module):
         inner = self.module.weight
         G, w = inner.grad, self.weight_orig.data
         uv = self._unmatrix(self.xp.outer(self.weight_u, self.weight_v), w.shape)
-        self.weight_orig.grad += G / sigma - (scalar((G * w).sum()) / sigma ** 2) * uv
+        self.weight_orig.grad += G / sigma - (backend.scalar((G * w).sum()) / sigma ** 2) * uv
         inner.grad[...] = 0
 
     def backward(self, dy, accumulate=True, create_graph=False):

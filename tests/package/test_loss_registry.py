@@ -116,6 +116,8 @@ ALLOWED = {
     "minigan/training/schemes/lazy.py": ["config.penalty == 'none'"],
     "minigan/progress.py": ["c.penalty != 'wgan-gp'"],  # a hint for runs under WGAN-GP's slow default
     "minigan/experiments.py": ["loss == 'wgan'", "loss == 'wgan-gp'"],  # an experiment's per-loss settings
+    # the Dirac-GAN's closed forms (Mescheder et al. 2018), one per setting of the paper's table
+    "minigan/experiments_games.py": ["penalty in ('r1', 'r2')", "penalty == 'wgan-gp'", "penalty == 'wgan-gp'"],
     # check_penalty's own kinds (two_sided, one_sided, r1), not the registry's names
     "minigan/gradcheck.py": ["penalty == 'r1'", "penalty == 'one_sided'", "penalty == 'two_sided'",
                              "penalty == 'r1'", "penalty == 'one_sided'"],
