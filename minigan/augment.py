@@ -30,7 +30,8 @@ from .nn.module import Module
 
 
 class AugmentOp:
-    """One augmentation: ``draw`` its per-sample randomness, then an affine map of x given it."""
+    """One augmentation: ``draw`` its per-sample randomness, then an affine map of x given it.
+    (docs/derivations.md, eq. AUG1)"""
 
     name = ""
 
@@ -56,6 +57,7 @@ def _per_sample(xp, values, dtype):
 
 
 class Brightness(AugmentOp):
+    """Brightness (docs/derivations.md, eq. AUG2)."""
     name = "brightness"
 
     def draw(self, rng, shape):
@@ -76,6 +78,7 @@ class _MeanBlend(AugmentOp):
     axes: tuple = ()
 
     def linear(self, x, d):
+        """Saturation; Contrast (docs/derivations.md, eqs. AUG3, AUG4)."""
         a = _per_sample(array_module(x), d["a"], x.dtype)
         mean = x.mean(axis=self.axes, keepdims=True)
         return (x - mean) * a + mean
@@ -84,6 +87,7 @@ class _MeanBlend(AugmentOp):
 
 
 class Saturation(_MeanBlend):
+    """Saturation (docs/derivations.md, eq. AUG3)."""
     name, axes = "saturation", (1,)
 
     def draw(self, rng, shape):
@@ -91,6 +95,7 @@ class Saturation(_MeanBlend):
 
 
 class Contrast(_MeanBlend):
+    """Contrast (docs/derivations.md, eq. AUG4)."""
     name, axes = "contrast", (1, 2, 3)
 
     def draw(self, rng, shape):
@@ -110,6 +115,7 @@ def _shift(x, th, tw):
 
 
 class Translation(AugmentOp):
+    """Translation (docs/derivations.md, eq. AUG5)."""
     name = "translation"
 
     def __init__(self, ratio: float = 0.125):
@@ -124,10 +130,12 @@ class Translation(AugmentOp):
         return _shift(x, d["th"], d["tw"])
 
     def adjoint(self, g, d):
+        """The translation's adjoint (docs/derivations.md, eq. AUG7)."""
         return _shift(g, -d["th"], -d["tw"])  # the opposite shift, zero-filled
 
 
 class Cutout(AugmentOp):
+    """Cutout (docs/derivations.md, eq. AUG6)."""
     name = "cutout"
 
     def __init__(self, ratio: float = 0.5):
@@ -212,12 +220,14 @@ class Augment(Module):
         return x
 
     def backward(self, dy, accumulate=True, create_graph=False):
+        """An affine op: backward, J c, s = 0 (docs/derivations.md, eq. AUG1)."""
         self._require(self._cache_shape)
         for op, d in zip(reversed(self.ops), reversed(self.draws)):
             dy = op.adjoint(dy, d)
         return dy
 
     def double_backward(self, c):
+        """An affine op: backward, J c, s = 0 (docs/derivations.md, eq. AUG1)."""
         self._require(self._cache_shape)
         for op, d in zip(self.ops, self.draws):
             c = op.linear(c, d)

@@ -246,14 +246,16 @@ def _install_abort_hook(comm):
 
 
 def local_slice(n: int, comm) -> slice:
-    """Rows of a global batch of n that belong to this rank (n divisible by comm.size)."""
+    """Rows of a global batch of n that belong to this rank (n divisible by comm.size).
+    (docs/derivations.md, eq. DP1)"""
     m = n // comm.size
     return slice(comm.rank * m, (comm.rank + 1) * m)
 
 
 def global_means(comm, *arrays):
     """Means over the global batch of per-rank arrays (each rank holds its rows): one allreduce
-    of the float64 sums and element counts. Returns NumPy float64 scalars, in order."""
+    of the float64 sums and element counts. Returns NumPy float64 scalars, in order.
+    (docs/losses.md, eq. RL7)"""
     buffer = np.array([float(a.sum(dtype=np.float64)) for a in arrays] + [a.size for a in arrays],
                       dtype=np.float64)
     comm.allreduce(buffer)
@@ -264,7 +266,8 @@ def global_means(comm, *arrays):
 def global_std(comm, x):
     """The standard deviation (ddof 0) of every entry of the global batch, x this rank's rows:
     two passes as NumPy's std (the global mean, then the mean squared deviation from it), one
-    allreduce each. A NumPy float64 scalar."""
+    allreduce each. A NumPy float64 scalar.
+    (docs/derivations.md, eq. DP2)"""
     (mean,) = global_means(comm, x)
     d = x.astype(array_module(x).float64) - mean
     (var,) = global_means(comm, d * d)
@@ -274,7 +277,8 @@ def global_std(comm, x):
 class GradientReducer:
     """Averages the ``.grad`` of a list of parameters over the ranks: packs them into one
     preallocated flat buffer (per dtype/device), allreduces it in place, divides by N and
-    unpacks. One collective per model and step instead of one per tensor."""
+    unpacks. One collective per model and step instead of one per tensor.
+    (docs/derivations.md, eqs. DP1, DP5)"""
 
     def __init__(self, params, comm):
         self.params, self.comm = list(params), comm

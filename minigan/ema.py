@@ -47,7 +47,8 @@ class EMA:
             yield p, live[name]
 
     def update(self):
-        """θ_ema ← decay·θ_ema + (1 − decay)·θ (a copy before ``start_step``); buffers copied."""
+        """θ_ema ← decay·θ_ema + (1 − decay)·θ (a copy before ``start_step``); buffers copied.
+        (docs/derivations.md, eqs. EMA1, EMA2)"""
         self.num_updates += 1
         d = self.decay if self.num_updates > self.start_step else 0.0
         for p_ema, p in self._pairs():

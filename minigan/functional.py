@@ -25,7 +25,7 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
 
 @reference_kernel
 def im2col(x, kh: int, kw: int, stride: int, padding: int):
-    """(N, C, H, W) -> cols (C·kh·kw, N·oh·ow)."""
+    """(N, C, H, W) -> cols (C·kh·kw, N·oh·ow). (docs/derivations.md, eq. L10)"""
     xp = array_module(x)
     n, c, h, w = x.shape
     oh, ow = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
@@ -40,7 +40,8 @@ def im2col(x, kh: int, kw: int, stride: int, padding: int):
 
 @reference_kernel
 def col2im(cols, x_shape, kh: int, kw: int, stride: int, padding: int):
-    """The adjoint of im2col: scatter-add every column back into an (N, C, H, W) array."""
+    """The adjoint of im2col: scatter-add every column back into an (N, C, H, W) array.
+    (docs/derivations.md, eq. L11)"""
     xp = array_module(cols)
     n, c, h, w = x_shape
     oh, ow = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
@@ -76,7 +77,8 @@ def weight_array(weight):
 @reference_kernel
 def conv2d_forward(x, weight, stride: int, padding: int, bias=None):
     """y = conv(x, W) (+ bias per output channel, if given); returns (y, cols) so backward
-    can reuse the columns."""
+    can reuse the columns.
+    (docs/derivations.md, eqs. L2, L10)"""
     weight = weight_array(weight)
     n, _, h, w = x.shape
     o, _, kh, kw = weight.shape
@@ -90,7 +92,8 @@ def conv2d_forward(x, weight, stride: int, padding: int, bias=None):
 
 @reference_kernel
 def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int):
-    """dx = Jᵀ dy of the convolution: col2im(Wᵀ @ dy).  Also the transposed convolution's forward."""
+    """dx = Jᵀ dy of the convolution: col2im(Wᵀ @ dy).  Also the transposed convolution's forward.
+    (docs/derivations.md, eqs. L2, L11)"""
     weight = weight_array(weight)
     o, _, kh, kw = weight.shape
     dcols = weight.reshape(o, -1).T @ _flat_channels_first(dy)
@@ -99,7 +102,8 @@ def conv2d_backward_input(dy, weight, x_shape, stride: int, padding: int):
 
 @reference_kernel
 def conv2d_backward_weight(dy, cols, weight_shape):
-    """dW = dy(O, N·oh·ow) @ colsᵀ, reshaped to (O, C, kh, kw)."""
+    """dW = dy(O, N·oh·ow) @ colsᵀ, reshaped to (O, C, kh, kw).
+    (docs/derivations.md, eqs. L2, L11)"""
     return (_flat_channels_first(dy) @ cols.T).reshape(weight_shape)
 
 
@@ -108,6 +112,7 @@ def conv2d_backward_weight(dy, cols, weight_shape):
 @reference_kernel
 def leaky_relu(a, negative_slope: float = 0.0):
     """σ(a) = a (a > 0), negative_slope·a (a ≤ 0): LeakyReLU, and ReLU for slope 0.
+    (docs/derivations.md, eq. A2)
 
     (σ' is ``activation_tangent`` in :mod:`minigan.penalty_kernels`.)"""
     xp = array_module(a)
@@ -119,7 +124,8 @@ def leaky_relu(a, negative_slope: float = 0.0):
 # backward dx = r·P(γ·dy) with P(w) = w − mean(w) − x̂·mean(w x̂) (see minigan.nn.norm).
 
 def normalize(x, axes, eps):
-    """Return (x̂, r, biased var) over ``axes`` (kept as size-1 dims)."""
+    """Return (x̂, r, biased var) over ``axes`` (kept as size-1 dims).
+    (docs/derivations.md, eq. N1)"""
     mu = x.mean(axis=axes, keepdims=True)
     xc = x - mu
     var = (xc * xc).mean(axis=axes, keepdims=True)
@@ -128,7 +134,8 @@ def normalize(x, axes, eps):
 
 
 def project(w, xhat, axes):
-    """P(w) = w − mean(w) − x̂·mean(w x̂) over the normalised axes."""
+    """P(w) = w − mean(w) − x̂·mean(w x̂) over the normalised axes.
+    (docs/derivations.md, eqs. N3, N4)"""
     return w - w.mean(axis=axes, keepdims=True) - xhat * (w * xhat).mean(axis=axes, keepdims=True)
 
 
@@ -143,6 +150,7 @@ def _channel_shape(x):
 @reference_kernel
 def batch_norm_forward(x, weight, bias, eps: float):
     """Training-mode batch norm over every axis but axis 1 (the channels).
+    (docs/derivations.md, eq. L5)
 
     Returns (y, x̂, r, μ, var): r with size-1 dims (as the layer caches it), the batch mean μ
     and biased variance var of shape (C,). ``weight``/``bias`` (γ, β) may be None (no affine).
@@ -158,7 +166,8 @@ def batch_norm_forward(x, weight, bias, eps: float):
 
 @reference_kernel
 def batch_norm_backward(dy, xhat, r, weight):
-    """(dx, dγ, dβ) of training-mode batch norm: dx = r·P(γ·dy), dγ = Σ dy·x̂, dβ = Σ dy."""
+    """(dx, dγ, dβ) of training-mode batch norm: dx = r·P(γ·dy), dγ = Σ dy·x̂, dβ = Σ dy.
+    (docs/derivations.md, eqs. L5, N2, N4)"""
     axes = _channel_axes(dy)
     v = dy if weight is None else weight.reshape(_channel_shape(dy)) * dy
     return r * project(v, xhat, axes), (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
@@ -166,7 +175,8 @@ def batch_norm_backward(dy, xhat, r, weight):
 
 @reference_kernel
 def layer_norm_forward(x, weight, bias, eps: float, normalized_ndim: int):
-    """Layer norm over the trailing ``normalized_ndim`` axes; returns (y, x̂, r)."""
+    """Layer norm over the trailing ``normalized_ndim`` axes; returns (y, x̂, r).
+    (docs/derivations.md, eq. L7)"""
     xhat, r, _ = normalize(x, tuple(range(x.ndim - normalized_ndim, x.ndim)), eps)
     y = xhat.copy() if weight is None else weight * xhat  # never hand out the cached x̂ itself
     return (y if bias is None else y + bias), xhat, r
@@ -174,7 +184,8 @@ def layer_norm_forward(x, weight, bias, eps: float, normalized_ndim: int):
 
 @reference_kernel
 def layer_norm_backward(dy, xhat, r, weight, normalized_ndim: int):
-    """(dx, dγ, dβ) of layer norm: dx = r·P(γ·dy), dγ = Σ_batch dy·x̂, dβ = Σ_batch dy."""
+    """(dx, dγ, dβ) of layer norm: dx = r·P(γ·dy), dγ = Σ_batch dy·x̂, dβ = Σ_batch dy.
+    (docs/derivations.md, eqs. L7, N2, N4)"""
     axes = tuple(range(dy.ndim - normalized_ndim, dy.ndim))
     batch_axes = tuple(range(dy.ndim - normalized_ndim))
     v = dy if weight is None else weight * dy

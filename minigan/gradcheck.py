@@ -58,7 +58,7 @@ class GradcheckReport:
 
 
 def relative_error(analytic, numeric, atol: float = 1e-300) -> float:
-    """‖a − n‖ / max(‖a‖, ‖n‖, atol)."""
+    """‖a − n‖ / max(‖a‖, ‖n‖, atol). (docs/derivations.md, eq. FD2)"""
     a, n = np.asarray(to_numpy(analytic), np.float64), np.asarray(to_numpy(numeric), np.float64)
     scale = max(np.linalg.norm(a), np.linalg.norm(n), atol)
     return float(np.linalg.norm(a - n) / scale)
@@ -90,7 +90,8 @@ def central_difference(f, move, eps: float = 1e-5):
 
 
 def numerical_gradient(f, array, eps: float = 1e-5):
-    """Central-difference gradient of the scalar f() with respect to ``array`` (perturbed in place)."""
+    """Central-difference gradient of the scalar f() with respect to ``array`` (perturbed in place).
+    (docs/derivations.md, eq. FD1)"""
     grad = np.zeros(array.shape, dtype=np.float64)
     for i in np.ndindex(array.shape):   # any memory order (a convolution weight is channels-last)
         old = array[i]
@@ -121,7 +122,8 @@ def _along(arrays, directions):
 
 
 def directional_derivative(f, arrays, directions, eps: float = 1e-5) -> float:
-    """d/dt f(θ + t·v) at t = 0, every array perturbed in place along its direction."""
+    """d/dt f(θ + t·v) at t = 0, every array perturbed in place along its direction.
+    (docs/derivations.md, eq. FD1)"""
     move, restore = _along(arrays, directions)
     try:
         return central_difference(f, move, eps)
@@ -132,6 +134,7 @@ def directional_derivative(f, arrays, directions, eps: float = 1e-5) -> float:
 def check_gradients(f, arrays: dict, grads: dict, eps: float = 1e-5, n_directions: int = 3,
                     per_element: bool = True, rng=None, atol: float | None = None) -> GradcheckReport:
     """Compare analytic ``grads[name]`` with numerical gradients of the scalar ``f()``.
+    (docs/derivations.md, eqs. FD2, FD3)
 
     ``arrays[name]`` are float64 arrays that f reads and that will be perturbed in place
     (and restored). Returns a :class:`GradcheckReport`.

@@ -23,7 +23,8 @@ from .backend import array_module, reference_kernel
 
 @reference_kernel
 def penalty_cotangent(g, weight: float = 10.0, one_sided: bool = False):
-    """(c = k·g, ‖g_i‖ of shape (N,), λ·mean excess²) for the WGAN-GP penalty at g = ∇ₓD."""
+    """(c = k·g, ‖g_i‖ of shape (N,), λ·mean excess²) for the WGAN-GP penalty at g = ∇ₓD.
+    (docs/derivations.md, eqs. P2, P3)"""
     xp = array_module(g)
     n = g.shape[0]
     norms = xp.sqrt((g * g).reshape(n, -1).sum(axis=1))
@@ -38,6 +39,7 @@ def penalty_cotangent(g, weight: float = 10.0, one_sided: bool = False):
 
 @reference_kernel
 def activation_tangent(a, u, negative_slope: float = 0.0):
-    """σ'(a)·u for ReLU (negative_slope = 0) and LeakyReLU(negative_slope)."""
+    """σ'(a)·u for ReLU (negative_slope = 0) and LeakyReLU(negative_slope).
+    (docs/derivations.md, eq. DB7)"""
     xp = array_module(a)
     return xp.where(a > 0, 1.0, negative_slope).astype(a.dtype) * u

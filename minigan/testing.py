@@ -151,7 +151,8 @@ def numerical_sup(objective, lo: float, hi: float, n: int = 2001, vectorized: bo
 
 def conjugate_by_search(f, t: float, log_u_range=(-30.0, 16.0)) -> float:
     """sup_{u ≥ 0} (t·u − f(u)) for a vectorised f (an FDivergence's ``f`` or any convex f on
-    u ≥ 0): over u = e^s, s in ``log_u_range``, and at u = 0."""
+    u ≥ 0): over u = e^s, s in ``log_u_range``, and at u = 0.
+    (docs/losses.md, eq. TH4)"""
     f = getattr(f, "f", f)
     with np.errstate(all="ignore"):
         at_zero = -float(f(np.array([0.0]))[0])
@@ -191,7 +192,8 @@ def check_conjugate_pair(f, conjugate, f_prime, u, t, tol: float = 1e-12, strict
 
 def check_conjugate_is_supremum(f, conjugate, t, rel: float = 1e-9, abs_: float = 1e-9):
     """f*(t) = sup_{u ≥ 0} (t·u − f(u)) at every t (by :func:`conjugate_by_search`).
-    The tolerance is the search's accuracy on the value of a sup, not a gradient tolerance."""
+    The tolerance is the search's accuracy on the value of a sup, not a gradient tolerance.
+    (docs/losses.md, eq. TH4)"""
     t = np.asarray(t, np.float64).ravel()
     got = conjugate(t)
     got = got[0] if isinstance(got, tuple) else got

@@ -83,14 +83,16 @@ def _point_pair(x, y):
 # --- the minimax game -----------------------------------------------------------------
 
 def optimal_discriminator(p_data, p_g):
-    """D*(x) = p_data(x)/(p_data(x) + p_g(x)); 0.5 where both densities vanish (D* is arbitrary there)."""
+    """D*(x) = p_data(x)/(p_data(x) + p_g(x)); 0.5 where both densities vanish (D* is arbitrary there).
+    (docs/losses.md, eq. TH1)"""
     p_data, p_g = _pair(p_data, p_g, ("p_data", "p_g"))
     total = p_data + p_g
     return np.where(total > 0, p_data / np.where(total > 0, total, 1.0), 0.5)
 
 
 def value_function(D, p_data, p_g):
-    """V(D, G) = Σ p_data log D + Σ p_g log(1 − D), with 0·log 0 = 0 (−inf if D = 0 where p_data > 0)."""
+    """V(D, G) = Σ p_data log D + Σ p_g log(1 − D), with 0·log 0 = 0 (−inf if D = 0 where p_data > 0).
+    (docs/losses.md, eqs. TH1, TH2)"""
     p_data, p_g = _pair(p_data, p_g, ("p_data", "p_g"))
     D = np.asarray(D, dtype=np.float64)
     if D.shape != p_data.shape:
@@ -101,13 +103,14 @@ def value_function(D, p_data, p_g):
 
 
 def kl(p, q):
-    """KL(P‖Q) = Σ p log(p/q); +inf when p > 0 where q = 0."""
+    """KL(P‖Q) = Σ p log(p/q); +inf when p > 0 where q = 0. (docs/losses.md, eq. TH3)"""
     p, q = _pair(p, q)
     return float(np.sum(rel_entr(p, q)))
 
 
 def jsd(p, q):
-    """JSD(P‖Q) = ½KL(P‖M) + ½KL(Q‖M), M = (P + Q)/2; in [0, log 2], log 2 iff disjoint supports."""
+    """JSD(P‖Q) = ½KL(P‖M) + ½KL(Q‖M), M = (P + Q)/2; in [0, log 2], log 2 iff disjoint supports.
+    (docs/losses.md, eqs. TH2, TH3)"""
     p, q = _pair(p, q)
     m = 0.5 * (p + q)
     return float(0.5 * np.sum(rel_entr(p, m)) + 0.5 * np.sum(rel_entr(q, m)))
@@ -115,6 +118,7 @@ def jsd(p, q):
 
 def f_divergence_discrete(p, q, div, **params):
     """D_f(P‖Q) = Σ q f(p/q) with ``div`` an FDivergence or a name of :func:`minigan.losses.f_divergence`.
+    (docs/losses.md, eqs. FG1, FG2, TH3)
 
     Where q = 0 < p the term is the limit q·f(p/q) → p·lim_{u→∞} f(u)/u, and that limit is the
     upper end of dom f* (``div.domain_interval[1]``, +inf for KL, Pearson ...). Cells where both
@@ -137,7 +141,8 @@ def f_divergence_discrete(p, q, div, **params):
 # --- LSGAN ----------------------------------------------------------------------------
 
 def lsgan_optimal_discriminator(p_data, p_g, a=-1.0, b=1.0):
-    """D* = (b·p_data + a·p_g)/(p_data + p_g) minimises ½E_pdata[(D − b)²] + ½E_pg[(D − a)²]."""
+    """D* = (b·p_data + a·p_g)/(p_data + p_g) minimises ½E_pdata[(D − b)²] + ½E_pg[(D − a)²].
+    (docs/losses.md, eq. TH5)"""
     p_data, p_g = _pair(p_data, p_g, ("p_data", "p_g"))
     total = p_data + p_g
     safe = np.where(total > 0, total, 1.0)
@@ -146,6 +151,7 @@ def lsgan_optimal_discriminator(p_data, p_g, a=-1.0, b=1.0):
 
 def lsgan_virtual_criterion(p_data, p_g, a=-1.0, b=1.0, c=0.0):
     """C(G) = ½E_pdata[(D* − c)²] + ½E_pg[(D* − c)²] at the optimal D* (Mao et al. 2017, eq. 5–8).
+    (docs/losses.md, eq. TH5)
 
     The E_pdata term does not depend on G, so C has G's LSGAN objective's minimisers.
     With b − c = 1 and b − a = 2: 2C(G) = Σ (p_data − p_g)²/(p_data + p_g).
@@ -159,6 +165,7 @@ def lsgan_virtual_criterion(p_data, p_g, a=-1.0, b=1.0, c=0.0):
 
 def wasserstein1_1d(x, y):
     """W1 between the empirical distributions of 1-D samples x and y (uniform weights).
+    (docs/losses.md, eq. TH7)
 
     Equal sizes: W1 = mean |sort(x)_i − sort(y)_i| (the monotone coupling is optimal in 1-D).
     Otherwise: W1 = ∫ |F_x(t) − F_y(t)| dt, exact for the step CDFs (summed over the merged
@@ -176,6 +183,7 @@ def wasserstein1_1d(x, y):
 
 def emd_exact(x, y):
     """Exact earth mover's distance between two equal-size point clouds, uniform weights.
+    (docs/losses.md, eq. TH6)
 
     x, y: (n,) or (n, d). With n points a side and weights 1/n, an optimal plan is a
     permutation (Birkhoff–von Neumann), found by linear_sum_assignment on the Euclidean
@@ -191,6 +199,7 @@ def emd_exact(x, y):
 
 def kantorovich_dual_lp(x, y):
     """max Σ_i f(x_i)/n − Σ_j f(y_j)/m over f on the support points with |f(a) − f(b)| ≤ ‖a − b‖.
+    (docs/losses.md, eq. TH6)
 
     A linear program (scipy.optimize.linprog, HiGHS) in the values of f at the n + m points,
     one constraint f(a) − f(b) ≤ ‖a − b‖ per ordered pair; f(x_0) = 0 removes the free

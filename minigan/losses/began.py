@@ -19,6 +19,7 @@ from .core import LOSSES, ConfigError, Loss, _as_float_array, _grad, _mean
 
 def began_reconstruction_loss(x, recon):
     """BEGAN's auto-encoder loss L = mean_i mean_p |x_ip − recon_ip|; returns (value, d_recon, d_x).
+    (docs/losses.md, eqs. BE1, BE2)
 
     x has shape (N, ...) (one sample per leading index), recon = D(x) the same shape.
     d_recon = sign(recon − x)/(N·P) with P the entries per sample (subgradient 0 where
@@ -62,7 +63,8 @@ class BeganBalance:
 
     def update(self, loss_real, loss_fake):
         """One control step; returns (k_new, convergence_M). With losses on the GPU (0-d CuPy
-        arrays) k stays there too: the next step reads it without the host waiting."""
+        arrays) k stays there too: the next step reads it without the host waiting.
+        (docs/losses.md, eq. BE4)"""
         if is_cupy_array(loss_real) or is_cupy_array(loss_fake):
             xp = array_module(loss_real if is_cupy_array(loss_real) else loss_fake)
             balance = self.gamma * loss_real - loss_fake

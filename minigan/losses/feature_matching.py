@@ -36,7 +36,8 @@ from .minimax import NonSaturating
 
 
 def feature_matching_loss(real_features, fake_features):
-    """‖mean f(x) − mean f(x̃)‖² over the flattened features; returns (value, (d_real, d_fake))."""
+    """‖mean f(x) − mean f(x̃)‖² over the flattened features; returns (value, (d_real, d_fake)).
+    (docs/losses.md, eq. FM1)"""
     r = _as_float_array(real_features, "real_features")
     f = _as_float_array(fake_features, "fake_features")
     if r.shape[1:] != f.shape[1:]:
@@ -63,6 +64,7 @@ class FeatureMatching(NonSaturating):
         return value, d_fake
 
     def generator_tangent(self, f, f_dot, r=None, r_dot=None):
+        """Its tangent (docs/losses.md, eq. FM2)."""
         return self._tangents(f, f_dot, r, r_dot)[1]
 
     def generator_real_part(self, f, f_dot, r, r_dot):
@@ -89,7 +91,8 @@ class FeatureMatching(NonSaturating):
         return x
 
     def backward_features(self, critic, d_features):
-        """∂L/∂x from ∂L/∂f(x), through the same layers, leaving every ``.grad`` untouched."""
+        """∂L/∂x from ∂L/∂f(x), through the same layers, leaving every ``.grad`` untouched.
+        (docs/losses.md, eq. FM1)"""
         for layer in reversed(self.head(critic)):
             d_features = layer.backward(d_features, accumulate=False)
         return d_features

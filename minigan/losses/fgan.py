@@ -41,6 +41,7 @@ def _xlogx(xp, u):
 
 class FDivergence:
     """An f-divergence D_f(P‖Q) = ∫ q f(p/q) with what f-GAN needs (Nowozin et al. 2016).
+    (docs/losses.md, eq. FG1)
 
     Attributes: ``name``; ``domain`` (dom f* as text); ``domain_interval`` = (lo, hi) and
     ``domain_closed`` = (lo included, hi included). Methods, on numpy or cupy arrays:
@@ -76,7 +77,8 @@ class FDivergence:
         return lo_ok & hi_ok
 
     def conjugate(self, t):
-        """(f*(t), (f*)'(t)); outside dom f* the value is +inf and the derivative NaN."""
+        """(f*(t), (f*)'(t)); outside dom f* the value is +inf and the derivative NaN.
+        (docs/losses.md, eq. FG18)"""
         xp = array_module(t)
         with np.errstate(all="ignore"):
             value, dvalue = self._conjugate(t)
@@ -95,7 +97,8 @@ class FDivergence:
 
 class KL(FDivergence):
     """Kullback–Leibler. f = u log u, f' = 1 + log u; g_f(v) = v (g' = 1);
-    f*(t) = e^{t−1}, (f*)' = e^{t−1}, dom R (sup at u* = e^{t−1})."""
+    f*(t) = e^{t−1}, (f*)' = e^{t−1}, dom R (sup at u* = e^{t−1}).
+    (docs/losses.md, eq. FG6)"""
 
     name, domain = "kl", "R"
 
@@ -116,7 +119,8 @@ class KL(FDivergence):
 class ReverseKL(FDivergence):
     """Reverse KL. f = −log u, f' = −1/u; g_f(v) = −e^{−v}, g' = e^{−v};
     f*(t) = −1 − log(−t), (f*)' = −1/t, dom t < 0 (sup at u* = −1/t).
-    Composite: f*(g_f(v)) = −1 − log(e^{−v}) = v − 1, derivative 1."""
+    Composite: f*(g_f(v)) = −1 − log(e^{−v}) = v − 1, derivative 1.
+    (docs/losses.md, eq. FG7)"""
 
     name, domain = "reverse-kl", "t < 0"
     domain_interval = (-math.inf, 0.0)
@@ -135,13 +139,15 @@ class ReverseKL(FDivergence):
         return -1.0 - array_module(t).log(-t), -1.0 / t
 
     def conjugate_activation(self, v):
+        """f*(g_f(v)) and its derivative in closed form (docs/losses.md, eq. FG22)."""
         return v - 1.0, array_module(v).ones_like(v)
 
 
 class Pearson(FDivergence):
     """Pearson χ². f = (u − 1)², f' = 2(u − 1); g_f(v) = v;
     f*(t) = sup_{u≥0} tu − (u−1)² = max(1 + t/2, 0)² − 1 (u* = max(1 + t/2, 0)),
-    which is the paper's t²/4 + t for t ≥ −2 and −1 (= −f(0)) below; (f*)' = max(1 + t/2, 0)."""
+    which is the paper's t²/4 + t for t ≥ −2 and −1 (= −f(0)) below; (f*)' = max(1 + t/2, 0).
+    (docs/losses.md, eq. FG8)"""
 
     name, domain = "pearson", "R"
 
@@ -162,7 +168,8 @@ class Pearson(FDivergence):
 class Neyman(FDivergence):
     """Neyman χ². f = (1 − u)²/u, f' = 1 − 1/u²; g_f(v) = 1 − e^{v}, g' = −e^{v};
     f*(t) = 2 − 2√(1 − t), (f*)' = 1/√(1 − t), dom t ≤ 1 (u* = 1/√(1 − t); at t = 1 the sup
-    2 is approached as u → ∞). Composite: f*(g_f(v)) = 2 − 2e^{v/2}, derivative −e^{v/2}."""
+    2 is approached as u → ∞). Composite: f*(g_f(v)) = 2 − 2e^{v/2}, derivative −e^{v/2}.
+    (docs/losses.md, eq. FG9)"""
 
     name, domain = "neyman", "t <= 1"
     domain_interval = (-math.inf, 1.0)
@@ -183,6 +190,7 @@ class Neyman(FDivergence):
         return 2.0 - 2.0 * r, 1.0 / r
 
     def conjugate_activation(self, v):
+        """f*(g_f(v)) and its derivative in closed form (docs/losses.md, eq. FG23)."""
         e = array_module(v).exp(0.5 * v)
         return 2.0 - 2.0 * e, -e
 
@@ -190,7 +198,8 @@ class Neyman(FDivergence):
 class SquaredHellinger(FDivergence):
     """Squared Hellinger. f = (√u − 1)², f' = 1 − 1/√u; g_f(v) = 1 − e^{v}, g' = −e^{v};
     f*(t) = t/(1 − t), (f*)' = 1/(1 − t)², dom t < 1 (u* = 1/(1 − t)²).
-    Composite: f*(g_f(v)) = (1 − e^v)/e^v = e^{−v} − 1, derivative −e^{−v}."""
+    Composite: f*(g_f(v)) = (1 − e^v)/e^v = e^{−v} − 1, derivative −e^{−v}.
+    (docs/losses.md, eq. FG10)"""
 
     name, domain = "squared-hellinger", "t < 1"
     domain_interval = (-math.inf, 1.0)
@@ -210,13 +219,15 @@ class SquaredHellinger(FDivergence):
         return t * r, r * r
 
     def conjugate_activation(self, v):
+        """f*(g_f(v)) and its derivative in closed form (docs/losses.md, eq. FG24)."""
         e = array_module(v).exp(-v)
         return e - 1.0, -e
 
 
 def _wright_omega(x):
     """ω(x) = W(e^x) (Lambert W of an exponential without overflow); ω' = ω/(1 + ω). NumPy:
-    scipy's. CuPy: on the device (scipy's would take every value over to the host and back)."""
+    scipy's. CuPy: on the device (scipy's would take every value over to the host and back).
+    (docs/losses.md, eq. FG19)"""
     if is_cupy_array(x):
         return _wright_omega_iterated(array_module(x), x)
     from scipy.special import wrightomega  # noqa: PLC0415
@@ -246,7 +257,8 @@ class Jeffrey(FDivergence):
     Derivative: with z = e^{1−t}, w = W(z), W'(z) = w/(z(1 + w)) and dz/dt = −z give
     dw/dt = −w/(1 + w), so (f*)' = dw/dt·(1 − 1/w²) + 1 = −(w − 1)/w + 1 = 1/w
     (= u*: f'(1/w) = 1 − w − log w = t because w + log w = 1 − t). W(e^{1−t}) is the Wright
-    omega function ω(1 − t), evaluated on the CPU (scipy) so that e^{1−t} never overflows."""
+    omega function ω(1 − t), evaluated on the CPU (scipy) so that e^{1−t} never overflows.
+    (docs/losses.md, eq. FG11)"""
 
     name, domain = "jeffrey", "R"
 
@@ -260,6 +272,7 @@ class Jeffrey(FDivergence):
         return v, array_module(v).ones_like(v)
 
     def _conjugate(self, t):
+        """Jeffrey's conjugate through Lambert W (docs/losses.md, eq. FG19)."""
         w = _wright_omega(1.0 - t)
         return w + 1.0 / w + t - 2.0, 1.0 / w
 
@@ -270,7 +283,8 @@ class JensenShannon(FDivergence):
     its conjugate both belong to 2·JSD). f' = log(2u/(u + 1)).
     g_f(v) = log 2 − softplus(−v), g' = σ(−v); f*(t) = −log(2 − e^t), (f*)' = e^t/(2 − e^t),
     dom t < log 2. Composite: e^{g_f(v)} = 2σ(v), so f*(g_f(v)) = −log(2σ(−v)) =
-    softplus(v) − log 2, derivative σ(v) — stable for any v."""
+    softplus(v) − log 2, derivative σ(v) — stable for any v.
+    (docs/losses.md, eq. FG12)"""
 
     name, domain = "jensen-shannon", "t < log 2"
     domain_interval = (-math.inf, LOG2)
@@ -291,6 +305,7 @@ class JensenShannon(FDivergence):
         return -xp.log(d), xp.exp(t) / d
 
     def conjugate_activation(self, v):
+        """f*(g_f(v)) and its derivative in closed form (docs/losses.md, eq. FG21)."""
         return softplus(v) - LOG2, sigmoid(v)
 
 
@@ -298,7 +313,8 @@ class JensenShannonWeighted(FDivergence):
     """π-weighted Jensen–Shannon, 0 < π < 1: f = πu log u − (1 − π + πu) log(1 − π + πu),
     f' = π log(u/(1 − π + πu)); g_f(v) = −π log π − softplus(−v), g' = σ(−v);
     f*(t) = (1 − π) log((1 − π)/(1 − πe^{t/π})), (f*)' = (1 − π)e^{t/π}/(1 − πe^{t/π}),
-    dom t < −π log π. π = ½ gives half the "jensen-shannon" f."""
+    dom t < −π log π. π = ½ gives half the "jensen-shannon" f.
+    (docs/losses.md, eq. FG13)"""
 
     def __init__(self, pi=0.5):
         pi = float(pi)
@@ -334,7 +350,8 @@ class GANDivergence(FDivergence):
     """The GAN divergence 2·JSD − log 4: f = u log u − (u + 1) log(u + 1), f' = log(u/(u + 1)),
     f'(1) = −log 2. g_f(v) = −softplus(−v) = log σ(v), g' = σ(−v); f*(t) = −log(1 − e^t),
     (f*)' = e^t/(1 − e^t), dom t < 0. Composite: f*(g_f(v)) = −log(1 − σ(v)) = softplus(v),
-    derivative σ(v): the f-GAN losses then reduce exactly to the minimax GAN losses on logits."""
+    derivative σ(v): the f-GAN losses then reduce exactly to the minimax GAN losses on logits.
+    (docs/losses.md, eq. FG14)"""
 
     name, domain = "gan", "t < 0"
     domain_interval = (-math.inf, 0.0)
@@ -355,13 +372,15 @@ class GANDivergence(FDivergence):
         return -xp.log(d), xp.exp(t) / d
 
     def conjugate_activation(self, v):
+        """f*(g_f(v)) and its derivative in closed form (docs/losses.md, eq. FG20)."""
         return softplus(v), sigmoid(v)
 
 
 class TotalVariation(FDivergence):
     """Total variation. f = ½|u − 1|, f' = ½ sign(u − 1) (subgradient 0 at u = 1);
     g_f(v) = ½ tanh v, g' = ½ sech² v = ½(1 − tanh² v); f*(t) = sup_{u≥0} tu − ½|u − 1| = max(t, −½) for
-    t ≤ ½ (the paper's "t on |t| ≤ ½"; g_f maps into (−½, ½) where f* = t), (f*)' = 1 for t > −½."""
+    t ≤ ½ (the paper's "t on |t| ≤ ½"; g_f maps into (−½, ½) where f* = t), (f*)' = 1 for t > −½.
+    (docs/losses.md, eq. FG15)"""
 
     name, domain = "total-variation", "t <= 1/2 (f*(t) = t on |t| <= 1/2)"
     domain_interval = (-math.inf, 0.5)
@@ -398,7 +417,8 @@ class AlphaDivergence(FDivergence):
     where f* stays finite at the end). Composite: s(g_f(v)) = (1 − α)·softplus(−v), so
     f*(g_f(v)) = ((1 − α)softplus(−v))^{α/(α−1)}/α − 1/α, derivative ((1 − α)softplus(−v))^{1/(α−1)}·σ(−v).
     α > 1: g_f(v) = v, dom R, and the exact conjugate over u ≥ 0 uses max(s, 0) (for s ≤ 0 the
-    sup is at u = 0, f* = −f(0) = −1/α, derivative 0); the paper's formula is not real there."""
+    sup is at u = 0, f* = −f(0) = −1/α, derivative 0); the paper's formula is not real there.
+    (docs/losses.md, eqs. FG16, FG17)"""
 
     def __init__(self, alpha):
         alpha = float(alpha)
@@ -438,6 +458,7 @@ class AlphaDivergence(FDivergence):
         return xp.power(s, a / (a - 1.0)) / a - 1.0 / a, xp.power(s, 1.0 / (a - 1.0))
 
     def conjugate_activation(self, v):
+        """f*(g_f(v)) and its derivative in closed form (docs/losses.md, eq. FG25)."""
         if self.alpha > 1.0:
             return super().conjugate_activation(v)
         xp, a = array_module(v), self.alpha
@@ -492,6 +513,7 @@ def f_divergence(name, **params):
 
 def discriminator_loss_fgan(real_v, fake_v, div):
     """−(E_P[g_f(V(x))] − E_Q[f*(g_f(V(x̃)))]) on the critic's raw outputs V.
+    (docs/losses.md, eq. FG3)
 
     ∂/∂V(x_i) = −g_f'(V(x_i))/N;  ∂/∂V(x̃_j) = (f*)'(g_f(V(x̃_j)))·g_f'(V(x̃_j))/M.
     ``div`` is an FDivergence or a name. Returns (value, (d_real, d_fake)).
@@ -507,7 +529,8 @@ def discriminator_loss_fgan(real_v, fake_v, div):
 
 def generator_loss_fgan(fake_v, div, nonsaturating=False):
     """Saturating: −E_Q[f*(g_f(V(x̃)))], ∂/∂V(x̃_j) = −(f*)'(g_f)·g_f'/M;
-    non-saturating (the paper's alternative): −E_Q[g_f(V(x̃))], ∂/∂V(x̃_j) = −g_f'(V(x̃_j))/M."""
+    non-saturating (the paper's alternative): −E_Q[g_f(V(x̃))], ∂/∂V(x̃_j) = −g_f'(V(x̃_j))/M.
+    (docs/losses.md, eqs. FG4, FG5)"""
     div = f_divergence(div)
     f = _as_float_array(fake_v, "fake_v")
     if nonsaturating:

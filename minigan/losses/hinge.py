@@ -10,6 +10,7 @@ from .wasserstein import generator_loss_wasserstein
 
 def discriminator_loss_hinge(real, fake):
     """E[relu(1 − D(x))] + E[relu(1 + D(x̃))]; returns (value, (d_real, d_fake)).
+    (docs/losses.md, eq. H1)
 
     ∂/∂D(x_i) = −[D(x_i) < 1]/N,  ∂/∂D(x̃_j) = [D(x̃_j) > −1]/M (subgradient 0 at the kinks).
     """
@@ -23,7 +24,8 @@ def discriminator_loss_hinge(real, fake):
 
 
 def generator_loss_hinge(fake):
-    """−E[D(x̃)] (the hinge GAN's generator loss is the Wasserstein one); ∂/∂D(x̃_j) = −1/M."""
+    """−E[D(x̃)] (the hinge GAN's generator loss is the Wasserstein one); ∂/∂D(x̃_j) = −1/M.
+    (docs/losses.md, eq. H2)"""
     return generator_loss_wasserstein(fake)
 
 

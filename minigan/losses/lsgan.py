@@ -17,7 +17,8 @@ LSGAN_CODINGS = {"abc": (-1.0, 1.0, 0.0), "01": (0.0, 1.0, 1.0)}
 # --- LSGAN ----------------------------------------------------------------------------
 
 def discriminator_loss_lsgan(real, fake, a=-1.0, b=1.0):
-    """½E[(D(x) − b)²] + ½E[(D(G(z)) − a)²]; ∂/∂D(x_i) = (D(x_i) − b)/N, ∂/∂D(x̃_j) = (D(x̃_j) − a)/M."""
+    """½E[(D(x) − b)²] + ½E[(D(G(z)) − a)²]; ∂/∂D(x_i) = (D(x_i) − b)/N, ∂/∂D(x̃_j) = (D(x̃_j) − a)/M.
+    (docs/losses.md, eq. LS1)"""
     r = _as_float_array(real, "real")
     f = _as_float_array(fake, "fake")
     er, ef = r - float(b), f - float(a)
@@ -26,7 +27,7 @@ def discriminator_loss_lsgan(real, fake, a=-1.0, b=1.0):
 
 
 def generator_loss_lsgan(fake, c=0.0):
-    """½E[(D(G(z)) − c)²]; ∂/∂D(x̃_j) = (D(x̃_j) − c)/M."""
+    """½E[(D(G(z)) − c)²]; ∂/∂D(x̃_j) = (D(x̃_j) − c)/M. (docs/losses.md, eq. LS2)"""
     f = _as_float_array(fake, "fake")
     ef = f - float(c)
     return 0.5 * _mean(ef * ef), _grad(ef / f.size, f)

@@ -17,6 +17,7 @@ from .core import LOSSES, Loss, _as_float_array, _grad, _mean, dsigmoid, sigmoid
 
 def discriminator_loss_minimax(real_logits, fake_logits):
     """−E[log σ(r)] − E[log(1 − σ(f))] from logits; returns (value, (d_real, d_fake)).
+    (docs/losses.md, eq. MM1)
 
     = mean softplus(−r) + mean softplus(f);  ∂/∂r_i = −σ(−r_i)/N,  ∂/∂f_j = σ(f_j)/M.
     """
@@ -30,6 +31,7 @@ def discriminator_loss_minimax(real_logits, fake_logits):
 
 def generator_loss_minimax(fake_logits):
     """Saturating generator loss E[log(1 − σ(f))] = −mean softplus(f); ∂/∂f_j = −σ(f_j)/M.
+    (docs/losses.md, eqs. MM2, MM4)
 
     Its gradient vanishes like e^{f} as D(G(z)) = σ(f) → 0 (Goodfellow et al. 2014, §3).
     """
@@ -39,6 +41,7 @@ def generator_loss_minimax(fake_logits):
 
 def generator_loss_nonsaturating(fake_logits):
     """Non-saturating generator loss −E[log σ(f)] = mean softplus(−f); ∂/∂f_j = −σ(−f_j)/M.
+    (docs/losses.md, eqs. MM3, MM4)
 
     Its gradient tends to −1/M (not 0) as D(G(z)) → 0.
     """

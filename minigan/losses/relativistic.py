@@ -17,6 +17,7 @@ def _step(t):
 
 
 # link: (φ₁, φ₁', φ₂, φ₂'): φ₁ scores a "should look real" difference, φ₂ a "should look fake" one.
+# (docs/losses.md, eqs. RL1, RL2, RL3)
 RELATIVISTIC_LINKS = {
     # standard (log) GAN: φ₁(t) = −log σ(t) = softplus(−t), φ₂(t) = −log(1 − σ(t)) = softplus(t)
     "standard": (lambda t: softplus(-t), lambda t: -sigmoid(-t), softplus, sigmoid),
@@ -30,6 +31,7 @@ RELATIVISTIC_LINKS = {
 def relativistic_loss(real, fake, link="standard", average=True, batch_means=None):
     """The relativistic discriminator's loss; the generator's is the same with the roles swapped,
     ``relativistic_loss(fake, real)``. Returns (value, (d_real, d_fake)).
+    (docs/losses.md, eqs. RL4, RL5, RL6, RL7)
 
     average=False (RSGAN, pairs x_i, x̃_i, so N = M):
         L = mean_i φ₁(r_i − f_i),                           ∂/∂r_i = φ₁'(r_i − f_i)/N = −∂/∂f_i

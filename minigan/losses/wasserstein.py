@@ -12,7 +12,8 @@ from .core import LOSSES, ConfigError, Loss, _as_float_array, _mean, zero
 # --- Wasserstein ----------------------------------------------------------------------
 
 def critic_loss_wasserstein(real, fake):
-    """E[D(x̃)] − E[D(x)]; ∂/∂D(x_i) = −1/N, ∂/∂D(x̃_j) = 1/M. Returns (value, (d_real, d_fake))."""
+    """E[D(x̃)] − E[D(x)]; ∂/∂D(x_i) = −1/N, ∂/∂D(x̃_j) = 1/M. Returns (value, (d_real, d_fake)).
+    (docs/losses.md, eq. WG1)"""
     r = _as_float_array(real, "real")
     f = _as_float_array(fake, "fake")
     xp = array_module(r)
@@ -23,7 +24,7 @@ def critic_loss_wasserstein(real, fake):
 
 
 def generator_loss_wasserstein(fake):
-    """−E[D(x̃)]; ∂/∂D(x̃_j) = −1/M."""
+    """−E[D(x̃)]; ∂/∂D(x̃_j) = −1/M. (docs/losses.md, eq. WG2)"""
     f = _as_float_array(fake, "fake")
     return -_mean(f), array_module(f).full(f.shape, -1.0 / f.size, dtype=f.dtype)
 

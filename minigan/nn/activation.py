@@ -23,7 +23,7 @@ from .module import Module
 
 
 def sigmoid(xp, a):
-    """Overflow-free logistic function: e^{−|a|} never overflows."""
+    """Overflow-free logistic function: e^{−|a|} never overflows. (docs/derivations.md, eq. A7)"""
     e = xp.exp(-xp.abs(a))
     return xp.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(a.dtype, copy=False)
 
@@ -42,12 +42,14 @@ class _Elementwise(Module):
         return y
 
     def backward(self, dy, accumulate=True, create_graph=False):
+        """Elementwise activation: dx (docs/derivations.md, eq. L4)."""
         a = self._require(self._cache_a)
         if create_graph:
             self._cache_g = dy
         return self.d1(a, self._cache_y) * dy
 
     def double_backward(self, c):
+        """Elementwise activation, second order (docs/derivations.md, eq. DB7)."""
         g = self._require(self._cache_g, "backward(create_graph=True)")
         a, y = self._cache_a, self._cache_y
         d2 = self.d2(a, y)
@@ -84,6 +86,7 @@ class _PiecewiseLinear(_Elementwise):
         return kernel("leaky_relu", a)(a, self.negative_slope)
 
     def d1(self, a, y):
+        """σ' = 1 (a > 0), negative_slope (a ≤ 0); ReLU has slope 0 (docs/derivations.md, eq. A1)."""
         xp = array_module(a)
         return xp.where(a > 0, 1.0, self.negative_slope).astype(a.dtype)
 
@@ -103,10 +106,12 @@ class _PiecewiseLinear(_Elementwise):
 
 
 class ReLU(_PiecewiseLinear):
+    """ReLU (docs/derivations.md, eq. A1)."""
     pass
 
 
 class LeakyReLU(_PiecewiseLinear):
+    """LeakyReLU (docs/derivations.md, eq. A2)."""
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
         if not negative_slope >= 0:
@@ -122,9 +127,11 @@ class Tanh(_Elementwise):
         return array_module(a).tanh(a)
 
     def d1(self, a, y):
+        """Tanh's first derivative (docs/derivations.md, eq. A3)."""
         return 1 - y * y
 
     def d2(self, a, y):
+        """Tanh's second derivative (docs/derivations.md, eq. A3)."""
         return -2 * y * (1 - y * y)
 
 
@@ -133,9 +140,11 @@ class Sigmoid(_Elementwise):
         return sigmoid(array_module(a), a)
 
     def d1(self, a, y):
+        """Sigmoid's first derivative (docs/derivations.md, eq. A4)."""
         return y * (1 - y)
 
     def d2(self, a, y):
+        """Sigmoid's second derivative (docs/derivations.md, eq. A4)."""
         return y * (1 - y) * (1 - 2 * y)
 
 
@@ -153,14 +162,17 @@ class Softplus(_Elementwise):
         return f"beta={self.beta}"
 
     def value(self, a):
+        """Overflow-free softplus (docs/derivations.md, eq. A7)."""
         xp = array_module(a)
         ba = self.beta * a
         return ((xp.maximum(ba, 0) + xp.log1p(xp.exp(-xp.abs(ba)))) / self.beta).astype(a.dtype, copy=False)
 
     def d1(self, a, y):
+        """Softplus's first derivative (docs/derivations.md, eq. A5)."""
         return sigmoid(array_module(a), self.beta * a)
 
     def d2(self, a, y):
+        """Softplus's second derivative (docs/derivations.md, eq. A5)."""
         p = self.d1(a, y)
         return self.beta * p * (1 - p)
 
@@ -184,9 +196,11 @@ class ELU(_Elementwise):
         return xp.where(a > 0, a, self._neg_branch(a) - self.alpha).astype(a.dtype, copy=False)
 
     def d1(self, a, y):
+        """ELU's first derivative (docs/derivations.md, eq. A6)."""
         xp = array_module(a)
         return xp.where(a > 0, 1.0, self._neg_branch(a)).astype(a.dtype, copy=False)
 
     def d2(self, a, y):
+        """ELU's second derivative (docs/derivations.md, eq. A6)."""
         xp = array_module(a)
         return xp.where(a > 0, 0.0, self._neg_branch(a)).astype(a.dtype, copy=False)

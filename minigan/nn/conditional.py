@@ -50,6 +50,7 @@ class Conditional(Module):
         return dx
 
     def double_backward(self, c):
+        """Conditional critic: the cotangent lifted to [c, 0] (docs/derivations.md, eq. DB12)."""
         self._require(self._cache_split)  # a forward came first
         xp = self.xp
         pad_shape = (c.shape[0], self.embedding.embedding_dim) + c.shape[2:]

@@ -153,6 +153,7 @@ class Conv2d(_ConvBase):
         return y
 
     def backward(self, dy, accumulate=True, create_graph=False):
+        """Conv2d backward: dx, dW, db (docs/derivations.md, eq. L2)."""
         x = self._require(self._cache_x)
         if accumulate:
             cols = self._cache_cols
@@ -174,6 +175,7 @@ class Conv2d(_ConvBase):
         return kernel("conv2d_backward_input", dy)(dy, w, x.shape, self.stride, self.padding)
 
     def double_backward(self, c):
+        """Conv2d, second order (docs/derivations.md, eq. DB5)."""
         g = self._require(self._cache_g, "backward(create_graph=True)")
         w = self._cached_weight(keep=True)
         jc, c_cols = kernel("conv2d_forward", c)(c, w, self.stride, self.padding)
@@ -221,6 +223,7 @@ class ConvTranspose2d(_ConvBase):
         return super().extra_repr() + f", output_padding={self.output_padding}"
 
     def output_shape(self, x_shape):
+        """ConvTranspose2d output size, output_padding (docs/derivations.md, eq. L12)."""
         k, s, p, op = self.kernel_size, self.stride, self.padding, self.output_padding
         h, w = ((size - 1) * s - 2 * p + k + op for size in x_shape[2:])
         if h < 1 or w < 1:
@@ -229,6 +232,7 @@ class ConvTranspose2d(_ConvBase):
         return (x_shape[0], self.out_channels, h, w)
 
     def forward(self, x):
+        """ConvTranspose2d forward (docs/derivations.md, eq. L3)."""
         self._check_input(x, ndim=4, channels=self.in_channels)
         self.weight.flush()   # the last backward's deferred weight gradient frees its arrays first
         out_shape = self.output_shape(x.shape)
@@ -238,6 +242,7 @@ class ConvTranspose2d(_ConvBase):
         return self._add_bias(y)
 
     def backward(self, dy, accumulate=True, create_graph=False):
+        """ConvTranspose2d backward: dx, dW, db (docs/derivations.md, eq. L3)."""
         x = self._require(self._cache_x)
         w = self._cached_weight(keep=create_graph)
         dx, dy_cols = kernel("conv2d_forward", dy)(dy, w, self.stride, self.padding)
@@ -249,6 +254,7 @@ class ConvTranspose2d(_ConvBase):
         return dx
 
     def double_backward(self, c):
+        """ConvTranspose2d, second order (docs/derivations.md, eq. DB6)."""
         self._require(self._cache_g, "backward(create_graph=True)")
         jc = kernel("conv2d_backward_input", c)(c, self._cached_weight(keep=True), self._cache_out_shape,
                                                 self.stride, self.padding)

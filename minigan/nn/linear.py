@@ -37,6 +37,7 @@ class Linear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
     def forward(self, x):
+        """Linear forward (docs/derivations.md, eq. L1)."""
         self._check_input(x, ndim=2, channels=self.in_features)
         self._cache_x = x
         y = x @ self.weight.data.T
@@ -45,6 +46,7 @@ class Linear(Module):
         return y
 
     def backward(self, dy, accumulate=True, create_graph=False):
+        """Linear backward: dx, dW, db (docs/derivations.md, eq. L1)."""
         x = self._require(self._cache_x)
         if accumulate:
             self.weight.accumulate(dy.T @ x)
@@ -55,6 +57,7 @@ class Linear(Module):
         return dy @ self.weight.data
 
     def double_backward(self, c):
+        """Linear, second order (docs/derivations.md, eq. DB4)."""
         g = self._require(self._cache_g, "backward(create_graph=True)")
         self.weight.accumulate(g.T @ c)
         return c @ self.weight.data.T, None
@@ -106,6 +109,7 @@ class Embedding(Module):
         return self.weight.data[idx]
 
     def backward(self, dy, accumulate=True, create_graph=False):
+        """Embedding: dW, repeated labels add up (docs/derivations.md, eq. L9)."""
         idx = self._require(self._cache_idx)
         if accumulate:
             scatter_add(self.weight.grad, idx, dy)

@@ -340,6 +340,7 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no backward")
 
     def double_backward(self, c):
+        """One layer's double backward: J c, parameter term, s (docs/derivations.md, eq. DB2)."""
         raise DoubleBackwardUnsupported(
             f"{type(self).__name__} has no second-order pass, so it cannot be part of a critic "
             "under the gradient penalty")
@@ -447,12 +448,14 @@ class Sequential(Module):
         return x
 
     def backward(self, dy, accumulate=True, create_graph=False):
+        """The backward pass that gives the input gradient (docs/derivations.md, eq. DB1)."""
         for layer in reversed(list(self)):
             dy = layer.backward(dy, accumulate=accumulate, create_graph=create_graph)
         return dy
 
     def double_backward(self, c):
         """Forward-mode sweep first to last, then the second-order cotangents flow back.
+        (docs/derivations.md, eqs. DB2, DB3)
 
         Layer i computed g_{i-1} = J_iᵀ g_i in the backward pass. Sweeping i = 1..L,
         each layer turns the cotangent c_{i-1} on g_{i-1} into c_i = J_i c_{i-1} on g_i

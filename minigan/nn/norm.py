@@ -93,6 +93,7 @@ class _BatchNorm(Module):
         return self.weight.data.reshape(self._shape(x)) if self.affine else 1.0
 
     def forward(self, x):
+        """BatchNorm forward; eval mode uses the running statistics (docs/derivations.md, eq. L6)."""
         self._check_input(x, ndim=self._ndims, channels=self.num_features)
         shape = self._shape(x)
         if self.training:
@@ -124,6 +125,7 @@ class _BatchNorm(Module):
         return y + self.bias.data.reshape(shape) if self.affine else y
 
     def backward(self, dy, accumulate=True, create_graph=False):
+        """BatchNorm backward, training or eval mode (docs/derivations.md, eqs. L5, L6)."""
         xhat, r, training = self._require(self._cache)
         if create_graph:
             self._cache_g = dy
@@ -148,7 +150,8 @@ class _BatchNorm(Module):
 
     def _sync_forward(self, x):
         """Training-mode forward with μ and var over the global batch (two allreduces of
-        per-channel float64 sums; the second pass around the global μ, as normalize() does)."""
+        per-channel float64 sums; the second pass around the global μ, as normalize() does).
+        (docs/derivations.md, eq. DP3)"""
         xp, axes, shape = array_module(x), self._axes(x), self._shape(x)
         sums = xp.zeros(self.num_features + 1, dtype=np.float64)
         sums[:-1] = x.sum(axis=axes, dtype=np.float64)
@@ -170,7 +173,8 @@ class _BatchNorm(Module):
 
     def _sync_backward(self, dy, xhat, r):
         """dx = r·γ·(dy − Σ_g dy/M − x̂·Σ_g(dy x̂)/M) with the sums Σ_g over every rank;
-        returns the local dγ = Σ dy·x̂, dβ = Σ dy (reduced later with all other gradients)."""
+        returns the local dγ = Σ dy·x̂, dβ = Σ dy (reduced later with all other gradients).
+        (docs/derivations.md, eqs. DP4, DP5)"""
         xp, axes, shape = array_module(dy), self._axes(dy), self._shape(dy)
         dgamma, dbeta = (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
         sums = xp.concatenate([dbeta.astype(np.float64), dgamma.astype(np.float64)])
@@ -182,6 +186,9 @@ class _BatchNorm(Module):
         return dx, dgamma, dbeta
 
     def double_backward(self, c):
+        """BatchNorm in eval mode, second order (training mode refused)
+        (docs/derivations.md, eq. DB11).
+        """
         g = self._require(self._cache_g, "backward(create_graph=True)")
         _, r, training = self._cache
         if training:
@@ -289,6 +296,7 @@ class LayerNorm(Module):
         return y
 
     def backward(self, dy, accumulate=True, create_graph=False):
+        """LayerNorm backward (docs/derivations.md, eq. L7)."""
         xhat, r = self._require(self._cache)
         if create_graph:
             self._cache_g = dy
@@ -303,6 +311,9 @@ class LayerNorm(Module):
         return dx
 
     def double_backward(self, c):
+        """LayerNorm, second order: J c, the gamma term and s
+        (docs/derivations.md, eqs. DB9, DB10).
+        """
         g = self._require(self._cache_g, "backward(create_graph=True)")
         xhat, r = self._cache
         axes = self._axes(c)

@@ -35,7 +35,7 @@ from .norm import BatchNorm1d, BatchNorm2d
 
 
 class GlobalSumPool2d(Module):
-    """(N, C, H, W) -> (N, C), the sum over every pixel."""
+    """(N, C, H, W) -> (N, C), the sum over every pixel. (docs/derivations.md, eq. CB7)"""
 
     def __init__(self):
         super().__init__()
@@ -86,6 +86,7 @@ class _ConditionalBatchNorm(Module):
         return a.reshape(a.shape + (1,) * (ndim - 2))
 
     def forward(self, x, labels):
+        """Conditional BatchNorm forward (docs/derivations.md, eq. CB1)."""
         if labels.shape != (x.shape[0],):
             raise ValueError(f"{type(self).__name__}: expected labels of shape ({x.shape[0]},), got "
                              f"{tuple(labels.shape)}")
@@ -97,6 +98,7 @@ class _ConditionalBatchNorm(Module):
         return gamma * xhat + beta
 
     def backward(self, dy, accumulate=True, create_graph=False):
+        """Conditional BatchNorm backward (docs/derivations.md, eq. CB2)."""
         xhat, gamma = self._require(self._cache)
         if create_graph:
             self._cache_g = dy
@@ -107,6 +109,7 @@ class _ConditionalBatchNorm(Module):
         return self.bn.backward(gamma * dy, accumulate=accumulate, create_graph=create_graph)
 
     def double_backward(self, c):
+        """Conditional BatchNorm, second order in eval mode (docs/derivations.md, eq. CB3)."""
         g = self._require(self._cache_g, "backward(create_graph=True)")
         _, gamma = self._cache
         bc, s = self.bn.double_backward(c)  # refuses in training mode, r·c in eval mode
@@ -177,6 +180,7 @@ class ProjectionCritic(Module):
         return f"feature_dim={self.feature_dim}, num_classes={self.num_classes}"
 
     def forward(self, x, labels):
+        """Projection discriminator (docs/derivations.md, eq. CB4)."""
         if labels.shape != (x.shape[0],):
             raise ValueError(f"ProjectionCritic: expected labels of shape ({x.shape[0]},), got "
                              f"{tuple(labels.shape)}")
@@ -189,6 +193,7 @@ class ProjectionCritic(Module):
         return self.linear(h) + (e * h).sum(axis=1, keepdims=True)
 
     def backward(self, dy, accumulate=True, create_graph=False):
+        """Projection discriminator backward (docs/derivations.md, eq. CB5)."""
         h, e = self._require(self._cache)
         if create_graph:
             self._cache_g = dy
@@ -198,6 +203,7 @@ class ProjectionCritic(Module):
         return self.features.backward(dh, accumulate=accumulate, create_graph=create_graph)
 
     def double_backward(self, c):
+        """Projection discriminator, second order (docs/derivations.md, eq. CB6)."""
         g = self._require(self._cache_g, "backward(create_graph=True)")
         _, e = self._cache
         c_h, s = self.features.double_backward(c)

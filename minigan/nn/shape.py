@@ -17,12 +17,14 @@ class _Reshaping(Module):
         return x.reshape(self.out_shape(x.shape))
 
     def backward(self, dy, accumulate=True, create_graph=False):
+        """Flatten / Reshape (docs/derivations.md, eq. L8)."""
         shape = self._require(self._cache_shape)
         if create_graph:
             self._cache_gshape = dy.shape
         return dy.reshape(shape)
 
     def double_backward(self, c):
+        """Flatten / Reshape, second order (docs/derivations.md, eq. DB8)."""
         out_shape = self._require(self._cache_gshape, "backward(create_graph=True)")
         return c.reshape(out_shape), None
 

@@ -33,7 +33,8 @@ from .module import Module, Parameter
 
 
 def _normalize(xp, a, eps):
-    """a/max(‖a‖, ε); on the GPU the norm stays a device scalar (no host synchronisation)."""
+    """a/max(‖a‖, ε); on the GPU the norm stays a device scalar (no host synchronisation).
+    (docs/derivations.md, eq. SN1)"""
     if xp is np:
         return a / max(float(xp.linalg.norm(a)), eps)
     return a / xp.maximum(xp.linalg.norm(a), eps)
@@ -77,6 +78,7 @@ class SpectralNorm(Module):
 
     # --- W as a matrix -----------------------------------------------------------------
     def _matrix(self, w):
+        """The weight as the matrix W_m (docs/derivations.md, eq. SN1)."""
         return self.xp.moveaxis(w, self.dim, 0).reshape(w.shape[self.dim], -1)
 
     def _unmatrix(self, m, shape):
@@ -84,7 +86,8 @@ class SpectralNorm(Module):
         return self.xp.moveaxis(m.reshape(moved), 0, self.dim)
 
     def compute_weight(self, power_iteration: bool):
-        """σ = uᵀW_m v (after ``n`` power iterations if asked) and W̄ = W/σ, put into the inner layer."""
+        """σ = uᵀW_m v (after ``n`` power iterations if asked) and W̄ = W/σ, put into the inner layer.
+        (docs/derivations.md, eqs. SN2, SN3)"""
         xp = self.xp
         w = self.weight_orig.data
         wm = self._matrix(w)
@@ -106,7 +109,8 @@ class SpectralNorm(Module):
         return self.module(x)
 
     def _map_weight_grad(self):
-        """Move the gradient G the inner layer left on W̄ to W: dW += G/σ − (⟨G, W⟩/σ²) u vᵀ."""
+        """Move the gradient G the inner layer left on W̄ to W: dW += G/σ − (⟨G, W⟩/σ²) u vᵀ.
+        (docs/derivations.md, eq. SN4)"""
         sigma = self._require(self._cache_sigma)
         inner = self.module.weight
         G, w = inner.grad, self.weight_orig.data
@@ -115,6 +119,7 @@ class SpectralNorm(Module):
         inner.grad[...] = 0
 
     def backward(self, dy, accumulate=True, create_graph=False):
+        """Gradient through W/sigma (docs/derivations.md, eq. SN4)."""
         self._require(self._cache_sigma)
         dx = self.module.backward(dy, accumulate=accumulate, create_graph=create_graph)
         if accumulate:
@@ -122,6 +127,7 @@ class SpectralNorm(Module):
         return dx
 
     def double_backward(self, c):
+        """Second order through W/sigma (docs/derivations.md, eq. SN5)."""
         self._require(self._cache_sigma)
         jc, s = self.module.double_backward(c)
         self._map_weight_grad()

@@ -21,6 +21,7 @@ def _call(critic, x, labels):
 
 def input_gradient(critic, x, labels=None, create_graph: bool = False):
     """∇ₓ Σ_i D(x)_i, same shape as x. Leaves every ``.grad`` untouched.
+    (docs/derivations.md, eqs. P1, DB1)
 
     With ``create_graph=True`` the layers keep what ``double_backward`` needs.
     """
@@ -33,7 +34,8 @@ def input_gradient(critic, x, labels=None, create_graph: bool = False):
 
 
 def interpolate(real, fake, rng):
-    """x̂ = ε·x + (1 − ε)·x̃ with one ε ~ U[0, 1] per sample. Returns (x̂, ε)."""
+    """x̂ = ε·x + (1 − ε)·x̃ with one ε ~ U[0, 1] per sample. Returns (x̂, ε).
+    (docs/losses.md, eq. WG3)"""
     if real.shape != fake.shape:
         raise ValueError(f"interpolate: real and fake batches differ in shape: "
                          f"{tuple(real.shape)} vs {tuple(fake.shape)}")

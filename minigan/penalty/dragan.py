@@ -11,7 +11,8 @@ def dragan_points(real, uniform_noise, alpha, std=None):
     u ~ U[0, 1) per entry (std over the whole batch), then x̂ = x + α·(x_p − x) with
     α ~ U[0, 1) per sample. ``uniform_noise`` has x's shape, ``alpha`` is (N, 1, ...).
     ``std``: the batch's std when ``real`` is only part of it (data parallel: the global std,
-    :func:`minigan.distributed.global_std`); default: ``real``'s own."""
+    :func:`minigan.distributed.global_std`); default: ``real``'s own.
+    (docs/derivations.md, eq. P6)"""
     xp = array_module(real)
     u = xp.asarray(uniform_noise, dtype=real.dtype)
     a = xp.asarray(alpha, dtype=real.dtype)
@@ -23,7 +24,8 @@ def dragan_points(real, uniform_noise, alpha, std=None):
 
 def dragan_penalty(critic, x_hat, weight: float = 10.0, labels=None):
     """λ·mean_i (‖∇ₓD(x̂_i)‖ − 1)² at DRAGAN's points near the data: WGAN-GP's penalty
-    (and its parameter gradient) at other points; x̂ does not depend on θ."""
+    (and its parameter gradient) at other points; x̂ does not depend on θ.
+    (docs/derivations.md, eq. P6)"""
     return gradient_penalty(critic, x_hat, weight, labels=labels)
 
 

@@ -7,6 +7,7 @@ from .core import PENALTIES, Penalty, input_gradient, sample_norms
 
 def r1_penalty(critic, x_real, gamma: float = 10.0, labels=None):
     """Mescheder et al.'s R1 = (γ/2)·mean_i ‖∇ₓD(x_i)‖² on real data, gradient added into ``.grad``.
+    (docs/derivations.md, eq. P4)
 
     ∂R1/∂g_i = (γ/N)·g_i: smooth everywhere, no norm needed.
     """
@@ -21,7 +22,8 @@ def r1_penalty(critic, x_real, gamma: float = 10.0, labels=None):
 
 def r2_penalty(critic, x_fake, gamma: float = 10.0, labels=None):
     """R2 = (γ/2)·mean_j ‖∇ₓD(x̃_j)‖² on generated data (Mescheder et al. 2018): R1's formula
-    at the fakes, so the same derivation and code; the fakes are constants here (detached)."""
+    at the fakes, so the same derivation and code; the fakes are constants here (detached).
+    (docs/derivations.md, eq. P5)"""
     return r1_penalty(critic, x_fake, gamma, labels)
 
 

@@ -11,6 +11,7 @@ from .core import PENALTIES, Penalty, input_gradient, sample_norms
 
 def wgan_div_penalty(critic, x, k: float = 2.0, p: float = 6.0, labels=None):
     """Wu et al.'s Wasserstein-divergence term k·mean_i ‖∇ₓD(x_i)‖^p, gradient added into ``.grad``.
+    (docs/derivations.md, eq. P7)
 
     ∂/∂g_i of k·(1/N)·(‖g_i‖²)^{p/2} = (k/N)·(p/2)·(‖g_i‖²)^{p/2 − 1}·2g_i = (k·p/N)·‖g_i‖^{p−2}·g_i,
     then the usual second-order sweep. At ‖g_i‖ = 0 the coefficient is taken as 0 (its limit

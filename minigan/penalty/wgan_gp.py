@@ -25,6 +25,7 @@ from .core import PENALTIES, Penalty, input_gradient, mix, per_sample_shape
 
 def gradient_penalty(critic, x_hat, weight: float = 10.0, one_sided: bool = False, labels=None):
     """λ·mean_i (‖∇ₓD(x̂_i)‖ − 1)², adding its parameter gradient into every ``.grad``.
+    (docs/derivations.md, eqs. P1, P2, P3; docs/losses.md, eq. WG3)
 
     ``one_sided=True`` penalises only norms above 1: λ·mean_i max(0, ‖g_i‖ − 1)².
     ``labels`` are passed to a conditional critic D(x, y). Returns the value (a float; on the GPU a

@@ -28,6 +28,7 @@ class BeganScheme(Scheme):
         self.balance.load_state_dict(state)
 
     def step(self):
+        """BEGAN objectives: one step of both players (docs/losses.md, eq. BE3)."""
         t = self.trainer
         real, _ = t.draws.real_batch()
         fake = t.G(t.draws.noise(t.config.batch_size))
