@@ -12,8 +12,14 @@ docs/equations.md, and the math markup GitHub has to typeset.
   ``\\{`` or ``\\|``, ``*``, ``~``, an ``_`` that could open emphasis, a ``<`` that starts an
   HTML tag, ``|`` inside a table); no math is left as Unicode outside math; no issue numbers.
 
+* Every code object a row names cites the row's equation in its docstring, as
+  ``(docs/derivations.md, eq. L1)`` or ``(docs/losses.md, eqs. MM2, MM4)`` (a module-level
+  constant, which has no docstring of its own, in the comment right above it); every such
+  citation anywhere in minigan/ is well formed and names an equation numbered in that file.
+
 The checker is tested on wrong tables too: a wrong module, attribute, test name, file, link
-or label must each be reported.
+or label must each be reported; so are a missing citation and one of an equation that is
+not numbered.
 """
 from __future__ import annotations
 
@@ -33,6 +39,12 @@ TABLE = "docs/equations.md"
 LABEL = r"[A-Z]+[0-9]+"
 TAG = re.compile(r"\\tag\{(" + LABEL + r")\}")
 VISIBLE = re.compile(r"\*\*\((" + LABEL + r")\)\*\*")
+# a citation in a docstring: "(docs/losses.md, eq. MM1)", "(docs/derivations.md, eqs. L2, L10)",
+# several files joined by "; "
+CITED = r"docs/\w+\.md, eqs?\. " + LABEL + r"(?:, " + LABEL + r")*"
+CITATION = re.compile(r"\((" + CITED + r")(?:; (" + CITED + r"))*\)")
+# anything that looks like one, so that a misspelt citation is reported rather than skipped
+LOOSE_CITATION = re.compile(r"\(docs/[^,()\s]*, eqs?\b[^()]*\)")
 LINK = re.compile(r"\[`?([^`\]]+)`?\]\(([^)\s]+)\)")
 # math written as Unicode outside $…$ and ```math (code spans and code blocks excepted)
 MATH_CHARS = re.compile("[∂Σ∑‖ᵀ²³√∇⟨⟩≤≥∈→↦≠±∞∫ℝ∘⊙αβγδεηθκλμνπρσφχψωΓΔΛΠΦΨΩ]")
@@ -252,6 +264,84 @@ def _docs():
     return {path: (ROOT / path).read_text() for path in DOCS}
 
 
+# --- the docstrings' citations --------------------------------------------------------------
+
+def citations(text: str) -> set[tuple[str, str]]:
+    """(docs file, label) of every well-formed citation in the text."""
+    out = set()
+    for m in LOOSE_CITATION.finditer(text):
+        if CITATION.fullmatch(m.group()):
+            for part in m.group()[1:-1].split("; "):
+                doc, _, labels_ = part.partition(", ")
+                out.update((doc, label) for label in re.findall(LABEL, labels_))
+    return out
+
+
+def resolve(name: str):
+    """(object, module) of a table's ``module:attribute.path``."""
+    module_name, _, attrs = name.partition(":")
+    module = obj = importlib.import_module(module_name)
+    for attr in attrs.split("."):
+        obj = getattr(obj, attr)
+    return obj, module
+
+
+def cited_text(name: str) -> str:
+    """Where ``name`` cites its equations: its own docstring; for a module-level constant (no
+    docstring of its own) the comment lines right above its assignment."""
+    obj, module = resolve(name)
+    attrs = name.partition(":")[2]
+    if callable(obj) or isinstance(obj, property):
+        qualname = getattr(obj, "__qualname__", attrs)
+        if qualname != attrs:   # an inherited method: its docstring belongs to another object
+            return f"<{name} is {qualname}>"
+        return obj.__doc__ or ""
+    lines = Path(module.__file__).read_text().splitlines()
+    for node in _syntax_tree(Path(module.__file__)).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        if any(isinstance(t, ast.Name) and t.id == attrs for t in targets):
+            above = []
+            for line in reversed(lines[:node.lineno - 1]):
+                if not line.lstrip().startswith("#"):
+                    break
+                above.append(line)
+            return "\n".join(reversed(above))
+    return ""
+
+
+def uncited(table_text: str, text_of=cited_text) -> list[str]:
+    """Every (equation, code object) of the table whose docstring does not cite the equation."""
+    problems = []
+    for label_cell, code_cell, _ in table_rows(table_text):
+        links = LINK.findall(label_cell)
+        if len(links) != 1:
+            continue   # check_table reports it
+        label, target = links[0]
+        doc = "docs/" + target.partition("#")[0]
+        for name, _ in LINK.findall(code_cell):
+            if (doc, label) not in citations(text_of(name)):
+                problems.append(f"{label}: {name} does not cite ({doc}, eq. {label})")
+    return problems
+
+
+def wrong_citations(sources: dict[str, str], docs: dict[str, str]) -> list[str]:
+    """Every citation in the sources that is malformed or names an equation its docs file
+    does not number."""
+    defined = {(path, label) for path, text in docs.items() for label in labels(text)}
+    problems = []
+    for path, text in sources.items():
+        for m in LOOSE_CITATION.finditer(text):
+            if not CITATION.fullmatch(m.group()):
+                problems.append(f"{path}: malformed citation {m.group()}")
+            for doc, label in sorted(citations(m.group()) - defined):
+                problems.append(f"{path}: {m.group()} cites {label}, not numbered in {doc}")
+    return problems
+
+
+def _sources() -> dict[str, str]:
+    return {str(p.relative_to(ROOT)): p.read_text() for p in sorted((ROOT / "minigan").rglob("*.py"))}
+
+
 # --- the tests -----------------------------------------------------------------------------
 
 def test_every_numbered_equation_maps_to_code_and_tests_that_exist():
@@ -337,3 +427,38 @@ def test_the_math_lint_passes_clean_markup(tmp_path, monkeypatch):
         "```math\n\\mathbb{E}_x \\{ \\| * \\tag{X1}\n```\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert math_problems("docs/x.md") == []
+
+
+def test_every_equations_code_cites_it_in_its_docstring():
+    problems = uncited((ROOT / TABLE).read_text())
+    assert not problems, "\n".join(problems)
+
+
+def test_every_citation_in_the_code_names_a_numbered_equation():
+    sources = _sources()
+    assert sum(len(LOOSE_CITATION.findall(t)) for t in sources.values()) >= 100
+    problems = wrong_citations(sources, _docs())
+    assert not problems, "\n".join(problems)
+
+
+def test_the_citation_checks_report_a_missing_and_a_wrong_citation():
+    table = (ROOT / TABLE).read_text()
+    row = _first_row(table)
+    label = LINK.findall(row.split("|")[1])[0][0]
+    name = LINK.findall(row.split("|")[3])[0][0]
+
+    def without_citation(n):
+        text = cited_text(n)
+        return CITATION.sub("", text) if n == name else text
+
+    assert any(f"{label}: {name} does not cite" in p for p in uncited(table, without_citation))
+    docs = _docs()
+    for text, expected in [("(docs/losses.md, eq. ZZ9)", "cites ZZ9, not numbered in docs/losses.md"),
+                           (f"(docs/losses.md, eq. {label})", f"cites {label}, not numbered"),
+                           ("(docs/nosuch.md, eq. MM1)", "not numbered in docs/nosuch.md"),
+                           ("(docs/losses.md, eq MM1)", "malformed citation"),
+                           ("(docs/losses.md, eqs. MM1 MM2)", "malformed citation")]:
+        problems = wrong_citations({"minigan/x.py": f'"""A loss {text}."""'}, docs)
+        assert any(expected in p for p in problems), (text, problems)
+    assert wrong_citations({"minigan/x.py": '"""(docs/losses.md, eqs. MM1, MM2; docs/derivations.md, eq. L1)"""'},
+                           docs) == []
