@@ -319,8 +319,10 @@ def uncited(table_text: str, text_of=cited_text) -> list[str]:
         label, target = links[0]
         doc = "docs/" + target.partition("#")[0]
         for name, _ in LINK.findall(code_cell):
-            if (doc, label) not in citations(text_of(name)):
-                problems.append(f"{label}: {name} does not cite ({doc}, eq. {label})")
+            text = text_of(name)
+            if (doc, label) not in citations(text):
+                inherited = f" ({text[1:-1]})" if text.startswith("<") else ""
+                problems.append(f"{label}: {name} does not cite ({doc}, eq. {label}){inherited}")
     return problems
 
 
