@@ -15,9 +15,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
+
+from benchmarks import run as bench
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,41 +48,6 @@ def _parse(argv=None):
     return args
 
 
-class Probe:
-    """One tree's ``--probe`` process: "step" → "time <s>", "end" → "result <json>"."""
-
-    def __init__(self, tree: str, args):
-        cmd = [sys.executable, "-m", "benchmarks.run", "--threads", str(args.threads), "--warmup",
-               str(args.warmup), *(["--dc-batch", str(args.dc_batch)] if args.dc_batch else []),
-               "--probe", args.case, args.engine]
-        env = dict(os.environ, PYTHONPATH=tree)
-        self.tree = tree
-        self.proc = subprocess.Popen(cmd, cwd=tree, env=env, text=True, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self._expect("ready")
-
-    def _expect(self, tag: str) -> str:
-        for line in self.proc.stdout:
-            if line.split(" ", 1)[0].strip() == tag:
-                return line[len(tag):].strip()
-        err = self.proc.stderr.read()[-3000:]
-        self.proc.wait()
-        sys.exit(f"probe in {self.tree} failed:\n{err}")
-
-    def _send(self, line: str) -> None:
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def step(self) -> float:
-        self._send("step")
-        return float(self._expect("time"))
-
-    def close(self) -> None:
-        self._send("end")
-        self._expect("result")
-        self.proc.wait()
-
-
 def quartiles(xs):
     q = statistics.quantiles(xs, n=4, method="inclusive")
     return q[0], statistics.median(xs), q[2]
@@ -90,15 +56,17 @@ def quartiles(xs):
 def run(args):
     times = {"old": [], "new": []}
     pair_ratios = []
+    bench.ARGS.threads, bench.ARGS.dc_batch = args.threads, args.dc_batch   # the probes' options
     for _ in range(args.pairs):
-        procs = {"old": Probe(args.old, args), "new": Probe(args.new, args)}
+        procs = {k: bench.EngineProcess(args.case, args.engine, args.warmup, tree)
+                 for k, tree in (("old", args.old), ("new", args.new))}
         mine = {"old": [], "new": []}
         for i in range(args.steps):
             for k in (("old", "new") if i % 2 == 0 else ("new", "old")):
                 time.sleep(args.gap_ms / 1e3)
                 mine[k].append(procs[k].step())
         for p in procs.values():
-            p.close()
+            p.finish()
         pair_ratios.append(statistics.median(mine["new"]) / statistics.median(mine["old"]))
         for k in times:
             times[k] += mine[k]
@@ -109,7 +77,10 @@ def run(args):
 def main(argv=None):
     args = _parse(argv)
     load = os.getloadavg()[0]
-    times, ratios, pair_ratios = run(args)
+    try:
+        times, ratios, pair_ratios = run(args)
+    except RuntimeError as exc:   # a probe failed: its stderr's tail, no traceback of ours
+        sys.exit(str(exc))
     q1, med, q3 = quartiles(ratios)
     label = args.case + (f" b{args.dc_batch}" if args.dc_batch else "")
     print(f"{label} {args.engine}: old {1e3 * statistics.median(times['old']):.2f} ms, "
