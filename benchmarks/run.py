@@ -44,7 +44,9 @@ def _parse(argv=None):
     return p.parse_args(argv)
 
 
-ARGS = _parse()
+# imported (benchmarks.ab starts its probes through EngineProcess): the defaults, not the
+# importer's command line
+ARGS = _parse(None if __name__ == "__main__" else [])
 # minigan runs as a user gets it: nothing set here that minigan does not set itself. A user's
 # script imports minigan, which bounds OpenBLAS's idle spinning (OPENBLAS_THREAD_TIMEOUT) if it
 # comes before NumPy, as here; the thread counts are set at run time (minigan.threads.set_threads,
@@ -187,18 +189,20 @@ def serve(case: str, engine: str, warmup: int) -> None:
 
 class EngineProcess:
     """A fresh ``--probe`` process serving one engine's steps (``serve``), started and warmed
-    up before it is returned."""
+    up before it is returned; ``tree``: another source tree's benchmarks.run and minigan serve
+    (PYTHONPATH and working directory set to it; benchmarks.ab), default this one."""
 
-    def __init__(self, case: str, engine: str, warmup: int):
+    def __init__(self, case: str, engine: str, warmup: int, tree: str | None = None):
         import tempfile  # noqa: PLC0415
 
         cmd = [sys.executable, "-m", "benchmarks.run", "--threads", str(ARGS.threads),
                *(["--dc-batch", str(ARGS.dc_batch)] if ARGS.dc_batch else []), "--warmup", str(warmup),
                "--probe", case, engine]
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        self.name, self.stderr = f"{case}/{engine}", tempfile.TemporaryFile("w+")
+        root = tree or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = None if tree is None else dict(os.environ, PYTHONPATH=tree)
+        self.name, self.stderr = f"{case}/{engine} in {root}", tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, text=True, cwd=root)
+                                     stderr=self.stderr, text=True, cwd=root, env=env)
         self._expect("ready")
 
     def _expect(self, tag: str) -> str:
