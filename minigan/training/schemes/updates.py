@@ -1,0 +1,144 @@
+"""The game's update rules (issue #24) as training schemes, chosen by ``--update NAME``.
+
+Each takes both players' gradients at ONE point w = (θ_G, θ_D), on one batch (x, z):
+ξ(w) = (∇_θD L_D, ∇_θG L_G), D's gradient at the old G and G's at the old D, then steps
+both players with their base optimizers (Adam, RMSprop, SGD; WGAN clips D after each of
+its steps). k = n_critic must be 1 (one critic step per step is part of each rule).
+
+* ``simultaneous``:  w ← w − η·ξ(w)                  (the base optimizers' steps)
+* ``extragradient``: w½ = step(w, ξ(w)); w ← step(w, ξ(w½)) — Gidel et al. 2019, Algorithm 2
+  (4 with Adam: extra-Adam). As in the paper, ξ(w½) is taken on a FRESH batch, and the
+  optimizers' state (moments, step count) is updated by both steps: the extrapolation's
+  moments are kept, only the weights are restored to w.
+* ``optimistic``:    w ← step(w, 2·ξ_t − ξ_{t−1}) — Daskalakis et al. 2018 (optimistic Adam
+  with Adam); ξ_{t−1} (averaged over the ranks) is the scheme's checkpointed state; the
+  first step, with no ξ_{t−1}, is a plain one (ξ_{−1} = ξ_0).
+"""
+from __future__ import annotations
+
+from ... import backend, losses
+from ...distributed import DataParallelOptimizer
+from ...errors import ConfigError
+from ..players import backward_coupled_discriminator_loss, backward_discriminator_loss, clip_weights
+from .alternating import Alternating
+from .base import SCHEMES
+
+
+def bare_optimizer(opt):
+    """The optimizer to step once the gradients are averaged over the ranks (done here)."""
+    if isinstance(opt, DataParallelOptimizer):
+        opt.reduce()
+        return opt.optimizer
+    return opt
+
+
+@SCHEMES.register("simultaneous")
+class Simultaneous(Alternating):
+    help = "both players' gradients at the same point and batch, then both optimizer steps"
+    update_rule = True
+
+    def players(self):
+        t = self.trainer
+        return (("D", t.D, t.opt_d), ("G", t.G, t.opt_g))
+
+    def gradients(self) -> dict:
+        """ξ(w) into the players' .grad on a fresh batch; returns the step's metrics."""
+        t = self.trainer
+        real, y = t.draws.real_batch()
+        z = t.draws.noise(t.config.batch_size)
+        real = t.draws.augment(real)
+        fake = t.draws.augment(t.G(z) if y is None else t.G(z, y))  # last: the augmenter's backward is the fakes'
+        t.D.zero_grad()
+        backward = backward_discriminator_loss if t.loss.separable else backward_coupled_discriminator_loss
+        value, out_r, out_f = backward(t.D, t.loss.discriminator, real, fake, y)
+        metrics = {"loss_d": value, "d_real": self.d_summary(out_r), "d_fake": self.d_summary(out_f)}
+        if t.loss.logs_wasserstein:
+            metrics["wasserstein"] = losses.scalar(out_r.mean() - out_f.mean())
+        self.add_penalty(metrics, real, fake, y, t.step)
+        out = t.D(fake) if y is None else t.D(fake, y)  # the OLD D: no optimizer step yet
+        metrics["loss_g"], d_out = t.loss.generator(out)
+        d_fake = t.D.backward(d_out, accumulate=False)
+        if t.draws.augmenter is not None:
+            d_fake = t.draws.augmenter.backward(d_fake)
+        t.G.zero_grad()
+        t.G.backward(d_fake)
+        return metrics
+
+    def apply(self):
+        """Both players' optimizer steps from their .grad."""
+        t = self.trainer
+        for which, module, opt in self.players():
+            t.check_gradients(module, which)
+            self.optimizer_step(which, module, opt)
+            if which == "D" and t.loss.clips_weights:
+                clip_weights(t.D, t.config.clip)
+
+    def optimizer_step(self, which, module, opt):
+        opt.step()
+
+    def step(self):
+        metrics = self.gradients()
+        self.apply()
+        return metrics
+
+    @classmethod
+    def check(cls, config):
+        from .base import base_scheme_name
+
+        base = base_scheme_name(config)
+        if base != "alternating":
+            raise ConfigError(f"--update {config.update} replaces Algorithm 1; the {base} training scheme "
+                              f"(--loss {config.loss} --model {config.model}) does not support it")
+        if config.n_critic != 1:
+            raise ConfigError(f"--update {config.update} takes one critic step per step (its rule updates both "
+                              f"players at once): it needs --n-critic 1, got {config.n_critic}")
+        from ...losses import LOSSES
+
+        loss = LOSSES.get(config.loss)
+        if loss.needs_real_in_g_step or getattr(loss, "feature_layer", None) is not None:
+            raise ConfigError(f"--update {config.update} does not support --loss {config.loss} yet "
+                              "(its generator loss reads a second real batch)")
+
+
+@SCHEMES.register("extragradient")
+class Extragradient(Simultaneous):
+    help = "extragradient (Gidel et al. 2019; extra-Adam with Adam): step to w½, step w with ξ(w½)"
+
+    def step(self):
+        params = [p for _, module, _ in self.players() for p in module.parameters()]
+        saved = [p.data.copy() for p in params]
+        metrics = self.gradients()
+        self.apply()  # the extrapolation w½ (optimizer state updated, as in the paper)
+        self.gradients()  # ξ(w½) on a fresh batch
+        for p, w in zip(params, saved):
+            p.data[...] = w
+        self.apply()
+        return metrics
+
+
+@SCHEMES.register("optimistic")
+class Optimistic(Simultaneous):
+    help = "optimistic gradient (Daskalakis et al. 2018; optimistic Adam with Adam): steps with 2ξ_t − ξ_{t−1}"
+    state_key = "optimistic"
+
+    def __init__(self, trainer):
+        super().__init__(trainer)
+        self.previous = {"G": None, "D": None}
+
+    def optimizer_step(self, which, module, opt):
+        opt = bare_optimizer(opt)
+        params = list(module.parameters())
+        grads = [p.grad.copy() for p in params]
+        if self.previous[which] is not None:
+            for p, g, g_old in zip(params, grads, self.previous[which]):
+                p.grad = 2 * g - g_old
+        self.previous[which] = grads
+        opt.step()
+
+    def state_dict(self):
+        return {k: [backend.to_numpy(g) for g in v or ()] for k, v in self.previous.items()}  # []: none yet
+
+    def load_state_dict(self, state):
+        device = self.trainer.config.device
+        self.previous = {k: [backend.to_device(g, device) for g in v] or None
+                         for k, v in state.items()}
