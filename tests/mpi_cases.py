@@ -37,6 +37,9 @@ DRAGAN = dict(WGANGP, penalty="dragan", gp_weight=10.0, seed=8)
 DCGAN_AUGMENT = dict(DCGAN, sync_batchnorm=True, augment="color,translation,cutout")
 # WGAN-div over real and fake together: each rank's 2m points, a plain per-sample mean
 WGANDIV = dict(WGANGP, penalty="wgan-div", seed=9)
+# the update rules (--update): n_critic 1, the penalty averaged over the ranks like the loss
+UPDATES = {name: dict(WGANGP, n_critic=1, update=name, seed=10) for name in ("simultaneous", "extragradient",
+                                                                             "optimistic")}
 STEPS = 3
 
 
@@ -101,6 +104,18 @@ def case_dcgan_augment(out):
 
 def case_wgandiv(out):
     case_train(out, WGANDIV)
+
+
+def case_update_simultaneous(out):
+    case_train(out, UPDATES["simultaneous"])
+
+
+def case_update_extragradient(out):
+    case_train(out, UPDATES["extragradient"])
+
+
+def case_update_optimistic(out):
+    case_train(out, UPDATES["optimistic"])
 
 
 def case_dcgan_nosync(out):

@@ -193,6 +193,15 @@ def test_two_ranks_equal_one_rank(tmp_path, case, config):
     _compare(got, ref)
 
 
+@needs_mpi
+@pytest.mark.parametrize("update", sorted(mpi_cases.UPDATES))
+def test_update_rules_two_ranks_equal_one_rank(tmp_path, update):
+    """ξ (and, for optimistic, ξ_{t−1}) averaged over the ranks before the optimizers' steps."""
+    out = tmp_path / f"{update}.npz"
+    mpirun(CASES, f"update_{update}", out)
+    _compare(dict(np.load(out)), mpi_cases.state_arrays(mpi_cases.run_steps(mpi_cases.UPDATES[update])))
+
+
 def _check_shift_invariant_bias(got: dict, ref: dict, config: dict):
     """A relativistic loss sees the critic only through differences C(x) − E[C(x̃)], so the bias
     of its last layer cancels: its gradient is 0 exactly, and each step's sum of terms that
