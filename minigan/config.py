@@ -168,6 +168,8 @@ class TrainConfig:
     gp_weight: float = setting(10.0, "λ, the weight of the gradient penalty (wgan-gp, dragan)")
     update: str = setting("alternating", "the game's update rule (alternating: Algorithm 1; the others: "
                           "docs/games.md)", choices=lambda: _update_names())
+    lookahead_k: int = setting(5, "k of --update lookahead: the fast steps between syncs of the slow weights")
+    lookahead_alpha: float = setting(0.5, "α of --update lookahead: the slow weights' step towards the fast ones")
     lazy_reg: int | None = setting(None, "K: lazy regularisation (StyleGAN2): the penalty as its own critic step "
                                    "every K critic steps with weight K·λ, D's Adam lr·c, β^c (c = K/(K+1))",
                                    default_text="off")

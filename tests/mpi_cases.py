@@ -40,6 +40,7 @@ WGANDIV = dict(WGANGP, penalty="wgan-div", seed=9)
 # the update rules (--update): n_critic 1, the penalty averaged over the ranks like the loss
 UPDATES = {name: dict(WGANGP, n_critic=1, update=name, seed=10) for name in ("simultaneous", "extragradient",
                                                                              "optimistic")}
+UPDATES["lookahead"] = dict(WGANGP, update="lookahead", lookahead_k=2, lookahead_alpha=0.3, seed=10)  # k=2 of 3 steps
 STEPS = 3
 
 
@@ -116,6 +117,10 @@ def case_update_extragradient(out):
 
 def case_update_optimistic(out):
     case_train(out, UPDATES["optimistic"])
+
+
+def case_update_lookahead(out):
+    case_train(out, UPDATES["lookahead"])
 
 
 def case_dcgan_nosync(out):

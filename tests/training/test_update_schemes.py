@@ -74,7 +74,7 @@ def sgd(w, g, lr):
 
 
 def test_the_flag_selects_the_scheme_and_lists_the_rules(tmp_path):
-    assert update_names() == ("alternating", "simultaneous", "extragradient", "optimistic")
+    assert update_names() == ("alternating", "simultaneous", "extragradient", "optimistic", "lookahead")
     assert scheme_name(config(tmp_path)) == "alternating"
     for name in update_names()[1:]:
         assert scheme_name(config(tmp_path, update=name)) == name
@@ -135,16 +135,17 @@ def test_optimistic_steps_with_twice_the_field_minus_the_last(tmp_path, monkeypa
         g_d, g_g = h_d, h_g
 
 
-@pytest.mark.parametrize("update", ["simultaneous", "extragradient", "optimistic"])
+@pytest.mark.parametrize("update", ["simultaneous", "extragradient", "optimistic", "lookahead"])
 def test_resume_is_bit_exact(tmp_path, update):
-    """Adam (its moments), WGAN-style clipping off, 5 steps straight = 2, checkpoint, resume, 3 more."""
-    extra = dict(update=update, penalty="r1", penalty_weight=0.3)
-    whole = Trainer(config(tmp_path, "whole", steps=5, **extra))
-    for _ in range(5):
+    """Adam (its moments), 6 steps straight = 3, checkpoint, resume, 3 more (lookahead: k = 2, the
+    slow weights of step 2's synchronisation carried to those of steps 4 and 6)."""
+    extra = dict(update=update, penalty="r1", penalty_weight=0.3, lookahead_k=2, lookahead_alpha=0.4)
+    whole = Trainer(config(tmp_path, "whole", steps=6, **extra))
+    for _ in range(6):
         whole.train_step()
-    half = Trainer(config(tmp_path, "half", steps=2, **extra))
+    half = Trainer(config(tmp_path, "half", steps=3, **extra))
     half.train()
-    resumed = Trainer.resume(tmp_path / "half", steps=5)
+    resumed = Trainer.resume(tmp_path / "half", steps=6)
     for _ in range(3):
         resumed.train_step()
     for model in ("G", "D"):
@@ -164,6 +165,32 @@ def test_resume_is_bit_exact(tmp_path, update):
         for which in ("G", "D"):
             for a, b in zip(whole.scheme.previous[which], resumed.scheme.previous[which], strict=True):
                 np.testing.assert_array_equal(a, b)
+    if update == "lookahead":
+        assert len(load_checkpoint(tmp_path / "half" / "checkpoint.ckpt")["lookahead"]["slow"]) > 0
+        for a, b in zip(whole.scheme.slow, resumed.scheme.slow, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_lookahead_moves_the_slow_weights_every_k_steps(tmp_path):
+    """k = 2, α = 0.3 over Algorithm 1 with n_critic 2: the fast steps are Algorithm 1's (a run without
+    lookahead on the same seed draws the same batches); after steps 2 and 4, ω ← ω + α(w − ω), w ← ω."""
+    k, alpha = 2, 0.3
+    extra = dict(n_critic=2, optimizer="sgd", lr_d=LR_D, lr_g=LR_G)
+    t = Trainer(config(tmp_path, update="lookahead", lookahead_k=k, lookahead_alpha=alpha, **extra))
+    plain = Trainer(config(tmp_path, "plain", **extra))
+    slow = [weights(t.G), weights(t.D)]
+    for step in range(1, 5):
+        t.train_step()
+        plain.train_step()
+        fast = [weights(plain.G), weights(plain.D)]
+        if step % k == 0:
+            slow = [[w + np.float32(alpha) * (f - w) for w, f in zip(ws, fs)] for ws, fs in zip(slow, fast)]
+            fast = slow
+            for module, w in zip((plain.G, plain.D), slow):  # the fast weights restart from ω
+                for p, v in zip(module.parameters(), w):
+                    p.data[...] = v
+        assert_weights(t.G, fast[0])
+        assert_weights(t.D, fast[1])
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -172,6 +199,10 @@ def test_resume_is_bit_exact(tmp_path, update):
     (dict(update="extragradient", loss="ragan"), r"^--update extragradient does not support --loss ragan"),
     (dict(update="simultaneous", loss="began"), r"^--update simultaneous replaces Algorithm 1; the began"),
     (dict(update="optimistic", penalty="r1", lazy_reg=2), r"^--lazy-reg .* cannot be combined with --update"),
+    (dict(update="lookahead", loss="began"), r"^--update lookahead replaces Algorithm 1; the began"),
+    (dict(update="lookahead", lookahead_k=0), r"^lookahead_k \(the fast steps .*\) must be >= 1, got 0$"),
+    (dict(update="lookahead", lookahead_alpha=1.5), r"^lookahead_alpha must be in \(0, 1\], got 1.5$"),
+    (dict(update="lookahead", lookahead_alpha=0.0), r"^lookahead_alpha must be in \(0, 1\], got 0.0$"),
     (dict(update="sideways"), r"^unknown update 'sideways'; valid: alternating, simultaneous"),
 ])
 def test_settings_it_cannot_train_are_refused(tmp_path, extra, message):
@@ -179,7 +210,7 @@ def test_settings_it_cannot_train_are_refused(tmp_path, extra, message):
         config(tmp_path, **extra).resolved().validate()
 
 
-@pytest.mark.parametrize("update", ["simultaneous", "extragradient", "optimistic"])
+@pytest.mark.parametrize("update", ["simultaneous", "extragradient", "optimistic", "lookahead"])
 def test_the_cli_trains_with_each_rule(tmp_path, update):
     out = tmp_path / update
     code = cli.main(["train", "--data", "8gaussians", "--loss", "hinge", "--update", update, "--steps", "3",

@@ -13,6 +13,11 @@ its steps). k = n_critic must be 1 (one critic step per step is part of each rul
 * ``optimistic``:    w ← step(w, 2·ξ_t − ξ_{t−1}) — Daskalakis et al. 2018 (optimistic Adam
   with Adam); ξ_{t−1} (averaged over the ranks) is the scheme's checkpointed state; the
   first step, with no ξ_{t−1}, is a plain one (ξ_{−1} = ξ_0).
+* ``lookahead``: LookAhead-minmax (Chavdarova et al. 2021) over Algorithm 1 (its n_critic
+  critic steps, then the generator step: one fast step): slow weights ω of both players
+  (their parameters; BatchNorm statistics stay the fast ones'), and after every k-th step
+  ω ← ω + α·(w − ω), w ← ω (``--lookahead-k``, ``--lookahead-alpha``: the paper's 5 and 0.5).
+  ω is checkpointed; the fast optimizers' state carries on across the synchronisations.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from ...distributed import DataParallelOptimizer
 from ...errors import ConfigError
 from ..players import backward_coupled_discriminator_loss, backward_discriminator_loss, clip_weights
 from .alternating import Alternating
-from .base import SCHEMES
+from .base import SCHEMES, base_scheme_name
 
 
 def bare_optimizer(opt):
@@ -30,6 +35,14 @@ def bare_optimizer(opt):
         opt.reduce()
         return opt.optimizer
     return opt
+
+
+def check_alternating_base(config):
+    """An update rule replaces Algorithm 1: a loss or model with a scheme of its own refuses it."""
+    base = base_scheme_name(config)
+    if base != "alternating":
+        raise ConfigError(f"--update {config.update} replaces Algorithm 1; the {base} training scheme "
+                          f"(--loss {config.loss} --model {config.model}) does not support it")
 
 
 @SCHEMES.register("simultaneous")
@@ -83,12 +96,7 @@ class Simultaneous(Alternating):
 
     @classmethod
     def check(cls, config):
-        from .base import base_scheme_name
-
-        base = base_scheme_name(config)
-        if base != "alternating":
-            raise ConfigError(f"--update {config.update} replaces Algorithm 1; the {base} training scheme "
-                              f"(--loss {config.loss} --model {config.model}) does not support it")
+        check_alternating_base(config)
         if config.n_critic != 1:
             raise ConfigError(f"--update {config.update} takes one critic step per step (its rule updates both "
                               f"players at once): it needs --n-critic 1, got {config.n_critic}")
@@ -142,3 +150,42 @@ class Optimistic(Simultaneous):
         device = self.trainer.config.device
         self.previous = {k: [backend.to_device(g, device) for g in v] or None
                          for k, v in state.items()}
+
+
+@SCHEMES.register("lookahead")
+class Lookahead(Alternating):
+    help = "LookAhead-minmax (Chavdarova et al. 2021) over Algorithm 1: every k steps w ← ω + α(w − ω)"
+    update_rule = True
+    state_key = "lookahead"
+
+    def __init__(self, trainer):
+        super().__init__(trainer)
+        self.slow = [p.data.copy() for p in self.parameters()]  # ω₀ = w₀ (a resume loads its own)
+
+    def parameters(self):
+        return [p for module in (self.trainer.G, self.trainer.D) for p in module.parameters()]
+
+    def step(self):
+        metrics = super().step()
+        t = self.trainer
+        if t.step % t.config.lookahead_k == 0:
+            alpha = t.config.lookahead_alpha
+            for p, slow in zip(self.parameters(), self.slow):
+                slow += slow.dtype.type(alpha) * (p.data - slow)
+                p.data[...] = slow
+        return metrics
+
+    def state_dict(self):
+        return {"slow": [backend.to_numpy(w) for w in self.slow]}
+
+    def load_state_dict(self, state):
+        self.slow = [backend.to_device(w, self.trainer.config.device) for w in state["slow"]]
+
+    @classmethod
+    def check(cls, config):
+        check_alternating_base(config)
+        if config.lookahead_k < 1:
+            raise ConfigError(f"lookahead_k (the fast steps between synchronisations) must be >= 1, "
+                              f"got {config.lookahead_k}")
+        if not 0 < config.lookahead_alpha <= 1:
+            raise ConfigError(f"lookahead_alpha must be in (0, 1], got {config.lookahead_alpha}")
