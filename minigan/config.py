@@ -170,6 +170,9 @@ class TrainConfig:
                           "docs/games.md)", choices=lambda: _update_names())
     lookahead_k: int = setting(5, "k of --update lookahead: the fast steps between syncs of the slow weights")
     lookahead_alpha: float = setting(0.5, "α of --update lookahead: the slow weights' step towards the fast ones")
+    consensus_gamma: float = setting(10.0, "γ of --update consensus: the weight of Jᵀξ = ∇(½‖ξ‖²)")
+    sga_lambda: float = setting(1.0, "λ of --update sga: the weight of Aᵀξ")
+    sga_align: bool = setting(True, "--update sga: λ's sign by the alignment criterion (Balduzzi et al. 2018)")
     lazy_reg: int | None = setting(None, "K: lazy regularisation (StyleGAN2): the penalty as its own critic step "
                                    "every K critic steps with weight K·λ, D's Adam lr·c, β^c (c = K/(K+1))",
                                    default_text="off")

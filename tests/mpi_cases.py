@@ -40,6 +40,8 @@ WGANDIV = dict(WGANGP, penalty="wgan-div", seed=9)
 # the update rules (--update): n_critic 1, the penalty averaged over the ranks like the loss
 UPDATES = {name: dict(WGANGP, n_critic=1, update=name, seed=10) for name in ("simultaneous", "extragradient",
                                                                              "optimistic")}
+UPDATES["consensus"] = dict(UPDATES["simultaneous"], update="consensus", loss="hinge", penalty="none",
+                            consensus_gamma=0.5)
 UPDATES["lookahead"] = dict(WGANGP, update="lookahead", lookahead_k=2, lookahead_alpha=0.3, seed=10)  # k=2 of 3 steps
 STEPS = 3
 
@@ -121,6 +123,10 @@ def case_update_optimistic(out):
 
 def case_update_lookahead(out):
     case_train(out, UPDATES["lookahead"])
+
+
+def case_update_consensus(out):
+    case_train(out, UPDATES["consensus"])
 
 
 def case_dcgan_nosync(out):

@@ -74,11 +74,12 @@ def sgd(w, g, lr):
 
 
 def test_the_flag_selects_the_scheme_and_lists_the_rules(tmp_path):
-    assert update_names() == ("alternating", "simultaneous", "extragradient", "optimistic", "lookahead")
+    assert update_names() == ("alternating", "simultaneous", "extragradient", "optimistic", "consensus", "sga",
+                              "lookahead")
     assert scheme_name(config(tmp_path)) == "alternating"
     for name in update_names()[1:]:
         assert scheme_name(config(tmp_path, update=name)) == name
-        assert type(Trainer(config(tmp_path, update=name)).scheme).__name__.lower() == name
+        assert Trainer(config(tmp_path, update=name)).scheme.name == name
 
 
 def test_simultaneous_takes_both_gradients_at_the_old_point(tmp_path, monkeypatch):
@@ -135,11 +136,14 @@ def test_optimistic_steps_with_twice_the_field_minus_the_last(tmp_path, monkeypa
         g_d, g_g = h_d, h_g
 
 
-@pytest.mark.parametrize("update", ["simultaneous", "extragradient", "optimistic", "lookahead"])
+@pytest.mark.parametrize("update", ["simultaneous", "extragradient", "optimistic", "lookahead", "consensus",
+                                    "sga"])
 def test_resume_is_bit_exact(tmp_path, update):
     """Adam (its moments), 6 steps straight = 3, checkpoint, resume, 3 more (lookahead: k = 2, the
     slow weights of step 2's synchronisation carried to those of steps 4 and 6)."""
     extra = dict(update=update, penalty="r1", penalty_weight=0.3, lookahead_k=2, lookahead_alpha=0.4)
+    if update in ("consensus", "sga"):
+        extra.update(penalty="none", consensus_gamma=0.5, sga_lambda=0.7)
     whole = Trainer(config(tmp_path, "whole", steps=6, **extra))
     for _ in range(6):
         whole.train_step()
@@ -193,6 +197,67 @@ def test_lookahead_moves_the_slow_weights_every_k_steps(tmp_path):
         assert_weights(t.D, fast[1])
 
 
+def adjusted_expectation(t, G0, D0, x, z, direction):
+    """w − lr·direction(ξ, ops) by a Game over twins of (G, D) at w on the step's batch."""
+    from minigan.game import Game
+    from minigan.game_optim import game_ops
+    from minigan.hvp import parameter_vector
+
+    G, D = copy.deepcopy(G0), copy.deepcopy(D0)
+    game = Game(G, D, t.loss)
+    ops = game_ops(game, z, x)
+    w = parameter_vector(game.params_G + game.params_D)
+    xi = np.concatenate([np.concatenate([g.ravel() for g in part]) for part in reversed(field(t, G0, D0, x, z))])
+    np.testing.assert_allclose(ops.field(w), xi, rtol=1e-5, atol=1e-7)  # the trainer's ξ is the game's
+    d = direction(w, ops)
+    lr = np.concatenate([np.full(game.n_G, LR_G), np.full(game.n_D, LR_D)])
+    expected = w - lr * d
+    return expected[:game.n_G], expected[game.n_G:]
+
+
+def flat(module):
+    return np.concatenate([p.data.ravel() for p in module.parameters()]).astype(np.float64)
+
+
+@pytest.mark.parametrize("update, settings", [("consensus", dict(consensus_gamma=0.6)),
+                                              ("sga", dict(sga_lambda=0.8, sga_align=True)),
+                                              ("sga", dict(sga_lambda=-0.5, sga_align=False))])
+def test_consensus_and_sga_step_with_the_adjusted_field(tmp_path, monkeypatch, update, settings):
+    from minigan.game_optim import sga_direction
+
+    t = sgd_trainer(tmp_path, update, **settings)
+    t.train_step()
+    G0, D0 = copy.deepcopy(t.G), copy.deepcopy(t.D)
+    batches = recording(t, monkeypatch)
+    t.train_step()
+    if update == "consensus":
+        def direction(w, ops):
+            xi = ops.field(w)
+            return xi + settings["consensus_gamma"] * ops.vjp(w, xi)
+    else:
+        def direction(w, ops):
+            d, lam = sga_direction(w, ops, settings["sga_lambda"], settings["sga_align"], 0.1)
+            return d
+    want_G, want_D = adjusted_expectation(t, G0, D0, batches[0][1], batches[1][1], direction)
+    plain_G = flat(G0) - LR_G * np.concatenate([g.ravel() for g in field(t, G0, D0, batches[0][1], batches[1][1])[1]])
+    assert np.abs(want_G - plain_G).max() > 1e-5  # the adjustment is not negligible here
+    np.testing.assert_allclose(flat(t.G), want_G, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(flat(t.D), want_D, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("align, want", [(True, [1.0, -0.8]), (False, [1.0, 0.8])])
+def test_sga_flips_lambda_when_the_alignment_is_negative(tmp_path, align, want):
+    """J = [[−1, 1], [−1, 0]], ξ = (1, 0): Jᵀξ = (−1, 1), Jξ = (−1, −1), Aᵀξ = (0, 1);
+    ⟨ξ, Jᵀξ⟩⟨Aᵀξ, Jᵀξ⟩/d + ε = (−1)(1)/2 + 0.1 < 0, so the aligned λ = 0.8 turns to −0.8."""
+    from minigan.game_optim import FieldOps
+
+    J = np.array([[-1.0, 1.0], [-1.0, 0.0]])
+    xi = np.array([1.0, 0.0])
+    ops = FieldOps(lambda w: xi, 1, lambda w, v: J @ v, lambda w, u: J.T @ u)
+    scheme = Trainer(config(tmp_path, update="sga", sga_lambda=0.8, sga_align=align)).scheme
+    np.testing.assert_allclose(scheme.direction(xi, ops), want, rtol=0, atol=1e-15)
+
+
 @pytest.mark.parametrize("extra, message", [
     (dict(update="simultaneous", n_critic=2), r"^--update simultaneous takes one critic step .*got 2$"),
     (dict(update="optimistic", loss="wgan-gp"), r"^--update optimistic .*--n-critic 1, got 5$"),
@@ -203,6 +268,9 @@ def test_lookahead_moves_the_slow_weights_every_k_steps(tmp_path):
     (dict(update="lookahead", lookahead_k=0), r"^lookahead_k \(the fast steps .*\) must be >= 1, got 0$"),
     (dict(update="lookahead", lookahead_alpha=1.5), r"^lookahead_alpha must be in \(0, 1\], got 1.5$"),
     (dict(update="lookahead", lookahead_alpha=0.0), r"^lookahead_alpha must be in \(0, 1\], got 0.0$"),
+    (dict(update="consensus", penalty="r1"), r"^--update consensus needs J exactly; with --penalty r1 J is a finite"),
+    (dict(update="sga", augment="color"), r"^--update sga takes J of the un-augmented game: not with --augment$"),
+    (dict(update="sga", n_critic=3), r"^--update sga takes one critic step .*got 3$"),
     (dict(update="sideways"), r"^unknown update 'sideways'; valid: alternating, simultaneous"),
 ])
 def test_settings_it_cannot_train_are_refused(tmp_path, extra, message):
@@ -210,7 +278,8 @@ def test_settings_it_cannot_train_are_refused(tmp_path, extra, message):
         config(tmp_path, **extra).resolved().validate()
 
 
-@pytest.mark.parametrize("update", ["simultaneous", "extragradient", "optimistic", "lookahead"])
+@pytest.mark.parametrize("update", ["simultaneous", "extragradient", "optimistic", "lookahead", "consensus",
+                                    "sga"])
 def test_the_cli_trains_with_each_rule(tmp_path, update):
     out = tmp_path / update
     code = cli.main(["train", "--data", "8gaussians", "--loss", "hinge", "--update", update, "--steps", "3",

@@ -13,6 +13,14 @@ its steps). k = n_critic must be 1 (one critic step per step is part of each rul
 * ``optimistic``:    w ← step(w, 2·ξ_t − ξ_{t−1}) — Daskalakis et al. 2018 (optimistic Adam
   with Adam); ξ_{t−1} (averaged over the ranks) is the scheme's checkpointed state; the
   first step, with no ξ_{t−1}, is a plain one (ξ_{−1} = ξ_0).
+* ``consensus``:    w ← step(w, ξ + γ·Jᵀξ) — Mescheder et al. 2017 (``--consensus-gamma``, 10 as
+  in their experiments); ``sga``: w ← step(w, ξ + λ·Aᵀξ), A = (J − Jᵀ)/2, with the alignment sign
+  of Balduzzi et al. 2018 (``--sga-lambda`` 1, ``--sga-align``; ε = 0.1): the math of
+  :mod:`minigan.game_optim`. J on the step's batch by a :class:`minigan.game.Game` over the run's
+  G, D and loss (exact). With a penalty J would be a finite difference: refused. Under mpiexec
+  consensus averages ξ first, then each rank adds γ·J_rᵀξ̄ of its slice and the optimizer's
+  average makes ξ̄ + γ·J̄ᵀξ̄ (J of the global batch: equal slices, mean losses); SGA's sign is not
+  linear in the ranks' J_r: refused under mpiexec.
 * ``lookahead``: LookAhead-minmax (Chavdarova et al. 2021) over Algorithm 1 (its n_critic
   critic steps, then the generator step: one fast step): slow weights ω of both players
   (their parameters; BatchNorm statistics stay the fast ones'), and after every k-th step
@@ -75,6 +83,7 @@ class Simultaneous(Alternating):
             d_fake = t.draws.augmenter.backward(d_fake)
         t.G.zero_grad()
         t.G.backward(d_fake)
+        self.batch = (z, real, y)  # the step's batch (consensus, sga: J on it)
         return metrics
 
     def apply(self):
@@ -150,6 +159,67 @@ class Optimistic(Simultaneous):
         device = self.trainer.config.device
         self.previous = {k: [backend.to_device(g, device) for g in v] or None
                          for k, v in state.items()}
+
+
+class GradientAdjusted(Simultaneous):
+    """ξ plus a J-term of ξ on the step's batch (:meth:`direction`), then both optimizer steps."""
+
+    def step(self):
+        from ...game import Game
+        from ...game_optim import FieldOps
+        from ...hvp import flatten, unflatten
+
+        t = self.trainer
+        metrics = self.gradients()
+        for _, _, opt in self.players():
+            bare_optimizer(opt)  # ξ averaged over the ranks in .grad
+        params = list(t.G.parameters()) + list(t.D.parameters())
+        xi = flatten(p.grad for p in params)
+        z, x, y = self.batch
+        game = Game(t.G, t.D, t.loss)
+        ops = FieldOps(lambda w: xi, game.n_G, lambda w, v: game.jvp(z, x, v, y),
+                       lambda w, u: game.vjp(z, x, u, y))
+        for p, g in zip(params, unflatten(self.direction(xi, ops), params)):
+            p.grad = g
+        self.apply()
+        return metrics
+
+    def direction(self, xi, ops):
+        raise NotImplementedError
+
+    @classmethod
+    def check(cls, config):
+        super().check(config)
+        if config.penalty != "none":
+            raise ConfigError(f"--update {config.update} needs J exactly; with --penalty {config.penalty} J is a "
+                              "finite difference (not supported: use --penalty none)")
+        if config.augment is not None:
+            raise ConfigError(f"--update {config.update} takes J of the un-augmented game: not with --augment")
+
+
+@SCHEMES.register("consensus")
+class Consensus(GradientAdjusted):
+    help = "consensus optimization (Mescheder et al. 2017): steps with ξ + γJᵀξ (--consensus-gamma)"
+
+    def direction(self, xi, ops):
+        return xi + self.trainer.config.consensus_gamma * ops.vjp(None, xi)
+
+
+@SCHEMES.register("sga")
+class SymplecticGradientAdjustment(GradientAdjusted):
+    help = "symplectic gradient adjustment (Balduzzi et al. 2018): steps with ξ + λAᵀξ, aligned sign"
+
+    def __init__(self, trainer):
+        if trainer.comm.size > 1:
+            raise ConfigError("--update sga is not supported under mpiexec (its alignment sign is not an "
+                              "average over the ranks)")
+        super().__init__(trainer)
+
+    def direction(self, xi, ops):
+        from ...game_optim import sga_direction
+
+        c = self.trainer.config
+        return sga_direction(None, ops, c.sga_lambda, c.sga_align, 0.1)[0]
 
 
 @SCHEMES.register("lookahead")
