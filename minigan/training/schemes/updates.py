@@ -29,10 +29,10 @@ its steps). k = n_critic must be 1 (one critic step per step is part of each rul
 """
 from __future__ import annotations
 
-from ... import backend, losses
+from ... import backend
 from ...distributed import DataParallelOptimizer
 from ...errors import ConfigError
-from ..players import backward_coupled_discriminator_loss, backward_discriminator_loss, clip_weights
+from ..players import clip_weights
 from .alternating import Alternating
 from .base import SCHEMES, base_scheme_name
 
@@ -69,12 +69,7 @@ class Simultaneous(Alternating):
         z = t.draws.noise(t.config.batch_size)
         real = t.draws.augment(real)
         fake = t.draws.augment(t.G(z) if y is None else t.G(z, y))  # last: the augmenter's backward is the fakes'
-        t.D.zero_grad()
-        backward = backward_discriminator_loss if t.loss.separable else backward_coupled_discriminator_loss
-        value, out_r, out_f = backward(t.D, t.loss.discriminator, real, fake, y)
-        metrics = {"loss_d": value, "d_real": self.d_summary(out_r), "d_fake": self.d_summary(out_f)}
-        if t.loss.logs_wasserstein:
-            metrics["wasserstein"] = losses.scalar(out_r.mean() - out_f.mean())
+        metrics = self.discriminator_gradient(real, fake, y)
         self.add_penalty(metrics, real, fake, y, t.step)
         out = t.D(fake) if y is None else t.D(fake, y)  # the OLD D: no optimizer step yet
         metrics["loss_g"], d_out = t.loss.generator(out)
