@@ -54,6 +54,12 @@ def setting_choices(f) -> tuple:
     return tuple(choices()) if choices is not None else ()
 
 
+def _update_names():
+    from .training.schemes import update_names
+
+    return update_names()
+
+
 def _data_choices():
     from .data import DATASET_NAMES
 
@@ -160,6 +166,13 @@ class TrainConfig:
                                            default_text=_penalty_weight_defaults)
     wgan_div_power: float = setting(6.0, "p, the power of the gradient norm in the wgan-div penalty")
     gp_weight: float = setting(10.0, "λ, the weight of the gradient penalty (wgan-gp, dragan)")
+    update: str = setting("alternating", "the game's update rule (alternating: Algorithm 1; the others: "
+                          "docs/games.md)", choices=lambda: _update_names())
+    lookahead_k: int = setting(5, "k of --update lookahead: the fast steps between syncs of the slow weights")
+    lookahead_alpha: float = setting(0.5, "α of --update lookahead: the slow weights' step towards the fast ones")
+    consensus_gamma: float = setting(10.0, "γ of --update consensus: the weight of Jᵀξ = ∇(½‖ξ‖²)")
+    sga_lambda: float = setting(1.0, "λ of --update sga: the weight of Aᵀξ")
+    sga_align: bool = setting(True, "--update sga: λ's sign by the alignment criterion (Balduzzi et al. 2018)")
     lazy_reg: int | None = setting(None, "K: lazy regularisation (StyleGAN2): the penalty as its own critic step "
                                    "every K critic steps with weight K·λ, D's Adam lr·c, β^c (c = K/(K+1))",
                                    default_text="off")
@@ -338,6 +351,7 @@ class TrainConfig:
             piece.check_settings(self)
         LOSSES.get(self.loss).check(self)
         PENALTIES.get(self.penalty).check(self)
+        _check_choice(self.update, _update_names(), "update")
         SCHEMES.get(scheme_name(self)).check(self)
 
     def check_extras(self):

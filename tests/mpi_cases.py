@@ -37,6 +37,12 @@ DRAGAN = dict(WGANGP, penalty="dragan", gp_weight=10.0, seed=8)
 DCGAN_AUGMENT = dict(DCGAN, sync_batchnorm=True, augment="color,translation,cutout")
 # WGAN-div over real and fake together: each rank's 2m points, a plain per-sample mean
 WGANDIV = dict(WGANGP, penalty="wgan-div", seed=9)
+# the update rules (--update): n_critic 1, the penalty averaged over the ranks like the loss
+UPDATES = {name: dict(WGANGP, n_critic=1, update=name, seed=10) for name in ("simultaneous", "extragradient",
+                                                                             "optimistic")}
+UPDATES["consensus"] = dict(UPDATES["simultaneous"], update="consensus", loss="hinge", penalty="none",
+                            consensus_gamma=0.5)
+UPDATES["lookahead"] = dict(WGANGP, update="lookahead", lookahead_k=2, lookahead_alpha=0.3, seed=10)  # k=2 of 3 steps
 STEPS = 3
 
 
@@ -101,6 +107,26 @@ def case_dcgan_augment(out):
 
 def case_wgandiv(out):
     case_train(out, WGANDIV)
+
+
+def case_update_simultaneous(out):
+    case_train(out, UPDATES["simultaneous"])
+
+
+def case_update_extragradient(out):
+    case_train(out, UPDATES["extragradient"])
+
+
+def case_update_optimistic(out):
+    case_train(out, UPDATES["optimistic"])
+
+
+def case_update_lookahead(out):
+    case_train(out, UPDATES["lookahead"])
+
+
+def case_update_consensus(out):
+    case_train(out, UPDATES["consensus"])
 
 
 def case_dcgan_nosync(out):

@@ -99,6 +99,13 @@ def test_a_loss_or_penalty_not_exact_under_ranks_is_refused(monkeypatch):
         Trainer(config, comm=FakeComm(2))
 
 
+def test_update_sga_is_refused_under_ranks():
+    config = TrainConfig(data="8gaussians", batch_size=8, hidden=8, depth=1, loss="hinge", update="sga")
+    with pytest.raises(ConfigError, match=r"^--update sga is not supported under mpiexec \(its alignment sign"):
+        Trainer(config, comm=FakeComm(2))
+    Trainer(config)  # one process: fine
+
+
 def test_rank_slices_of_the_global_draws():
     config = TrainConfig(data="8gaussians", batch_size=8, hidden=8, depth=1)
     draws = []
@@ -191,6 +198,15 @@ def test_two_ranks_equal_one_rank(tmp_path, case, config):
     if config["loss"] == "ragan":
         _check_shift_invariant_bias(got, ref, config)
     _compare(got, ref)
+
+
+@needs_mpi
+@pytest.mark.parametrize("update", sorted(mpi_cases.UPDATES))
+def test_update_rules_two_ranks_equal_one_rank(tmp_path, update):
+    """ξ (and, for optimistic, ξ_{t−1}) averaged over the ranks before the optimizers' steps."""
+    out = tmp_path / f"{update}.npz"
+    mpirun(CASES, f"update_{update}", out)
+    _compare(dict(np.load(out)), mpi_cases.state_arrays(mpi_cases.run_steps(mpi_cases.UPDATES[update])))
 
 
 def _check_shift_invariant_bias(got: dict, ref: dict, config: dict):

@@ -114,6 +114,8 @@ ALLOWED = {
     # the cogan scheme refuses penalties (with a hint for wgan-gp); lazy regularisation needs one
     "minigan/training/schemes/cogan.py": ["config.penalty != 'none'", "config.loss == 'wgan-gp'"],
     "minigan/training/schemes/lazy.py": ["config.penalty == 'none'"],
+    # consensus and sga refuse penalties (J would be a finite difference)
+    "minigan/training/schemes/updates.py": ["config.penalty != 'none'"],
     "minigan/progress.py": ["c.penalty != 'wgan-gp'"],  # a hint for runs under WGAN-GP's slow default
     "minigan/experiments.py": ["loss == 'wgan'", "loss == 'wgan-gp'"],  # an experiment's per-loss settings
     # the Dirac-GAN's closed forms (Mescheder et al. 2018), one per setting of the paper's table

@@ -27,7 +27,7 @@ below (plus its config field when it has a switch).
 """
 from __future__ import annotations
 
-from .base import MODEL_SCHEMES, SCHEMES, Scheme, base_scheme_name, scheme_name
-from . import alternating, began, cogan, lazy  # noqa: E402,F401 - registration
+from .base import MODEL_SCHEMES, SCHEMES, Scheme, base_scheme_name, scheme_name, update_names
+from . import alternating, began, cogan, lazy, updates  # noqa: E402,F401 - registration
 
-__all__ = ["SCHEMES", "MODEL_SCHEMES", "Scheme", "scheme_name", "base_scheme_name"]
+__all__ = ["SCHEMES", "MODEL_SCHEMES", "Scheme", "scheme_name", "base_scheme_name", "update_names"]

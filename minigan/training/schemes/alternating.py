@@ -37,16 +37,21 @@ class Alternating(Scheme):
 
     def discriminator_step(self, critic_step: int = 0) -> dict:
         """One critic update; ``critic_step`` counts the run's critic steps from 1."""
-        t = self.trainer
         real, fake, y = self.discriminator_batches()
+        metrics = self.discriminator_gradient(real, fake, y)
+        self.add_penalty(metrics, real, fake, y, critic_step)
+        self.update_discriminator()
+        return metrics
+
+    def discriminator_gradient(self, real, fake, y) -> dict:
+        """∇_ψ L_D on (T(x), T(x̃)) into D's cleared .grad; returns the critic's metrics."""
+        t = self.trainer
         t.D.zero_grad()
         backward = backward_discriminator_loss if t.loss.separable else backward_coupled_discriminator_loss
         value, out_r, out_f = backward(t.D, t.loss.discriminator, real, fake, y)
         metrics = {"loss_d": value, "d_real": self.d_summary(out_r), "d_fake": self.d_summary(out_f)}
         if t.loss.logs_wasserstein:
             metrics["wasserstein"] = losses.scalar(out_r.mean() - out_f.mean())
-        self.add_penalty(metrics, real, fake, y, critic_step)
-        self.update_discriminator()
         return metrics
 
     def add_penalty(self, metrics, real, fake, y, critic_step):

@@ -16,6 +16,7 @@ class Scheme:
     help = ""
     state_key = None  # the checkpoint key of the scheme's own state (None: it keeps none)
     switch = None     # a config key that, when set (not None), makes this the run's scheme
+    update_rule = False  # a value of --update (the game's update rules: minigan.training.schemes.updates)
 
     def __init__(self, trainer):
         self.trainer = trainer
@@ -42,12 +43,19 @@ class Scheme:
 
 
 def scheme_name(config) -> str:
-    """The run's scheme: one switched on by its config key (``Scheme.switch``), else :func:`base_scheme_name`."""
+    """The run's scheme: one switched on by its config key (``Scheme.switch``), else the update rule of
+    ``--update`` (:func:`update_names`), else :func:`base_scheme_name`."""
     for name in SCHEMES.names():
         key = SCHEMES.get(name).switch
         if key is not None and getattr(config, key, None) is not None:
             return name
-    return base_scheme_name(config)
+    update = getattr(config, "update", "alternating")
+    return base_scheme_name(config) if update == "alternating" else update
+
+
+def update_names() -> tuple:
+    """The values of ``--update``: Algorithm 1 and the registered update rules."""
+    return ("alternating",) + tuple(n for n in SCHEMES.names() if SCHEMES.get(n).update_rule)
 
 
 def base_scheme_name(config) -> str:

@@ -64,6 +64,9 @@ class LazyRegularisation(Alternating):
         if config.optimizer != "adam":
             raise ConfigError(f"--lazy-reg adjusts Adam's learning rate and betas (StyleGAN2's c = K/(K+1)); "
                               f"it needs --optimizer adam, got {config.optimizer}")
+        if config.update != "alternating":
+            raise ConfigError(f"--lazy-reg makes Algorithm 1's penalty lazy; it cannot be combined with "
+                              f"--update {config.update}")
         base = base_scheme_name(config)
         if base != "alternating":
             raise ConfigError(f"--lazy-reg makes Algorithm 1's penalty lazy; the {base} training scheme "
