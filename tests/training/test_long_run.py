@@ -111,7 +111,7 @@ def test_second_signal_stops_at_once_and_says_which_checkpoint_is_kept(tmp_path)
     assert not (run / "summary.json").exists()
 
 
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "distributed"))  # where pytest's own import finds it in a whole run
 import test_distributed as mpi  # noqa: E402  (its helpers; a module name, so its tests are not collected twice)
 
 
