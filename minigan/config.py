@@ -48,6 +48,19 @@ def setting(default, help: str, choices=None, default_text: str | None = None, o
                                             "open_choices": open_choices})
 
 
+def _piece_default(key):
+    """The default of a setting that a loss or penalty reads: the piece declares it (``settings``);
+    pieces that share a key must agree."""
+    from .losses import LOSSES
+    from .penalty import PENALTIES
+
+    defaults = {cls.settings[key] for registry in (LOSSES, PENALTIES) for cls in registry.classes()
+                if key in cls.settings}
+    if len(defaults) != 1:
+        raise RuntimeError(f"the pieces that read {key!r} declare {len(defaults)} defaults: {defaults}")
+    return defaults.pop()
+
+
 def setting_choices(f) -> tuple:
     """The allowed values of a TrainConfig field (empty when any value of its type is allowed)."""
     choices = f.metadata.get("choices")
@@ -164,8 +177,8 @@ class TrainConfig:
                                   choices=lambda: _penalty_names(), default_text=_loss_defaults("default_penalty"))
     penalty_weight: float | None = setting(None, "the penalty's weight (λ, γ or k)",
                                            default_text=_penalty_weight_defaults)
-    wgan_div_power: float = setting(6.0, "p, the power of the gradient norm in the wgan-div penalty")
-    gp_weight: float = setting(10.0, "λ, the weight of the gradient penalty (wgan-gp, dragan)")
+    wgan_div_power: float = setting(_piece_default("wgan_div_power"), "p, the power of the gradient norm in the wgan-div penalty")
+    gp_weight: float = setting(_piece_default("gp_weight"), "λ, the weight of the gradient penalty (wgan-gp, dragan)")
     update: str = setting("alternating", "the game's update rule (alternating: Algorithm 1; the others: "
                           "docs/games.md)", choices=lambda: _update_names())
     lookahead_k: int = setting(5, "k of --update lookahead: the fast steps between syncs of the slow weights")
@@ -186,15 +199,15 @@ class TrainConfig:
     conditioning: str = setting("concat", "how cmlp/cdcgan use the label: concat (an embedding joined to the "
                                 "input) or projection (projection critic, conditional-BatchNorm generator)",
                                 choices=lambda: ("concat", "projection"))
-    gp_one_sided: bool = setting(False, "penalise only gradient norms above 1 (wgan-gp)")
-    clip: float = setting(0.01, "c, WGAN's weight clipping bound")
-    lsgan_coding: str = setting("abc", "LSGAN's targets: abc (a=-1, b=1, c=0) or 01 (a=0, b=1, c=1)",
+    gp_one_sided: bool = setting(_piece_default("gp_one_sided"), "penalise only gradient norms above 1 (wgan-gp)")
+    clip: float = setting(_piece_default("clip"), "c, WGAN's weight clipping bound")
+    lsgan_coding: str = setting(_piece_default("lsgan_coding"), "LSGAN's targets: abc (a=-1, b=1, c=0) or 01 (a=0, b=1, c=1)",
                                 choices=lambda: ("abc", "01"))
-    began_gamma: float = setting(0.5, "BEGAN's diversity ratio γ in [0, 1]")
-    began_lambda_k: float = setting(0.001, "BEGAN's learning rate λ_k of the balance k_t")
-    began_k0: float = setting(0.0, "BEGAN's initial k_0 in [0, 1]")
-    divergence: str = setting("gan", "the f-divergence of the fgan loss", choices=lambda: _divergences())
-    fgan_alpha: float | None = setting(None, "α of the alpha divergence (needed with --divergence alpha)")
+    began_gamma: float = setting(_piece_default("began_gamma"), "BEGAN's diversity ratio γ in [0, 1]")
+    began_lambda_k: float = setting(_piece_default("began_lambda_k"), "BEGAN's learning rate λ_k of the balance k_t")
+    began_k0: float = setting(_piece_default("began_k0"), "BEGAN's initial k_0 in [0, 1]")
+    divergence: str = setting(_piece_default("divergence"), "the f-divergence of the fgan loss", choices=lambda: _divergences())
+    fgan_alpha: float | None = setting(_piece_default("fgan_alpha"), "α of the alpha divergence (needed with --divergence alpha)")
     # bookkeeping
     sample_every: int = setting(200, "write a sample grid every this many steps")
     log_every: int = setting(1, "write a metrics.csv row every this many steps")

@@ -49,13 +49,9 @@ from .hvp import set_parameter_vector, set_tangents, size_of, tangent_grads
 from .nn.module import TangentUnsupported
 
 def _settings(registry, **extra) -> dict:
-    """The config keys the registry's pieces declare (``settings``), at TrainConfig's defaults."""
-    from dataclasses import fields
-
-    from .config import TrainConfig
-
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
-    return {**{key: defaults[key] for cls in registry.classes() for key in cls.settings}, **extra}
+    """The config keys the registry's pieces declare (``settings``), at their declared defaults
+    (TrainConfig takes its defaults for them from the same place)."""
+    return {**{key: default for cls in registry.classes() for key, default in cls.settings.items()}, **extra}
 
 
 def make_loss(name, **settings):

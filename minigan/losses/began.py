@@ -90,7 +90,7 @@ class BeganBalance:
 @LOSSES.register("began")
 class Began(Loss):
     help = "Berthelot et al.: an auto-encoder D, L(x) − k_t·L(G(z)) with the k_t balance"
-    settings = ("began_gamma", "began_lambda_k", "began_k0")
+    settings = {"began_gamma": 0.5, "began_lambda_k": 0.001, "began_k0": 0.0}
     autoencoder_critic = True
     recipe = "began"
 

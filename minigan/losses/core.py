@@ -95,7 +95,7 @@ class Loss:
 
     name = ""
     help = ""
-    settings = ()                 # the config keys this loss reads
+    settings = {}                 # the config keys this loss reads, with their defaults
     separable = True
     needs_real_in_g_step = False
     probability_summary = False   # log σ(D) as D(x), D(G(z)) (logit outputs of the minimax losses)

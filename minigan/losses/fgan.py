@@ -610,7 +610,7 @@ def fgan_second(div, v):
 @LOSSES.register("fgan")
 class FGan(Loss):
     help = "Nowozin et al.: the variational bound of an f-divergence (--divergence), non-saturating G"
-    settings = ("divergence", "fgan_alpha")
+    settings = {"divergence": "gan", "fgan_alpha": None}
 
     def __init__(self, config, comm=None):
         super().__init__(config, comm)

@@ -36,7 +36,7 @@ def generator_loss_lsgan(fake, c=0.0):
 @LOSSES.register("lsgan")
 class LeastSquares(Loss):
     help = "Mao et al.: ½E[(D(x) − b)²] + ½E[(D(G(z)) − a)²], G: ½E[(D(G(z)) − c)²]"
-    settings = ("lsgan_coding",)
+    settings = {"lsgan_coding": "abc"}
 
     def discriminator(self, out_real, out_fake):
         a, b, _ = LSGAN_CODINGS[self.config.lsgan_coding]

@@ -32,7 +32,7 @@ def generator_loss_wasserstein(fake):
 @LOSSES.register("wgan")
 class Wasserstein(Loss):
     help = "Arjovsky et al.: critic E[D(x̃)] − E[D(x)], weight clipping, RMSprop(5e-5), k = 5"
-    settings = ("clip",)
+    settings = {"clip": 0.01}
     logs_wasserstein = True
     clips_weights = True
     n_critic = 5
@@ -67,7 +67,7 @@ class Wasserstein(Loss):
 @LOSSES.register("wgan-gp")
 class WassersteinGP(Wasserstein):
     help = "Gulrajani et al.: the wgan loss with a gradient penalty instead of clipping, Adam(1e-4, β = (0, 0.9))"
-    settings = ()
+    settings = {}
     clips_weights = False
     default_penalty = "wgan-gp"
     optimizer = "adam"

@@ -75,7 +75,7 @@ class Penalty:
 
     name = ""
     help = ""
-    settings = ()
+    settings = {}                 # the config keys this penalty reads, with their defaults
     default_weight = 10.0
     weight_setting = None  # a config key holding the default weight instead of default_weight
     per_sample = True  # a gradient penalty: BatchNorm in the critic would couple the samples

@@ -32,7 +32,7 @@ def dragan_penalty(critic, x_hat, weight: float = 10.0, labels=None):
 @PENALTIES.register("dragan")
 class Dragan(Penalty):
     help = "λ·E[(‖∇D(x̂)‖ − 1)²] near the data: x̂ = x + α·0.5·std(x)·u (Kodali et al.; λ: --gp-weight)"
-    settings = ("gp_weight",)
+    settings = {"gp_weight": 10.0}
     weight_setting = "gp_weight"
 
     def apply(self, critic, real, fake, draw, labels=None):

@@ -34,7 +34,7 @@ def wgan_div_penalty(critic, x, k: float = 2.0, p: float = 6.0, labels=None):
 @PENALTIES.register("wgan-div")
 class WganDiv(Penalty):
     help = "k·E‖∇D(x̂)‖^p over the real and fake samples together (Wu et al.; k = 2, p: --wgan-div-power)"
-    settings = ("wgan_div_power",)
+    settings = {"wgan_div_power": 6.0}
     default_weight = 2.0
 
     def apply(self, critic, real, fake, draw, labels=None):

@@ -44,7 +44,7 @@ def gradient_penalty(critic, x_hat, weight: float = 10.0, one_sided: bool = Fals
 @PENALTIES.register("wgan-gp")
 class WganGP(Penalty):
     help = "λ·E[(‖∇D(x̂)‖ − 1)²] at x̂ = εx + (1 − ε)x̃ (Gulrajani et al.; λ: --gp-weight)"
-    settings = ("gp_weight", "gp_one_sided")
+    settings = {"gp_weight": 10.0, "gp_one_sided": False}
     weight_setting = "gp_weight"
 
     def apply(self, critic, real, fake, draw, labels=None):
