@@ -56,12 +56,13 @@ class GradientChecks:
         """The step's metrics as Python floats. On the GPU its values are 0-d device arrays until
         here: they and the pending gradient checks come over in one device→host transfer."""
         checks, self.pending = self.pending, []
-        on_device = [k for k, v in metrics.items() if backend.is_cupy_array(v)]
-        if not on_device and not checks:
+        on_device = [k for k, v in metrics.items() if not backend.backend_of(v).host]
+        device_values = [metrics[k] for k in on_device] + [total for _, _, total in checks]
+        if not device_values:
             return metrics
-        xp = backend.cupy_module()
-        values = xp.stack([xp.asarray(v, dtype=xp.float64) for v in
-                           [metrics[k] for k in on_device] + [total for _, _, total in checks]]).get()
+        device = backend.backend_of(device_values[0])  # whichever backend the models live on
+        xp = device.module()
+        values = device.to_host(xp.stack([xp.asarray(v, dtype=xp.float64) for v in device_values]))
         for (module, which, _), total in zip(checks, values[len(on_device):]):
             if not math.isfinite(total):
                 name_bad_gradient(module, step, which)
