@@ -9,12 +9,13 @@ Vectors are flat float64 arrays: G's parameters, then D's, each in ``parameters(
 flattened in its logical (PyTorch, C-order) layout whatever its memory order (DESIGN.md,
 "GANs as games: the conventions").
 
-**J·v** is one tangent sweep per loss (:mod:`minigan.hvp`, docs/tangents.md): with every
-parameter's tangent set from v, the G sweep (z → G → D → L_G → back through D and G) gives
-R{∇_θ L_G} = the θ-rows of J times v, and the D sweep (x and G(z) → D → L_D → back) gives
-R{∇_ψ L_D}, the ψ-rows. **Jᵀ·u**: the θ-rows of J are rows of the symmetric ∇²L_G (over θ and
-ψ together) and the ψ-rows rows of ∇²L_D, so Jᵀu = ∇²L_G·(u_θ, 0) + ∇²L_D·(0, u_ψ): two more
-sweeps, each now reading the Hessian-vector product over all parameters.
+**J·v** is one tangent sweep (:mod:`minigan.hvp`; docs/tangents.md, section 4): with every
+parameter's tangent set from v, G and D run forward once per batch with their tangents, then
+back through D from L_D on each batch (R{∇_ψ L_D}, the ψ-rows of J times v) and from L_G on
+the fake one, on through G (R{∇_θ L_G}, the θ-rows). **Jᵀ·u**: the θ-rows of J are rows of the
+symmetric ∇²L_G (over θ and ψ together) and the ψ-rows rows of ∇²L_D, so Jᵀu = ∇²L_G·(u_θ, 0)
++ ∇²L_D·(0, u_ψ): one sweep per player's loss (the G sweep z → G → D → L_G → back through D
+and G; the D sweep), each reading the Hessian-vector product over all parameters.
 
 Both are exact for every loss of the registry without a penalty. With a penalty (its
 gradient needs a second-order pass, so J would need third derivatives) J·v is the central
@@ -45,7 +46,7 @@ import numpy as np
 from . import loss_tangents, losses
 from .backend import array_module
 from .hvp import clear_tangents, fixed_spectral_norm, gradients, parameter_vector, saved_buffers
-from .hvp import set_parameter_vector, set_tangents, size_of, tangent_grads
+from .hvp import set_parameter_vector, set_tangents, size_of, skipped_tangent_grads, tangent_grads
 from .nn.module import TangentUnsupported
 
 def _settings(registry, **extra) -> dict:
@@ -194,6 +195,27 @@ class Game:
         if self.penalty is not None:
             self.penalty.apply(self.D, x, fake, self._draw(), labels)
 
+    def _sweep_jvp(self, z, x, labels):
+        """J·v in one sweep (docs/tangents.md, "J·v in one sweep"): G's forward and D's forwards on
+        the fake and the real batch once each, with their tangents, then four passes back:
+        the ψ rows R{∇_ψ L_D} back through D from L_D's real part and from its fake part, the θ rows
+        R{∇_θ L_G} back through D from L_G (for the tangent of ∂L_G/∂G(z) alone: D's R{dψ} are not
+        formed) and on through G. D's saved values of the fake batch are put back after the real one's.
+        """
+        fake, fake_dot = self._generate(z, labels)
+        out_f, f_dot = self._score(fake, labels, fake_dot)
+        on_fake = self.D.forward_caches()
+        out_r, r_dot = self._score(x, labels, _zeros_like(x))
+        _, (d_r, d_f), (t_r, t_f) = loss_tangents.discriminator(self.loss, out_r, out_f, r_dot, f_dot)
+        real = (out_r, r_dot) if self.loss.needs_real_in_g_step else ()
+        _, d_g, t_g = loss_tangents.generator(self.loss, out_f, f_dot, *real)
+        self._back(self.D, d_r, t_r)
+        self.D.restore_caches(on_fake)
+        self._back(self.D, d_f, t_f)
+        with skipped_tangent_grads(self.D):
+            d_fake, d_fake_dot = self._back(self.D, d_g, t_g)
+        self._back(self.G, d_fake, d_fake_dot)
+
     # --- BEGAN: D an auto-encoder, L(v) = mean|v − D(v)|, L_D = L(x) − k·L(G(z)), L_G = L(G(z)) ---
     def _reconstruct(self, v, v_dot, weight, labels):
         """D on v with its tangent, then back through D from weight·∂L(v)/∂recon; returns
@@ -219,10 +241,11 @@ class Game:
         self._reconstruct(x, _zeros_like(x), 1.0, labels)
 
     def _run(self, player, v, *args):
-        """One sweep of ``player``'s loss ("G" or "D"): with tangents v over (θ, ψ), R{gradient}
-        over both players' parameters; with v None (the first-order passes alone), the gradient."""
+        """One sweep of ``player``'s loss ("G" or "D", or "J" for both players' rows of J·v): with
+        tangents v over (θ, ψ), R{gradient} over both players' parameters; with v None (the
+        first-order passes alone), the gradient."""
         sweeps = {"G": self._sweep_G_began, "D": self._sweep_D_began} if self.autoencoder else \
-            {"G": self._sweep_G, "D": self._sweep_D}
+            {"G": self._sweep_G, "D": self._sweep_D, "J": self._sweep_jvp}
         sweep = sweeps[player]
         params = self.params_G + self.params_D
         with saved_buffers(self.G, self.D), fixed_spectral_norm(self.G, self.D):
@@ -257,6 +280,8 @@ class Game:
         v = np.asarray(v, dtype=np.float64).reshape(-1)
         if not self.exact:
             return self._central_difference(z, x, v, labels)
+        if not self.autoencoder:
+            return self._run("J", v, z, x, labels)
         r_G = self._run("G", v, z, x, labels)
         r_D = self._run("D", v, z, x, labels, False)
         return np.concatenate([r_G[:self.n_G], r_D[self.n_G:]])

@@ -109,6 +109,26 @@ class saved_buffers:
         return False
 
 
+class skipped_tangent_grads:
+    """Context manager: the modules' parameters form no R{dθ} inside the block (their
+    ``tangent_grad_wanted`` is False): a sweep that goes back through a network only for the
+    tangent of its input gradient (J·v's G rows through D) skips those products."""
+
+    def __init__(self, *modules):
+        self.params = [p for m in modules for p in m.parameters()]
+
+    def __enter__(self):
+        self.wanted = [p.tangent_grad_wanted for p in self.params]
+        for p in self.params:
+            p.tangent_grad_wanted = False
+        return self
+
+    def __exit__(self, *exc):
+        for p, wanted in zip(reversed(self.params), reversed(self.wanted)):
+            p.tangent_grad_wanted = wanted
+        return False
+
+
 class fixed_spectral_norm:
     """Context manager: spectral-norm wrappers run without power iteration inside the block, so
     every forward uses the stored u, v: the constants their backward and tangent passes assume

@@ -130,7 +130,7 @@ class _ConvBase(Module):
 
     def _accumulate_bias_tangent(self, dy_dot):
         if self.bias is not None:
-            self.bias.accumulate_tangent(dy_dot.sum(axis=(0, 2, 3)))
+            self.bias.accumulate_tangent(lambda: dy_dot.sum(axis=(0, 2, 3)))
 
 
 class Conv2d(_ConvBase):
@@ -196,10 +196,12 @@ class Conv2d(_ConvBase):
         _, x_dot_cols = self._kept_tangent(x)
         s, p, shape = self.stride, self.padding, self.weight.shape
         cols = self._cache_cols
-        if cols is None:
-            cols = kernel("im2col", x)(x, self.kernel_size, self.kernel_size, s, p)
-        weight_grad = kernel("conv2d_backward_weight", dy)
-        self.weight.accumulate_tangent(weight_grad(dy_dot, cols, shape) + weight_grad(dy, x_dot_cols, shape))
+
+        def weight_tangent():   # R{dW} = dW(ḋy, x) + dW(dy, ẋ)
+            columns = kernel("im2col", x)(x, self.kernel_size, self.kernel_size, s, p) if cols is None else cols
+            weight_grad = kernel("conv2d_backward_weight", dy)
+            return weight_grad(dy_dot, columns, shape) + weight_grad(dy, x_dot_cols, shape)
+        self.weight.accumulate_tangent(weight_tangent)
         self._accumulate_bias_tangent(dy_dot)
         back = kernel("conv2d_backward_input", dy)
         dx_dot = back(dy_dot, self._cached_weight(keep=True), x.shape, s, p)
@@ -279,6 +281,6 @@ class ConvTranspose2d(_ConvBase):
         dx_w, dy_cols = conv(dy, self.weight.tangent_or_zeros(), s, p)             # conv(dy, Ẇ)
         dx_dot += dx_w
         weight_grad = kernel("conv2d_backward_weight", x)
-        self.weight.accumulate_tangent(weight_grad(x_dot, dy_cols, shape) + weight_grad(x, dy_dot_cols, shape))
+        self.weight.accumulate_tangent(lambda: weight_grad(x_dot, dy_cols, shape) + weight_grad(x, dy_dot_cols, shape))
         self._accumulate_bias_tangent(dy_dot)
         return self.backward(dy, accumulate=accumulate), dx_dot

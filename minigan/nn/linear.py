@@ -73,9 +73,9 @@ class Linear(Module):
     def tangent_backward(self, dy, dy_dot, accumulate=True):
         x = self._require(self._cache_x)
         x_dot = self._kept_tangent(x)
-        self.weight.accumulate_tangent(dy_dot.T @ x + dy.T @ x_dot)
+        self.weight.accumulate_tangent(lambda: dy_dot.T @ x + dy.T @ x_dot)
         if self.bias is not None:
-            self.bias.accumulate_tangent(dy_dot.sum(axis=0))
+            self.bias.accumulate_tangent(lambda: dy_dot.sum(axis=0))
         return self.backward(dy, accumulate=accumulate), dy_dot @ self.weight.data + dy @ self.weight.tangent_or_zeros()
 
 
@@ -121,8 +121,10 @@ class Embedding(Module):
 
     def tangent_backward(self, dy, dy_dot, accumulate=True):
         idx = self._require(self._cache_idx)
-        part = self.xp.zeros_like(self.weight.data)
-        scatter_add(part, idx, dy_dot)
-        self.weight.accumulate_tangent(part)
+        def weight_tangent():
+            part = self.xp.zeros_like(self.weight.data)
+            scatter_add(part, idx, dy_dot)
+            return part
+        self.weight.accumulate_tangent(weight_tangent)
         return self.backward(dy, accumulate=accumulate), None
 

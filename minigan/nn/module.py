@@ -141,8 +141,15 @@ class Parameter:
             return backend.array_module(self.data).zeros_like(self.data)
         return self.tangent
 
+    tangent_grad_wanted = True   # False: nothing reads R{dθ} (J·v's G rows pass through D): not formed
+
     def accumulate_tangent(self, part) -> None:
-        """tangent_grad += part (part a fresh array)."""
+        """tangent_grad += part: a fresh array, or a zero-argument callable returning one, called
+        only when R{dθ} is wanted (``tangent_grad_wanted``): a sweep that goes through a network
+        for its input tangent alone (:class:`minigan.hvp.skipped_tangent_grads`) skips the products."""
+        if not self.tangent_grad_wanted:
+            return
+        part = part() if callable(part) else part
         self.tangent_grad = part if self.tangent_grad is None else self.tangent_grad + part
 
 
@@ -354,6 +361,24 @@ class Module:
         raise TangentUnsupported(
             f"{type(self).__name__} has no tangent pass (tangent_backward), so Hessian-vector "
             "products and game Jacobians cannot run through it")
+
+    def forward_caches(self) -> list:
+        """What this module and every module below it keep from their last forward (the
+        ``_cache*`` attributes), by reference: :meth:`restore_caches` puts them back, so one
+        forward's saved values can serve backward passes after a forward on another batch
+        (:meth:`minigan.game.Game.jvp`: D's passes on the real and on the fake batch)."""
+        return [(m, {k: v for k, v in m.__dict__.items() if k.startswith("_cache")})
+                for module in self.modules() for m in module._cache_holders()]
+
+    @staticmethod
+    def restore_caches(caches) -> None:
+        """Put back what :meth:`forward_caches` took."""
+        for m, saved in caches:
+            m.__dict__.update(saved)
+
+    def _cache_holders(self) -> list:
+        """This module and any layer it runs that is not a registered child (spectral norm's)."""
+        return [self]
 
     def _clear_cache(self):
         """Forget forward/backward caches (after to(), or to free memory)."""

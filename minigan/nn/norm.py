@@ -228,8 +228,8 @@ class _BatchNorm(Module):
         x_dot, xhat_dot = self._kept_tangent(self._cache)
         axes = self._axes(dy)
         if self.affine:
-            self.weight.accumulate_tangent((dy_dot * xhat + dy * xhat_dot).sum(axis=axes))
-            self.bias.accumulate_tangent(dy_dot.sum(axis=axes))
+            self.weight.accumulate_tangent(lambda: (dy_dot * xhat + dy * xhat_dot).sum(axis=axes))
+            self.bias.accumulate_tangent(lambda: dy_dot.sum(axis=axes))
             gamma = self._gamma(dy)
             v, v_dot = gamma * dy, gamma * dy_dot + self.weight.tangent_or_zeros().reshape(self._shape(dy)) * dy
         else:
@@ -347,9 +347,9 @@ class LayerNorm(Module):
         x_dot, xhat_dot = self._kept_tangent(self._cache)
         batch_axes = self._batch_axes(dy)
         if self.weight is not None:
-            self.weight.accumulate_tangent((dy_dot * xhat + dy * xhat_dot).sum(axis=batch_axes))
+            self.weight.accumulate_tangent(lambda: (dy_dot * xhat + dy * xhat_dot).sum(axis=batch_axes))
         if self.bias is not None:
-            self.bias.accumulate_tangent(dy_dot.sum(axis=batch_axes))
+            self.bias.accumulate_tangent(lambda: dy_dot.sum(axis=batch_axes))
         v = self._gamma() * dy
         v_dot = self._gamma() * dy_dot
         if self.weight is not None:

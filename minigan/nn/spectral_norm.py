@@ -137,15 +137,19 @@ class SpectralNorm(Module):
         sigma = self._require(self._cache_sigma)
         w, w_dot = self.weight_orig.data, self.weight_orig.tangent_or_zeros()
         sigma_dot = float(self.weight_u @ (self._matrix(w_dot) @ self.weight_v))   # σ̇ = uᵀẆ_m v
-        self.module.weight.tangent = w_dot / sigma - (sigma_dot / sigma ** 2) * w
-        self._keep_tangent(self._cache_sigma, sigma_dot)
-        return self.module.tangent_forward(x_dot)
+        w_bar_dot = w_dot / sigma - (sigma_dot / sigma ** 2) * w   # the inner layer's Ẇ̄
+        self._keep_tangent(self._cache_sigma, (sigma_dot, w_bar_dot))
+        self.module.weight.tangent = w_bar_dot
+        try:
+            return self.module.tangent_forward(x_dot)
+        finally:
+            self.module.weight.tangent = None
 
     def tangent_backward(self, dy, dy_dot, accumulate=True):
         sigma = self._require(self._cache_sigma)
-        sigma_dot = self._kept_tangent(self._cache_sigma)
+        sigma_dot, w_bar_dot = self._kept_tangent(self._cache_sigma)
         inner = self.module.weight
-        inner.tangent_grad = None
+        inner.tangent, inner.tangent_grad = w_bar_dot, None   # Ẇ̄ for this pass (kept: passes may repeat)
         # R{dW} needs G itself: the inner layer always accumulates (G into inner.grad, Ġ into its
         # tangent_grad); without ``accumulate`` the shared bias's .grad is put back as it was
         bias_grad = None if accumulate or self.module.bias is None else self.module.bias.grad.copy()
@@ -153,12 +157,15 @@ class SpectralNorm(Module):
         if bias_grad is not None:
             self.module.bias.grad = bias_grad
         G, G_dot = inner.grad, inner.tangent_grad
-        w, w_dot = self.weight_orig.data, self.weight_orig.tangent_or_zeros()
-        uv = self._unmatrix(self.xp.outer(self.weight_u, self.weight_v), w.shape)
-        gw = float((G * w).sum())
-        coefficient = (float((G_dot * w).sum()) + float((G * w_dot).sum())) / sigma ** 2 \
-            - 2 * gw * sigma_dot / sigma ** 3
-        self.weight_orig.accumulate_tangent(G_dot / sigma - (sigma_dot / sigma ** 2) * G - coefficient * uv)
+
+        def weight_tangent():
+            w, w_dot = self.weight_orig.data, self.weight_orig.tangent_or_zeros()
+            uv = self._unmatrix(self.xp.outer(self.weight_u, self.weight_v), w.shape)
+            gw = float((G * w).sum())
+            coefficient = (float((G_dot * w).sum()) + float((G * w_dot).sum())) / sigma ** 2 \
+                - 2 * gw * sigma_dot / sigma ** 3
+            return G_dot / sigma - (sigma_dot / sigma ** 2) * G - coefficient * uv
+        self.weight_orig.accumulate_tangent(weight_tangent)
         inner.tangent = inner.tangent_grad = None
         if accumulate:
             self._map_weight_grad()
@@ -167,6 +174,9 @@ class SpectralNorm(Module):
         return dx, dx_dot
 
     # --- modes, dtype, caches ----------------------------------------------------------
+    def _cache_holders(self):
+        return [self, self.module]
+
     def train(self, mode: bool = True):
         super().train(mode)
         self.module.train(mode)
