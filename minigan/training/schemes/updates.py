@@ -29,6 +29,8 @@ its steps). k = n_critic must be 1 (one critic step per step is part of each rul
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ... import backend
 from ...distributed import DataParallelOptimizer
 from ...errors import ConfigError
@@ -215,6 +217,44 @@ class SymplecticGradientAdjustment(GradientAdjusted):
 
         c = self.trainer.config
         return sga_direction(None, ops, c.sga_lambda, c.sga_align, 0.1)[0]
+
+
+@SCHEMES.register("cgd")
+class CompetitiveGradientDescent(GradientAdjusted):
+    help = "competitive gradient descent (Schäfer & Anandkumar 2019): steps with [[I, ηJ_θψ], [ηJ_ψθ, I]]⁻¹ξ"
+
+    def direction(self, xi, ops):
+        from ...game_optim import FieldOps, cgd_direction
+
+        comm = self.trainer.comm
+        if comm.size > 1:  # J̄ = the ranks' mean J_r: every product averaged, so every rank solves alike
+            rank_ops = ops
+            ops = FieldOps(lambda w: xi, ops.n_G, lambda w, v: rank_mean(comm, rank_ops.jvp(w, v)))
+        c = self.trainer.config
+        return cgd_direction(None, ops, c.lr_g, c.cgd_tol, c.cgd_maxiter, zero_sum=False)
+
+    def optimizer_step(self, which, module, opt):
+        # g is of the global batch already, the same on every rank: no second average
+        (opt.optimizer if isinstance(opt, DataParallelOptimizer) else opt).step()
+
+    @classmethod
+    def check(cls, config):
+        super().check(config)
+        if config.lr_d != config.lr_g:
+            raise ConfigError(f"--update cgd has one step size η (in its matrix and its step): it needs "
+                              f"--lr-d = --lr-g, got {config.lr_d} and {config.lr_g}")
+        if config.cgd_maxiter < 1:
+            raise ConfigError(f"cgd_maxiter (the linear solve's iterations) must be >= 1, got {config.cgd_maxiter}")
+        if not 0 < config.cgd_tol < 1:
+            raise ConfigError(f"cgd_tol (the linear solve's relative residual) must be in (0, 1), got {config.cgd_tol}")
+
+
+def rank_mean(comm, vector):
+    """The mean over the ranks of a host float64 vector (allreduced in place)."""
+    vector = np.ascontiguousarray(vector, dtype=np.float64)
+    comm.allreduce(vector)
+    vector /= comm.size
+    return vector
 
 
 @SCHEMES.register("lookahead")
