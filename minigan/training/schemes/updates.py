@@ -21,6 +21,15 @@ its steps). k = n_critic must be 1 (one critic step per step is part of each rul
   consensus averages ξ first, then each rank adds γ·J_rᵀξ̄ of its slice and the optimizer's
   average makes ξ̄ + γ·J̄ᵀξ̄ (J of the global batch: equal slices, mean losses); SGA's sign is not
   linear in the ranks' J_r: refused under mpiexec.
+* ``cgd``: competitive gradient descent (Schäfer & Anandkumar 2019): w ← step(w, g), g the adjusted
+  gradient solving [[I, ηJ_θψ], [ηJ_ψθ, I]]·g = ξ (:func:`minigan.game_optim.cgd_direction`), so
+  Δθ = −η(I − η²J_θψJ_ψθ)⁻¹(ξ_θ − ηJ_θψξ_ψ) and Δψ = −η(I − η²J_ψθJ_θψ)⁻¹(ξ_ψ − ηJ_ψθξ_θ) with SGD at
+  lr η: exactly CGD. η is the learning rate (``--lr-d`` = ``--lr-g`` required; with Adam or RMSprop
+  the base optimizer rescales g as it would ξ). Most GAN losses are general-sum (J_ψθ ≠ −J_θψᵀ: the
+  matrix is not symmetric, CG's premise), so the solve is one GMRES cycle of at most
+  ``--cgd-maxiter`` iterations (``--cgd-tol``), correct for every loss. J as for
+  consensus (penalty, ``--augment`` refused); under mpiexec every J·v of the solve is averaged over
+  the ranks (J̄ of the global batch), so every rank runs the same iterations and takes one step.
 * ``lookahead``: LookAhead-minmax (Chavdarova et al. 2021) over Algorithm 1 (its n_critic
   critic steps, then the generator step: one fast step): slow weights ω of both players
   (their parameters; BatchNorm statistics stay the fast ones'), and after every k-th step
