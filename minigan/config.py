@@ -186,6 +186,9 @@ class TrainConfig:
     consensus_gamma: float = setting(10.0, "γ of --update consensus: the weight of Jᵀξ = ∇(½‖ξ‖²)")
     sga_lambda: float = setting(1.0, "λ of --update sga: the weight of Aᵀξ")
     sga_align: bool = setting(True, "--update sga: λ's sign by the alignment criterion (Balduzzi et al. 2018)")
+    cgd_maxiter: int = setting(20, "--update cgd: the most GMRES iterations (each a J·v pair) of its linear "
+                               "solve per step")
+    cgd_tol: float = setting(1e-6, "--update cgd: the relative residual at which its linear solve stops")
     lazy_reg: int | None = setting(None, "K: lazy regularisation (StyleGAN2): the penalty as its own critic step "
                                    "every K critic steps with weight K·λ, D's Adam lr·c, β^c (c = K/(K+1))",
                                    default_text="off")

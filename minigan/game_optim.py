@@ -329,41 +329,48 @@ def _j_theta_psi(w, ops, v_psi):
     return ops.jvp(w, np.concatenate([np.zeros(n), v_psi]))[:n]
 
 
-def _j_psi_theta(w, ops, v_theta):
-    """J_ψθ·v_θ: the ψ-rows of J·(v_θ, 0)."""
+def _j_psi_theta(w, ops, v_theta, n_D):
+    """J_ψθ·v_θ: the ψ-rows of J·(v_θ, 0); ψ has n_D entries."""
+    return ops.jvp(w, np.concatenate([v_theta, np.zeros(n_D)]))[ops.n_G:]
+
+
+def cgd_direction(w, ops, eta, tol, maxiter, zero_sum):
+    """Competitive gradient descent's adjusted gradient g (Schäfer & Anandkumar 2019, general-sum
+    form), the step being Δ = −ηg: g solves [[I, ηJ_θψ], [ηJ_ψθ, I]]·g = ξ. Eliminating
+    g_ψ = ξ_ψ − ηJ_ψθg_θ: (I − η²J_θψJ_ψθ)·g_θ = ξ_θ − ηJ_θψξ_ψ, and then g_ψ equals
+    (I − η²J_ψθJ_θψ)⁻¹(ξ_ψ − ηJ_ψθξ_θ), the paper's other formula. For a zero-sum game
+    (J_ψθ = −J_θψᵀ) the matrix is I + η²J_θψJ_θψᵀ, symmetric positive definite: solved by conjugate
+    gradients on J·v products (relative residual ``tol``, at most ``maxiter`` iterations); a
+    general-sum game (``zero_sum=False``) by one GMRES cycle of at most ``maxiter`` iterations on the
+    same products. Deterministic: the same products give the same g."""
+    from scipy.sparse.linalg import LinearOperator, cg, gmres
+
     n = ops.n_G
-    return ops.jvp(w, np.concatenate([v_theta, np.zeros(w.size - n)]))[n:]
+    xi = ops.field(w)
+    n_D = xi.size - n
+
+    def matvec(v_theta):   # (I − η²J_θψJ_ψθ)·v_θ
+        return v_theta - eta * eta * _j_theta_psi(w, ops, _j_psi_theta(w, ops, v_theta, n_D))
+
+    operator = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+    rhs = xi[:n] - eta * _j_theta_psi(w, ops, xi[n:])
+    if zero_sum:
+        g_theta, info = cg(operator, rhs, rtol=tol, atol=0.0, maxiter=int(maxiter))
+    else:   # one GMRES cycle of at most maxiter products, as CG's budget
+        g_theta, info = gmres(operator, rhs, rtol=tol, atol=0.0, restart=int(maxiter), maxiter=1)
+    if info < 0:
+        raise ValueError(f"cgd: the linear solve broke down (info {info})")
+    return np.concatenate([g_theta, xi[n:] - eta * _j_psi_theta(w, ops, g_theta, n_D)])
 
 
 @register("cgd")
 class CGD(Rule):
-    """Competitive gradient descent (Schäfer & Anandkumar 2019), general-sum form: the step Δ
-    solves [[I, ηJ_θψ], [ηJ_ψθ, I]]·Δ = −ηξ. Eliminating Δψ = −ηξ_ψ − ηJ_ψθΔθ:
-    (I − η²J_θψJ_ψθ)·Δθ = −ηξ_θ + η²J_θψξ_ψ. For a zero-sum game (J_ψθ = −J_θψᵀ) the matrix is
-    I + η²J_θψJ_θψᵀ, symmetric positive definite: solved by conjugate gradients on J·v products
-    (``tol``, at most ``maxiter`` iterations); a general-sum game (``zero_sum=False``) by one
-    GMRES cycle of at most ``maxiter`` iterations on the same products."""
+    """Competitive gradient descent (Schäfer & Anandkumar 2019): w ← w − ηg, g = the adjusted
+    gradient of :func:`cgd_direction` (CG for a zero-sum game, GMRES with ``zero_sum=False``)."""
     defaults = {"tol": 1e-10, "maxiter": 50, "zero_sum": True}
 
     def step(self, w, state, ops):
-        from scipy.sparse.linalg import LinearOperator, cg, gmres
-
-        n, eta = ops.n_G, self.lr
-        xi = ops.field(w)
-
-        def matvec(v_theta):   # (I − η²J_θψJ_ψθ)·v_θ
-            return v_theta - eta * eta * _j_theta_psi(w, ops, _j_psi_theta(w, ops, v_theta))
-
-        operator = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-        rhs = -eta * xi[:n] + eta * eta * _j_theta_psi(w, ops, xi[n:])
-        if self.zero_sum:
-            d_theta, info = cg(operator, rhs, rtol=self.tol, atol=0.0, maxiter=int(self.maxiter))
-        else:   # one GMRES cycle of at most maxiter products, as CG's budget
-            d_theta, info = gmres(operator, rhs, rtol=self.tol, atol=0.0, restart=int(self.maxiter), maxiter=1)
-        if info < 0:
-            raise ValueError(f"cgd: the linear solve broke down (info {info})")
-        d_psi = -eta * xi[n:] - eta * _j_psi_theta(w, ops, d_theta)
-        return w + np.concatenate([d_theta, d_psi])
+        return w - self.lr * cgd_direction(w, ops, self.lr, self.tol, self.maxiter, self.zero_sum)
 
 
-__all__ = ["RULES", "FieldOps", "game_ops", "make_rule", "register", "sga_direction"]
+__all__ = ["RULES", "FieldOps", "cgd_direction", "game_ops", "make_rule", "register", "sga_direction"]

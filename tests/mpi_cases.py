@@ -42,6 +42,8 @@ UPDATES = {name: dict(WGANGP, n_critic=1, update=name, seed=10) for name in ("si
                                                                              "optimistic")}
 UPDATES["consensus"] = dict(UPDATES["simultaneous"], update="consensus", loss="hinge", penalty="none",
                             consensus_gamma=0.5)
+# cgd: every J·v of the solve averaged over the ranks (J of the global batch), so both ranks take one step
+UPDATES["cgd"] = dict(UPDATES["consensus"], update="cgd", lr_d=0.3, lr_g=0.3, cgd_maxiter=4, cgd_tol=1e-9)
 UPDATES["lookahead"] = dict(WGANGP, update="lookahead", lookahead_k=2, lookahead_alpha=0.3, seed=10)  # k=2 of 3 steps
 STEPS = 3
 
@@ -127,6 +129,10 @@ def case_update_lookahead(out):
 
 def case_update_consensus(out):
     case_train(out, UPDATES["consensus"])
+
+
+def case_update_cgd(out):
+    case_train(out, UPDATES["cgd"])
 
 
 def case_dcgan_nosync(out):

@@ -75,7 +75,7 @@ def sgd(w, g, lr):
 
 def test_the_flag_selects_the_scheme_and_lists_the_rules(tmp_path):
     assert update_names() == ("alternating", "simultaneous", "extragradient", "optimistic", "consensus", "sga",
-                              "lookahead")
+                              "cgd", "lookahead")
     assert scheme_name(config(tmp_path)) == "alternating"
     for name in update_names()[1:]:
         assert scheme_name(config(tmp_path, update=name)) == name
@@ -137,13 +137,13 @@ def test_optimistic_steps_with_twice_the_field_minus_the_last(tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("update", ["simultaneous", "extragradient", "optimistic", "lookahead", "consensus",
-                                    "sga"])
+                                    "sga", "cgd"])
 def test_resume_is_bit_exact(tmp_path, update):
     """Adam (its moments), 6 steps straight = 3, checkpoint, resume, 3 more (lookahead: k = 2, the
     slow weights of step 2's synchronisation carried to those of steps 4 and 6)."""
     extra = dict(update=update, penalty="r1", penalty_weight=0.3, lookahead_k=2, lookahead_alpha=0.4)
-    if update in ("consensus", "sga"):
-        extra.update(penalty="none", consensus_gamma=0.5, sga_lambda=0.7)
+    if update in ("consensus", "sga", "cgd"):
+        extra.update(penalty="none", consensus_gamma=0.5, sga_lambda=0.7, cgd_maxiter=3, cgd_tol=1e-3)
     whole = Trainer(config(tmp_path, "whole", steps=6, **extra))
     for _ in range(6):
         whole.train_step()
@@ -279,7 +279,7 @@ def test_settings_it_cannot_train_are_refused(tmp_path, extra, message):
 
 
 @pytest.mark.parametrize("update", ["simultaneous", "extragradient", "optimistic", "lookahead", "consensus",
-                                    "sga"])
+                                    "sga", "cgd"])
 def test_the_cli_trains_with_each_rule(tmp_path, update):
     out = tmp_path / update
     code = cli.main(["train", "--data", "8gaussians", "--loss", "hinge", "--update", update, "--steps", "3",

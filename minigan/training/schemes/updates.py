@@ -21,6 +21,15 @@ its steps). k = n_critic must be 1 (one critic step per step is part of each rul
   consensus averages ξ first, then each rank adds γ·J_rᵀξ̄ of its slice and the optimizer's
   average makes ξ̄ + γ·J̄ᵀξ̄ (J of the global batch: equal slices, mean losses); SGA's sign is not
   linear in the ranks' J_r: refused under mpiexec.
+* ``cgd``: competitive gradient descent (Schäfer & Anandkumar 2019): w ← step(w, g), g the adjusted
+  gradient solving [[I, ηJ_θψ], [ηJ_ψθ, I]]·g = ξ (:func:`minigan.game_optim.cgd_direction`), so
+  Δθ = −η(I − η²J_θψJ_ψθ)⁻¹(ξ_θ − ηJ_θψξ_ψ) and Δψ = −η(I − η²J_ψθJ_θψ)⁻¹(ξ_ψ − ηJ_ψθξ_θ) with SGD at
+  lr η: exactly CGD. η is the learning rate (``--lr-d`` = ``--lr-g`` required; with Adam or RMSprop
+  the base optimizer rescales g as it would ξ). Most GAN losses are general-sum (J_ψθ ≠ −J_θψᵀ: the
+  matrix is not symmetric, CG's premise), so the solve is one GMRES cycle of at most
+  ``--cgd-maxiter`` iterations (``--cgd-tol``), correct for every loss. J as for
+  consensus (penalty, ``--augment`` refused); under mpiexec every J·v of the solve is averaged over
+  the ranks (J̄ of the global batch), so every rank runs the same iterations and takes one step.
 * ``lookahead``: LookAhead-minmax (Chavdarova et al. 2021) over Algorithm 1 (its n_critic
   critic steps, then the generator step: one fast step): slow weights ω of both players
   (their parameters; BatchNorm statistics stay the fast ones'), and after every k-th step
@@ -28,6 +37,8 @@ its steps). k = n_critic must be 1 (one critic step per step is part of each rul
   ω is checkpointed; the fast optimizers' state carries on across the synchronisations.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from ... import backend
 from ...distributed import DataParallelOptimizer
@@ -215,6 +226,44 @@ class SymplecticGradientAdjustment(GradientAdjusted):
 
         c = self.trainer.config
         return sga_direction(None, ops, c.sga_lambda, c.sga_align, 0.1)[0]
+
+
+@SCHEMES.register("cgd")
+class CompetitiveGradientDescent(GradientAdjusted):
+    help = "competitive gradient descent (Schäfer & Anandkumar 2019): steps with [[I, ηJ_θψ], [ηJ_ψθ, I]]⁻¹ξ"
+
+    def direction(self, xi, ops):
+        from ...game_optim import FieldOps, cgd_direction
+
+        comm = self.trainer.comm
+        if comm.size > 1:  # J̄ = the ranks' mean J_r: every product averaged, so every rank solves alike
+            rank_ops = ops
+            ops = FieldOps(lambda w: xi, ops.n_G, lambda w, v: rank_mean(comm, rank_ops.jvp(w, v)))
+        c = self.trainer.config
+        return cgd_direction(None, ops, c.lr_g, c.cgd_tol, c.cgd_maxiter, zero_sum=False)
+
+    def optimizer_step(self, which, module, opt):
+        # g is of the global batch already, the same on every rank: no second average
+        (opt.optimizer if isinstance(opt, DataParallelOptimizer) else opt).step()
+
+    @classmethod
+    def check(cls, config):
+        super().check(config)
+        if config.lr_d != config.lr_g:
+            raise ConfigError(f"--update cgd has one step size η (in its matrix and its step): it needs "
+                              f"--lr-d = --lr-g, got {config.lr_d} and {config.lr_g}")
+        if config.cgd_maxiter < 1:
+            raise ConfigError(f"cgd_maxiter (the linear solve's iterations) must be >= 1, got {config.cgd_maxiter}")
+        if not 0 < config.cgd_tol < 1:
+            raise ConfigError(f"cgd_tol (the linear solve's relative residual) must be in (0, 1), got {config.cgd_tol}")
+
+
+def rank_mean(comm, vector):
+    """The mean over the ranks of a host float64 vector (allreduced in place)."""
+    vector = np.ascontiguousarray(vector, dtype=np.float64)
+    comm.allreduce(vector)
+    vector /= comm.size
+    return vector
 
 
 @SCHEMES.register("lookahead")
