@@ -18,6 +18,7 @@ on its first lookup for a float32/float64 NumPy array. The reference is one swit
     "activation_tangent"     kernels/bias_activation.py   minigan.penalty_kernels.activation_tangent
     "batch_norm_forward"     kernels/norm.py              minigan.functional.batch_norm_forward
     "batch_norm_backward"    kernels/norm.py              minigan.functional.batch_norm_backward
+    "batch_norm_tangent_backward" kernels/norm.py         minigan.functional.batch_norm_tangent_backward
     "layer_norm_forward"     kernels/norm.py              minigan.functional.layer_norm_forward
     "layer_norm_backward"    kernels/norm.py              minigan.functional.layer_norm_backward
     "penalty_cotangent"      kernels/penalty_norm.py      minigan.penalty_kernels.penalty_cotangent
@@ -77,6 +78,7 @@ KERNELS = {
     "activation_tangent": ("bias_activation", "activation_tangent"),
     "batch_norm_forward": ("norm", "batch_norm_forward"),
     "batch_norm_backward": ("norm", "batch_norm_backward"),
+    "batch_norm_tangent_backward": ("norm", "batch_norm_tangent_backward"),
     "layer_norm_forward": ("norm", "layer_norm_forward"),
     "layer_norm_backward": ("norm", "layer_norm_backward"),
     "penalty_cotangent": ("penalty_norm", "penalty_cotangent"),
@@ -129,6 +131,8 @@ def warm_up(dtypes=("float32",)) -> None:
             cpu_kernel("batch_norm_forward")(a, None, None, 1e-5)
             cpu_kernel("batch_norm_backward")(a, out[1], out[2], ones)
             cpu_kernel("batch_norm_backward")(a, out[1], out[2], None)
+            cpu_kernel("batch_norm_tangent_backward")(a, a, out[1], a, a, out[2], ones, ones)
+            cpu_kernel("batch_norm_tangent_backward")(a, a, out[1], a, a, out[2], None, None)
         out = cpu_kernel("layer_norm_forward")(x, ones[:1].repeat(4), ones[:1].repeat(4), 1e-5, 1)
         cpu_kernel("layer_norm_forward")(x, None, None, 1e-5, 1)
         cpu_kernel("layer_norm_backward")(x, out[1], out[2], ones[:1].repeat(4), 1)

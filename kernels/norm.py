@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from . import cpu_common
 from .cpu_common import (SizedKernel, check_float, choose_threading_layer, contiguous,
                          empty_channels_last, is_channels_last, nhwc_rows, output)
 from .im2row import to_channels_first, to_channels_last
@@ -190,6 +191,59 @@ def _bn_backward_rows(dy, xhat, r, gamma, dx, dgamma, dbeta):  # pragma: no cove
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath={"reassoc"})
+def _bn_tangent_backward_rows(dy, dy_dot, xhat, xhat_dot, x_dot, r, gamma, gamma_dot, dx, dx_dot,
+                              sums):  # pragma: no cover - compiled
+    """Batch norm's backward and its tangent over (M, C) rows, one reading pass for six
+    per-channel sums (A = Σdy, B = Σdy·x̂, Ȧ = Σḋy, Ḃ = Σḋy·x̂, E = Σdy·x̂̇, F = Σx̂·ẋ) and one
+    writing pass:  dx = c·dy − c·A/M − c·x̂·B/M  (c = r·γ), and, expanding the reference's
+    R{dx} = r·P(v̇) − r·[F/M·dx + x̂̇·γB/M + x̂·γE/M],  v̇ = γ·ḋy + γ̇·dy:
+        R{dx} = c·ḋy + r·γ̇·dy − r(γȦ + γ̇A)/M − x̂·r(γḂ + γ̇B + γE)/M − x̂̇·rγB/M − dx·rF/M.
+    ``sums`` (6, C) receives A, B, Ȧ, Ḃ, E, F (dβ, dγ, R{dβ}, R{dγ} = Ḃ + E)."""
+    m, c = dy.shape
+    affine = gamma.shape[0] == c
+    blocks = min(m, _ROW_BLOCKS)
+    part = np.zeros((6, blocks, c))
+    for t in prange(blocks):
+        lo, hi = _row_block(t, blocks, m)
+        for i in range(lo, hi):
+            for k in range(c):
+                d, dd, h = dy[i, k], dy_dot[i, k], xhat[i, k]
+                part[0, t, k] += d
+                part[1, t, k] += d * h
+                part[2, t, k] += dd
+                part[3, t, k] += dd * h
+                part[4, t, k] += d * xhat_dot[i, k]
+                part[5, t, k] += h * x_dot[i, k]
+    coef = np.empty((8, c), dy.dtype)   # in dy's dtype, as the elementwise pass
+    for k in range(c):
+        for q in range(6):
+            acc = 0.0
+            for t in range(blocks):
+                acc += part[q, t, k]
+            sums[q, k] = acc
+        a, b, a_dot, b_dot, e, f = sums[0, k], sums[1, k], sums[2, k], sums[3, k], sums[4, k], sums[5, k]
+        g = gamma[k] if affine else 1.0
+        g_dot = gamma_dot[k] if affine else 0.0
+        rk = r[k]
+        coef[0, k] = rk * g                                      # c: dy in dx, ḋy in R{dx}
+        coef[1, k] = -rk * g * a / m                             # dx's constant
+        coef[2, k] = -rk * g * b / m                             # dx's x̂; R{dx}'s x̂̇
+        coef[3, k] = rk * g_dot                                  # dy in R{dx}
+        coef[4, k] = -rk * (g * a_dot + g_dot * a) / m           # R{dx}'s constant
+        coef[5, k] = -rk * (g * b_dot + g_dot * b + g * e) / m   # R{dx}'s x̂
+        coef[6, k] = -rk * f / m                                 # dx in R{dx}
+    for t in prange(blocks):
+        lo, hi = _row_block(t, blocks, m)
+        for i in range(lo, hi):
+            for k in range(c):
+                h = xhat[i, k]
+                g = coef[0, k] * dy[i, k] + coef[1, k] + coef[2, k] * h
+                dx[i, k] = g
+                dx_dot[i, k] = (coef[0, k] * dy_dot[i, k] + coef[3, k] * dy[i, k] + coef[4, k]
+                                + coef[5, k] * h + coef[2, k] * xhat_dot[i, k] + coef[6, k] * g)
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"reassoc"})
 def _ln_forward(x, gamma, beta, eps, y, xhat, r_out):  # pragma: no cover - compiled
     m, d = x.shape
     has_gamma = gamma.shape[0] == d
@@ -276,6 +330,7 @@ def _param(p, dtype):
 # timings).
 _bn_forward_by_size = SizedKernel(_bn_forward_rows)
 _bn_backward_by_size = SizedKernel(_bn_backward_rows)
+_bn_tangent_backward_by_size = SizedKernel(_bn_tangent_backward_rows)
 
 
 def batch_norm_forward(x, weight, bias, eps: float, *, out=None):
@@ -315,6 +370,28 @@ def batch_norm_backward(dy, xhat, r, weight, *, out=None):
     _bn_backward(_group_view(dy), _group_view(xhat), contiguous(r).reshape(-1), _param(weight, dtype),
                  dx.reshape(n, c, -1), dgamma, dbeta)
     return dx, dgamma, dbeta
+
+
+def _channel_rows(a, c):
+    """(M, C) rows of an (N, C, ...) array: a view when its memory has the channels last (NHWC,
+    or an (N, C) matrix), else one copying pass."""
+    moved = np.moveaxis(a, 1, -1)
+    return (moved if moved.flags.c_contiguous else np.ascontiguousarray(moved)).reshape(-1, c)
+
+
+def batch_norm_tangent_backward(dy, dy_dot, xhat, xhat_dot, x_dot, r, weight, weight_dot):
+    """(dx, R{dx}, dγ, dβ, R{dγ}, R{dβ}) as the reference, in one reading and one writing pass;
+    dx and R{dx} in x̂'s memory order when x̂ is channels-last (or 2-d), else channels-last too."""
+    dtype = check_float("batch_norm_tangent_backward", dy, dy_dot, xhat, xhat_dot, x_dot, r)
+    c = dy.shape[1]
+    moved_shape = (dy.shape[0],) + dy.shape[2:] + (c,)
+    dx_moved, dx_dot_moved = cpu_common._empty(moved_shape, dtype), cpu_common._empty(moved_shape, dtype)
+    sums = np.empty((6, c))
+    _bn_tangent_backward_by_size.for_size(dy.size)(
+        *(_channel_rows(a, c) for a in (dy, dy_dot, xhat, xhat_dot, x_dot)), contiguous(r).reshape(-1),
+        _param(weight, dtype), _param(weight_dot, dtype), dx_moved.reshape(-1, c), dx_dot_moved.reshape(-1, c), sums)
+    a, b, a_dot, b_dot, e, _ = sums.astype(dtype)
+    return np.moveaxis(dx_moved, -1, 1), np.moveaxis(dx_dot_moved, -1, 1), b, a, b_dot + e, a_dot
 
 
 def _rows(x, normalized_ndim):

@@ -174,6 +174,29 @@ def batch_norm_backward(dy, xhat, r, weight):
 
 
 @reference_kernel
+def batch_norm_tangent_backward(dy, dy_dot, xhat, xhat_dot, x_dot, r, weight, weight_dot):
+    """Training-mode batch norm's backward and its tangent in one call: (dx, R{dx}, dγ, dβ,
+    R{dγ}, R{dβ}). With v = γ·dy, v̇ = γ·ḋy + γ̇·dy and x̂̇ = r·P(ẋ) from the tangent forward:
+        dx = r·P(v),  R{dx} = r·P(v̇) − r·[mean(x̂ ẋ)·dx + x̂̇·mean(v x̂) + x̂·mean(v x̂̇)],
+        dγ = Σ dy·x̂,  dβ = Σ dy,  R{dγ} = Σ (ḋy·x̂ + dy·x̂̇),  R{dβ} = Σ ḋy
+    (docs/tangents.md, "Normalisation"). ``weight``/``weight_dot`` (γ, γ̇) None: no affine."""
+    axes, shape = _channel_axes(dy), _channel_shape(dy)
+
+    def mean(a):
+        return a.mean(axis=axes, keepdims=True)
+
+    v, v_dot = dy, dy_dot
+    if weight is not None:
+        gamma = weight.reshape(shape)
+        v, v_dot = gamma * dy, gamma * dy_dot + weight_dot.reshape(shape) * dy
+    dx = r * project(v, xhat, axes)
+    dx_dot = r * project(v_dot, xhat, axes) - r * (mean(xhat * x_dot) * dx + xhat_dot * mean(v * xhat)
+                                                   + xhat * mean(v * xhat_dot))
+    return (dx, dx_dot, (dy * xhat).sum(axis=axes), dy.sum(axis=axes),
+            (dy_dot * xhat + dy * xhat_dot).sum(axis=axes), dy_dot.sum(axis=axes))
+
+
+@reference_kernel
 def layer_norm_forward(x, weight, bias, eps: float, normalized_ndim: int):
     """Layer norm over the trailing ``normalized_ndim`` axes; returns (y, x̂, r).
     (docs/derivations.md, eq. L7)"""

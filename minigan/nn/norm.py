@@ -27,7 +27,8 @@ Derivation in docs/derivations.md ("Synchronised BatchNorm").
 Tangents (docs/tangents.md, section "Normalisation"), with ẋ, γ̇, β̇, ḋy and v̇ = γ̇·dy + γ·ḋy:
     x̂̇ = r·P(ẋ),  ẏ = γ x̂̇ + γ̇ x̂ + β̇,  R{dγ} = Σ (ḋy x̂ + dy x̂̇),  R{dβ} = Σ ḋy,
     R{dx} = ṙ·P(v) + r·[P(v̇) − x̂̇·mean(v x̂) − x̂·mean(v x̂̇)],  ṙ = −r²·mean(x̂ ẋ)
-(r·P(·) is the backward kernel itself, so x̂̇ and r·P(v̇) are two more calls of it). BatchNorm in
+(x̂̇ = r·P(ẋ) is one more call of the backward kernel; dx, R{dx} and the four parameter sums are
+one call of ``batch_norm_tangent_backward``: six per-channel sums, then one elementwise pass). BatchNorm in
 training mode has this exact tangent (the batch is fixed; its statistics are functions of it);
 in eval mode x̂̇ = r·ẋ and R{dx} = r·v̇. Synchronised BatchNorm has no tangent pass (it raises).
 
@@ -48,7 +49,8 @@ from .module import DoubleBackwardUnsupported, Module, Parameter, TangentUnsuppo
 
 def _normalized_gradient_tangent(dx, xhat, r, x_dot, xhat_dot, v, rp_v_dot, axes):
     """R{r·P(v)} for dx = r·P(v): ṙ·P(v) + r·P(v̇) − r·[x̂̇·mean(v x̂) + x̂·mean(v x̂̇)], where
-    ṙ·P(v) = (ṙ/r)·dx = −r·mean(x̂ ẋ)·dx and rp_v_dot = r·P(v̇) (docs/tangents.md)."""
+    ṙ·P(v) = (ṙ/r)·dx = −r·mean(x̂ ẋ)·dx and rp_v_dot = r·P(v̇) (docs/tangents.md); LayerNorm's
+    (batch norm's is the kernel ``batch_norm_tangent_backward``)."""
     def mean(a):
         return a.mean(axis=axes, keepdims=True)
 
@@ -226,19 +228,27 @@ class _BatchNorm(Module):
     def tangent_backward(self, dy, dy_dot, accumulate=True):
         xhat, r, training = self._require(self._cache)
         x_dot, xhat_dot = self._kept_tangent(self._cache)
+        if not training:   # running statistics: dx = r·γ·dy, R{dx} = r·(γ·ḋy + γ̇·dy)
+            return self._eval_tangent_backward(dy, dy_dot, xhat, r, xhat_dot, accumulate)
+        gamma, gamma_dot = (self.weight.data, self.weight.tangent_or_zeros()) if self.affine else (None, None)
+        dx, dx_dot, dgamma, dbeta, dgamma_dot, dbeta_dot = kernel("batch_norm_tangent_backward", dy)(
+            dy, dy_dot, xhat, xhat_dot, x_dot, r, gamma, gamma_dot)
+        if self.affine:
+            self.weight.accumulate_tangent(dgamma_dot)
+            self.bias.accumulate_tangent(dbeta_dot)
+            if accumulate:
+                self.weight.grad += dgamma
+                self.bias.grad += dbeta
+        return dx, dx_dot
+
+    def _eval_tangent_backward(self, dy, dy_dot, xhat, r, xhat_dot, accumulate):
         axes = self._axes(dy)
+        v_dot = dy_dot
         if self.affine:
             self.weight.accumulate_tangent(lambda: (dy_dot * xhat + dy * xhat_dot).sum(axis=axes))
             self.bias.accumulate_tangent(lambda: dy_dot.sum(axis=axes))
-            gamma = self._gamma(dy)
-            v, v_dot = gamma * dy, gamma * dy_dot + self.weight.tangent_or_zeros().reshape(self._shape(dy)) * dy
-        else:
-            v, v_dot = dy, dy_dot
-        dx = self.backward(dy, accumulate=accumulate)
-        if not training:
-            return dx, r * v_dot
-        rp_v_dot = kernel("batch_norm_backward", v_dot)(v_dot, xhat, r, None)[0]
-        return dx, _normalized_gradient_tangent(dx, xhat, r, x_dot, xhat_dot, v, rp_v_dot, axes)
+            v_dot = self._gamma(dy) * dy_dot + self.weight.tangent_or_zeros().reshape(self._shape(dy)) * dy
+        return self.backward(dy, accumulate=accumulate), r * v_dot
 
 
 class BatchNorm1d(_BatchNorm):

@@ -450,6 +450,35 @@ def test_batch_norm_kernels_keep_channels_last(n, c, hw, affine, dy_last, on_poo
         _check_batch_norm_channels_last(n, c, hw, affine, dy_last, dtype, seed)
 
 
+@given(n=st.integers(1, 4), c=st.integers(1, 20), spatial=st.sampled_from([(), (3,), (2, 3), (5, 7)]),
+       layout=st.sampled_from(["C", "channels-last"]), affine=st.booleans(), on_pool=st.booleans(),
+       dtype=DTYPES, seed=seeds())
+def test_batch_norm_tangent_backward_kernel_matches_reference(n, c, spatial, layout, affine, on_pool, dtype, seed):
+    """(dx, R{dx}, dγ, dβ, R{dγ}, R{dβ}) of the one-pass kernel against the reference formulas,
+    every input and γ, γ̇ drawn (not the defaults), x̂ and x̂̇ from the reference's forward and
+    tangent forward; 2-, 3- and 4-d inputs, C order or channels-last, every element written,
+    on Numba's pool or its one-thread twin."""
+    rng = np.random.default_rng(seed)
+    shape = (max(n, 2), c) + spatial
+    arrange = channels_last if layout == "channels-last" and len(shape) == 4 else (lambda a: a)
+    x = random(rng, shape, dtype, scale=3.0) + dtype(1.5)
+    _, xhat, r, _, _ = reference("batch_norm_forward")(x, None, None, 1e-5)
+    x_dot = random(rng, shape, dtype)
+    xhat_dot = reference("batch_norm_backward")(x_dot, xhat, r, None)[0]   # x̂̇ = r·P(ẋ)
+    dy, dy_dot = random(rng, shape, dtype), random(rng, shape, dtype)
+    gamma, gamma_dot = (random(rng, (c,), dtype), random(rng, (c,), dtype)) if affine else (None, None)
+    want = reference("batch_norm_tangent_backward")(dy, dy_dot, xhat, xhat_dot, x_dot, r, gamma, gamma_dot)
+    with loops_on_pool(on_pool), poisoned_results():
+        got = fast("batch_norm_tangent_backward")(*(arrange(a) for a in (dy, dy_dot, xhat, xhat_dot, x_dot)),
+                                                  r, gamma, gamma_dot)
+    count = x.size // c
+    scale = float(np.abs(dy).max() + np.abs(dy_dot).max()) * (count ** 0.5 + float(np.abs(r).max())) + 1
+    assert len(got) == len(want) == 6
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        assert_close(g, w, factor=8, scale=scale * (float(np.abs(r).max()) + 1))
+
+
 @pytest.mark.parametrize("dtype, mean", [(np.float32, 3e4), (np.float64, 3e9)])
 @pytest.mark.parametrize("layout", ["channels-first", "channels-last"])
 @pytest.mark.parametrize("on_pool", [False, True])
