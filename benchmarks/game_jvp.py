@@ -1,6 +1,6 @@
 """Gradient, HVP and the game's J·v: minigan against PyTorch's forward-over-reverse, same networks.
 
-    python -m benchmarks.game_jvp [--model mlp|dcgan] [--batch N] [--threads 1] [--reps 15] [--parts]
+    python -m benchmarks.game_jvp [--model mlp|dcgan] [--batch N] [--threads 1] [--reps 15]
 
 Networks (benchmarks/cases.py, built once in each engine, PyTorch's weights copied from minigan's):
 the toy WGAN-GP MLPs (G 2→512×3→2, D 2→512×3→1, batch 256) or the DCGAN-32 pair (BatchNorm in
@@ -15,7 +15,11 @@ Three products, each against PyTorch's equivalent:
          tangent_forward, loss tangent, tangent_backward, tangent_grads); torch.func.jvp of
          torch.func.grad (forward-over-reverse)
   jvp    J·v of the game field ξ = (∇_θ L_G, ∇_ψ L_D) over both players: minigan.game.Game.jvp;
-         torch.func.jvp of the function (θ, ψ) ↦ (grad_θ L_G, grad_ψ L_D)
+         torch.func.jvp of the function (θ, ψ) ↦ (grad_θ L_G, grad_ψ L_D) (issue 24's peer), and
+         "jvp one forward": forward-mode duals (torch.autograd.forward_ad) through ONE forward of
+         G and D on both batches, then torch.autograd.grad(L_G, θ) and grad(L_D, ψ) with
+         create_graph (the tangents of the gradients): PyTorch sharing the forwards as
+         Game.jvp's one sweep does
 The values are checked first in float64 (same weights, same batch; relative errors printed),
 and the float32 results of the timed functions against each other. The engines take turns step
 by step in one process (the order reversed every other step, a short pause before each step), so
@@ -38,7 +42,7 @@ if __package__ in (None, ""):  # run as a script
 from benchmarks import cases  # noqa: E402
 
 OPS = ("grad", "hvp", "jvp")
-PARTS = ("jvp G rows", "jvp D rows")   # J·v's two halves, with --parts: where its time goes
+SHARED = "jvp one forward"   # PyTorch's J·v with the forwards shared (compared with minigan's jvp)
 
 
 # --- the networks, in both engines ----------------------------------------------------------
@@ -136,10 +140,7 @@ def minigan_ops(G, D, z, x):
             clear_tangents(params)
             return out
 
-    # the halves of Game.jvp: its private sweeps (G's rows: θ-part of the G sweep; D's rows)
-    return {"grad": grad, "hvp": hvp, "jvp": lambda: game.jvp(z, x, v),
-            "jvp G rows": lambda: game._run("G", v, z, x, None)[:game.n_G],
-            "jvp D rows": lambda: game._run("D", v, z, x, None, False)[game.n_G:]}, v
+    return {"grad": grad, "hvp": hvp, "jvp": lambda: game.jvp(z, x, v)}, v
 
 
 # --- PyTorch's ------------------------------------------------------------------------------
@@ -148,6 +149,7 @@ def torch_ops(G, D, z, x, v, names_G, names_D):
     """{op: closure returning a flat float64 vector (minigan's parameter order)} with torch.func;
     also "grad (backward)": the same gradient by loss.backward()."""
     import torch
+    import torch.autograd.forward_ad as fwAD
     from torch.func import functional_call, grad, jvp
     from torch.nn.functional import softplus
 
@@ -176,6 +178,22 @@ def torch_ops(G, D, z, x, v, names_G, names_D):
     def L_G(pG, pD):
         return softplus(-functional_call(D, pD, (functional_call(G, pG, (z,)),))).mean()
 
+    def game_jvp_one_forward():
+        with fwAD.dual_level():
+            dG = {k: fwAD.make_dual(p.requires_grad_(), vG[k]) for k, p in pG.items()}
+            dD = {k: fwAD.make_dual(p.requires_grad_(), vD[k]) for k, p in pD.items()}
+            out_fake = functional_call(D, dD, (functional_call(G, dG, (z,)),))
+            out_real = functional_call(D, dD, (x,))
+            loss_G = softplus(-out_fake).mean()
+            loss_D = softplus(-out_real).mean() + softplus(out_fake).mean()
+            g_G = torch.autograd.grad(loss_G, list(dG.values()), create_graph=True, retain_graph=True)
+            g_D = torch.autograd.grad(loss_D, list(dD.values()), create_graph=True)
+            t_G = {k: fwAD.unpack_dual(g).tangent for k, g in zip(dG, g_G)}
+            t_D = {k: fwAD.unpack_dual(g).tangent for k, g in zip(dD, g_D)}
+        for p in list(pG.values()) + list(pD.values()):
+            p.requires_grad_(False)
+        return np.concatenate([flat(t_G, names_G), flat(t_D, names_D)])
+
     def field_G(pG, pD):
         return grad(L_G, argnums=0)(pG, pD)
 
@@ -196,13 +214,15 @@ def torch_ops(G, D, z, x, v, names_G, names_D):
         _, (t_G, t_D) = jvp(field, (pG, pD), (vG, vD))
         return np.concatenate([flat(t_G, names_G), flat(t_D, names_D)])
 
-    with torch.no_grad():
-        return {"grad": lambda: flat(grad_LD(pD, fake), names_D),
-                "hvp": lambda: flat(jvp(lambda q: grad_LD(q, fake), (pD,), (vD,))[1], names_D),
-                "jvp": game_jvp,
-                "jvp G rows": lambda: flat(jvp(field_G, (pG, pD), (vG, vD))[1], names_G),
-                "jvp D rows": lambda: flat(jvp(field_D, (pG, pD), (vG, vD))[1], names_D),
-                "grad (backward)": backward}
+    def no_grad(f):
+        def run():
+            with torch.no_grad():
+                return f()
+        return run
+
+    return {"grad": no_grad(lambda: flat(grad_LD(pD, fake), names_D)),
+            "hvp": no_grad(lambda: flat(jvp(lambda q: grad_LD(q, fake), (pD,), (vD,))[1], names_D)),
+            "jvp": no_grad(game_jvp), SHARED: game_jvp_one_forward, "grad (backward)": backward}
 
 
 def build(model, batch, dtype):
@@ -219,10 +239,16 @@ def rel_err(a, b):
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
 
 
+def pairs(ops):
+    """(minigan's op, PyTorch's op) compared: each op with its namesake, and minigan's jvp also
+    with PyTorch's one-forward jvp."""
+    return [(op, op) for op in ops] + ([("jvp", SHARED)] if "jvp" in ops else [])
+
+
 def check(model, batch, ops, dtype):
     """Relative error ‖minigan − torch‖/‖torch‖ of every product."""
     m_ops, t_ops = build(model, batch, dtype)
-    return {op: rel_err(m_ops[op](), t_ops[op]()) for op in ops}
+    return {t: rel_err(m_ops[m](), t_ops[t]()) for m, t in pairs(ops)}
 
 
 # --- timing -----------------------------------------------------------------------------------
@@ -239,7 +265,6 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="threads for OpenBLAS, Numba and PyTorch (default 1)")
     ap.add_argument("--reps", type=int, default=15, help="timed steps per engine and product (default 15)")
     ap.add_argument("--ops", default=",".join(OPS), help=f"comma-separated subset of {','.join(OPS)}")
-    ap.add_argument("--parts", action="store_true", help=f"also time {' and '.join(PARTS)} apart")
     ap.add_argument("--gap-ms", type=float, default=20.0, help="pause before each timed step (default 20)")
     ap.add_argument("--check-batch", type=int, default=None, help="batch of the float64 check (default --batch)")
     args = ap.parse_args(argv)
@@ -253,7 +278,6 @@ def main(argv=None):
     ) if bad), None)
     if problem:
         sys.exit(f"game_jvp: {problem}")
-    ops += list(PARTS) if args.parts else []
     try:
         import torch
     except ImportError:
@@ -274,11 +298,11 @@ def main(argv=None):
 
     m_ops, t_ops = build(args.model, batch, np.float32)
     runs = {("minigan", op): m_ops[op] for op in ops}
-    runs.update({("torch", op): t_ops[op] for op in ops})
+    runs.update({("torch", t): t_ops[t] for _, t in pairs(ops)})
     if "grad" in ops:
         runs[("torch", "grad (backward)")] = t_ops["grad (backward)"]
     first = {k: f() for k, f in runs.items()}   # warm-up (kernel compilation, allocations)
-    errs32 = {op: rel_err(first[("minigan", op)], first[("torch", op)]) for op in ops}
+    errs32 = {t: rel_err(first[("minigan", m)], first[("torch", t)]) for m, t in pairs(ops)}
     print("float32 timed functions, same check: " + ", ".join(f"{op} {e:.1e}" for op, e in errs32.items()),
           flush=True)
     keys = list(runs)
@@ -304,10 +328,11 @@ def report(times, ops, reps):
         q1, m, q3 = quartiles(v)
         lines.append(f"  {k[0]:<8s}{k[1]:<17s}{1e3 * m:9.2f}  ({1e3 * q1:.2f}–{1e3 * q3:.2f})")
     lines.append("minigan ÷ torch: ratio of medians; median (quartiles) of the paired per-step ratios:")
-    for op in ops:
-        paired = [a / b for a, b in zip(times[("minigan", op)], times[("torch", op)])]
+    for op, peer in pairs(ops):
+        paired = [a / b for a, b in zip(times[("minigan", op)], times[("torch", peer)])]
         q1, m, q3 = quartiles(paired)
-        lines.append(f"  {op:<11s}{med[('minigan', op)] / med[('torch', op)]:6.2f}   {m:.2f} ({q1:.2f}–{q3:.2f})")
+        name = op if op == peer else f"{op} ÷ {peer}"
+        lines.append(f"  {name:<26s}{med[('minigan', op)] / med[('torch', peer)]:6.2f}   {m:.2f} ({q1:.2f}–{q3:.2f})")
     if "grad" in ops:
         for op in ops:
             if op != "grad":

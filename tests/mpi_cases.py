@@ -43,6 +43,7 @@ UPDATES = {name: dict(WGANGP, n_critic=1, update=name, seed=10) for name in ("si
 UPDATES["consensus"] = dict(UPDATES["simultaneous"], update="consensus", loss="hinge", penalty="none",
                             consensus_gamma=0.5)
 # cgd: every J·v of the solve averaged over the ranks (J of the global batch), so both ranks take one step
+UPDATES["sga"] = dict(UPDATES["consensus"], update="sga")
 UPDATES["cgd"] = dict(UPDATES["consensus"], update="cgd", lr_d=0.3, lr_g=0.3, cgd_maxiter=4, cgd_tol=1e-9)
 UPDATES["lookahead"] = dict(WGANGP, update="lookahead", lookahead_k=2, lookahead_alpha=0.3, seed=10)  # k=2 of 3 steps
 STEPS = 3
@@ -129,6 +130,10 @@ def case_update_lookahead(out):
 
 def case_update_consensus(out):
     case_train(out, UPDATES["consensus"])
+
+
+def case_update_sga(out):
+    case_train(out, UPDATES["sga"])
 
 
 def case_update_cgd(out):

@@ -99,13 +99,6 @@ def test_a_loss_or_penalty_not_exact_under_ranks_is_refused(monkeypatch):
         Trainer(config, comm=FakeComm(2))
 
 
-def test_update_sga_is_refused_under_ranks():
-    config = TrainConfig(data="8gaussians", batch_size=8, hidden=8, depth=1, loss="hinge", update="sga")
-    with pytest.raises(ConfigError, match=r"^--update sga is not supported under mpiexec \(its alignment sign"):
-        Trainer(config, comm=FakeComm(2))
-    Trainer(config)  # one process: fine
-
-
 def test_rank_slices_of_the_global_draws():
     config = TrainConfig(data="8gaussians", batch_size=8, hidden=8, depth=1)
     draws = []

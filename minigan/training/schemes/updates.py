@@ -18,9 +18,10 @@ its steps). k = n_critic must be 1 (one critic step per step is part of each rul
   of Balduzzi et al. 2018 (``--sga-lambda`` 1, ``--sga-align``; ε = 0.1): the math of
   :mod:`minigan.game_optim`. J on the step's batch by a :class:`minigan.game.Game` over the run's
   G, D and loss (exact). With a penalty J would be a finite difference: refused. Under mpiexec
-  consensus averages ξ first, then each rank adds γ·J_rᵀξ̄ of its slice and the optimizer's
-  average makes ξ̄ + γ·J̄ᵀξ̄ (J of the global batch: equal slices, mean losses); SGA's sign is not
-  linear in the ranks' J_r: refused under mpiexec.
+  (consensus, sga, cgd) ξ̄ is averaged first, then every product J_r·v and J_rᵀ·u of a rank's
+  slice is averaged over the ranks: J̄ = the mean J_r is J of the global batch (equal slices,
+  mean losses), so every rank computes the same direction (SGA's alignment sign included) and
+  steps it without a second average.
 * ``cgd``: competitive gradient descent (Schäfer & Anandkumar 2019): w ← step(w, g), g the adjusted
   gradient solving [[I, ηJ_θψ], [ηJ_ψθ, I]]·g = ξ (:func:`minigan.game_optim.cgd_direction`), so
   Δθ = −η(I − η²J_θψJ_ψθ)⁻¹(ξ_θ − ηJ_θψξ_ψ) and Δψ = −η(I − η²J_ψθJ_θψ)⁻¹(ξ_ψ − ηJ_ψθξ_θ) with SGD at
@@ -183,8 +184,11 @@ class GradientAdjusted(Simultaneous):
         xi = flatten(p.grad for p in params)
         z, x, y = self.batch
         game = Game(t.G, t.D, t.loss)
-        ops = FieldOps(lambda w: xi, game.n_G, lambda w, v: game.jvp(z, x, v, y),
-                       lambda w, u: game.vjp(z, x, u, y))
+
+        def mean(vector):   # J̄ = the ranks' mean J_r: every rank gets the same product
+            return rank_mean(t.comm, vector) if t.comm.size > 1 else vector
+        ops = FieldOps(lambda w: xi, game.n_G, lambda w, v: mean(game.jvp(z, x, v, y)),
+                       lambda w, u: mean(game.vjp(z, x, u, y)))
         for p, g in zip(params, unflatten(self.direction(xi, ops), params)):
             p.grad = g
         self.apply()
@@ -192,6 +196,10 @@ class GradientAdjusted(Simultaneous):
 
     def direction(self, xi, ops):
         raise NotImplementedError
+
+    def optimizer_step(self, which, module, opt):
+        # the direction is of the global batch already, the same on every rank: no second average
+        (opt.optimizer if isinstance(opt, DataParallelOptimizer) else opt).step()
 
     @classmethod
     def check(cls, config):
@@ -215,12 +223,6 @@ class Consensus(GradientAdjusted):
 class SymplecticGradientAdjustment(GradientAdjusted):
     help = "symplectic gradient adjustment (Balduzzi et al. 2018): steps with ξ + λAᵀξ, aligned sign"
 
-    def __init__(self, trainer):
-        if trainer.comm.size > 1:
-            raise ConfigError("--update sga is not supported under mpiexec (its alignment sign is not an "
-                              "average over the ranks)")
-        super().__init__(trainer)
-
     def direction(self, xi, ops):
         from ...game_optim import sga_direction
 
@@ -233,18 +235,10 @@ class CompetitiveGradientDescent(GradientAdjusted):
     help = "competitive gradient descent (Schäfer & Anandkumar 2019): steps with [[I, ηJ_θψ], [ηJ_ψθ, I]]⁻¹ξ"
 
     def direction(self, xi, ops):
-        from ...game_optim import FieldOps, cgd_direction
+        from ...game_optim import cgd_direction
 
-        comm = self.trainer.comm
-        if comm.size > 1:  # J̄ = the ranks' mean J_r: every product averaged, so every rank solves alike
-            rank_ops = ops
-            ops = FieldOps(lambda w: xi, ops.n_G, lambda w, v: rank_mean(comm, rank_ops.jvp(w, v)))
         c = self.trainer.config
         return cgd_direction(None, ops, c.lr_g, c.cgd_tol, c.cgd_maxiter, zero_sum=False)
-
-    def optimizer_step(self, which, module, opt):
-        # g is of the global batch already, the same on every rank: no second average
-        (opt.optimizer if isinstance(opt, DataParallelOptimizer) else opt).step()
 
     @classmethod
     def check(cls, config):
