@@ -169,28 +169,30 @@ class Game:
         """∇L_G's tangent sweep: z → G → D → L_G → D → G; with ``through_real`` also back through
         D on the real batch (a relativistic L_G reads D(x): its ψ-gradient has that path)."""
         fake, fake_dot = self._generate(z, labels)
-        out_r = r_dot = None
+        out_r = r_dot = on_real = None
         if self.loss.needs_real_in_g_step:
             out_r, r_dot = self._score(x, labels, _zeros_like(x))
+            on_real = self.D.forward_caches()
         out_f, f_dot = self._score(fake, labels, fake_dot)
         _, d_f, t_f = loss_tangents.generator(self.loss, out_f, f_dot, out_r, r_dot)
         d_fake, d_fake_dot = self._back(self.D, d_f, t_f)
         self._back(self.G, d_fake, d_fake_dot)
         if through_real and out_r is not None:
             d_r, t_r = loss_tangents.generator_real_part(self.loss, out_f, f_dot, out_r, r_dot)
-            self._score(x, labels, _zeros_like(x))   # D's caches for the real batch again
+            self.D.restore_caches(on_real)
             self._back(self.D, d_r, t_r)
 
     def _sweep_D(self, z, x, labels, into_generator):
         """∇L_D's tangent sweep: D(x) and D(G(z)), L_D, back through D (and G if asked)."""
         fake, fake_dot = self._generate(z, labels)
         out_r, r_dot = self._score(x, labels, _zeros_like(x))
+        on_real = self.D.forward_caches()
         out_f, f_dot = self._score(fake, labels, fake_dot)
         _, (d_r, d_f), (t_r, t_f) = loss_tangents.discriminator(self.loss, out_r, out_f, r_dot, f_dot)
         d_fake, d_fake_dot = self._back(self.D, d_f, t_f)
         if into_generator:
             self._back(self.G, d_fake, d_fake_dot)
-        self._score(x, labels, _zeros_like(x))   # D's caches for the real batch again
+        self.D.restore_caches(on_real)
         self._back(self.D, d_r, t_r)
         if self.penalty is not None:
             self.penalty.apply(self.D, x, fake, self._draw(), labels)
