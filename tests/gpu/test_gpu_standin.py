@@ -33,13 +33,14 @@ def test_the_stand_in_behaves_as_cupy():
     assert " passed" in proc.stdout and "skipped" not in proc.stdout and "failed" not in proc.stdout, report
 
 
-def test_the_cupy_tests_of_losses_and_optimizers_pass_on_the_stand_in():
+def test_the_cupy_tests_of_losses_optimizers_and_games_pass_on_the_stand_in():
     """Their GPU tests (skipped in CI: no GPU) with the stand-in as the GPU (``-p harness``)."""
-    proc = _child(["-m", "pytest", "-p", "harness", "tests/losses/test_losses.py", "tests/training/test_optim.py", "-k", "cupy",
-                   "-p", "no:cacheprovider", "-n", "0", "-rA"])
+    proc = _child(["-m", "pytest", "-p", "harness", "tests/losses/test_losses.py", "tests/training/test_optim.py",
+                   "tests/games/test_game.py", "-k", "cupy", "-p", "no:cacheprovider", "-n", "0", "-rA"])
     report = proc.stdout[-6000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, report
     assert "PASSED tests/losses/test_losses.py::test_losses_run_unchanged_on_cupy" in proc.stdout, report
+    assert "PASSED tests/games/test_game.py::test_game_products_run_unchanged_on_cupy" in proc.stdout, report
     assert proc.stdout.count("PASSED tests/training/test_optim.py::test_cupy_matches_numpy") >= 4, report
     assert "SKIPPED" not in proc.stdout and "FAILED" not in proc.stdout, report
 
