@@ -5,7 +5,7 @@ Fast twins of
 
 * :func:`minigan.functional.leaky_relu` — σ(a) = a (a > 0), slope·a (a ≤ 0), the forward of
   ReLU (slope 0) and LeakyReLU;
-* :func:`minigan.penalty_kernels.activation_tangent` — σ'(a)·u, their backward (u = dy) and
+* :func:`minigan.functional.activation_tangent` — σ'(a)·u, their backward (u = dy) and
   the forward-mode product of their second-order pass (u = c);
 * the bias half: a convolution's bias is added in ``conv2d.py`` during the layout copy of
   the matrix product (no pass of its own); Linear adds its bias in place into the product.

@@ -15,13 +15,13 @@ on its first lookup for a float32/float64 NumPy array. The reference is one swit
     "conv2d_backward_input"  kernels/conv2d.py            minigan.functional.conv2d_backward_input
     "conv2d_backward_weight" kernels/conv2d.py            minigan.functional.conv2d_backward_weight
     "leaky_relu"             kernels/bias_activation.py   minigan.functional.leaky_relu
-    "activation_tangent"     kernels/bias_activation.py   minigan.penalty_kernels.activation_tangent
+    "activation_tangent"     kernels/bias_activation.py   minigan.functional.activation_tangent
     "batch_norm_forward"     kernels/norm.py              minigan.functional.batch_norm_forward
     "batch_norm_backward"    kernels/norm.py              minigan.functional.batch_norm_backward
     "batch_norm_tangent_backward" kernels/norm.py         minigan.functional.batch_norm_tangent_backward
     "layer_norm_forward"     kernels/norm.py              minigan.functional.layer_norm_forward
     "layer_norm_backward"    kernels/norm.py              minigan.functional.layer_norm_backward
-    "penalty_cotangent"      kernels/penalty_norm.py      minigan.penalty_kernels.penalty_cotangent
+    "penalty_cotangent"      kernels/penalty_norm.py      minigan.penalty.wgan_gp.penalty_cotangent
     "adam_step"              kernels/adam.py              minigan.optim.adam_step
 
 What it costs: ``import minigan`` never imports Numba or compiles anything. The first

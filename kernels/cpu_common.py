@@ -2,8 +2,8 @@
 
 Conventions of every CPU kernel wrapper in ``kernels/``:
 
-* it takes the arguments of its reference in :mod:`minigan.functional` (or
-  :mod:`minigan.penalty_kernels`), plus optional keyword-only ``out`` buffers;
+* it takes the arguments of its reference in :mod:`minigan.functional` (or :mod:`minigan.optim`,
+  :mod:`minigan.penalty.wgan_gp`), plus optional keyword-only ``out`` buffers;
 * it returns arrays of the reference's shapes and dtype, every element written by the kernel
   (tests fill ``out`` with NaN first, so an element the kernel forgot shows up), C-contiguous
   or, for 4-d activations, *channels-last*: an (N, C, H, W) array whose memory is NHWC (see

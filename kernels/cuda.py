@@ -10,8 +10,8 @@ gives minigan's CuPy backend (:mod:`minigan.backends.cupy_backend`) its kernel t
     name                 kernel file                 reference
     "im2col"             kernels/cuda_im2col.py      minigan.functional.im2col
     "col2im"             kernels/cuda_col2im.py      minigan.functional.col2im
-    "penalty_cotangent"  kernels/cuda_penalty.py     minigan.penalty_kernels.penalty_cotangent
-    "activation_tangent" kernels/cuda_penalty.py     minigan.penalty_kernels.activation_tangent
+    "penalty_cotangent"  kernels/cuda_penalty.py     minigan.penalty.wgan_gp.penalty_cotangent
+    "activation_tangent" kernels/cuda_penalty.py     minigan.functional.activation_tangent
 
 (the convolutions of minigan.functional call im2col/col2im through the seam, so Conv2d and
 ConvTranspose2d pick them up without registering anything else; their matrix products are

@@ -1,7 +1,7 @@
 """The WGAN-GP penalty pass in numba.cuda: per-sample norm and coefficient, and the
 activation-masked forward-mode step of the second-order sweep.
 
-How they map onto minigan (see minigan/penalty.py and the layers' ``double_backward``):
+How they map onto minigan (see minigan/penalty/wgan_gp.py and the layers' ``double_backward``):
 
 ``gradient_penalty(critic, x̂, λ)`` is
 
@@ -130,7 +130,7 @@ def _act_kernel():
 
 def penalty_cotangent(g, weight: float = 10.0, one_sided: bool = False, out=None, norms_out=None,
                       threads_per_block: int = DEFAULT_THREADS, max_blocks: int | None = None):
-    """(c, norms, value) as minigan.penalty_kernels.penalty_cotangent, in one kernel launch.
+    """(c, norms, value) as minigan.penalty.wgan_gp.penalty_cotangent, in one kernel launch.
 
     g (N, ...) is ∇ₓD at the interpolates; c has g's shape, norms shape (N,), value is a 0-d
     array. ``out``/``norms_out`` (optional, C-contiguous) receive c and the norms.
@@ -158,7 +158,7 @@ def penalty_cotangent(g, weight: float = 10.0, one_sided: bool = False, out=None
 
 def activation_tangent(a, u, negative_slope: float = 0.0, out=None,
                        threads_per_block: int = DEFAULT_THREADS, max_blocks: int | None = None):
-    """σ'(a)·u for ReLU (negative_slope = 0) / LeakyReLU, as minigan.penalty_kernels.activation_tangent.
+    """σ'(a)·u for ReLU (negative_slope = 0) / LeakyReLU, as minigan.functional.activation_tangent.
 
     a and u have the same shape; ``out`` (optional, C-contiguous, may be u itself) receives it.
     """

@@ -1,7 +1,7 @@
 # minigan.kernels.penalty_norm (the folder kernels/ installs under minigan's namespace)
 """The gradient penalty's per-sample norm and coefficient on the CPU (Numba).
 
-Fast twin of :func:`minigan.penalty_kernels.penalty_cotangent`: for g = ∇ₓD(x̂) of shape
+Fast twin of :func:`minigan.penalty.wgan_gp.penalty_cotangent`: for g = ∇ₓD(x̂) of shape
 (N, ...), with D the product of the trailing dims,
 
     ‖g_i‖ = sqrt(Σ_d g_id²),  e_i = ‖g_i‖ − 1  (max(e_i, 0) when one-sided),

@@ -104,7 +104,7 @@ def scatter_add(target, index, values):
 
 
 # --- the kernel seam ------------------------------------------------------------------
-# Reference kernels live in minigan.functional (and penalty_kernels, optim); fast twins in
+# Reference kernels live in minigan.functional (and penalty.wgan_gp, optim); fast twins in
 # minigan.kernels. kernel(name, x) returns the fast twin for x's backend when one exists and
 # is enabled, else the reference. On by default for both kinds: the Numba CPU kernels are
 # pulled in on the first lookup of each name (so ``import minigan`` imports no Numba), the

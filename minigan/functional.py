@@ -9,7 +9,8 @@ receptive field as a column, cols[(c, i, j), (n, oy, ox)] = xpad[n, c, oy·s + i
 so the convolution is the single product W(O, C·kh·kw) @ cols.
 
 Besides the convolution, the kernels that the layers' hot loops go through:
-``leaky_relu`` (ReLU and LeakyReLU forward), ``batch_norm_forward``/``batch_norm_backward``
+``leaky_relu`` (ReLU and LeakyReLU forward), ``activation_tangent`` (their σ'(a)·u: backward,
+second-order and tangent passes), ``batch_norm_forward``/``batch_norm_backward``
 (training mode) and ``layer_norm_forward``/``layer_norm_backward``. Their formulas are the
 layers' (derivations in the docstrings of :mod:`minigan.nn.norm` and docs/derivations.md);
 they are here, behind the seam, so that ``kernels/`` can give them fast twins.
@@ -114,9 +115,21 @@ def leaky_relu(a, negative_slope: float = 0.0):
     """σ(a) = a (a > 0), negative_slope·a (a ≤ 0): LeakyReLU, and ReLU for slope 0.
     (docs/derivations.md, eq. A2)
 
-    (σ' is ``activation_tangent`` in :mod:`minigan.penalty_kernels`.)"""
+    (σ'(a)·u is :func:`activation_tangent` below.)"""
     xp = array_module(a)
     return a * xp.where(a > 0, 1.0, negative_slope).astype(a.dtype)
+
+
+@reference_kernel
+def activation_tangent(a, u, negative_slope: float = 0.0):
+    """σ'(a)·u for ReLU (negative_slope = 0) and LeakyReLU(negative_slope).
+    (docs/derivations.md, eq. DB7)
+
+    One product, three uses: the first-order backward σ'(a)·dy; the forward-mode product J·u
+    of the second-order pass (``double_backward``; its term σ''(a)·g·u is zero); the tangent
+    ẏ = σ'(a)·ȧ."""
+    xp = array_module(a)
+    return xp.where(a > 0, 1.0, negative_slope).astype(a.dtype) * u
 
 
 # --- normalisation --------------------------------------------------------------------

@@ -31,8 +31,8 @@ from numba import config as numba_config  # noqa: E402
 
 import minigan.nn as nn  # noqa: E402
 from minigan import backend, functional  # noqa: E402
-from minigan import penalty_kernels as ref  # noqa: E402
 from minigan.penalty import gradient_penalty, input_gradient  # noqa: E402
+from minigan.penalty.wgan_gp import penalty_cotangent  # noqa: E402
 from minigan.kernels import cuda_col2im, cuda_im2col, cuda_penalty  # noqa: E402
 from minigan.backend import cuda_unavailable_reason, register_cuda_kernels  # noqa: E402
 
@@ -174,7 +174,7 @@ def gradient_batches(draw):
        threads=st.sampled_from([1, 2, 4, 8]), blocks=BLOCKS)
 def test_penalty_cotangent_matches_reference(g, weight, one_sided, threads, blocks):
     dtype = g.dtype.type
-    want_c, want_norms, want_value = ref.penalty_cotangent(g, weight, one_sided)
+    want_c, want_norms, want_value = penalty_cotangent(g, weight, one_sided)
     out = np.full(g.shape, np.nan, dtype=dtype)
     norms_out = np.full(g.shape[0], np.nan, dtype=dtype)
     c, norms, value = cuda_penalty.penalty_cotangent(g, weight, one_sided, out=out, norms_out=norms_out,
@@ -208,7 +208,7 @@ def test_activation_tangent_matches_layers(dtype, shape, slope, seed, threads, b
     # kernel itself: the layers reach that same function through the seam, so comparing the
     # two would compare it with itself.
     want = np.where(a > 0, u, (slope * u).astype(dtype))
-    np.testing.assert_array_equal(ref.activation_tangent(a, u, slope), want)
+    np.testing.assert_array_equal(functional.activation_tangent(a, u, slope), want)
     # and the layers' own forward-mode step J·u is that
     layer = nn.ReLU() if slope == 0 else nn.LeakyReLU(slope)
     layer(a)
@@ -272,12 +272,12 @@ def test_default_launch_configuration(dtype):
     np.testing.assert_allclose(back, functional.col2im(cols, x.shape, 2, 2, 2, 1), **tol(dtype))
     g = rng.standard_normal((3, 37)).astype(dtype)  # 37 features: a 64-thread block, 27 idle
     c, norms, value = cuda_penalty.penalty_cotangent(g, out=np.full_like(g, np.nan))
-    want = ref.penalty_cotangent(g)
+    want = penalty_cotangent(g)
     np.testing.assert_allclose(norms, want[1], rtol=8 * np.finfo(dtype).eps)
     np.testing.assert_allclose(c, want[0], rtol=8 * np.finfo(dtype).eps, atol=1e-5)
     u = rng.standard_normal(g.shape).astype(dtype)
     np.testing.assert_array_equal(cuda_penalty.activation_tangent(g, u, 0.2, out=np.full_like(u, np.nan)),
-                                  ref.activation_tangent(g, u, 0.2))
+                                  functional.activation_tangent(g, u, 0.2))
 
 
 def test_registration_is_a_noop_under_the_simulator():

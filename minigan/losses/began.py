@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 
-from ..backend import array_module, is_cupy_array
+from ..backend import array_module, backend_of
 from .core import LOSSES, ConfigError, Loss, _as_float_array, _grad, _mean
 
 # --- BEGAN ----------------------------------------------------------------------------
@@ -62,11 +62,12 @@ class BeganBalance:
         self.k = _check_unit_interval(k0, "k0 (the initial k)")
 
     def update(self, loss_real, loss_fake):
-        """One control step; returns (k_new, convergence_M). With losses on the GPU (0-d CuPy
-        arrays) k stays there too: the next step reads it without the host waiting.
-        (docs/losses.md, eq. BE4)"""
-        if is_cupy_array(loss_real) or is_cupy_array(loss_fake):
-            xp = array_module(loss_real if is_cupy_array(loss_real) else loss_fake)
+        """One control step; returns (k_new, convergence_M). With losses on a device (0-d arrays
+        of a backend that is not the host's: CuPy on the GPU) k stays there too: the next step
+        reads it without the host waiting. (docs/losses.md, eq. BE4)"""
+        device = next((b for b in map(backend_of, (loss_real, loss_fake)) if not b.host), None)
+        if device is not None:
+            xp = device.module()
             balance = self.gamma * loss_real - loss_fake
             self.k = xp.clip(self.k + self.lambda_k * balance, 0.0, 1.0)
             return self.k, loss_real + xp.abs(balance)

@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from ..backend import array_module, is_cupy_array
+from ..backend import array_module, backend_of
 from .core import (LOSSES, ConfigError, Loss, TangentUnsupported, _as_float_array, _grad, _mean, dsigmoid, sigmoid,
                    softplus, zero)
 
@@ -225,10 +225,10 @@ class SquaredHellinger(FDivergence):
 
 
 def _wright_omega(x):
-    """ω(x) = W(e^x) (Lambert W of an exponential without overflow); ω' = ω/(1 + ω). NumPy:
-    scipy's. CuPy: on the device (scipy's would take every value over to the host and back).
-    (docs/losses.md, eq. FG19)"""
-    if is_cupy_array(x):
+    """ω(x) = W(e^x) (Lambert W of an exponential without overflow); ω' = ω/(1 + ω). A host
+    (NumPy) array: scipy's. A device backend's array (CuPy): on the device (scipy's would take
+    every value over to the host and back). (docs/losses.md, eq. FG19)"""
+    if not backend_of(x).host:
         return _wright_omega_iterated(array_module(x), x)
     from scipy.special import wrightomega  # noqa: PLC0415
 

@@ -6,8 +6,8 @@
     tangent       ẏ = σ'(a)·ȧ,   R{dx} = σ'(a)·ḋy + σ''(a)·ȧ·dy   (docs/tangents.md)
 
 σ'' is zero (almost everywhere) for ReLU and LeakyReLU, so they report s = None; their
-σ(a) and σ'(a)·u run through the kernel seam (``leaky_relu`` in :mod:`minigan.functional`,
-``activation_tangent`` in :mod:`minigan.penalty_kernels`: one pass each in the fast twins);
+σ(a) and σ'(a)·u run through the kernel seam (``leaky_relu`` and ``activation_tangent`` in
+:mod:`minigan.functional`: one pass each in the fast twins);
 the smooth ones (Tanh, Sigmoid, Softplus, ELU) must not drop it — that is the term an
 approximate WGAN-GP derivation loses. Formulas (t = tanh a, p = sigmoid a):
     Tanh      σ' = 1 − t²            σ'' = −2t(1 − t²)
@@ -17,7 +17,7 @@ approximate WGAN-GP derivation loses. Formulas (t = tanh a, p = sigmoid a):
 """
 from __future__ import annotations
 
-from .. import penalty_kernels  # noqa: F401 - registers the reference of "activation_tangent"
+from .. import functional  # noqa: F401 - registers the references of "leaky_relu", "activation_tangent"
 from ..backend import array_module, kernel
 from .module import Module
 

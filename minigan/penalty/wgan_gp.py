@@ -16,8 +16,7 @@ coefficient (‖g‖ − 1)/‖g‖ is set to 0), so nothing is ever NaN.
 """
 from __future__ import annotations
 
-from .. import penalty_kernels  # noqa: F401 - registers the reference of "penalty_cotangent"
-from ..backend import kernel
+from ..backend import array_module, kernel, reference_kernel
 from ..errors import ConfigError
 from ..losses import scalar
 from .core import PENALTIES, Penalty, input_gradient, mix, per_sample_shape
@@ -35,10 +34,33 @@ def gradient_penalty(critic, x_hat, weight: float = 10.0, one_sided: bool = Fals
         raise ValueError(f"gradient_penalty: weight (λ) must be >= 0, got {weight!r}")
     g = input_gradient(critic, x_hat, labels, create_graph=True)
     # norms ‖g_i‖, k_i = (2λ/N)(‖g_i‖ − 1)/‖g_i‖ (0 where ‖g_i‖ = 0), c = k·g and the value,
-    # in one kernel (minigan.penalty_kernels.penalty_cotangent is the formula)
+    # in one kernel (penalty_cotangent below is the formula)
     c, _, value = kernel("penalty_cotangent", g)(g, weight, one_sided)
     critic.double_backward(c)
     return scalar(value)
+
+
+@reference_kernel
+def penalty_cotangent(g, weight: float = 10.0, one_sided: bool = False):
+    """(c = k·g, ‖g_i‖ of shape (N,), λ·mean excess²) for the WGAN-GP penalty at g = ∇ₓD.
+    (docs/derivations.md, eqs. P2, P3)
+
+    The step between the input gradient g and the second-order sweep: per-sample norms ‖g_i‖,
+    k_i = (2λ/N)(‖g_i‖ − 1)/‖g_i‖ (excess max(‖g_i‖ − 1, 0) when one-sided; k_i = 0 where
+    ‖g_i‖ = 0), the cotangent c = k_i·g_i that drives ``critic.double_backward(c)``, and the value
+    λ·mean_i excess_i² (an array of g's module, 0-d). The reference of the kernel seam's
+    "penalty_cotangent": the fast twins (kernels/penalty_norm.py, kernels/cuda_penalty.py) are
+    tested against it."""
+    xp = array_module(g)
+    n = g.shape[0]
+    norms = xp.sqrt((g * g).reshape(n, -1).sum(axis=1))
+    excess = norms - 1
+    if one_sided:
+        excess = xp.maximum(excess, 0)
+    safe = xp.where(norms > 0, norms, 1)
+    coefficient = xp.where(norms > 0, (2 * weight / n) * excess / safe, 0)
+    c = coefficient.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype, copy=False) * g
+    return c, norms, weight * (excess * excess).mean()
 
 
 @PENALTIES.register("wgan-gp")

@@ -20,9 +20,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minigan.nn as nn
-from minigan import backend
-from minigan import penalty_kernels as ref
+from minigan import backend, functional
 from minigan.penalty import gradient_penalty, input_gradient
+from minigan.penalty.wgan_gp import penalty_cotangent
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "cuda_sim_cases.py"
@@ -40,7 +40,7 @@ def test_kernels_under_the_cuda_simulator():
 
 def test_importing_the_cuda_code_needs_no_gpu():
     """import minigan / minigan.kernels.cuda touches neither numba.cuda nor cupy."""
-    code = ("import sys, minigan, minigan.penalty_kernels, minigan.kernels.cuda; "
+    code = ("import sys, minigan, minigan.kernels.cuda; "
             "bad = [m for m in ('numba.cuda', 'cupy') if m in sys.modules]; "
             "assert not bad, bad")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
@@ -111,8 +111,8 @@ def test_registration_without_a_gpu_is_a_noop_with_a_reason():
     # the seam still answers for NumPy arrays, with the reference when asked for it
     backend.use_reference()
     try:
-        assert backend.kernel("penalty_cotangent", np.zeros(1)) is ref.penalty_cotangent
-        assert backend.kernel("activation_tangent", np.zeros(1)) is ref.activation_tangent
+        assert backend.kernel("penalty_cotangent", np.zeros(1)) is penalty_cotangent
+        assert backend.kernel("activation_tangent", np.zeros(1)) is functional.activation_tangent
     finally:
         backend.use_reference(False)
 
@@ -141,7 +141,7 @@ def _check_penalty_references(critic, x, weight, one_sided, rng, dtype):
     want = [p.grad.copy() for p in critic.parameters()]
     critic.zero_grad()
     g = input_gradient(critic, x, create_graph=True)
-    c, norms, value = ref.penalty_cotangent(g, weight, one_sided)
+    c, norms, value = penalty_cotangent(g, weight, one_sided)
     critic.double_backward(c)
     assert float(value) == want_value
     for p, w in zip(critic.parameters(), want):
@@ -158,7 +158,7 @@ def _check_penalty_references(critic, x, weight, one_sided, rng, dtype):
     np.testing.assert_allclose(c, k[:, None] * g64, rtol=rtol, atol=1e-6 if dtype == np.float32 else 1e-14)
     act = critic[1]
     u = rng.standard_normal(act._cache_a.shape).astype(dtype)
-    np.testing.assert_array_equal(ref.activation_tangent(act._cache_a, u, 0.2), act.double_backward(u)[0])
+    np.testing.assert_array_equal(functional.activation_tangent(act._cache_a, u, 0.2), act.double_backward(u)[0])
     np.testing.assert_array_equal(act.double_backward(u)[0], np.where(act._cache_a > 0, u, (0.2 * u).astype(dtype)))
 
 
@@ -325,7 +325,7 @@ def test_a_kernel_that_does_not_compile_leaves_the_cupy_reference_and_says_why_i
     assert backend.CUPY.fast == {}
     x = _fake_cupy_array()
     assert backend.kernel("im2col", x) is backend._REFERENCE["im2col"]
-    assert backend.kernel("penalty_cotangent", x) is ref.penalty_cotangent
+    assert backend.kernel("penalty_cotangent", x) is penalty_cotangent
     assert backend.CUPY.register_kernels() is False            # not tried, nor said, again
     assert "CUDA kernels are not used" not in capsys.readouterr().err
 

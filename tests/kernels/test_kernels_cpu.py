@@ -1,5 +1,5 @@
 """The Numba CPU kernels (kernels/) against the NumPy reference (minigan.functional,
-minigan.penalty_kernels): random inputs, shapes drawn by hypothesis, float32 and float64,
+minigan.penalty.wgan_gp): random inputs, shapes drawn by hypothesis, float32 and float64,
 every output buffer poisoned with NaN before the kernel runs (so an element the kernel
 never writes fails the comparison); then whole layers, models and a few training steps
 with the fast path on against the reference path.
@@ -23,9 +23,9 @@ from hypothesis.extra.numpy import array_shapes
 
 import minigan
 import minigan.nn as nn
-from minigan import backend, functional, penalty_kernels
+from minigan import backend, functional
 from minigan.optim import SGD
-from minigan.penalty import gradient_penalty, interpolate
+from minigan.penalty import gradient_penalty, interpolate, wgan_gp
 from strategies import conv_configs, seeds
 
 pytest.importorskip("numba")
@@ -945,7 +945,8 @@ def test_the_seam_gives_the_kernels_by_default_and_the_reference_on_request():
     for name in kcpu.KERNELS:
         assert backend.kernel(name, x) is reference(name)
     assert set(kcpu.KERNELS) <= set(backend._REFERENCE)  # every fast kernel has a reference
-    assert penalty_kernels.activation_tangent is reference("activation_tangent")
+    assert functional.activation_tangent is reference("activation_tangent")
+    assert wgan_gp.penalty_cotangent is reference("penalty_cotangent")
 
 
 DEFAULT_PATH = """

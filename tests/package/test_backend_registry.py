@@ -2,8 +2,9 @@
 
 A third backend, made here and registered from this test without editing minigan, is found by
 backend_of / array_module / device_of, gets its own kernel table through the seam, moves
-arrays with to_device / to_numpy, runs the same layer code, is a ``--device`` choice, is asked
-for its memory and its communicator kind; once unregistered, everything is as before.
+arrays with to_device / to_numpy, runs the same layer code and the losses' device branches
+(BEGAN's k, Jeffrey's ω), is a ``--device`` choice, is asked for its memory and its
+communicator kind; once unregistered, everything is as before.
 """
 from __future__ import annotations
 
@@ -137,6 +138,46 @@ def test_transfers_and_scatter_add_go_through_the_owning_backend(fake):
     assert type(new) is FakeArray and new.dtype == np.float32 and np.array_equal(new, np.full((2, 2), 7.0))
     with pytest.raises(ValueError, match=r"^unknown device 'tpu': expected 'cpu', 'cuda' or 'fakedev'$"):
         backend.to_device(host, "tpu")
+
+
+def _recording_module(fake, monkeypatch):
+    """The fake backend's array module, noting the name of every function looked up on it."""
+    used = []
+    module = types.ModuleType("fakebackend")
+    module.__getattr__ = lambda name: used.append(name) or getattr(np, name)
+    monkeypatch.setattr(fake, "_module", module)
+    return used
+
+
+@pytest.mark.parametrize("on_device", ["both", "real", "fake"])
+def test_begans_balance_keeps_k_on_a_new_device_backend(fake, monkeypatch, on_device):
+    """The losses ask the registry whether a value lives on the host, not whether it is CuPy:
+    a new device kind's 0-d losses (either of them) keep k on that device, through its module."""
+    from minigan.losses import BeganBalance
+
+    used = _recording_module(fake, monkeypatch)
+    real, fake_loss = 0.9, 0.1
+    dev_real = np.asarray(real).view(FakeArray) if on_device in ("both", "real") else real
+    dev_fake = np.asarray(fake_loss).view(FakeArray) if on_device in ("both", "fake") else fake_loss
+    host, device = BeganBalance(0.6, 0.05, 0.3), BeganBalance(0.6, 0.05, 0.3)
+    k, m = device.update(dev_real, dev_fake)
+    assert type(k) is FakeArray and type(device.k) is FakeArray and "clip" in used
+    assert (float(k), float(m)) == pytest.approx(host.update(real, fake_loss), rel=1e-12)
+    assert type(host.k) is float
+
+
+def test_jeffreys_omega_runs_on_a_new_device_backend(fake, monkeypatch):
+    from scipy.special import wrightomega
+
+    from minigan.losses import _wright_omega
+
+    used = _recording_module(fake, monkeypatch)
+    x = np.concatenate([-np.logspace(-3, 3, 40), [0.0], np.logspace(-3, 6, 40)])
+    w = _wright_omega(x.view(FakeArray))
+    assert "logaddexp" in used          # iterated with the device's module, not scipy on the host
+    np.testing.assert_allclose(np.asarray(w), wrightomega(x).real, rtol=1e-14, atol=0)
+    used.clear()
+    assert type(_wright_omega(x)) is np.ndarray and used == []   # a host array: scipy's
 
 
 def test_a_new_device_is_a_config_choice_with_its_memory_and_communicator(fake, monkeypatch):
