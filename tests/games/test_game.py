@@ -152,12 +152,9 @@ def test_vjp_is_the_transpose_of_the_dense_jacobian():
     assert relative_error(game.vjp(z, x, u), J.T @ u) < 1e-12
 
 
-@settings(max_examples=4)
-@given(seed=seeds())
-def test_conditional_game(seed):
+def conditional_game(rng, loss, penalty=None):
     """G a conditional-BatchNorm MLP (labels through ConditionalSequential), D a projection
-    critic with a spectrally normalised head; labels passed to both."""
-    rng = np.random.default_rng(seed)
+    critic with a spectrally normalised head; parameters off their initial values."""
     G = nn.ConditionalSequential(nn.Linear(2, 3, dtype=F64, rng=rng), nn.ConditionalBatchNorm1d(3, 2, dtype=F64, rng=rng),
                                  nn.Tanh(), nn.Linear(3, 2, dtype=F64, rng=rng))
     features = nn.Sequential(nn.Linear(2, 3, dtype=F64, rng=rng), nn.Softplus())
@@ -165,7 +162,15 @@ def test_conditional_game(seed):
                             linear=nn.spectral_norm(nn.Linear(3, 1, dtype=F64, rng=rng), rng=rng))
     for p in list(G.parameters()) + list(D.parameters()):
         p.data[...] = rng.uniform(-1.2, 1.2, p.shape)
-    game = Game(G, D, "ragan")
+    return Game(G, D, loss, penalty=penalty)
+
+
+@settings(max_examples=4)
+@given(seed=seeds())
+def test_conditional_game(seed):
+    """The conditional game (labels passed to both players) under a relativistic loss."""
+    rng = np.random.default_rng(seed)
+    game = conditional_game(rng, "ragan")
     z, x, labels = rng.standard_normal((4, 2)), rng.standard_normal((4, 2)), np.array([0, 1, 1, 0])
     v, u = rng.standard_normal(game.size), rng.standard_normal(game.size)
     params = game.params_G + game.params_D
@@ -181,6 +186,29 @@ def test_conditional_game(seed):
     assert relative_error(game.jvp(z, x, v, labels), want) < 1e-7
     left, right = u @ game.jvp(z, x, v, labels), game.vjp(z, x, u, labels) @ v
     assert abs(left - right) <= 1e-11 * (abs(left) + abs(right) + 1)
+
+
+def test_conditional_game_with_a_penalty_and_its_spectrum():
+    """Labels reach every path: the penalty's central difference (J·v and the dense Jᵀ·u), the
+    dense J at exactly DENSE_LIMIT parameters, and scipy's eigenvalues (its default k = 6);
+    "SR" sorts by the smallest real part."""
+    rng = np.random.default_rng(7)
+    game = conditional_game(rng, "hinge", penalty="r1")
+    z, x, labels = rng.standard_normal((4, 2)), rng.standard_normal((4, 2)), np.array([1, 0, 1, 1])
+    v, u = rng.standard_normal(game.size), rng.standard_normal(game.size)
+    game.DENSE_LIMIT = game.size
+    J = game.jacobian(z, x, labels)
+    assert J.shape == (game.size, game.size) and not game.exact
+    # each J·v a central difference along its own v: linear in v up to the differences' error
+    assert relative_error(game.jvp(z, x, v, labels), J @ v) < 1e-6
+    assert relative_error(game.vjp(z, x, u, labels), J.T @ u) < 1e-12
+    everything = np.linalg.eigvals(J)
+    smallest = game.eigenvalues(z, x, labels, k=3, which="SR")
+    assert np.allclose(smallest.real, np.sort(everything.real)[:3], atol=1e-9)
+    game.DENSE_LIMIT = game.size - 1   # scipy's eigs on J·v
+    largest = game.eigenvalues(z, x, labels, which="LM")
+    assert len(largest) == 6
+    assert np.allclose(np.abs(largest), np.sort(np.abs(everything))[::-1][:6], atol=1e-7)
 
 
 @settings(max_examples=4)
