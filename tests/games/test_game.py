@@ -330,10 +330,12 @@ def test_refusals_say_what_is_wrong():
 # --- cupy -----------------------------------------------------------------------------
 
 def small_dcgan_game(rng, loss):
-    """A DCGAN-shaped game in float64: G with transposed convolutions and BatchNorm in training
-    mode, D with convolutions (16+ channels: the channels-last kernels on the CPU), BatchNorm,
-    LeakyReLU and a spectrally normalised head; parameters off their initial values."""
-    G = nn.Sequential(nn.ConvTranspose2d(3, 16, 2, dtype=F64, rng=rng), nn.BatchNorm2d(16, dtype=F64), nn.ReLU(),
+    """A DCGAN-shaped game in float64: G with transposed convolutions (the first spectrally
+    normalised) and BatchNorm in training mode, D with convolutions (16+ channels: the
+    channels-last kernels on the CPU), BatchNorm, LeakyReLU and a spectrally normalised head;
+    parameters off their initial values."""
+    G = nn.Sequential(nn.spectral_norm(nn.ConvTranspose2d(3, 16, 2, dtype=F64, rng=rng), rng=rng),
+                      nn.BatchNorm2d(16, dtype=F64), nn.ReLU(),
                       nn.ConvTranspose2d(16, 2, 2, stride=2, dtype=F64, rng=rng), nn.Tanh())
     D = nn.Sequential(nn.Conv2d(2, 16, 2, stride=2, dtype=F64, rng=rng), nn.LeakyReLU(0.2),
                       nn.Conv2d(16, 17, 1, dtype=F64, rng=rng), nn.BatchNorm2d(17, dtype=F64), nn.LeakyReLU(0.2),
@@ -350,7 +352,14 @@ def test_dcgan_game_jvp_matches_differences_and_its_adjoint():
     rng = np.random.default_rng(11)
     game, z, x = small_dcgan_game(rng, "nonsaturating")
     v, u = rng.standard_normal(game.size), rng.standard_normal(game.size)
+    state = {f"{who}.{k}": np.array(b, copy=True) for who, m in (("G", game.G), ("D", game.D))
+             for k, b in m.named_buffers()}
+    assert sum(k.endswith("running_mean") for k in state) == 2 and sum(k.endswith("weight_u") for k in state) == 2
     jv = game.jvp(z, x, v)
+    game.vjp(z, x, u)
+    game.field(z, x)
+    after = {f"{who}.{k}": b for who, m in (("G", game.G), ("D", game.D)) for k, b in m.named_buffers()}
+    assert all(np.array_equal(state[k], after[k]) for k in state)   # running statistics, SN's u and v
     # LeakyReLU's kink: the smallest pre-activation here is 5e-5 from it, which a difference step
     # of 1e-5 along v crosses (0.74 off); at 1e-6 every one stays on its side
     assert relative_error(jv, fd_jvp(game, z, x, v, eps=1e-6)) < 1e-8
