@@ -18,6 +18,7 @@ on its first lookup for a float32/float64 NumPy array. The reference is one swit
     "activation_tangent"     kernels/bias_activation.py   minigan.functional.activation_tangent
     "batch_norm_forward"     kernels/norm.py              minigan.functional.batch_norm_forward
     "batch_norm_backward"    kernels/norm.py              minigan.functional.batch_norm_backward
+    "batch_norm_tangent_forward"  kernels/norm.py         minigan.functional.batch_norm_tangent_forward
     "batch_norm_tangent_backward" kernels/norm.py         minigan.functional.batch_norm_tangent_backward
     "layer_norm_forward"     kernels/norm.py              minigan.functional.layer_norm_forward
     "layer_norm_backward"    kernels/norm.py              minigan.functional.layer_norm_backward
@@ -78,6 +79,7 @@ KERNELS = {
     "activation_tangent": ("bias_activation", "activation_tangent"),
     "batch_norm_forward": ("norm", "batch_norm_forward"),
     "batch_norm_backward": ("norm", "batch_norm_backward"),
+    "batch_norm_tangent_forward": ("norm", "batch_norm_tangent_forward"),
     "batch_norm_tangent_backward": ("norm", "batch_norm_tangent_backward"),
     "layer_norm_forward": ("norm", "layer_norm_forward"),
     "layer_norm_backward": ("norm", "layer_norm_backward"),
@@ -131,6 +133,8 @@ def warm_up(dtypes=("float32",)) -> None:
             cpu_kernel("batch_norm_forward")(a, None, None, 1e-5)
             cpu_kernel("batch_norm_backward")(a, out[1], out[2], ones)
             cpu_kernel("batch_norm_backward")(a, out[1], out[2], None)
+            cpu_kernel("batch_norm_tangent_forward")(a, out[1], out[2], ones, ones, ones)
+            cpu_kernel("batch_norm_tangent_forward")(a, out[1], out[2], None, None, None)
             cpu_kernel("batch_norm_tangent_backward")(a, a, out[1], a, a, out[2], ones, ones)
             cpu_kernel("batch_norm_tangent_backward")(a, a, out[1], a, a, out[2], None, None)
         out = cpu_kernel("layer_norm_forward")(x, ones[:1].repeat(4), ones[:1].repeat(4), 1e-5, 1)

@@ -191,6 +191,43 @@ def _bn_backward_rows(dy, xhat, r, gamma, dx, dgamma, dbeta):  # pragma: no cove
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath={"reassoc"})
+def _bn_tangent_forward_rows(x_dot, xhat, r, gamma, gamma_dot, beta_dot, y_dot, xhat_dot):  # pragma: no cover
+    """Batch norm's tangent forward over (M, C) rows: the per-channel sums S = Σẋ, T = Σx̂·ẋ in one
+    reading pass, then x̂̇ = r·(ẋ − S/M − x̂·T/M) and ẏ = γ·x̂̇ + γ̇·x̂ + β̇ in one writing pass
+    (``y_dot`` unwritten without γ: ẏ is x̂̇)."""
+    m, c = x_dot.shape
+    affine = gamma.shape[0] == c
+    blocks = min(m, _ROW_BLOCKS)
+    part = np.zeros((2, blocks, c))
+    for t in prange(blocks):
+        lo, hi = _row_block(t, blocks, m)
+        for i in range(lo, hi):
+            for k in range(c):
+                d = x_dot[i, k]
+                part[0, t, k] += d
+                part[1, t, k] += d * xhat[i, k]
+    mean_dot = np.empty(c, x_dot.dtype)   # in the dtype of the elementwise pass
+    mean_cross = np.empty(c, x_dot.dtype)
+    for k in range(c):
+        s = 0.0
+        q = 0.0
+        for t in range(blocks):
+            s += part[0, t, k]
+            q += part[1, t, k]
+        mean_dot[k] = s / m
+        mean_cross[k] = q / m
+    for t in prange(blocks):
+        lo, hi = _row_block(t, blocks, m)
+        for i in range(lo, hi):
+            for k in range(c):
+                h = xhat[i, k]
+                hd = r[k] * (x_dot[i, k] - mean_dot[k] - h * mean_cross[k])
+                xhat_dot[i, k] = hd
+                if affine:
+                    y_dot[i, k] = gamma[k] * hd + gamma_dot[k] * h + beta_dot[k]
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"reassoc"})
 def _bn_tangent_backward_rows(dy, dy_dot, xhat, xhat_dot, x_dot, r, gamma, gamma_dot, dx, dx_dot,
                               sums):  # pragma: no cover - compiled
     """Batch norm's backward and its tangent over (M, C) rows, one reading pass for six
@@ -330,6 +367,7 @@ def _param(p, dtype):
 # timings).
 _bn_forward_by_size = SizedKernel(_bn_forward_rows)
 _bn_backward_by_size = SizedKernel(_bn_backward_rows)
+_bn_tangent_forward_by_size = SizedKernel(_bn_tangent_forward_rows)
 _bn_tangent_backward_by_size = SizedKernel(_bn_tangent_backward_rows)
 
 
@@ -377,6 +415,20 @@ def _channel_rows(a, c):
     or an (N, C) matrix), else one copying pass."""
     moved = np.moveaxis(a, 1, -1)
     return (moved if moved.flags.c_contiguous else np.ascontiguousarray(moved)).reshape(-1, c)
+
+
+def batch_norm_tangent_forward(x_dot, xhat, r, weight, weight_dot, bias_dot):
+    """(ẏ, x̂̇) as the reference, in one reading and one writing pass; both channels-last (or
+    (N, C) rows), as the tangent backward's results."""
+    dtype = check_float("batch_norm_tangent_forward", x_dot, xhat, r)
+    c = x_dot.shape[1]
+    moved_shape = (x_dot.shape[0],) + x_dot.shape[2:] + (c,)
+    xhat_dot = cpu_common._empty(moved_shape, dtype)
+    y_dot = xhat_dot if weight is None else cpu_common._empty(moved_shape, dtype)
+    _bn_tangent_forward_by_size.for_size(x_dot.size)(
+        _channel_rows(x_dot, c), _channel_rows(xhat, c), contiguous(r).reshape(-1), _param(weight, dtype),
+        _param(weight_dot, dtype), _param(bias_dot, dtype), y_dot.reshape(-1, c), xhat_dot.reshape(-1, c))
+    return np.moveaxis(y_dot, -1, 1), np.moveaxis(xhat_dot, -1, 1)
 
 
 def batch_norm_tangent_backward(dy, dy_dot, xhat, xhat_dot, x_dot, r, weight, weight_dot):

@@ -187,6 +187,19 @@ def batch_norm_backward(dy, xhat, r, weight):
 
 
 @reference_kernel
+def batch_norm_tangent_forward(x_dot, xhat, r, weight, weight_dot, bias_dot):
+    """Training-mode batch norm's tangent forward: (ẏ, x̂̇) with x̂̇ = r·P(ẋ) (the statistics move
+    with the batch) and ẏ = γ·x̂̇ + γ̇·x̂ + β̇ (docs/tangents.md, "Normalisation"). ``weight`` None
+    (no affine): ẏ is x̂̇ itself."""
+    axes, shape = _channel_axes(x_dot), _channel_shape(x_dot)
+    xhat_dot = r * project(x_dot, xhat, axes)
+    if weight is None:
+        return xhat_dot, xhat_dot
+    y_dot = weight.reshape(shape) * xhat_dot + weight_dot.reshape(shape) * xhat + bias_dot.reshape(shape)
+    return y_dot, xhat_dot
+
+
+@reference_kernel
 def batch_norm_tangent_backward(dy, dy_dot, xhat, xhat_dot, x_dot, r, weight, weight_dot):
     """Training-mode batch norm's backward and its tangent in one call: (dx, R{dx}, dγ, dβ,
     R{dγ}, R{dβ}). With v = γ·dy, v̇ = γ·ḋy + γ̇·dy and x̂̇ = r·P(ẋ) from the tangent forward:

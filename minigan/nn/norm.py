@@ -27,8 +27,9 @@ Derivation in docs/derivations.md ("Synchronised BatchNorm").
 Tangents (docs/tangents.md, section "Normalisation"), with ẋ, γ̇, β̇, ḋy and v̇ = γ̇·dy + γ·ḋy:
     x̂̇ = r·P(ẋ),  ẏ = γ x̂̇ + γ̇ x̂ + β̇,  R{dγ} = Σ (ḋy x̂ + dy x̂̇),  R{dβ} = Σ ḋy,
     R{dx} = ṙ·P(v) + r·[P(v̇) − x̂̇·mean(v x̂) − x̂·mean(v x̂̇)],  ṙ = −r²·mean(x̂ ẋ)
-(x̂̇ = r·P(ẋ) is one more call of the backward kernel; dx, R{dx} and the four parameter sums are
-one call of ``batch_norm_tangent_backward``: six per-channel sums, then one elementwise pass). BatchNorm in
+(in training mode x̂̇ and ẏ are one call of ``batch_norm_tangent_forward``, and dx, R{dx} and the
+four parameter sums one call of ``batch_norm_tangent_backward``: per-channel sums in one pass, then
+one elementwise pass each). BatchNorm in
 training mode has this exact tangent (the batch is fixed; its statistics are functions of it);
 in eval mode x̂̇ = r·ẋ and R{dx} = r·v̇. Synchronised BatchNorm has no tangent pass (it raises).
 
@@ -214,10 +215,13 @@ class _BatchNorm(Module):
     def tangent_forward(self, x_dot):
         xhat, r, training = self._require(self._cache)
         self._refuse_synced_tangent()
-        if training:   # x̂̇ = r·P(ẋ): the backward kernel without γ
-            xhat_dot = kernel("batch_norm_backward", x_dot)(x_dot, xhat, r, None)[0]
-        else:          # running statistics: x̂̇ = r·ẋ
-            xhat_dot = r * x_dot
+        if training:   # x̂̇ = r·P(ẋ), ẏ = γ x̂̇ + γ̇ x̂ + β̇: one kernel
+            params = ((self.weight.data, self.weight.tangent_or_zeros(), self.bias.tangent_or_zeros())
+                      if self.affine else (None, None, None))
+            y_dot, xhat_dot = kernel("batch_norm_tangent_forward", x_dot)(x_dot, xhat, r, *params)
+            self._keep_tangent(self._cache, (x_dot, xhat_dot))
+            return y_dot
+        xhat_dot = r * x_dot   # running statistics: x̂̇ = r·ẋ
         self._keep_tangent(self._cache, (x_dot, xhat_dot))
         if not self.affine:
             return xhat_dot

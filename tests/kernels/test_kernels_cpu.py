@@ -479,6 +479,28 @@ def test_batch_norm_tangent_backward_kernel_matches_reference(n, c, spatial, lay
         assert_close(g, w, factor=8, scale=scale * (float(np.abs(r).max()) + 1))
 
 
+@given(n=st.integers(1, 4), c=st.integers(1, 20), spatial=st.sampled_from([(), (3,), (2, 3), (5, 7)]),
+       layout=st.sampled_from(["C", "channels-last"]), affine=st.booleans(), on_pool=st.booleans(),
+       dtype=DTYPES, seed=seeds())
+def test_batch_norm_tangent_forward_kernel_matches_reference(n, c, spatial, layout, affine, on_pool, dtype, seed):
+    """(ẏ, x̂̇) of the one-pass kernel against the reference, γ, γ̇, β̇ drawn; without γ, ẏ is x̂̇."""
+    rng = np.random.default_rng(seed)
+    shape = (max(n, 2), c) + spatial
+    arrange = channels_last if layout == "channels-last" and len(shape) == 4 else (lambda a: a)
+    x = random(rng, shape, dtype, scale=3.0) + dtype(1.5)
+    _, xhat, r, _, _ = reference("batch_norm_forward")(x, None, None, 1e-5)
+    x_dot = random(rng, shape, dtype)
+    params = tuple(random(rng, (c,), dtype) for _ in range(3)) if affine else (None, None, None)
+    want = reference("batch_norm_tangent_forward")(x_dot, xhat, r, *params)
+    with loops_on_pool(on_pool), poisoned_results():
+        got = fast("batch_norm_tangent_forward")(arrange(x_dot), arrange(xhat), r, *params)
+    scale = float(np.abs(x_dot).max()) * (float(np.abs(r).max()) + 1) * 4 + 1
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        assert_close(g, w, factor=8, scale=scale * (max(float(np.abs(p).max()) for p in params) + 1 if affine else 1))
+    assert np.shares_memory(got[0], got[1]) == (not affine)
+
+
 @pytest.mark.parametrize("dtype, mean", [(np.float32, 3e4), (np.float64, 3e9)])
 @pytest.mark.parametrize("layout", ["channels-first", "channels-last"])
 @pytest.mark.parametrize("on_pool", [False, True])
