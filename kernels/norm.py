@@ -119,6 +119,28 @@ def _row_block(t, blocks, m):  # pragma: no cover - compiled
     return t * m // blocks, (t + 1) * m // blocks
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _block_sums(a, xhat, lo, hi, part, t):  # pragma: no cover - compiled
+    """Σa and Σa·x̂ per channel over rows lo..hi−1 of (M, C) rows, added into part[0, t], part[1, t]
+    (float64): one block of a batch-norm reduction."""
+    for i in range(lo, hi):
+        for k in range(a.shape[1]):
+            d = a[i, k]
+            part[0, t, k] += d
+            part[1, t, k] += d * xhat[i, k]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _channel_totals(part, k):  # pragma: no cover - compiled
+    """The blocks' partial sums of channel k added up: (Σa, Σa·x̂)."""
+    s = 0.0
+    q = 0.0
+    for t in range(part.shape[1]):
+        s += part[0, t, k]
+        q += part[1, t, k]
+    return s, q
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath={"reassoc"})
 def _bn_forward_rows(x, gamma, beta, eps, y, xhat, r_out, mean_out, var_out):  # pragma: no cover
     m, c = x.shape
@@ -164,20 +186,12 @@ def _bn_backward_rows(dy, xhat, r, gamma, dx, dgamma, dbeta):  # pragma: no cove
     part = np.zeros((2, blocks, c))
     for t in prange(blocks):
         lo, hi = _row_block(t, blocks, m)
-        for i in range(lo, hi):
-            for k in range(c):
-                d = dy[i, k]
-                part[0, t, k] += d
-                part[1, t, k] += d * xhat[i, k]
+        _block_sums(dy, xhat, lo, hi, part, t)
     scale = np.empty(c, dy.dtype)   # in dy's dtype, as the elementwise pass
     mv = np.empty(c, dy.dtype)
     mvx = np.empty(c, dy.dtype)
     for k in range(c):
-        sdy = 0.0
-        sdyx = 0.0
-        for t in range(blocks):
-            sdy += part[0, t, k]
-            sdyx += part[1, t, k]
+        sdy, sdyx = _channel_totals(part, k)
         dbeta[k] = sdy
         dgamma[k] = sdyx
         scale[k] = r[k] * (gamma[k] if affine else 1.0)   # v = γ·dy: mean v = γ·Σdy/count, ...
@@ -201,19 +215,11 @@ def _bn_tangent_forward_rows(x_dot, xhat, r, gamma, gamma_dot, beta_dot, y_dot, 
     part = np.zeros((2, blocks, c))
     for t in prange(blocks):
         lo, hi = _row_block(t, blocks, m)
-        for i in range(lo, hi):
-            for k in range(c):
-                d = x_dot[i, k]
-                part[0, t, k] += d
-                part[1, t, k] += d * xhat[i, k]
+        _block_sums(x_dot, xhat, lo, hi, part, t)
     mean_dot = np.empty(c, x_dot.dtype)   # in the dtype of the elementwise pass
     mean_cross = np.empty(c, x_dot.dtype)
     for k in range(c):
-        s = 0.0
-        q = 0.0
-        for t in range(blocks):
-            s += part[0, t, k]
-            q += part[1, t, k]
+        s, q = _channel_totals(part, k)
         mean_dot[k] = s / m
         mean_cross[k] = q / m
     for t in prange(blocks):

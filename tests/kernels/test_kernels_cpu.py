@@ -450,20 +450,29 @@ def test_batch_norm_kernels_keep_channels_last(n, c, hw, affine, dy_last, on_poo
         _check_batch_norm_channels_last(n, c, hw, affine, dy_last, dtype, seed)
 
 
-@given(n=st.integers(1, 4), c=st.integers(1, 20), spatial=st.sampled_from([(), (3,), (2, 3), (5, 7)]),
-       layout=st.sampled_from(["C", "channels-last"]), affine=st.booleans(), on_pool=st.booleans(),
-       dtype=DTYPES, seed=seeds())
+TANGENT_CASES = dict(n=st.integers(1, 4), c=st.integers(1, 20), spatial=st.sampled_from([(), (3,), (2, 3), (5, 7)]),
+                     layout=st.sampled_from(["C", "channels-last"]), affine=st.booleans(), on_pool=st.booleans(),
+                     dtype=DTYPES, seed=seeds())
+
+
+def _normalized_batch(rng, n, c, spatial, layout, dtype):
+    """(shape, arrange, x̂, r, ẋ): a batch norm's saved x̂ and r from the reference and a drawn
+    input tangent; ``arrange`` puts an array in the layout under test (channels-last for 4-d)."""
+    shape = (max(n, 2), c) + spatial
+    arrange = channels_last if layout == "channels-last" and len(shape) == 4 else (lambda a: a)
+    x = random(rng, shape, dtype, scale=3.0) + dtype(1.5)
+    _, xhat, r, _, _ = reference("batch_norm_forward")(x, None, None, 1e-5)
+    return shape, arrange, xhat, r, random(rng, shape, dtype)
+
+
+@given(**TANGENT_CASES)
 def test_batch_norm_tangent_backward_kernel_matches_reference(n, c, spatial, layout, affine, on_pool, dtype, seed):
     """(dx, R{dx}, dγ, dβ, R{dγ}, R{dβ}) of the one-pass kernel against the reference formulas,
     every input and γ, γ̇ drawn (not the defaults), x̂ and x̂̇ from the reference's forward and
     tangent forward; 2-, 3- and 4-d inputs, C order or channels-last, every element written,
     on Numba's pool or its one-thread twin."""
     rng = np.random.default_rng(seed)
-    shape = (max(n, 2), c) + spatial
-    arrange = channels_last if layout == "channels-last" and len(shape) == 4 else (lambda a: a)
-    x = random(rng, shape, dtype, scale=3.0) + dtype(1.5)
-    _, xhat, r, _, _ = reference("batch_norm_forward")(x, None, None, 1e-5)
-    x_dot = random(rng, shape, dtype)
+    shape, arrange, xhat, r, x_dot = _normalized_batch(rng, n, c, spatial, layout, dtype)
     xhat_dot = reference("batch_norm_backward")(x_dot, xhat, r, None)[0]   # x̂̇ = r·P(ẋ)
     dy, dy_dot = random(rng, shape, dtype), random(rng, shape, dtype)
     gamma, gamma_dot = (random(rng, (c,), dtype), random(rng, (c,), dtype)) if affine else (None, None)
@@ -471,7 +480,7 @@ def test_batch_norm_tangent_backward_kernel_matches_reference(n, c, spatial, lay
     with loops_on_pool(on_pool), poisoned_results():
         got = fast("batch_norm_tangent_backward")(*(arrange(a) for a in (dy, dy_dot, xhat, xhat_dot, x_dot)),
                                                   r, gamma, gamma_dot)
-    count = x.size // c
+    count = dy.size // c
     scale = float(np.abs(dy).max() + np.abs(dy_dot).max()) * (count ** 0.5 + float(np.abs(r).max())) + 1
     assert len(got) == len(want) == 6
     for g, w in zip(got, want):
@@ -479,17 +488,11 @@ def test_batch_norm_tangent_backward_kernel_matches_reference(n, c, spatial, lay
         assert_close(g, w, factor=8, scale=scale * (float(np.abs(r).max()) + 1))
 
 
-@given(n=st.integers(1, 4), c=st.integers(1, 20), spatial=st.sampled_from([(), (3,), (2, 3), (5, 7)]),
-       layout=st.sampled_from(["C", "channels-last"]), affine=st.booleans(), on_pool=st.booleans(),
-       dtype=DTYPES, seed=seeds())
+@given(**TANGENT_CASES)
 def test_batch_norm_tangent_forward_kernel_matches_reference(n, c, spatial, layout, affine, on_pool, dtype, seed):
     """(ẏ, x̂̇) of the one-pass kernel against the reference, γ, γ̇, β̇ drawn; without γ, ẏ is x̂̇."""
     rng = np.random.default_rng(seed)
-    shape = (max(n, 2), c) + spatial
-    arrange = channels_last if layout == "channels-last" and len(shape) == 4 else (lambda a: a)
-    x = random(rng, shape, dtype, scale=3.0) + dtype(1.5)
-    _, xhat, r, _, _ = reference("batch_norm_forward")(x, None, None, 1e-5)
-    x_dot = random(rng, shape, dtype)
+    _, arrange, xhat, r, x_dot = _normalized_batch(rng, n, c, spatial, layout, dtype)
     params = tuple(random(rng, (c,), dtype) for _ in range(3)) if affine else (None, None, None)
     want = reference("batch_norm_tangent_forward")(x_dot, xhat, r, *params)
     with loops_on_pool(on_pool), poisoned_results():
