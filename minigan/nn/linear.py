@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import is_cupy_array, scatter_add
+from ..backend import scatter_add
+from ..backends import backend_of
 from .init import make_rng, torch_default
 from .module import Module, Parameter, _check_float_dtype
 from ._checks import _positive_int
@@ -101,9 +102,10 @@ class Embedding(Module):
         if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= self.num_embeddings):
             raise ValueError(f"Embedding: labels must lie in [0, {self.num_embeddings}), "
                              f"got range [{int(idx.min())}, {int(idx.max())}]")
-        if is_cupy_array(self.weight.data) and not is_cupy_array(idx):
-            # host labels on a GPU model: checked above for free, then copied over (device labels
-            # cost the host a wait for the GPU to read their range)
+        owner = backend_of(self.weight.data)
+        if not owner.host and backend_of(idx) is not owner:
+            # host labels on a device model: checked above for free, then copied over (device
+            # labels cost the host a wait for the device to read their range)
             idx = self.xp.asarray(idx)
         self._cache_idx = idx
         return self.weight.data[idx]
