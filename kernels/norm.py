@@ -423,33 +423,39 @@ def _channel_rows(a, c):
     return (moved if moved.flags.c_contiguous else np.ascontiguousarray(moved)).reshape(-1, c)
 
 
+def _channels_last_result(like):
+    """A new array of ``like``'s shape and dtype with the channels last in memory, and its (M, C)
+    rows (the tangent kernels' results, in the order the kernels read their inputs)."""
+    c = like.shape[1]
+    moved = cpu_common._empty((like.shape[0],) + like.shape[2:] + (c,), like.dtype)
+    return np.moveaxis(moved, -1, 1), moved.reshape(-1, c)
+
+
 def batch_norm_tangent_forward(x_dot, xhat, r, weight, weight_dot, bias_dot):
-    """(ẏ, x̂̇) as the reference, in one reading and one writing pass; both channels-last (or
-    (N, C) rows), as the tangent backward's results."""
+    """(ẏ, x̂̇) as the reference, in one reading and one writing pass; both with the channels last
+    in memory."""
     dtype = check_float("batch_norm_tangent_forward", x_dot, xhat, r)
     c = x_dot.shape[1]
-    moved_shape = (x_dot.shape[0],) + x_dot.shape[2:] + (c,)
-    xhat_dot = cpu_common._empty(moved_shape, dtype)
-    y_dot = xhat_dot if weight is None else cpu_common._empty(moved_shape, dtype)
+    xhat_dot, xhat_dot_rows = _channels_last_result(x_dot)
+    y_dot, y_dot_rows = (xhat_dot, xhat_dot_rows) if weight is None else _channels_last_result(x_dot)
     _bn_tangent_forward_by_size.for_size(x_dot.size)(
         _channel_rows(x_dot, c), _channel_rows(xhat, c), contiguous(r).reshape(-1), _param(weight, dtype),
-        _param(weight_dot, dtype), _param(bias_dot, dtype), y_dot.reshape(-1, c), xhat_dot.reshape(-1, c))
-    return np.moveaxis(y_dot, -1, 1), np.moveaxis(xhat_dot, -1, 1)
+        _param(weight_dot, dtype), _param(bias_dot, dtype), y_dot_rows, xhat_dot_rows)
+    return y_dot, xhat_dot
 
 
 def batch_norm_tangent_backward(dy, dy_dot, xhat, xhat_dot, x_dot, r, weight, weight_dot):
     """(dx, R{dx}, dγ, dβ, R{dγ}, R{dβ}) as the reference, in one reading and one writing pass;
-    dx and R{dx} in x̂'s memory order when x̂ is channels-last (or 2-d), else channels-last too."""
+    dx and R{dx} with the channels last in memory."""
     dtype = check_float("batch_norm_tangent_backward", dy, dy_dot, xhat, xhat_dot, x_dot, r)
     c = dy.shape[1]
-    moved_shape = (dy.shape[0],) + dy.shape[2:] + (c,)
-    dx_moved, dx_dot_moved = cpu_common._empty(moved_shape, dtype), cpu_common._empty(moved_shape, dtype)
+    (dx, dx_rows), (dx_dot, dx_dot_rows) = _channels_last_result(dy), _channels_last_result(dy)
     sums = np.empty((6, c))
     _bn_tangent_backward_by_size.for_size(dy.size)(
         *(_channel_rows(a, c) for a in (dy, dy_dot, xhat, xhat_dot, x_dot)), contiguous(r).reshape(-1),
-        _param(weight, dtype), _param(weight_dot, dtype), dx_moved.reshape(-1, c), dx_dot_moved.reshape(-1, c), sums)
+        _param(weight, dtype), _param(weight_dot, dtype), dx_rows, dx_dot_rows, sums)
     a, b, a_dot, b_dot, e, _ = sums.astype(dtype)
-    return np.moveaxis(dx_moved, -1, 1), np.moveaxis(dx_dot_moved, -1, 1), b, a, b_dot + e, a_dot
+    return dx, dx_dot, b, a, b_dot + e, a_dot
 
 
 def _rows(x, normalized_ndim):

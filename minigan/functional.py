@@ -152,6 +152,16 @@ def project(w, xhat, axes):
     return w - w.mean(axis=axes, keepdims=True) - xhat * (w * xhat).mean(axis=axes, keepdims=True)
 
 
+def project_tangent(dx, xhat, r, x_dot, xhat_dot, v, rp_v_dot, axes):
+    """R{r·P(v)} for dx = r·P(v) over ``axes``: ṙ·P(v) + r·P(v̇) − r·[x̂̇·mean(v x̂) + x̂·mean(v x̂̇)],
+    where ṙ·P(v) = (ṙ/r)·dx = −r·mean(x̂ ẋ)·dx and rp_v_dot = r·P(v̇) (docs/tangents.md,
+    "Normalisation"): the tangent of batch and layer norm's input gradient."""
+    def mean(a):
+        return a.mean(axis=axes, keepdims=True)
+
+    return rp_v_dot - r * (mean(xhat * x_dot) * dx + xhat_dot * mean(v * xhat) + xhat * mean(v * xhat_dot))
+
+
 def _channel_axes(x):
     return (0,) + tuple(range(2, x.ndim))
 
@@ -207,17 +217,12 @@ def batch_norm_tangent_backward(dy, dy_dot, xhat, xhat_dot, x_dot, r, weight, we
         dγ = Σ dy·x̂,  dβ = Σ dy,  R{dγ} = Σ (ḋy·x̂ + dy·x̂̇),  R{dβ} = Σ ḋy
     (docs/tangents.md, "Normalisation"). ``weight``/``weight_dot`` (γ, γ̇) None: no affine."""
     axes, shape = _channel_axes(dy), _channel_shape(dy)
-
-    def mean(a):
-        return a.mean(axis=axes, keepdims=True)
-
     v, v_dot = dy, dy_dot
     if weight is not None:
         gamma = weight.reshape(shape)
         v, v_dot = gamma * dy, gamma * dy_dot + weight_dot.reshape(shape) * dy
     dx = r * project(v, xhat, axes)
-    dx_dot = r * project(v_dot, xhat, axes) - r * (mean(xhat * x_dot) * dx + xhat_dot * mean(v * xhat)
-                                                   + xhat * mean(v * xhat_dot))
+    dx_dot = project_tangent(dx, xhat, r, x_dot, xhat_dot, v, r * project(v_dot, xhat, axes), axes)
     return (dx, dx_dot, (dy * xhat).sum(axis=axes), dy.sum(axis=axes),
             (dy_dot * xhat + dy * xhat_dot).sum(axis=axes), dy_dot.sum(axis=axes))
 

@@ -5,6 +5,7 @@ single-process run) or checks its property itself and exits non-zero with a mess
 """
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -112,34 +113,6 @@ def case_wgandiv(out):
     case_train(out, WGANDIV)
 
 
-def case_update_simultaneous(out):
-    case_train(out, UPDATES["simultaneous"])
-
-
-def case_update_extragradient(out):
-    case_train(out, UPDATES["extragradient"])
-
-
-def case_update_optimistic(out):
-    case_train(out, UPDATES["optimistic"])
-
-
-def case_update_lookahead(out):
-    case_train(out, UPDATES["lookahead"])
-
-
-def case_update_consensus(out):
-    case_train(out, UPDATES["consensus"])
-
-
-def case_update_sga(out):
-    case_train(out, UPDATES["sga"])
-
-
-def case_update_cgd(out):
-    case_train(out, UPDATES["cgd"])
-
-
 def case_dcgan_nosync(out):
     case_train(out, DCGAN)
 
@@ -242,6 +215,7 @@ def case_raise_on_one_rank(out):
 
 
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
+CASES.update({f"update_{name}": functools.partial(case_train, config=config) for name, config in UPDATES.items()})
 
 if __name__ == "__main__":
     CASES[sys.argv[1]](sys.argv[2] if len(sys.argv) > 2 else None)

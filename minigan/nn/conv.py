@@ -144,6 +144,12 @@ class _ConvBase(Module):
             y_dot += self.bias.tangent_or_zeros().reshape(1, -1, 1, 1)
         return y_dot
 
+    def _transposed_pair(self, u, w, out_shape):
+        """convᵀ(u, W) + convᵀ(w, Ẇ) (Conv2d's R{dx} with u = ḋy, w = dy; ConvTranspose2d's ẏ with
+        u = ẋ, w = x) as one convolution of [u, w] with [W; Ẇ] (see :func:`_stacked`)."""
+        w_stack = _stacked(self.weight.data, self.weight.tangent_or_zeros(), 0)
+        return kernel("conv2d_backward_input", u)(_stacked(u, w, 1), w_stack, out_shape, self.stride, self.padding)
+
     def _accumulate_bias_tangent(self, dy_dot):
         if self.bias is not None:
             self.bias.accumulate_tangent(lambda: dy_dot.sum(axis=(0, 2, 3)))
@@ -219,9 +225,7 @@ class Conv2d(_ConvBase):
             return weight_grad(dy_dot, columns, shape) + weight_grad(dy, x_dot_cols, shape)
         self.weight.accumulate_tangent(weight_tangent)
         self._accumulate_bias_tangent(dy_dot)
-        w_stack = _stacked(self.weight.data, self.weight.tangent_or_zeros(), 0)
-        dx_dot = kernel("conv2d_backward_input", dy)(_stacked(dy_dot, dy, 1), w_stack, x.shape, s, p)
-        return self.backward(dy, accumulate=accumulate), dx_dot
+        return self.backward(dy, accumulate=accumulate), self._transposed_pair(dy_dot, dy, x.shape)
 
 
 class ConvTranspose2d(_ConvBase):
@@ -280,9 +284,7 @@ class ConvTranspose2d(_ConvBase):
 
     def tangent_forward(self, x_dot):
         x = self._require(self._cache_x)
-        s, p, out_shape = self.stride, self.padding, self._cache_out_shape
-        w_stack = _stacked(self.weight.data, self.weight.tangent_or_zeros(), 0)
-        y_dot = kernel("conv2d_backward_input", x)(_stacked(x_dot, x, 1), w_stack, out_shape, s, p)
+        y_dot = self._transposed_pair(x_dot, x, self._cache_out_shape)
         self._keep_tangent(x, x_dot)
         return self._bias_tangent(y_dot)
 

@@ -43,19 +43,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import array_module, kernel
-from ..functional import normalize, project  # noqa: F401 - the formulas, re-exported here
+from ..functional import normalize, project, project_tangent  # noqa: F401 - the formulas, re-exported here
 from ._checks import _positive_int
 from .module import DoubleBackwardUnsupported, Module, Parameter, TangentUnsupported, _check_float_dtype
-
-
-def _normalized_gradient_tangent(dx, xhat, r, x_dot, xhat_dot, v, rp_v_dot, axes):
-    """R{r·P(v)} for dx = r·P(v): ṙ·P(v) + r·P(v̇) − r·[x̂̇·mean(v x̂) + x̂·mean(v x̂̇)], where
-    ṙ·P(v) = (ṙ/r)·dx = −r·mean(x̂ ẋ)·dx and rp_v_dot = r·P(v̇) (docs/tangents.md); LayerNorm's
-    (batch norm's is the kernel ``batch_norm_tangent_backward``)."""
-    def mean(a):
-        return a.mean(axis=axes, keepdims=True)
-
-    return rp_v_dot - r * (mean(xhat * x_dot) * dx + xhat_dot * mean(v * xhat) + xhat * mean(v * xhat_dot))
 
 
 class _BatchNorm(Module):
@@ -142,10 +132,15 @@ class _BatchNorm(Module):
             axes = self._axes(xhat)
             dx = r * (self._gamma(xhat) * dy)
             dgamma, dbeta = (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
-        if accumulate and self.affine:
+        if accumulate:
+            self._add_grads(dgamma, dbeta)
+        return dx
+
+    def _add_grads(self, dgamma, dbeta):
+        """dγ, dβ into the affine parameters' .grad (nothing without them)."""
+        if self.affine:
             self.weight.grad += dgamma
             self.bias.grad += dbeta
-        return dx
 
     # --- synchronised statistics (self.comm set, several ranks) ---------------------------
     def _synced(self):
@@ -240,9 +235,8 @@ class _BatchNorm(Module):
         if self.affine:
             self.weight.accumulate_tangent(dgamma_dot)
             self.bias.accumulate_tangent(dbeta_dot)
-            if accumulate:
-                self.weight.grad += dgamma
-                self.bias.grad += dbeta
+        if accumulate:
+            self._add_grads(dgamma, dbeta)
         return dx, dx_dot
 
     def _eval_tangent_backward(self, dy, dy_dot, xhat, r, xhat_dot, accumulate):
@@ -370,4 +364,4 @@ class LayerNorm(Module):
             v_dot = v_dot + self.weight.tangent_or_zeros() * dy
         dx = self.backward(dy, accumulate=accumulate)
         rp_v_dot = kernel("layer_norm_backward", v_dot)(v_dot, xhat, r, None, len(self.normalized_shape))[0]
-        return dx, _normalized_gradient_tangent(dx, xhat, r, x_dot, xhat_dot, v, rp_v_dot, self._axes(dy))
+        return dx, project_tangent(dx, xhat, r, x_dot, xhat_dot, v, rp_v_dot, self._axes(dy))
