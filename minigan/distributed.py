@@ -263,6 +263,15 @@ def global_means(comm, *arrays):
     return tuple(np.float64(buffer[i] / buffer[k + i]) for i in range(k))
 
 
+def rank_mean(comm, vector):
+    """The mean over the ranks of a host vector, in float64 (one allreduce; a C-contiguous float64
+    vector is averaged in place)."""
+    vector = np.ascontiguousarray(vector, dtype=np.float64)
+    comm.allreduce(vector)
+    vector /= comm.size
+    return vector
+
+
 def global_std(comm, x):
     """The standard deviation (ddof 0) of every entry of the global batch, x this rank's rows:
     two passes as NumPy's std (the global mean, then the mean squared deviation from it), one

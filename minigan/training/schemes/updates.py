@@ -39,10 +39,8 @@ its steps). k = n_critic must be 1 (one critic step per step is part of each rul
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ... import backend
-from ...distributed import DataParallelOptimizer
+from ...distributed import DataParallelOptimizer, rank_mean
 from ...errors import ConfigError
 from ..players import clip_weights
 from .alternating import Alternating
@@ -250,14 +248,6 @@ class CompetitiveGradientDescent(GradientAdjusted):
             raise ConfigError(f"cgd_maxiter (the linear solve's iterations) must be >= 1, got {config.cgd_maxiter}")
         if not 0 < config.cgd_tol < 1:
             raise ConfigError(f"cgd_tol (the linear solve's relative residual) must be in (0, 1), got {config.cgd_tol}")
-
-
-def rank_mean(comm, vector):
-    """The mean over the ranks of a host float64 vector (allreduced in place)."""
-    vector = np.ascontiguousarray(vector, dtype=np.float64)
-    comm.allreduce(vector)
-    vector /= comm.size
-    return vector
 
 
 @SCHEMES.register("lookahead")
