@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 # The tests sit in one folder per area (tests/nn, tests/losses ...); the helpers they share
@@ -23,3 +24,13 @@ settings.register_profile("thorough", deadline=None, max_examples=300,
 settings.register_profile("mutation", parent=settings.get_profile("default"),
                           phases=(Phase.explicit, Phase.reuse, Phase.generate))
 settings.load_profile(os.environ.get("MINIGAN_HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(autouse=True)
+def _numba_kernels_after_each_test():
+    """The kernel switch is process-wide and a Trainer sets it from its config (``reference``):
+    each test leaves the next one the default, the Numba kernels, whatever it built."""
+    yield
+    from minigan import backend
+
+    backend.use_reference(False)

@@ -27,12 +27,6 @@ def run_python(code, cwd=ROOT, **env):
                           timeout=300)
 
 
-@pytest.fixture(autouse=True)
-def restore_switch():
-    yield
-    backend.use_reference(False)
-
-
 def test_a_default_trainer_runs_the_kernels_and_reference_true_the_numpy_one(tmp_path):
     x = np.zeros((2, 1, 4, 4), np.float32)
     minigan.use_reference()  # a previous choice is overridden by the config
