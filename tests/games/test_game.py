@@ -360,8 +360,8 @@ def test_dcgan_game_jvp_matches_differences_and_its_adjoint():
     game.field(z, x)
     after = {f"{who}.{k}": b for who, m in (("G", game.G), ("D", game.D)) for k, b in m.named_buffers()}
     assert all(np.array_equal(state[k], after[k]) for k in state)   # running statistics, SN's u and v
-    # LeakyReLU's kink: the smallest pre-activation here is 5e-5 from it, which a difference step
-    # of 1e-5 along v crosses (0.74 off); at 1e-6 every one stays on its side
+    # LeakyReLU's kink: the smallest pre-activation here lies 5e-5 from it, within reach of a
+    # difference step of 1e-5 along v; at 1e-6 every one stays on its side of it
     assert relative_error(jv, fd_jvp(game, z, x, v, eps=1e-6)) < 1e-8
     left, right = u @ jv, game.vjp(z, x, u) @ v
     assert abs(left - right) <= 1e-11 * (abs(left) + abs(right) + 1)
